@@ -1,0 +1,186 @@
+//! Linux TAP driver: `/dev/net/tun` with `IFF_TAP | IFF_NO_PI` (and `IFF_MULTI_QUEUE` for more
+//! than one queue). The kernel is the peer: whatever it routes to the interface arrives here
+//! as Ethernet frames, and frames written here enter the kernel's stack.
+//!
+//! Receive copies each frame once, from the kernel into a fresh mbuf (a read(2) cannot DMA into
+//! our buffers). Transmit writes an skb's segments with writev(2), so payload fragments are
+//! not copied by blink. No vnet header is used, so every frame must carry complete checksums
+//! and the device advertises no offloads.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::if_ether::EthAddr;
+use crate::mbuf::MempoolCache;
+use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
+use crate::skbuff::{SkBuff, MAX_SKB_FRAGS};
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Errors opening a TAP device, with what to do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("tap: interface name `{0}` must be 1..15 characters without '/' or spaces")]
+    BadName(String),
+    #[error("tap {name}: cannot open /dev/net/tun: {source} (needs root or CAP_NET_ADMIN, and the tun module)")]
+    Open { name: String, source: io::Error },
+    #[error("tap {name}: TUNSETIFF failed: {source} (a persistent tap owned by another user, or queue count not supported)")]
+    SetIff { name: String, source: io::Error },
+}
+
+/// A TAP device with one fd per queue.
+pub struct TapDev {
+    name: String,
+    mac: EthAddr,
+    mtu: usize,
+    fds: Vec<OwnedFd>,
+    cache: MempoolCache,
+    stats: DevStats,
+}
+
+impl TapDev {
+    /// Open (or create) TAP interface `name` with `queues` queues. `mac` is the stack's own
+    /// address on the link (not the kernel interface's). Receive buffers come from `cache`.
+    pub fn open(name: &str, queues: u16, mac: EthAddr, mtu: usize, cache: MempoolCache) -> Result<TapDev, TapError> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ']) {
+            return Err(TapError::BadName(name.to_string()));
+        }
+        let queues = queues.max(1);
+        let mut fds = Vec::new();
+        for _ in 0..queues {
+            let path = CString::new("/dev/net/tun").expect("no NUL");
+            // SAFETY: plain open(2) of a NUL-terminated path.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(TapError::Open { name: name.into(), source: io::Error::last_os_error() });
+            }
+            // SAFETY: fd is a fresh, owned descriptor.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TAP | IFF_NO_PI, _pad: [0; 22] };
+            if queues > 1 {
+                req.flags |= IFF_MULTI_QUEUE;
+            }
+            for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+                *d = s as libc::c_char;
+            }
+            // SAFETY: TUNSETIFF reads an ifreq, which `req` is laid out as.
+            let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+            if r < 0 {
+                return Err(TapError::SetIff { name: name.into(), source: io::Error::last_os_error() });
+            }
+            fds.push(fd);
+        }
+        Ok(TapDev { name: name.to_string(), mac, mtu, fds, cache, stats: DevStats::default() })
+    }
+}
+
+impl NetDevice for TapDev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn mac(&self) -> EthAddr {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+    fn nb_queues(&self) -> u16 {
+        self.fds.len() as u16
+    }
+    fn features(&self) -> NetdevFeatures {
+        NetdevFeatures::SG
+    }
+
+    fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
+        let Some(fd) = self.fds.get(queue as usize) else { return 0 };
+        let fd = fd.as_raw_fd();
+        let mut n = 0;
+        while !out.is_full() {
+            let Some(mut m) = self.cache.alloc() else {
+                self.stats.rx_nombuf += 1;
+                break;
+            };
+            let off = m.data_off();
+            let room = m.tailroom();
+            let buf = m.buf_mut().expect("fresh mbuf is unique");
+            // SAFETY: reading at most `room` bytes into the mbuf's tailroom.
+            let r = unsafe { libc::read(fd, buf[off..].as_mut_ptr() as *mut libc::c_void, room) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted {
+                    self.stats.rx_errors += 1;
+                }
+                break;
+            }
+            let r = r as usize;
+            if r == 0 {
+                break;
+            }
+            if r >= room {
+                // The frame filled the buffer: it may have been cut, so it cannot be trusted.
+                self.stats.rx_dropped += 1;
+                continue;
+            }
+            m.set_data(off, r);
+            match SkBuff::from_mbuf(m) {
+                Ok(skb) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += r as u64;
+                    out.push(skb);
+                    n += 1;
+                }
+                Err(_) => self.stats.rx_dropped += 1,
+            }
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, queue: u16, pkts: &mut Burst) -> usize {
+        let Some(fd) = self.fds.get(queue as usize) else { return 0 };
+        let fd = fd.as_raw_fd();
+        let mut sent = 0;
+        for skb in pkts.iter() {
+            let mut iov: [libc::iovec; MAX_SKB_FRAGS + 1] =
+                [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SKB_FRAGS + 1];
+            let mut cnt = 0;
+            for seg in skb.segments() {
+                iov[cnt] = libc::iovec { iov_base: seg.as_ptr() as *mut libc::c_void, iov_len: seg.len() };
+                cnt += 1;
+            }
+            // SAFETY: every iovec points at a live segment of `skb`, which outlives the call.
+            let r = unsafe { libc::writev(fd, iov.as_ptr(), cnt as libc::c_int) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    break;
+                }
+                // EIO while the interface is down, EINVAL for a bad frame: drop it, go on.
+                self.stats.tx_errors += 1;
+                sent += 1;
+                continue;
+            }
+            self.stats.tx_packets += 1;
+            self.stats.tx_bytes += r as u64;
+            sent += 1;
+        }
+        // Written frames are done; the kernel copied them.
+        let rest: Burst = pkts.drain(..).skip(sent).collect();
+        *pkts = rest;
+        sent
+    }
+
+    fn stats(&self) -> DevStats {
+        self.stats
+    }
+}

@@ -1,0 +1,282 @@
+//! The in-memory wire: a point-to-point Ethernet link between two stacks in one process.
+//!
+//! Each direction is a set of bounded lock-free rings, one per receive queue of the far end,
+//! so the two stacks may run on different threads. Frames cross without a copy: the sender's
+//! skb (header mbuf + payload fragments) becomes the receiver's, its per-layer state reset,
+//! the way a NIC would hand over DMA'd buffers. With several queues the wire emulates a NIC's
+//! RSS: it computes the Toeplitz hash of each frame, stores it in the skb and picks the queue
+//! through the receiver's RETA.
+//!
+//! Loss, duplication, reordering, corruption and delay are not the wire's business: wrap either
+//! end in [`super::impair::Impair`], which works on any driver.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::if_ether::EthAddr;
+use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
+use crate::ring::Ring;
+use crate::rss::{rss_hash_frame, Reta, Toeplitz};
+
+/// Wire configuration (both ends alike).
+#[derive(Debug, Clone)]
+pub struct WireConfig {
+    pub mtu: usize,
+    /// Receive queues per end (RSS emulation when > 1).
+    pub queues: u16,
+    /// Frames each queue's ring holds before the sender sees "ring full".
+    pub ring_size: usize,
+    /// Compute and report the RSS hash even with one queue.
+    pub rxhash: bool,
+}
+
+impl Default for WireConfig {
+    fn default() -> Self {
+        WireConfig {
+            mtu: 1500,
+            queues: 1,
+            ring_size: 4096,
+            rxhash: false,
+        }
+    }
+}
+
+struct Direction {
+    rings: Vec<Ring<crate::skbuff::SkBuff>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    tx_dropped: AtomicU64,
+}
+
+/// One end of an in-memory wire.
+pub struct WireDev {
+    name: String,
+    mac: EthAddr,
+    cfg: WireConfig,
+    /// Frames for us.
+    rx: Arc<Direction>,
+    /// Frames for the peer.
+    tx: Arc<Direction>,
+    toeplitz: Toeplitz,
+    peer_reta: Reta,
+    stats: Counters,
+}
+
+/// Create a connected pair of wire ends with the given MAC addresses.
+pub fn wire_pair(names: (&str, &str), macs: (EthAddr, EthAddr), cfg: &WireConfig) -> (WireDev, WireDev) {
+    let q = cfg.queues.max(1);
+    let mk = |n: &str| {
+        Arc::new(Direction {
+            rings: (0..q)
+                .map(|i| Ring::new(&format!("{n}-rxq{i}"), cfg.ring_size.max(1)).expect("ring size checked"))
+                .collect(),
+        })
+    };
+    let a_rx = mk(names.0);
+    let b_rx = mk(names.1);
+    let end = |name: &str, mac, rx: &Arc<Direction>, tx: &Arc<Direction>| WireDev {
+        name: name.to_string(),
+        mac,
+        cfg: WireConfig { queues: q, ..cfg.clone() },
+        rx: rx.clone(),
+        tx: tx.clone(),
+        toeplitz: Toeplitz::default(),
+        peer_reta: Reta::new(q).expect("queue count >= 1"),
+        stats: Counters::default(),
+    };
+    let a = end(names.0, macs.0, &a_rx, &b_rx);
+    let b = end(names.1, macs.1, &b_rx, &a_rx);
+    (a, b)
+}
+
+impl NetDevice for WireDev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn mac(&self) -> EthAddr {
+        self.mac
+    }
+
+    fn mtu(&self) -> usize {
+        self.cfg.mtu
+    }
+
+    fn nb_queues(&self) -> u16 {
+        self.cfg.queues
+    }
+
+    fn features(&self) -> NetdevFeatures {
+        let sg = NetdevFeatures::SG;
+        if self.cfg.queues > 1 || self.cfg.rxhash {
+            sg | NetdevFeatures::RXHASH
+        } else {
+            sg
+        }
+    }
+
+    fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
+        let Some(ring) = self.rx.rings.get(queue as usize) else {
+            return 0;
+        };
+        let mut n = 0;
+        let mut bytes = 0;
+        while !out.is_full() {
+            let Some(skb) = ring.dequeue() else { break };
+            bytes += skb.len() as u64;
+            out.push(skb);
+            n += 1;
+        }
+        if n > 0 {
+            self.stats.rx_packets.fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, _queue: u16, pkts: &mut Burst) -> usize {
+        let hash = self.cfg.queues > 1 || self.cfg.rxhash;
+        let mut sent = 0;
+        let mut bytes = 0;
+        // Frames are taken from the front; a full ring stops the burst (NIC tx ring full).
+        let mut rest = Burst::new();
+        let mut full = false;
+        for mut skb in pkts.drain(..) {
+            if full {
+                rest.push(skb);
+                continue;
+            }
+            let len = skb.len() as u64;
+            skb.reset_for_rx();
+            let mut q = 0;
+            if hash {
+                if let Some((h, t)) = rss_hash_frame(&self.toeplitz, skb.data()) {
+                    skb.rss_hash = h;
+                    skb.hash_type = t;
+                    q = self.peer_reta.lookup(h) as usize;
+                }
+            }
+            skb.queue = q as u16;
+            match self.tx.rings[q].enqueue(skb) {
+                Ok(()) => {
+                    sent += 1;
+                    bytes += len;
+                }
+                Err(skb) => {
+                    full = true;
+                    rest.push(skb);
+                }
+            }
+        }
+        *pkts = rest;
+        self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        sent
+    }
+
+    fn stats(&self) -> DevStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DevStats {
+            rx_packets: l(&self.stats.rx_packets),
+            rx_bytes: l(&self.stats.rx_bytes),
+            tx_packets: l(&self.stats.tx_packets),
+            tx_bytes: l(&self.stats.tx_bytes),
+            tx_dropped: l(&self.stats.tx_dropped),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::{Mempool, MempoolConfig};
+    use crate::skbuff::SkBuff;
+
+    fn macs() -> (EthAddr, EthAddr) {
+        (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2]))
+    }
+
+    #[test]
+    fn frames_cross_without_copy() {
+        let p = Mempool::new(&MempoolConfig { n: 64, ..Default::default() }).unwrap();
+        let mut c = p.cache();
+        let (mut a, mut b) = wire_pair(("a", "b"), macs(), &WireConfig::default());
+        let mut burst = Burst::new();
+        for i in 0..3u8 {
+            burst.push(SkBuff::from_slice(&mut c, &[i; 60]).unwrap());
+        }
+        let addr0 = burst[0].host_addr();
+        assert_eq!(a.tx_burst(0, &mut burst), 3);
+        assert!(burst.is_empty());
+        let mut got = Burst::new();
+        assert_eq!(b.rx_burst(0, &mut got), 3);
+        assert_eq!(got[0].host_addr(), addr0, "the receiver sees the sender's buffer");
+        assert_eq!(got[2].data(), &[2u8; 60]);
+        assert_eq!(a.stats().tx_packets, 3);
+        assert_eq!(b.stats().rx_bytes, 180);
+        drop(got);
+        drop(c);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn full_ring_leaves_frames_with_caller() {
+        let p = Mempool::new(&MempoolConfig { n: 64, ..Default::default() }).unwrap();
+        let mut c = p.cache();
+        let cfg = WireConfig { ring_size: 2, ..Default::default() };
+        let (mut a, _b) = wire_pair(("a", "b"), macs(), &cfg);
+        let mut burst = Burst::new();
+        for i in 0..5u8 {
+            burst.push(SkBuff::from_slice(&mut c, &[i; 60]).unwrap());
+        }
+        assert_eq!(a.tx_burst(0, &mut burst), 2);
+        assert_eq!(burst.len(), 3);
+        assert_eq!(burst[0].data()[0], 2, "unsent frames keep their order");
+        drop(burst);
+        drop(_b);
+        drop(a);
+        drop(c);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn rss_spreads_flows_over_queues() {
+        let p = Mempool::new(&MempoolConfig { n: 512, ..Default::default() }).unwrap();
+        let mut c = p.cache();
+        let cfg = WireConfig { queues: 4, ..Default::default() };
+        let (mut a, mut b) = wire_pair(("a", "b"), macs(), &cfg);
+        let t = Toeplitz::default();
+        let reta = Reta::new(4).unwrap();
+        let mut per_q = [0usize; 4];
+        for sport in 0..200u16 {
+            // Ethernet + IPv4 + TCP ports.
+            let mut f = [0u8; 54];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[23] = 6;
+            f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+            f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+            f[34..36].copy_from_slice(&(1000 + sport).to_be_bytes());
+            f[36..38].copy_from_slice(&80u16.to_be_bytes());
+            let want = reta.lookup(t.hash_ipv4_l4([10, 0, 0, 1], [10, 0, 0, 2], 1000 + sport, 80));
+            let mut burst = Burst::new();
+            burst.push(SkBuff::from_slice(&mut c, &f).unwrap());
+            a.tx_burst(0, &mut burst);
+            let mut got = Burst::new();
+            b.rx_burst(want, &mut got);
+            assert_eq!(got.len(), 1, "frame lands on the queue its hash selects");
+            assert_eq!(got[0].queue, want);
+            per_q[want as usize] += 1;
+        }
+        assert!(per_q.iter().all(|&n| n > 20), "flows spread: {per_q:?}");
+        drop(c);
+        assert_eq!(p.in_use(), 0);
+    }
+}

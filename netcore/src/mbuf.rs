@@ -1,0 +1,707 @@
+//! Packet buffers: `Mempool` and `Mbuf` (heap backend).
+//!
+//! The model is DPDK's `rte_mempool` + `rte_mbuf`: a pool pre-allocates `n` fixed-size buffers
+//! once, each with a small descriptor (refcount, data offset, data length, next segment) and
+//! a private area holding the `SkBuff` metadata of the skb that lives in it (DPDK's
+//! `priv_size`). Allocation and free move a 32-bit index between a lock-free free ring and a
+//! per-core cache, so the per-packet path never calls the system allocator.
+//!
+//! Sharing follows `rte_mbuf_refcnt`: cloning an `Mbuf` handle shares the *same* buffer and
+//! descriptor. Anything that changes a buffer's bytes or its descriptor needs a unique handle
+//! (`refcnt == 1`), which is how `skb_clone` keeps retransmit queues and in-flight packets
+//! from stepping on each other, and how this module stays sound with shared buffers.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::skbuff::SkbMeta;
+
+/// Headroom reserved in front of received or freshly allocated data (DPDK's default).
+pub const RTE_PKTMBUF_HEADROOM: u16 = 128;
+/// Default data room: one standard Ethernet frame plus headroom fits.
+pub const RTE_MBUF_DEFAULT_DATAROOM: u16 = 2048;
+/// Default buffer size (`RTE_MBUF_DEFAULT_BUF_SIZE`).
+pub const RTE_MBUF_DEFAULT_BUF_SIZE: u16 = RTE_MBUF_DEFAULT_DATAROOM + RTE_PKTMBUF_HEADROOM;
+
+/// Errors creating a pool. Each names the configuration field at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MempoolError {
+    #[error("mempool {name}: field `n` must be between 1 and {max} (got {got})")]
+    BadCount { name: String, got: usize, max: usize },
+    #[error("mempool {name}: field `buf_size` must be between 64 and 65535 and larger than `headroom` (got buf_size {buf_size}, headroom {headroom})")]
+    BadSize {
+        name: String,
+        buf_size: usize,
+        headroom: u16,
+    },
+}
+
+/// Pool configuration (`rte_pktmbuf_pool_create` arguments).
+#[derive(Debug, Clone)]
+pub struct MempoolConfig {
+    pub name: String,
+    /// Number of buffers.
+    pub n: usize,
+    /// Bytes per buffer, headroom included.
+    pub buf_size: usize,
+    /// Headroom a freshly allocated mbuf starts with.
+    pub headroom: u16,
+    /// Per-core cache size (refills move half of it at a time).
+    pub cache_size: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            name: "mbuf_pool".into(),
+            n: 8192,
+            buf_size: RTE_MBUF_DEFAULT_BUF_SIZE as usize,
+            headroom: RTE_PKTMBUF_HEADROOM,
+            cache_size: 256,
+        }
+    }
+}
+
+/// One buffer's descriptor. Fields behind `UnsafeCell` change only through a unique handle.
+#[repr(C, align(64))]
+pub(crate) struct MbufHdr {
+    refcnt: AtomicU32,
+    idx: u32,
+    buf: *mut u8,
+    buf_len: u16,
+    data_off: UnsafeCell<u16>,
+    data_len: UnsafeCell<u16>,
+    next: UnsafeCell<Option<Mbuf>>,
+    pool: *const PoolInner,
+    /// The private area: metadata of the skb hosted by this mbuf (see skbuff.rs).
+    pub(crate) skb: UnsafeCell<SkbMeta>,
+}
+
+pub(crate) struct PoolInner {
+    name: String,
+    hdrs: Box<[MbufHdr]>,
+    /// Backing store of all data rooms; never touched directly after set-up.
+    _mem: Box<[UnsafeCell<u8>]>,
+    free: ArrayQueue<u32>,
+    in_use: AtomicUsize,
+    headroom: u16,
+    buf_size: usize,
+    cache_size: usize,
+}
+
+// SAFETY: the raw pointers inside the descriptors point into `_mem`, owned by the same
+// PoolInner. Mutable descriptor state (`UnsafeCell` fields, the skb private area) is only
+// accessed through a unique `Mbuf` handle (refcnt == 1) or through the single `SkBuff`
+// hosted in the mbuf, so sharing the pool between threads cannot create data races.
+unsafe impl Sync for PoolInner {}
+// SAFETY: as above; the pool owns all its memory.
+unsafe impl Send for PoolInner {}
+
+/// A pool of packet buffers. Cheap to clone (shared handle); each core should allocate
+/// through its own [`MempoolCache`].
+#[derive(Clone)]
+pub struct Mempool {
+    inner: Arc<PoolInner>,
+}
+
+impl fmt::Debug for Mempool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mempool")
+            .field("name", &self.inner.name)
+            .field("n", &self.capacity())
+            .field("in_use", &self.in_use())
+            .finish()
+    }
+}
+
+impl Mempool {
+    /// Linux/DPDK: rte_pktmbuf_pool_create(). Pre-allocates every buffer now.
+    pub fn new(cfg: &MempoolConfig) -> Result<Mempool, MempoolError> {
+        const MAX: usize = u32::MAX as usize / 2;
+        if cfg.n == 0 || cfg.n > MAX {
+            return Err(MempoolError::BadCount {
+                name: cfg.name.clone(),
+                got: cfg.n,
+                max: MAX,
+            });
+        }
+        if cfg.buf_size < 64 || cfg.buf_size > u16::MAX as usize || cfg.headroom as usize >= cfg.buf_size {
+            return Err(MempoolError::BadSize {
+                name: cfg.name.clone(),
+                buf_size: cfg.buf_size,
+                headroom: cfg.headroom,
+            });
+        }
+        let mem: Box<[UnsafeCell<u8>]> = (0..cfg.n * cfg.buf_size).map(|_| UnsafeCell::new(0)).collect();
+        let base = mem.as_ptr() as *mut u8;
+        let free = ArrayQueue::new(cfg.n);
+        let hdrs: Box<[MbufHdr]> = (0..cfg.n)
+            .map(|i| {
+                free.push(i as u32).expect("free ring sized to n");
+                MbufHdr {
+                    refcnt: AtomicU32::new(0),
+                    idx: i as u32,
+                    // SAFETY: i * buf_size + buf_size <= mem.len(), so the pointer stays in bounds.
+                    buf: unsafe { base.add(i * cfg.buf_size) },
+                    buf_len: cfg.buf_size as u16,
+                    data_off: UnsafeCell::new(cfg.headroom),
+                    data_len: UnsafeCell::new(0),
+                    next: UnsafeCell::new(None),
+                    pool: std::ptr::null(),
+                    skb: UnsafeCell::new(SkbMeta::new()),
+                }
+            })
+            .collect();
+        let inner = Arc::new(PoolInner {
+            name: cfg.name.clone(),
+            hdrs,
+            _mem: mem,
+            free,
+            in_use: AtomicUsize::new(0),
+            headroom: cfg.headroom,
+            buf_size: cfg.buf_size,
+            cache_size: cfg.cache_size.clamp(1, cfg.n),
+        });
+        let p = Arc::as_ptr(&inner);
+        // Back-pointers are written once, before any handle exists; nothing else can see them.
+        let hdrs_ptr = inner.hdrs.as_ptr() as *mut MbufHdr;
+        for i in 0..cfg.n {
+            // SAFETY: no Mbuf exists yet and `inner` is not shared, so this is the only access.
+            unsafe { (*hdrs_ptr.add(i)).pool = p };
+        }
+        Ok(Mempool { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Number of buffers the pool was created with.
+    pub fn capacity(&self) -> usize {
+        self.inner.hdrs.len()
+    }
+
+    /// Buffers currently held by the stack or an application (not in the ring or a cache).
+    /// Tests use it to prove nothing leaks.
+    pub fn in_use(&self) -> usize {
+        self.inner.in_use.load(Ordering::Acquire)
+    }
+
+    /// Buffers waiting in the shared free ring (excludes per-core caches).
+    pub fn available(&self) -> usize {
+        self.inner.free.len()
+    }
+
+    pub fn buf_size(&self) -> usize {
+        self.inner.buf_size
+    }
+
+    /// Allocate straight from the shared ring (slow path; cores use a [`MempoolCache`]).
+    pub fn alloc(&self) -> Option<Mbuf> {
+        let idx = self.inner.free.pop()?;
+        Some(self.inner.take(idx))
+    }
+
+    /// A per-core cache in front of this pool (`rte_mempool_cache`).
+    pub fn cache(&self) -> MempoolCache {
+        MempoolCache {
+            pool: self.clone(),
+            local: Vec::with_capacity(self.inner.cache_size),
+            allocs: 0,
+            failures: 0,
+        }
+    }
+
+    /// True when `m` came from this pool.
+    pub fn owns(&self, m: &Mbuf) -> bool {
+        std::ptr::eq(m.hdr().pool, Arc::as_ptr(&self.inner))
+    }
+}
+
+impl PoolInner {
+    /// Hand out buffer `idx`, freshly reset, as a unique handle.
+    fn take(self: &Arc<Self>, idx: u32) -> Mbuf {
+        let h = &self.hdrs[idx as usize];
+        // An mbuf in flight keeps the pool's memory alive: the first outstanding buffer takes
+        // a strong count, the last one to return gives it back (see `release`).
+        if self.in_use.fetch_add(1, Ordering::AcqRel) == 0 {
+            // SAFETY: `self` is a live Arc, so incrementing its strong count is valid.
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
+        }
+        h.refcnt.store(1, Ordering::Relaxed);
+        // SAFETY: the index came from the free ring, so no handle refers to this descriptor.
+        unsafe {
+            *h.data_off.get() = self.headroom;
+            *h.data_len.get() = 0;
+        }
+        Mbuf(NonNull::from(h))
+    }
+}
+
+/// Per-core allocation cache: refills from the shared ring in bulk so the common case is a
+/// `Vec::pop`. Dropping it returns what it holds to the pool.
+pub struct MempoolCache {
+    pool: Mempool,
+    local: Vec<u32>,
+    allocs: u64,
+    failures: u64,
+}
+
+impl MempoolCache {
+    /// rte_pktmbuf_alloc(): None when the pool is exhausted (the caller counts the drop).
+    #[inline]
+    pub fn alloc(&mut self) -> Option<Mbuf> {
+        let idx = match self.local.pop() {
+            Some(i) => i,
+            None => {
+                let want = (self.pool.inner.cache_size / 2).max(1);
+                for _ in 0..want {
+                    match self.pool.inner.free.pop() {
+                        Some(i) => self.local.push(i),
+                        None => break,
+                    }
+                }
+                match self.local.pop() {
+                    Some(i) => i,
+                    None => {
+                        self.failures += 1;
+                        return None;
+                    }
+                }
+            }
+        };
+        self.allocs += 1;
+        Some(self.pool.inner.take(idx))
+    }
+
+    pub fn pool(&self) -> &Mempool {
+        &self.pool
+    }
+
+    /// (successful allocations, failed allocations) through this cache.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.allocs, self.failures)
+    }
+}
+
+impl Drop for MempoolCache {
+    fn drop(&mut self) {
+        for idx in self.local.drain(..) {
+            let _ = self.pool.inner.free.push(idx);
+        }
+    }
+}
+
+/// A reference-counted handle to one packet buffer.
+pub struct Mbuf(NonNull<MbufHdr>);
+
+// SAFETY: the descriptor lives in a pool that outlives every handle (see PoolInner::take);
+// the refcount is atomic and mutation requires a unique handle.
+unsafe impl Send for Mbuf {}
+// SAFETY: `&Mbuf` only allows reads of the buffer and atomic refcount updates.
+unsafe impl Sync for Mbuf {}
+
+impl Mbuf {
+    #[inline]
+    pub(crate) fn hdr(&self) -> &MbufHdr {
+        // SAFETY: the pool keeps descriptors alive while any handle exists.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Rebuild a handle from a pointer produced by `into_raw`.
+    ///
+    /// # Safety
+    /// `p` must come from `Mbuf::into_raw` and be used once.
+    #[inline]
+    pub(crate) unsafe fn from_raw(p: *const MbufHdr) -> Mbuf {
+        Mbuf(NonNull::new_unchecked(p as *mut MbufHdr))
+    }
+
+    #[inline]
+    pub(crate) fn into_raw(self) -> *const MbufHdr {
+        let p = self.0.as_ptr() as *const MbufHdr;
+        std::mem::forget(self);
+        p
+    }
+
+    /// Number of handles sharing this buffer (rte_mbuf_refcnt_read).
+    #[inline]
+    pub fn refcnt(&self) -> u32 {
+        self.hdr().refcnt.load(Ordering::Acquire)
+    }
+
+    /// True when this handle is the only one: the buffer may be written.
+    #[inline]
+    pub fn is_unique(&self) -> bool {
+        self.refcnt() == 1
+    }
+
+    /// Address of the buffer: identity for zero-copy checks.
+    #[inline]
+    pub fn buf_addr(&self) -> usize {
+        self.hdr().buf as usize
+    }
+
+    /// Index of this buffer inside its pool.
+    pub fn index(&self) -> u32 {
+        self.hdr().idx
+    }
+
+    #[inline]
+    pub fn buf_len(&self) -> usize {
+        self.hdr().buf_len as usize
+    }
+
+    #[inline]
+    pub fn data_off(&self) -> usize {
+        // SAFETY: only written through a unique handle, which cannot coexist with `&self`.
+        unsafe { *self.hdr().data_off.get() as usize }
+    }
+
+    #[inline]
+    pub fn data_len(&self) -> usize {
+        // SAFETY: as for data_off.
+        unsafe { *self.hdr().data_len.get() as usize }
+    }
+
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.data_off()
+    }
+
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        self.buf_len() - self.data_off() - self.data_len()
+    }
+
+    /// The whole buffer, headroom included.
+    #[inline]
+    pub fn buf(&self) -> &[u8] {
+        let h = self.hdr();
+        // SAFETY: `buf` points at `buf_len` bytes owned by the pool; writes need a unique
+        // handle, which cannot exist while this shared borrow does.
+        unsafe { std::slice::from_raw_parts(h.buf, h.buf_len as usize) }
+    }
+
+    /// The whole buffer, writable; None when the buffer is shared.
+    #[inline]
+    pub fn buf_mut(&mut self) -> Option<&mut [u8]> {
+        if !self.is_unique() {
+            return None;
+        }
+        let h = self.hdr();
+        // SAFETY: refcnt == 1 and we hold `&mut self`: no other reference to these bytes.
+        Some(unsafe { std::slice::from_raw_parts_mut(h.buf, h.buf_len as usize) })
+    }
+
+    /// The data bytes (`rte_pktmbuf_mtod` .. + data_len) of this segment.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let (o, l) = (self.data_off(), self.data_len());
+        &self.buf()[o..o + l]
+    }
+
+    #[inline]
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        let (o, l) = (self.data_off(), self.data_len());
+        self.buf_mut().map(|b| &mut b[o..o + l])
+    }
+
+    /// Set the data window directly (unique handles only).
+    pub fn set_data(&mut self, off: usize, len: usize) -> bool {
+        if !self.is_unique() || off + len > self.buf_len() {
+            return false;
+        }
+        let h = self.hdr();
+        // SAFETY: unique handle, see buf_mut.
+        unsafe {
+            *h.data_off.get() = off as u16;
+            *h.data_len.get() = len as u16;
+        }
+        true
+    }
+
+    /// rte_pktmbuf_append(): grow the data at the tail, returning the new bytes.
+    pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.tailroom() {
+            return None;
+        }
+        let (o, l) = (self.data_off(), self.data_len());
+        if !self.set_data(o, l + len) {
+            return None;
+        }
+        self.buf_mut().map(|b| &mut b[o + l..o + l + len])
+    }
+
+    /// rte_pktmbuf_prepend(): grow the data at the front.
+    pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.headroom() {
+            return None;
+        }
+        let (o, l) = (self.data_off(), self.data_len());
+        if !self.set_data(o - len, l + len) {
+            return None;
+        }
+        self.buf_mut().map(|b| &mut b[o - len..o])
+    }
+
+    /// rte_pktmbuf_adj(): remove `len` bytes from the front.
+    pub fn adj(&mut self, len: usize) -> bool {
+        let (o, l) = (self.data_off(), self.data_len());
+        len <= l && self.set_data(o + len, l - len)
+    }
+
+    /// rte_pktmbuf_trim(): remove `len` bytes from the tail.
+    pub fn trim(&mut self, len: usize) -> bool {
+        let (o, l) = (self.data_off(), self.data_len());
+        len <= l && self.set_data(o, l - len)
+    }
+
+    /// Fill the data area from a slice (after `reset`): a copying helper for tests and the
+    /// TAP driver's receive.
+    pub fn append_slice(&mut self, bytes: &[u8]) -> bool {
+        match self.append(bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Next segment of a chained packet.
+    pub fn next(&self) -> Option<&Mbuf> {
+        // SAFETY: `next` changes only through a unique handle.
+        unsafe { (*self.hdr().next.get()).as_ref() }
+    }
+
+    /// Chain `seg` after this segment (unique handles only); returns it back on failure.
+    pub fn set_next(&mut self, seg: Option<Mbuf>) -> Result<Option<Mbuf>, Option<Mbuf>> {
+        if !self.is_unique() {
+            return Err(seg);
+        }
+        // SAFETY: unique handle.
+        Ok(unsafe { std::mem::replace(&mut *self.hdr().next.get(), seg) })
+    }
+
+    /// Detach and return the rest of the chain (unique handles only).
+    pub fn take_next(&mut self) -> Option<Mbuf> {
+        self.set_next(None).ok().flatten()
+    }
+
+    /// Number of segments in the chain starting here.
+    pub fn nb_segs(&self) -> usize {
+        let mut n = 1;
+        let mut cur = self.next();
+        while let Some(m) = cur {
+            n += 1;
+            cur = m.next();
+        }
+        n
+    }
+
+    /// Total data bytes of the chain starting here (rte_pktmbuf_pkt_len).
+    pub fn pkt_len(&self) -> usize {
+        let mut n = self.data_len();
+        let mut cur = self.next();
+        while let Some(m) = cur {
+            n += m.data_len();
+            cur = m.next();
+        }
+        n
+    }
+
+    /// The pool this buffer belongs to.
+    pub fn pool_name(&self) -> &str {
+        // SAFETY: the pool outlives every handle.
+        unsafe { &(*self.hdr().pool).name }
+    }
+}
+
+impl Clone for Mbuf {
+    /// rte_mbuf_refcnt_update(+1): another handle to the same buffer.
+    #[inline]
+    fn clone(&self) -> Mbuf {
+        // Relaxed is enough for an increment (same reasoning as Arc::clone).
+        let old = self.hdr().refcnt.fetch_add(1, Ordering::Relaxed);
+        assert!(old < u32::MAX / 2, "mbuf refcount overflow");
+        Mbuf(self.0)
+    }
+}
+
+impl Drop for Mbuf {
+    #[inline]
+    fn drop(&mut self) {
+        if self.hdr().refcnt.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        // SAFETY: the count reached zero, so this was the last handle.
+        unsafe { release(self.0) }
+    }
+}
+
+/// Return a buffer whose last handle went away to its pool.
+///
+/// # Safety
+/// No handle to `p` may remain.
+unsafe fn release(p: NonNull<MbufHdr>) {
+    let h = p.as_ref();
+    // Dropping the rest of the chain frees each segment whose count also reaches zero.
+    let rest = (*h.next.get()).take();
+    drop(rest);
+    let pool = &*h.pool;
+    // The free ring has room for every buffer, so the push cannot fail.
+    let _ = pool.free.push(h.idx);
+    if pool.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Last outstanding buffer: give back the strong count taken in `take`. This may free
+        // the pool, so it must be the very last access.
+        Arc::decrement_strong_count(h.pool);
+    }
+}
+
+impl fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mbuf")
+            .field("idx", &self.index())
+            .field("refcnt", &self.refcnt())
+            .field("data_off", &self.data_off())
+            .field("data_len", &self.data_len())
+            .field("nb_segs", &self.nb_segs())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Mempool {
+        Mempool::new(&MempoolConfig {
+            name: "test".into(),
+            n,
+            cache_size: 8,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn alloc_free_counts() {
+        let p = pool(16);
+        let mut c = p.cache();
+        let a = c.alloc().unwrap();
+        let b = c.alloc().unwrap();
+        assert_eq!(p.in_use(), 2);
+        assert_eq!(a.headroom(), RTE_PKTMBUF_HEADROOM as usize);
+        assert_eq!(a.data_len(), 0);
+        assert_ne!(a.buf_addr(), b.buf_addr());
+        drop(a);
+        assert_eq!(p.in_use(), 1);
+        drop(b);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn exhaustion_returns_none_and_recovers() {
+        let p = pool(4);
+        let mut c = p.cache();
+        let v: Vec<_> = (0..4).map(|_| c.alloc().unwrap()).collect();
+        assert!(c.alloc().is_none());
+        assert_eq!(c.stats().1, 1);
+        drop(v);
+        assert!(c.alloc().is_some());
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn clone_shares_and_blocks_writes() {
+        let p = pool(4);
+        let mut a = p.alloc().unwrap();
+        assert!(a.append_slice(b"hello"));
+        let b = a.clone();
+        assert_eq!(a.refcnt(), 2);
+        assert_eq!(b.data(), b"hello");
+        assert_eq!(a.buf_addr(), b.buf_addr());
+        assert!(a.data_mut().is_none(), "shared buffer must not be writable");
+        assert!(!a.adj(1));
+        drop(b);
+        assert_eq!(p.in_use(), 1, "buffer stays until the last handle drops");
+        assert!(a.data_mut().is_some());
+        drop(a);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn data_window_ops() {
+        let p = pool(2);
+        let mut m = p.alloc().unwrap();
+        m.append(10).unwrap().fill(7);
+        m.prepend(4).unwrap().copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(m.data_len(), 14);
+        assert_eq!(&m.data()[..5], &[1, 2, 3, 4, 7]);
+        assert!(m.adj(4));
+        assert!(m.trim(2));
+        assert_eq!(m.data(), &[7; 8]);
+        assert!(m.prepend(RTE_PKTMBUF_HEADROOM as usize + 10).is_none());
+        assert!(m.append(m.tailroom() + 1).is_none());
+    }
+
+    #[test]
+    fn chains_free_every_segment() {
+        let p = pool(8);
+        let mut a = p.alloc().unwrap();
+        let mut b = p.alloc().unwrap();
+        let c = p.alloc().unwrap();
+        a.append_slice(b"aa");
+        b.append_slice(b"bbb");
+        b.set_next(Some(c)).unwrap();
+        a.set_next(Some(b)).unwrap();
+        assert_eq!(a.nb_segs(), 3);
+        assert_eq!(a.pkt_len(), 5);
+        assert_eq!(p.in_use(), 3);
+        drop(a);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn pool_outlives_handles() {
+        let p = pool(2);
+        let m = p.alloc().unwrap();
+        drop(p);
+        // The buffer is still readable and its free does not touch freed memory.
+        assert_eq!(m.data_len(), 0);
+        drop(m);
+    }
+
+    #[test]
+    fn cross_thread_free() {
+        let p = pool(64);
+        let bufs: Vec<_> = (0..64).map(|_| p.alloc().unwrap()).collect();
+        std::thread::spawn(move || drop(bufs)).join().unwrap();
+        assert_eq!(p.in_use(), 0);
+        assert_eq!(p.available(), 64);
+    }
+
+    #[test]
+    fn bad_config_names_field() {
+        let e = Mempool::new(&MempoolConfig {
+            n: 0,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`n`"));
+        let e = Mempool::new(&MempoolConfig {
+            buf_size: 100,
+            headroom: 128,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("`buf_size`"));
+    }
+}

@@ -1,0 +1,278 @@
+//! MIB counters and drop reasons.
+//!
+//! Linux: include/uapi/linux/snmp.h (the `/proc/net/snmp` and `netstat` names) and
+//! include/net/dropreason-core.h (`SKB_DROP_REASON_*`, `kfree_skb_reason()`).
+//!
+//! Every core owns one [`Mib`]; nothing is shared or atomic on the packet path. `blink stat`
+//! and `--stats` sum the cores. Drops go through [`Mib::kfree_skb_reason`], so every dropped
+//! packet lands in a named counter by construction.
+
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+use std::ops::{Index, IndexMut};
+
+use crate::skbuff::SkBuff;
+
+/// A counter enum: its variants index a per-core array.
+pub trait MibEnum: Copy + 'static {
+    /// Section name as in /proc/net/snmp (`Ip`, `Icmp`, `Tcp`, ...).
+    const PREFIX: &'static str;
+    const ALL: &'static [Self];
+    fn index(self) -> usize;
+    fn name(self) -> &'static str;
+}
+
+macro_rules! mib_enum {
+    ($(#[$m:meta])* $name:ident, $prefix:literal, [$($v:ident),* $(,)?]) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($v),* }
+        impl MibEnum for $name {
+            const PREFIX: &'static str = $prefix;
+            const ALL: &'static [Self] = &[$($name::$v),*];
+            #[inline]
+            fn index(self) -> usize { self as usize }
+            fn name(self) -> &'static str { match self { $($name::$v => stringify!($v)),* } }
+        }
+    };
+}
+
+mib_enum!(
+    /// `Ip:` in /proc/net/snmp (RFC 4293 ipSystemStats).
+    IpMib, "Ip", [InReceives, InHdrErrors, InAddrErrors, ForwDatagrams, InUnknownProtos,
+    InDiscards, InDelivers, OutRequests, OutDiscards, OutNoRoutes, ReasmTimeout, ReasmReqds,
+    ReasmOKs, ReasmFails, FragOKs, FragFails, FragCreates, InNoRoutes, InTruncatedPkts,
+    InCsumErrors, OutTransmits]
+);
+
+mib_enum!(
+    /// `Icmp:` in /proc/net/snmp.
+    IcmpMib, "Icmp", [InMsgs, InErrors, InCsumErrors, InDestUnreachs, InTimeExcds, InParmProbs,
+    InSrcQuenchs, InRedirects, InEchos, InEchoReps, InTimestamps, InTimestampReps, OutMsgs,
+    OutErrors, OutRateLimitGlobal, OutDestUnreachs, OutTimeExcds, OutParmProbs, OutRedirects,
+    OutEchos, OutEchoReps, OutTimestampReps]
+);
+
+mib_enum!(
+    /// `Tcp:` in /proc/net/snmp (CurrEstab is a gauge, kept as a counter pair by TCP).
+    TcpMib, "Tcp", [ActiveOpens, PassiveOpens, AttemptFails, EstabResets, CurrEstab, InSegs,
+    OutSegs, RetransSegs, InErrs, OutRsts, InCsumErrors]
+);
+
+mib_enum!(
+    /// `Udp:` in /proc/net/snmp.
+    UdpMib, "Udp", [InDatagrams, NoPorts, InErrors, OutDatagrams, RcvbufErrors, SndbufErrors,
+    InCsumErrors, IgnoredMulti, MemErrors]
+);
+
+mib_enum!(
+    /// `TcpExt:` in /proc/net/netstat (the subset TCP maintains).
+    TcpExtMib, "TcpExt", [SyncookiesSent, SyncookiesRecv, SyncookiesFailed, EmbryonicRsts,
+    ListenOverflows, ListenDrops, TCPTimeouts, TCPSackRecovery, TCPRenoRecovery, TCPFastRetrans,
+    TCPLossProbes, DelayedACKs, TCPChallengeACK, PAWSEstab, TCPAbortOnData, TCPAbortOnTimeout,
+    TW, TWRecycled]
+);
+
+mib_enum!(
+    /// ARP / neighbour statistics (Linux: /proc/net/stat/arp_cache plus arp_rcv counts).
+    ArpMib, "Arp", [InRequests, InReplies, OutRequests, OutReplies, Lookups, Hits, ResFailed,
+    UnresolvedDiscards, TableFulls, GratuitousSent, Updates]
+);
+
+mib_enum!(
+    /// Why a packet was dropped (Linux: `enum skb_drop_reason`, names without the
+    /// SKB_DROP_REASON_ prefix, in CamelCase).
+    DropReason, "Drop", [NotSpecified, NoMem, PktTooSmall, OtherHost, UnhandledProto, EthHdr,
+    ArpHdr, ArpNotForUs, IpCsum, IpInHdr, IpInAddrErrors, IpNoProto, IpOutNoRoutes, IpFrag,
+    IpTtlZero, NeighFailed, NeighQueueFull, TxQueueFull, TxError, IcmpCsum, IcmpHdr,
+    IcmpRateLimit, TcpCsum, UdpCsum, NoSocket, SocketRcvBuff, DevNotUp, RingFull, Oversize]
+);
+
+/// Per-core counters of one MIB section.
+#[derive(Clone)]
+pub struct Counters<E: MibEnum> {
+    v: Box<[u64]>,
+    _e: PhantomData<E>,
+}
+
+impl<E: MibEnum> Default for Counters<E> {
+    fn default() -> Self {
+        Counters {
+            v: vec![0; E::ALL.len()].into_boxed_slice(),
+            _e: PhantomData,
+        }
+    }
+}
+
+impl<E: MibEnum> Counters<E> {
+    #[inline]
+    pub fn inc(&mut self, e: E) {
+        self.v[e.index()] += 1;
+    }
+
+    #[inline]
+    pub fn add(&mut self, e: E, n: u64) {
+        self.v[e.index()] += n;
+    }
+
+    #[inline]
+    pub fn dec(&mut self, e: E) {
+        self.v[e.index()] = self.v[e.index()].wrapping_sub(1);
+    }
+
+    #[inline]
+    pub fn get(&self, e: E) -> u64 {
+        self.v[e.index()]
+    }
+
+    /// (name, value) of every counter.
+    pub fn iter(&self) -> impl Iterator<Item = (E, u64)> + '_ {
+        E::ALL.iter().map(move |&e| (e, self.v[e.index()]))
+    }
+
+    pub fn merge(&mut self, other: &Counters<E>) {
+        for (a, b) in self.v.iter_mut().zip(other.v.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+
+    /// Two lines in /proc/net/snmp format: names, then values.
+    pub fn snmp_lines(&self, out: &mut String) {
+        let _ = write!(out, "{}:", E::PREFIX);
+        for &e in E::ALL {
+            let _ = write!(out, " {}", e.name());
+        }
+        let _ = write!(out, "\n{}:", E::PREFIX);
+        for &e in E::ALL {
+            let _ = write!(out, " {}", self.v[e.index()]);
+        }
+        out.push('\n');
+    }
+
+    pub fn total(&self) -> u64 {
+        self.v.iter().sum()
+    }
+}
+
+impl<E: MibEnum> Index<E> for Counters<E> {
+    type Output = u64;
+    fn index(&self, e: E) -> &u64 {
+        &self.v[e.index()]
+    }
+}
+
+impl<E: MibEnum> IndexMut<E> for Counters<E> {
+    fn index_mut(&mut self, e: E) -> &mut u64 {
+        &mut self.v[e.index()]
+    }
+}
+
+/// All counters of one core.
+#[derive(Clone, Default)]
+pub struct Mib {
+    pub ip: Counters<IpMib>,
+    pub icmp: Counters<IcmpMib>,
+    pub tcp: Counters<TcpMib>,
+    pub udp: Counters<UdpMib>,
+    pub tcp_ext: Counters<TcpExtMib>,
+    pub arp: Counters<ArpMib>,
+    pub drops: Counters<DropReason>,
+}
+
+impl Mib {
+    /// Linux: kfree_skb_reason(). Free the packet's buffers and count why.
+    #[inline]
+    pub fn kfree_skb_reason(&mut self, skb: SkBuff, reason: DropReason) {
+        self.drops.inc(reason);
+        drop(skb);
+    }
+
+    /// Sum another core's counters into these.
+    pub fn merge(&mut self, o: &Mib) {
+        self.ip.merge(&o.ip);
+        self.icmp.merge(&o.icmp);
+        self.tcp.merge(&o.tcp);
+        self.udp.merge(&o.udp);
+        self.tcp_ext.merge(&o.tcp_ext);
+        self.arp.merge(&o.arp);
+        self.drops.merge(&o.drops);
+    }
+
+    /// The whole MIB in /proc/net/snmp format (name line + value line per section).
+    pub fn snmp(&self) -> String {
+        let mut s = String::new();
+        self.ip.snmp_lines(&mut s);
+        self.icmp.snmp_lines(&mut s);
+        self.tcp.snmp_lines(&mut s);
+        self.udp.snmp_lines(&mut s);
+        self.tcp_ext.snmp_lines(&mut s);
+        self.arp.snmp_lines(&mut s);
+        self.drops.snmp_lines(&mut s);
+        s
+    }
+
+    /// Non-zero counters as `Section.Name value` pairs, for compact reports.
+    pub fn nonzero(&self) -> Vec<(String, u64)> {
+        fn push<E: MibEnum>(c: &Counters<E>, out: &mut Vec<(String, u64)>) {
+            for (e, v) in c.iter() {
+                if v != 0 {
+                    out.push((format!("{}.{}", E::PREFIX, e.name()), v));
+                }
+            }
+        }
+        let mut v = Vec::new();
+        push(&self.ip, &mut v);
+        push(&self.icmp, &mut v);
+        push(&self.tcp, &mut v);
+        push(&self.udp, &mut v);
+        push(&self.tcp_ext, &mut v);
+        push(&self.arp, &mut v);
+        push(&self.drops, &mut v);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::{Mempool, MempoolConfig};
+
+    #[test]
+    fn counters_and_snmp_format() {
+        let mut m = Mib::default();
+        m.ip.inc(IpMib::InReceives);
+        m.ip.add(IpMib::InDelivers, 3);
+        m.icmp.inc(IcmpMib::InEchos);
+        assert_eq!(m.ip[IpMib::InReceives], 1);
+        let s = m.snmp();
+        let mut lines = s.lines();
+        let names = lines.next().unwrap();
+        let values = lines.next().unwrap();
+        assert!(names.starts_with("Ip: InReceives InHdrErrors"));
+        assert!(values.starts_with("Ip: 1 0"));
+        assert_eq!(names.split(' ').count(), values.split(' ').count());
+        let nz = m.nonzero();
+        assert!(nz.contains(&("Ip.InDelivers".to_string(), 3)));
+        assert!(nz.contains(&("Icmp.InEchos".to_string(), 1)));
+        let mut sum = Mib::default();
+        sum.merge(&m);
+        sum.merge(&m);
+        assert_eq!(sum.ip[IpMib::InDelivers], 6);
+    }
+
+    #[test]
+    fn drop_frees_and_counts() {
+        let p = Mempool::new(&MempoolConfig {
+            n: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut c = p.cache();
+        let skb = SkBuff::from_slice(&mut c, b"bad").unwrap();
+        let mut m = Mib::default();
+        m.kfree_skb_reason(skb, DropReason::IpCsum);
+        assert_eq!(m.drops[DropReason::IpCsum], 1);
+        drop(c);
+        assert_eq!(p.in_use(), 0);
+    }
+}
