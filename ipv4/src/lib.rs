@@ -1,8 +1,43 @@
 //! blink's IPv4 layer: what net/ipv4 (minus TCP/UDP) is to Linux.
 //!
-//! Header views ([`arphdr`], [`iphdr`], [`icmphdr`]) are parsed once per protocol and reused
-//! by the input and output paths, the pcap printer and the tests.
+//! - [`stack`]: the per-core [`Stack`] (devices, addresses, protocol registry, poll loop).
+//! - [`dev`]: Ethernet receive demux (`netif_receive_skb`) and `dev_queue_xmit`.
+//! - [`arp`] and [`neighbour`]: ARP and the neighbour table with NUD states.
+//! - [`ip_input`] and [`ip_output`]: `ip_rcv` .. `ip_local_deliver`, `ip_build_and_send_pkt`.
+//! - [`route`]: the FIB (longest-prefix match, default gateway).
+//! - [`icmp`]: echo, errors, rate limiting.
+//! - Header views, parsed once and reused everywhere: [`arphdr`], [`iphdr`], [`icmphdr`].
 
+pub mod arp;
 pub mod arphdr;
+pub mod dev;
+pub mod icmp;
 pub mod icmphdr;
+pub mod ip_input;
+pub mod ip_output;
 pub mod iphdr;
+pub mod neighbour;
+pub mod route;
+pub mod stack;
+
+use std::net::Ipv4Addr;
+
+pub use iphdr::Ipv4Cidr;
+pub use stack::{InetProtocol, Stack, StackConfig};
+
+/// Errors of the IPv4 layer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Ipv4Error {
+    #[error("no route to host {0}")]
+    NoRoute(Ipv4Addr),
+    #[error("packet of {len} bytes exceeds the MTU {mtu}")]
+    MessageTooLong { len: usize, mtu: usize },
+    #[error("no packet buffers left")]
+    NoBuffers,
+    #[error("no device with ifindex {0}")]
+    NoDevice(u16),
+    #[error("protocol {0} already has a handler")]
+    ProtocolTaken(u8),
+    #[error("--{field}: {msg}")]
+    Config { field: String, msg: String },
+}

@@ -196,7 +196,11 @@ fn print_worst(label: &str, s: &TickStats) {
 
 fn main() {
     let wall = Instant::now();
-    assert_eq!(msecs_to_jiffies(TEN_MIN), TEN_MIN, "benchmark assumes HZ = 1000");
+    assert_eq!(
+        msecs_to_jiffies(TEN_MIN),
+        TEN_MIN,
+        "benchmark assumes HZ = 1000"
+    );
 
     println!("timer_wheel: {OPS} operation pairs per figure, best of 3");
     let mut small = (f64::MAX, f64::MAX);

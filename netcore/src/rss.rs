@@ -344,7 +344,11 @@ pub fn rss_hash_frame(t: &Toeplitz, frame: &[u8]) -> Option<(u32, RssHashType)> 
     if !frag && (proto == 6 || proto == 17) && ihl >= 20 && ip.len() >= ihl + 4 {
         let sport = u16::from_be_bytes([ip[ihl], ip[ihl + 1]]);
         let dport = u16::from_be_bytes([ip[ihl + 2], ip[ihl + 3]]);
-        let ty = if proto == 6 { RssHashType::L4Ipv4Tcp } else { RssHashType::L4Ipv4Udp };
+        let ty = if proto == 6 {
+            RssHashType::L4Ipv4Tcp
+        } else {
+            RssHashType::L4Ipv4Udp
+        };
         return Some((t.hash_ipv4_l4(src, dst, sport, dport), ty));
     }
     Some((t.hash_ipv4(src, dst), RssHashType::L3Ipv4))

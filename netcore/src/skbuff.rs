@@ -279,6 +279,13 @@ impl SkbMeta {
             .filter(|s| !s.is_empty())
     }
 
+    /// Offset of `data` from the start of the linear buffer (to build fragments that point
+    /// into it).
+    #[inline]
+    pub fn data_offset(&self) -> usize {
+        self.data as usize
+    }
+
     #[inline]
     pub fn skb_headroom(&self) -> usize {
         self.data as usize
@@ -614,7 +621,11 @@ impl SkBuff {
     }
 
     fn host_init(host: Mbuf, head: Option<Mbuf>) -> SkBuff {
-        let (d, t, e) = (host.data_off(), host.data_off() + host.data_len(), host.buf_len());
+        let (d, t, e) = (
+            host.data_off(),
+            host.data_off() + host.data_len(),
+            host.buf_len(),
+        );
         let mut skb = SkBuff { host };
         let meta = skb.meta_mut();
         *meta = SkbMeta::new();
@@ -730,7 +741,11 @@ impl SkBuff {
                 (mark as isize - base + d as isize) as u16
             }
         };
-        let (mh, nh, th) = (shift(m.mac_header), shift(m.network_header), shift(m.transport_header));
+        let (mh, nh, th) = (
+            shift(m.mac_header),
+            shift(m.network_header),
+            shift(m.transport_header),
+        );
         let cm = c.meta_mut();
         cm.mac_header = mh;
         cm.network_header = nh;
@@ -1028,7 +1043,10 @@ mod tests {
         assert!(skb.skb_pull(20));
         skb.skb_reset_transport_header();
         assert_eq!(skb.skb_network_header_len(), 20);
-        assert!(skb.skb_pull(40), "pulling every byte of a payload-less segment is legal");
+        assert!(
+            skb.skb_pull(40),
+            "pulling every byte of a payload-less segment is legal"
+        );
         assert_eq!(skb.len(), 0);
         assert!(skb.is_empty());
         assert_eq!(skb.data(), b"");
@@ -1082,7 +1100,11 @@ mod tests {
         assert_eq!(p.in_use(), 2);
 
         let clone = skb.skb_clone(&mut c).unwrap();
-        assert_eq!(p.in_use(), 3, "a clone costs one metadata host, no data copy");
+        assert_eq!(
+            p.in_use(),
+            3,
+            "a clone costs one metadata host, no data copy"
+        );
         assert_eq!(clone.frags()[0].mbuf().buf_addr(), payload_addr);
         assert_eq!(clone.head_mbuf().buf_addr(), skb.host_addr());
         assert_eq!(clone.frags()[0].mbuf().refcnt(), 2);
@@ -1100,7 +1122,11 @@ mod tests {
         assert_eq!(clone.data(), b"hdr");
         drop(clone);
         drop(c);
-        assert_eq!(p.in_use(), 0, "every mbuf returns when the last reference drops");
+        assert_eq!(
+            p.in_use(),
+            0,
+            "every mbuf returns when the last reference drops"
+        );
     }
 
     #[test]
@@ -1143,7 +1169,10 @@ mod tests {
         assert!(!skb.pskb_may_pull(8));
         let shared = c.alloc().unwrap();
         let keep = shared.clone();
-        assert!(SkBuff::from_mbuf(shared).is_err(), "shared mbufs cannot become skbs");
+        assert!(
+            SkBuff::from_mbuf(shared).is_err(),
+            "shared mbufs cannot become skbs"
+        );
         drop((skb, keep, c));
         assert_eq!(p.in_use(), 0);
     }
@@ -1154,7 +1183,8 @@ mod tests {
         let mut c = p.cache();
         let mut skb = SkBuff::alloc(&mut c).unwrap();
         for _ in 0..MAX_SKB_FRAGS {
-            skb.skb_add_frag(Frag::from_mbuf(c.alloc().unwrap())).unwrap();
+            skb.skb_add_frag(Frag::from_mbuf(c.alloc().unwrap()))
+                .unwrap();
         }
         let extra = Frag::from_mbuf(c.alloc().unwrap());
         assert!(skb.skb_add_frag(extra).is_err());

@@ -19,10 +19,11 @@
 //! `e` when the loop advances every jiffy, never earlier. Two situations hand the owner an
 //! entry before the timer's expiry and are resolved here by re-filing the entry for the rest of
 //! the delay, so the owner never notices:
-//! - a delay beyond the wheel's four levels (2^32 - 2 jiffies, about 49.7 days) is filed at the
-//!   wheel's horizon and re-filed when it surfaces (the wheel's own overflow list is never
-//!   used: re-filing it would be one long stall, and its arithmetic underflows for a delay of
-//!   exactly `u32::MAX` at cycle position 0);
+//! - a delay beyond 2^31 jiffies (24.8 days) is filed for 2^31 and re-filed when it surfaces.
+//!   The wheel's own overflow list is never used (re-filing it is one long stall at the end
+//!   of each 2^32 cycle, and its arithmetic underflows for a delay of exactly `u32::MAX` at
+//!   cycle position 0), nor are delays near 2^32, which it files wrongly (see
+//!   `MAX_WHEEL_DELAY`);
 //! - `mod_timer` moving a pending timer *later* only records the new expiry (see below).
 //!
 //! # Re-arming from a callback
@@ -83,9 +84,15 @@ pub type TimerFn<C> = fn(&mut C, u64);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerId(u32);
 
-/// The longest delay handed to the wheel in one go. The wheel's four byte levels cover
-/// delays below `u32::MAX`; anything longer is filed here and re-filed when it surfaces.
-const MAX_WHEEL_DELAY: u64 = u32::MAX as u64 - 1;
+/// The longest delay handed to the wheel in one go; a longer one is filed for this and
+/// re-filed for the rest when it surfaces.
+///
+/// The wheel's levels nominally cover delays below `u32::MAX`, but it files by the highest
+/// byte in which `position + delay` (wrapping) differs from `position`: once the sum wraps
+/// into the same top-level block (delays >= 2^32 - 2^24) the entry lands in a lower level and
+/// comes out early (at position 5 a delay of `u32::MAX - 1` comes out after 254 ticks). Below
+/// 2^32 - 2^24 the wheel is exact; 2^31 (24.8 days) is far from the edge.
+const MAX_WHEEL_DELAY: u64 = 1 << 31;
 
 /// One timer in the slab.
 ///
@@ -124,6 +131,8 @@ pub struct Timers<C> {
     deferred: VecDeque<(u32, u32)>,
     epoch: u32,
     armed: usize,
+    /// Wheel ticks actually performed (the rest of the jiffies were skipped).
+    wheel_ticks: u64,
 }
 
 impl<C> fmt::Debug for Timers<C> {
@@ -135,6 +144,7 @@ impl<C> fmt::Debug for Timers<C> {
             .field("free", &self.free.len())
             .field("expired", &self.expired.len())
             .field("deferred", &self.deferred.len())
+            .field("wheel_ticks", &self.wheel_ticks)
             .finish_non_exhaustive()
     }
 }
@@ -159,6 +169,7 @@ impl<C> Timers<C> {
             // Fresh slots carry ran_epoch 0, so they may run before the first advance.
             epoch: 1,
             armed: 0,
+            wheel_ticks: 0,
         }
     }
 
@@ -313,6 +324,7 @@ impl<C> Timers<C> {
             }
             let fired = self.wheel.tick();
             self.now += 1;
+            self.wheel_ticks += 1;
             for (idx, generation) in fired {
                 self.file_fired(idx, generation);
             }
@@ -658,7 +670,10 @@ mod tests {
         for j in 1..=300 {
             ctx.run(j);
         }
-        assert_eq!(ctx.fired, vec![(3, 30), (0, 50), (4, 60), (2, 70), (1, 100)]);
+        assert_eq!(
+            ctx.fired,
+            vec![(3, 30), (0, 50), (4, 60), (2, 70), (1, 100)]
+        );
         assert_eq!(ctx.timers.armed(), 0);
     }
 
@@ -701,7 +716,11 @@ mod tests {
         assert!(!ctx.timers.timer_pending(a), "handed out to run");
         ctx.period = 10;
         func(&mut ctx, data);
-        assert_eq!(ctx.seen_pending, Some(false), "not pending inside its callback");
+        assert_eq!(
+            ctx.seen_pending,
+            Some(false),
+            "not pending inside its callback"
+        );
         assert!(ctx.timers.timer_pending(a), "re-armed by its callback");
         assert_eq!(ctx.timers.timer_expires(a), Some(15));
         assert!(ctx.timers.next_expired().is_none());
@@ -974,6 +993,32 @@ mod tests {
             ctx.fired,
             vec![(0, (1 << 50) + 5), (1, (1 << 50) + 100_000_000_000)]
         );
+        // 10^11 jiffies with one far timer: skipped a level at a time, not ticked.
+        let ticks = ctx.timers.wheel_ticks;
+        assert!(ticks < 100_000, "{ticks} wheel ticks");
+    }
+
+    #[test]
+    fn delays_near_the_wheel_edge_are_not_filed_early() {
+        // Delays whose wheel position wraps into the same top-level block, from a wheel
+        // position that is not zero: must neither fire early nor churn the wheel.
+        for &delay in &[
+            (1u64 << 32) - (1 << 24),
+            u32::MAX as u64 - 1,
+            u32::MAX as u64,
+            1 << 32,
+            (1 << 32) + (1 << 20),
+        ] {
+            let mut ctx = Ctx::new(0);
+            tick_n(&mut ctx, 5);
+            let id = ctx.setup(record, 0);
+            ctx.timers.mod_timer(id, 5 + delay);
+            let before = ctx.timers.wheel_ticks;
+            assert_eq!(ctx.run(5 + delay - 1), 0, "delay {delay}");
+            assert_eq!(ctx.run(5 + delay), 1, "delay {delay}");
+            let ticks = ctx.timers.wheel_ticks - before;
+            assert!(ticks < 10_000, "delay {delay}: {ticks} wheel ticks");
+        }
     }
 
     #[test]

@@ -28,7 +28,11 @@ pub struct ImpairConfig {
 
 impl ImpairConfig {
     pub fn is_noop(&self) -> bool {
-        self.loss == 0.0 && self.reorder == 0.0 && self.dup == 0.0 && self.corrupt == 0.0 && self.delay_ms == 0
+        self.loss == 0.0
+            && self.reorder == 0.0
+            && self.dup == 0.0
+            && self.corrupt == 0.0
+            && self.delay_ms == 0
     }
 }
 
@@ -46,19 +50,32 @@ impl FromStr for ImpairConfig {
     /// `loss=P,reorder=P,dup=P,corrupt=P,delay=MS,seed=N`; P is a fraction (0.05) or a
     /// percentage (5%); delay takes an optional `ms` suffix.
     fn from_str(s: &str) -> Result<Self, ImpairError> {
-        let mut c = ImpairConfig { seed: 1, ..Default::default() };
+        let mut c = ImpairConfig {
+            seed: 1,
+            ..Default::default()
+        };
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let err = |f: &str, m: &str| ImpairError { field: f.to_string(), msg: m.to_string() };
-            let (k, v) = item.split_once('=').ok_or_else(|| err(item, "expected key=value"))?;
+            let err = |f: &str, m: &str| ImpairError {
+                field: f.to_string(),
+                msg: m.to_string(),
+            };
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| err(item, "expected key=value"))?;
             let prob = |v: &str| -> Result<f64, ImpairError> {
                 let (num, scale) = match v.strip_suffix('%') {
                     Some(n) => (n, 100.0),
                     None => (v, 1.0),
                 };
-                let p: f64 = num.parse().map_err(|_| err(k, &format!("`{v}` is not a number")))?;
+                let p: f64 = num
+                    .parse()
+                    .map_err(|_| err(k, &format!("`{v}` is not a number")))?;
                 let p = p / scale;
                 if !(0.0..=1.0).contains(&p) {
-                    return Err(err(k, &format!("`{v}` must be between 0 and 1 (or 0% and 100%)")));
+                    return Err(err(
+                        k,
+                        &format!("`{v}` must be between 0 and 1 (or 0% and 100%)"),
+                    ));
                 }
                 Ok(p)
             };
@@ -69,10 +86,21 @@ impl FromStr for ImpairConfig {
                 "corrupt" => c.corrupt = prob(v)?,
                 "delay" => {
                     let n = v.strip_suffix("ms").unwrap_or(v);
-                    c.delay_ms = n.parse().map_err(|_| err(k, &format!("`{v}` is not a number of milliseconds")))?;
+                    c.delay_ms = n
+                        .parse()
+                        .map_err(|_| err(k, &format!("`{v}` is not a number of milliseconds")))?;
                 }
-                "seed" => c.seed = v.parse().map_err(|_| err(k, &format!("`{v}` is not an integer")))?,
-                _ => return Err(err(k, "unknown field (expected loss, reorder, dup, corrupt, delay or seed)")),
+                "seed" => {
+                    c.seed = v
+                        .parse()
+                        .map_err(|_| err(k, &format!("`{v}` is not an integer")))?
+                }
+                _ => {
+                    return Err(err(
+                        k,
+                        "unknown field (expected loss, reorder, dup, corrupt, delay or seed)",
+                    ))
+                }
             }
         }
         Ok(c)
@@ -354,7 +382,9 @@ mod tests {
 
     #[test]
     fn parse_spec() {
-        let c: ImpairConfig = "loss=0.05,reorder=10%,dup=0.01,corrupt=0.001,delay=1ms,seed=7".parse().unwrap();
+        let c: ImpairConfig = "loss=0.05,reorder=10%,dup=0.01,corrupt=0.001,delay=1ms,seed=7"
+            .parse()
+            .unwrap();
         assert_eq!(c.loss, 0.05);
         assert!((c.reorder - 0.1).abs() < 1e-12);
         assert_eq!(c.delay_ms, 1);
@@ -368,7 +398,11 @@ mod tests {
     }
 
     fn setup(cfg: ImpairConfig, n: usize) -> (Mempool, VirtualClock, Impair<WireDev>, WireDev) {
-        let p = Mempool::new(&MempoolConfig { n, ..Default::default() }).unwrap();
+        let p = Mempool::new(&MempoolConfig {
+            n,
+            ..Default::default()
+        })
+        .unwrap();
         let vc = VirtualClock::new();
         let (a, b) = wire_pair(
             ("a", "b"),
@@ -403,7 +437,11 @@ mod tests {
 
     #[test]
     fn loss_rate_is_close_and_seeded() {
-        let cfg = ImpairConfig { loss: 0.2, seed: 42, ..Default::default() };
+        let cfg = ImpairConfig {
+            loss: 0.2,
+            seed: 42,
+            ..Default::default()
+        };
         let (p, _vc, mut imp, mut b) = setup(cfg, 8192);
         let mut c = p.cache();
         send(&mut imp, &mut c, 5000);
@@ -423,17 +461,30 @@ mod tests {
 
     #[test]
     fn dup_reorder_corrupt_delay() {
-        let cfg = ImpairConfig { dup: 0.1, reorder: 0.1, corrupt: 0.05, delay_ms: 5, seed: 3, ..Default::default() };
+        let cfg = ImpairConfig {
+            dup: 0.1,
+            reorder: 0.1,
+            corrupt: 0.05,
+            delay_ms: 5,
+            seed: 3,
+            ..Default::default()
+        };
         let (p, vc, mut imp, mut b) = setup(cfg, 8192);
         let mut c = p.cache();
         send(&mut imp, &mut c, 1000);
-        assert!(recv_all(&mut b).is_empty(), "nothing arrives before the delay");
+        assert!(
+            recv_all(&mut b).is_empty(),
+            "nothing arrives before the delay"
+        );
         vc.advance_ms(5);
         let mut none = Burst::new();
         imp.rx_burst(0, &mut none);
         let got = recv_all(&mut b);
         let s = imp.impair_stats();
-        assert!(s.duplicated > 50 && s.reordered > 50 && s.corrupted > 20, "{s:?}");
+        assert!(
+            s.duplicated > 50 && s.reordered > 50 && s.corrupted > 20,
+            "{s:?}"
+        );
         assert_eq!(got.len() as u64, 1000 + s.duplicated);
         let out_of_order = got.windows(2).filter(|w| w[1] < w[0]).count();
         assert!(out_of_order > 0);

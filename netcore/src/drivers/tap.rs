@@ -52,7 +52,13 @@ pub struct TapDev {
 impl TapDev {
     /// Open (or create) TAP interface `name` with `queues` queues. `mac` is the stack's own
     /// address on the link (not the kernel interface's). Receive buffers come from `cache`.
-    pub fn open(name: &str, queues: u16, mac: EthAddr, mtu: usize, cache: MempoolCache) -> Result<TapDev, TapError> {
+    pub fn open(
+        name: &str,
+        queues: u16,
+        mac: EthAddr,
+        mtu: usize,
+        cache: MempoolCache,
+    ) -> Result<TapDev, TapError> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ']) {
             return Err(TapError::BadName(name.to_string()));
         }
@@ -61,13 +67,25 @@ impl TapDev {
         for _ in 0..queues {
             let path = CString::new("/dev/net/tun").expect("no NUL");
             // SAFETY: plain open(2) of a NUL-terminated path.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                )
+            };
             if fd < 0 {
-                return Err(TapError::Open { name: name.into(), source: io::Error::last_os_error() });
+                return Err(TapError::Open {
+                    name: name.into(),
+                    source: io::Error::last_os_error(),
+                });
             }
             // SAFETY: fd is a fresh, owned descriptor.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            let mut req = IfReq { name: [0; libc::IFNAMSIZ], flags: IFF_TAP | IFF_NO_PI, _pad: [0; 22] };
+            let mut req = IfReq {
+                name: [0; libc::IFNAMSIZ],
+                flags: IFF_TAP | IFF_NO_PI,
+                _pad: [0; 22],
+            };
             if queues > 1 {
                 req.flags |= IFF_MULTI_QUEUE;
             }
@@ -77,11 +95,21 @@ impl TapDev {
             // SAFETY: TUNSETIFF reads an ifreq, which `req` is laid out as.
             let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
             if r < 0 {
-                return Err(TapError::SetIff { name: name.into(), source: io::Error::last_os_error() });
+                return Err(TapError::SetIff {
+                    name: name.into(),
+                    source: io::Error::last_os_error(),
+                });
             }
             fds.push(fd);
         }
-        Ok(TapDev { name: name.to_string(), mac, mtu, fds, cache, stats: DevStats::default() })
+        Ok(TapDev {
+            name: name.to_string(),
+            mac,
+            mtu,
+            fds,
+            cache,
+            stats: DevStats::default(),
+        })
     }
 }
 
@@ -103,7 +131,9 @@ impl NetDevice for TapDev {
     }
 
     fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
-        let Some(fd) = self.fds.get(queue as usize) else { return 0 };
+        let Some(fd) = self.fds.get(queue as usize) else {
+            return 0;
+        };
         let fd = fd.as_raw_fd();
         let mut n = 0;
         while !out.is_full() {
@@ -147,15 +177,22 @@ impl NetDevice for TapDev {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Burst) -> usize {
-        let Some(fd) = self.fds.get(queue as usize) else { return 0 };
+        let Some(fd) = self.fds.get(queue as usize) else {
+            return 0;
+        };
         let fd = fd.as_raw_fd();
         let mut sent = 0;
         for skb in pkts.iter() {
-            let mut iov: [libc::iovec; MAX_SKB_FRAGS + 1] =
-                [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SKB_FRAGS + 1];
+            let mut iov: [libc::iovec; MAX_SKB_FRAGS + 1] = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_SKB_FRAGS + 1];
             let mut cnt = 0;
             for seg in skb.segments() {
-                iov[cnt] = libc::iovec { iov_base: seg.as_ptr() as *mut libc::c_void, iov_len: seg.len() };
+                iov[cnt] = libc::iovec {
+                    iov_base: seg.as_ptr() as *mut libc::c_void,
+                    iov_len: seg.len(),
+                };
                 cnt += 1;
             }
             // SAFETY: every iovec points at a live segment of `skb`, which outlives the call.

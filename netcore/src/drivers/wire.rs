@@ -69,12 +69,19 @@ pub struct WireDev {
 }
 
 /// Create a connected pair of wire ends with the given MAC addresses.
-pub fn wire_pair(names: (&str, &str), macs: (EthAddr, EthAddr), cfg: &WireConfig) -> (WireDev, WireDev) {
+pub fn wire_pair(
+    names: (&str, &str),
+    macs: (EthAddr, EthAddr),
+    cfg: &WireConfig,
+) -> (WireDev, WireDev) {
     let q = cfg.queues.max(1);
     let mk = |n: &str| {
         Arc::new(Direction {
             rings: (0..q)
-                .map(|i| Ring::new(&format!("{n}-rxq{i}"), cfg.ring_size.max(1)).expect("ring size checked"))
+                .map(|i| {
+                    Ring::new(&format!("{n}-rxq{i}"), cfg.ring_size.max(1))
+                        .expect("ring size checked")
+                })
                 .collect(),
         })
     };
@@ -83,7 +90,10 @@ pub fn wire_pair(names: (&str, &str), macs: (EthAddr, EthAddr), cfg: &WireConfig
     let end = |name: &str, mac, rx: &Arc<Direction>, tx: &Arc<Direction>| WireDev {
         name: name.to_string(),
         mac,
-        cfg: WireConfig { queues: q, ..cfg.clone() },
+        cfg: WireConfig {
+            queues: q,
+            ..cfg.clone()
+        },
         rx: rx.clone(),
         tx: tx.clone(),
         toeplitz: Toeplitz::default(),
@@ -175,7 +185,9 @@ impl NetDevice for WireDev {
             }
         }
         *pkts = rest;
-        self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats
+            .tx_packets
+            .fetch_add(sent as u64, Ordering::Relaxed);
         self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
         sent
     }
@@ -205,7 +217,11 @@ mod tests {
 
     #[test]
     fn frames_cross_without_copy() {
-        let p = Mempool::new(&MempoolConfig { n: 64, ..Default::default() }).unwrap();
+        let p = Mempool::new(&MempoolConfig {
+            n: 64,
+            ..Default::default()
+        })
+        .unwrap();
         let mut c = p.cache();
         let (mut a, mut b) = wire_pair(("a", "b"), macs(), &WireConfig::default());
         let mut burst = Burst::new();
@@ -217,7 +233,11 @@ mod tests {
         assert!(burst.is_empty());
         let mut got = Burst::new();
         assert_eq!(b.rx_burst(0, &mut got), 3);
-        assert_eq!(got[0].host_addr(), addr0, "the receiver sees the sender's buffer");
+        assert_eq!(
+            got[0].host_addr(),
+            addr0,
+            "the receiver sees the sender's buffer"
+        );
         assert_eq!(got[2].data(), &[2u8; 60]);
         assert_eq!(a.stats().tx_packets, 3);
         assert_eq!(b.stats().rx_bytes, 180);
@@ -228,9 +248,16 @@ mod tests {
 
     #[test]
     fn full_ring_leaves_frames_with_caller() {
-        let p = Mempool::new(&MempoolConfig { n: 64, ..Default::default() }).unwrap();
+        let p = Mempool::new(&MempoolConfig {
+            n: 64,
+            ..Default::default()
+        })
+        .unwrap();
         let mut c = p.cache();
-        let cfg = WireConfig { ring_size: 2, ..Default::default() };
+        let cfg = WireConfig {
+            ring_size: 2,
+            ..Default::default()
+        };
         let (mut a, _b) = wire_pair(("a", "b"), macs(), &cfg);
         let mut burst = Burst::new();
         for i in 0..5u8 {
@@ -248,9 +275,16 @@ mod tests {
 
     #[test]
     fn rss_spreads_flows_over_queues() {
-        let p = Mempool::new(&MempoolConfig { n: 512, ..Default::default() }).unwrap();
+        let p = Mempool::new(&MempoolConfig {
+            n: 512,
+            ..Default::default()
+        })
+        .unwrap();
         let mut c = p.cache();
-        let cfg = WireConfig { queues: 4, ..Default::default() };
+        let cfg = WireConfig {
+            queues: 4,
+            ..Default::default()
+        };
         let (mut a, mut b) = wire_pair(("a", "b"), macs(), &cfg);
         let t = Toeplitz::default();
         let reta = Reta::new(4).unwrap();

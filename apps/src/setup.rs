@@ -1,0 +1,215 @@
+//! Building a stack from the command line, and the poll loop that drives it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
+use blink_netcore::drivers::impair::Impair;
+use blink_netcore::drivers::tap::TapDev;
+use blink_netcore::jiffies::Clock;
+use blink_netcore::netdevice::NetDevice;
+use blink_netcore::pcap::PcapDumper;
+use blink_netcore::{EthAddr, Mempool, MempoolConfig};
+
+use crate::args::{usage, DevArgs, DevKind, UsageError};
+
+/// A stack's MAC derived from its address: locally administered 02:62:6c ("bl") + the low
+/// three octets, so two blink hosts on a link never collide and captures are easy to read.
+pub fn mac_for(ip: Option<Ipv4Cidr>) -> EthAddr {
+    let o = ip.map(|c| c.addr.octets()).unwrap_or([0, 0, 0, 1]);
+    EthAddr([0x02, 0x62, 0x6c, o[1], o[2], o[3]])
+}
+
+/// Errors while building: bad usage (exit 2) or a runtime failure (exit 1).
+pub enum SetupError {
+    Usage(UsageError),
+    Runtime(String),
+}
+
+impl From<UsageError> for SetupError {
+    fn from(e: UsageError) -> Self {
+        SetupError::Usage(e)
+    }
+}
+
+pub fn new_pool(n: usize) -> Mempool {
+    Mempool::new(&MempoolConfig {
+        name: "blink".into(),
+        n,
+        ..Default::default()
+    })
+    .expect("static pool config is valid")
+}
+
+/// Attach `dev` (wrapped in --impair if given), addresses, gateway and pcap to `stack`.
+pub fn configure(
+    stack: &mut Stack,
+    dev: Box<dyn NetDevice>,
+    args: &DevArgs,
+    addrs: &[Ipv4Cidr],
+) -> Result<(), SetupError> {
+    let dev: Box<dyn NetDevice> = match args.impair {
+        Some(cfg) if !cfg.is_noop() => {
+            eprintln!("impair: {cfg}");
+            let cache = stack.core.cache.pool().cache();
+            Box::new(Impair::new(dev, cfg, stack.core.clock.clone(), cache))
+        }
+        _ => dev,
+    };
+    let ifindex = stack.add_device(dev, 0);
+    if let Some(p) = &args.pcap {
+        let d = PcapDumper::create(p).map_err(|e| SetupError::Runtime(format!("--pcap: {e}")))?;
+        stack
+            .set_pcap(ifindex, d)
+            .map_err(|e| SetupError::Runtime(e.to_string()))?;
+    }
+    for a in addrs {
+        stack
+            .add_addr(ifindex, *a)
+            .map_err(|e| usage(e.to_string()))?;
+    }
+    if let Some(gw) = args.gw {
+        stack
+            .add_route("0.0.0.0/0".parse().expect("valid"), gw)
+            .map_err(|e| usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A single-device stack on the device chosen with --dev (not the wire, which needs a peer).
+pub fn build_stack(args: &DevArgs) -> Result<Stack, SetupError> {
+    args.check_supported()?;
+    let addrs = args.addresses()?;
+    if addrs.is_empty() {
+        return Err(usage(
+            "--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)",
+        )
+        .into());
+    }
+    let pool = new_pool(8192);
+    let clock = Clock::monotonic();
+    let mut stack = Stack::new(0, 1, clock, &pool, StackConfig::default());
+    let mac = mac_for(addrs.first().copied());
+    let dev: Box<dyn NetDevice> = match args.dev_kind()? {
+        DevKind::Tap(name) => Box::new(
+            TapDev::open(&name, 1, mac, args.mtu as usize, pool.cache())
+                .map_err(|e| SetupError::Runtime(e.to_string()))?,
+        ),
+        DevKind::Wire => return Err(usage(
+            "--dev wire: the in-memory wire needs a peer stack in this process; use `blink demo`",
+        )
+        .into()),
+        DevKind::Dpdk => {
+            return Err(usage("--dev dpdk: this blink was built without the `dpdk` feature").into())
+        }
+    };
+    configure(&mut stack, dev, args, &addrs)?;
+    Ok(stack)
+}
+
+/// Install SIGINT/SIGTERM handlers that set the returned flag.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    let f = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, f.clone());
+    }
+    f
+}
+
+/// One compact counter line for --stats.
+pub fn stats_line(stack: &Stack) -> String {
+    use blink_netcore::snmp::{IcmpMib, IpMib};
+    let m = &stack.core.mib;
+    let d = stack
+        .devs
+        .first()
+        .map(|d| d.dev.stats())
+        .unwrap_or_default();
+    format!(
+        "rx {} tx {} | Ip.InReceives {} Ip.InDelivers {} Ip.OutRequests {} | Icmp.InEchos {} Icmp.OutEchoReps {} | drops {} | mbufs in use {}",
+        d.rx_packets,
+        d.tx_packets,
+        m.ip[IpMib::InReceives],
+        m.ip[IpMib::InDelivers],
+        m.ip[IpMib::OutRequests],
+        m.icmp[IcmpMib::InEchos],
+        m.icmp[IcmpMib::OutEchoReps],
+        m.drops.total(),
+        stack.pool_in_use()
+    )
+}
+
+/// Poll until `stop` is set or `duration` passes. Busy-polls while there is traffic and backs
+/// off to short sleeps when idle, so an idle TAP stack does not burn a core.
+pub fn run_loop(
+    stack: &mut Stack,
+    stop: &AtomicBool,
+    duration: Option<Duration>,
+    stats: Option<f64>,
+) {
+    let start = Instant::now();
+    let mut next_stats = stats.map(|s| start + Duration::from_secs_f64(s));
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        if duration.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
+        if stack.poll() > 0 {
+            idle = 0;
+        } else {
+            idle = idle.saturating_add(1);
+            if idle > 256 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        if let (Some(t), Some(s)) = (next_stats, stats) {
+            if Instant::now() >= t {
+                println!(
+                    "[{:>8.1}s] {}",
+                    start.elapsed().as_secs_f64(),
+                    stats_line(stack)
+                );
+                next_stats = Some(t + Duration::from_secs_f64(s));
+            }
+        }
+    }
+}
+
+/// The end-of-run report: device counters, non-zero MIB counters, neighbours, buffers.
+pub fn report(stack: &Stack, label: &str) {
+    println!("== {label} ==");
+    for d in &stack.devs {
+        let s = d.dev.stats();
+        println!(
+            "dev {} ({}) mac {} mtu {}: rx {} pkts {} bytes, tx {} pkts {} bytes, rx_dropped {} rx_nombuf {} tx_errors {}",
+            d.ifindex,
+            d.name(),
+            d.mac,
+            d.mtu,
+            s.rx_packets,
+            s.rx_bytes,
+            s.tx_packets,
+            s.tx_bytes,
+            s.rx_dropped,
+            s.rx_nombuf,
+            s.tx_errors
+        );
+        for (k, v) in d.dev.extra_stats() {
+            if v != 0 {
+                println!("  {k} {v}");
+            }
+        }
+        for a in &d.addrs {
+            println!("  inet {a}");
+        }
+    }
+    for (k, v) in stack.core.mib.nonzero() {
+        println!("{k} {v}");
+    }
+    println!("neighbours:");
+    for l in stack.neigh.show() {
+        println!("  {l}");
+    }
+    println!("mbufs in use: {}", stack.pool_in_use());
+}

@@ -1,0 +1,127 @@
+//! IPv4 receive. Linux: net/ipv4/ip_input.c (`ip_rcv`, `ip_rcv_finish`, `ip_local_deliver`,
+//! `ip_local_deliver_finish`).
+
+use blink_netcore::checksum::ip_fast_csum;
+use blink_netcore::skbuff::{IpSummed, SkBuff};
+use blink_netcore::snmp::{DropReason, IpMib};
+
+use crate::icmp::icmp_send;
+use crate::icmphdr::{ICMP_DEST_UNREACH, ICMP_PROT_UNREACH};
+use crate::iphdr::{Ipv4Hdr, IPV4_MIN_HLEN};
+use crate::stack::Stack;
+
+/// Linux: ip_rcv(). Validate the header (length, version, IHL, checksum, total length), trim
+/// link-layer padding, then route the packet. `skb->data` is at the IP header.
+///
+/// A TTL of 0 or 1 is not an error for a packet addressed to us (RFC 1122 3.2.1.7: a host
+/// must not discard a datagram because its TTL is low); TTL only matters when forwarding,
+/// which blink does not do, and on output, where it is never 0.
+pub fn ip_rcv(stack: &mut Stack, mut skb: SkBuff) {
+    let mib = &mut stack.core.mib;
+    mib.ip.inc(IpMib::InReceives);
+    if !skb.pskb_may_pull(IPV4_MIN_HLEN) {
+        mib.ip.inc(IpMib::InHdrErrors);
+        mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+        return;
+    }
+    let (version, hlen, tot_len) = {
+        let h = Ipv4Hdr::new_unchecked(skb.data());
+        (h.version(), h.header_len(), h.total_len() as usize)
+    };
+    if version != 4 || hlen < IPV4_MIN_HLEN {
+        mib.ip.inc(IpMib::InHdrErrors);
+        mib.kfree_skb_reason(skb, DropReason::IpInHdr);
+        return;
+    }
+    if !skb.pskb_may_pull(hlen) {
+        mib.ip.inc(IpMib::InHdrErrors);
+        mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+        return;
+    }
+    if skb.ip_summed != IpSummed::Unnecessary && ip_fast_csum(&skb.data()[..hlen]) != 0 {
+        mib.ip.inc(IpMib::InCsumErrors);
+        mib.ip.inc(IpMib::InHdrErrors);
+        mib.kfree_skb_reason(skb, DropReason::IpCsum);
+        return;
+    }
+    if skb.len() < tot_len {
+        mib.ip.inc(IpMib::InTruncatedPkts);
+        mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+        return;
+    }
+    if tot_len < hlen {
+        mib.ip.inc(IpMib::InHdrErrors);
+        mib.kfree_skb_reason(skb, DropReason::IpInHdr);
+        return;
+    }
+    // Ethernet pads short frames to 60 bytes: drop the padding (Linux: pskb_trim_rcsum).
+    skb.skb_trim(tot_len);
+    skb.skb_reset_network_header();
+    skb.skb_set_transport_header(hlen);
+    ip_rcv_finish(stack, skb);
+}
+
+/// Linux: ip_rcv_finish(). The input route: ours (unicast or broadcast) or not. blink is a
+/// host: anything else is counted in InAddrErrors and dropped (Linux does the same with
+/// forwarding off).
+fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
+    let (src, dst) = {
+        let h = Ipv4Hdr::new_unchecked(skb.data());
+        (h.src(), h.dst())
+    };
+    // Martian sources (Linux: ip_route_input_slow, "martian source").
+    if src.is_multicast() || src.is_broadcast() || stack.is_broadcast_addr(src) {
+        stack.core.mib.ip.inc(IpMib::InAddrErrors);
+        stack
+            .core
+            .mib
+            .kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+        return;
+    }
+    if stack.is_local_addr(dst) || stack.is_broadcast_addr(dst) {
+        ip_local_deliver(stack, skb);
+        return;
+    }
+    stack.core.mib.ip.inc(IpMib::InAddrErrors);
+    stack
+        .core
+        .mib
+        .kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+}
+
+/// Linux: ip_local_deliver(). Reassembly belongs here (ip_defrag, then re-injection to the
+/// owning core); until it lands, fragments are counted and dropped.
+pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
+    let frag = Ipv4Hdr::new_unchecked(skb.data()).is_fragment();
+    if frag {
+        stack.core.mib.ip.inc(IpMib::ReasmReqds);
+        stack.core.mib.ip.inc(IpMib::ReasmFails);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::IpFrag);
+        return;
+    }
+    ip_local_deliver_finish(stack, skb);
+}
+
+/// Linux: ip_local_deliver_finish() / ip_protocol_deliver_rcu(). Pull the IP header and hand
+/// the packet to the registered transport protocol; answer "protocol unreachable" when none is.
+fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
+    let (proto, hlen) = {
+        let h = Ipv4Hdr::new_unchecked(skb.data());
+        (h.protocol(), h.header_len())
+    };
+    skb.skb_pull(hlen);
+    skb.skb_reset_transport_header();
+    if proto == crate::iphdr::IPPROTO_ICMP {
+        stack.core.mib.ip.inc(IpMib::InDelivers);
+        crate::icmp::icmp_rcv(stack, skb);
+        return;
+    }
+    if stack.has_protocol(proto) {
+        stack.core.mib.ip.inc(IpMib::InDelivers);
+        stack.with_protocol(proto, |s, p| p.handler(s, skb));
+        return;
+    }
+    stack.core.mib.ip.inc(IpMib::InUnknownProtos);
+    icmp_send(stack, &skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, 0);
+    stack.core.mib.kfree_skb_reason(skb, DropReason::IpNoProto);
+}

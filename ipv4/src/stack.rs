@@ -1,0 +1,319 @@
+//! The per-core IPv4 stack: devices, addresses, routes, neighbours, the L4 protocol registry
+//! and the timer wheel, all owned by one core and passed as `&mut Stack` down the packet path.
+//!
+//! Linux spreads this over `struct net` (the namespace: devices, fib, neighbour tables,
+//! `inet_protos`) and per-CPU data (MIBs, timer bases). blink is shared-nothing, so each core
+//! owns a complete `Stack`; cores meet only through rings (multi-core steering comes later and
+//! hands each core its own device queue).
+
+use std::any::Any;
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use blink_netcore::jiffies::Clock;
+use blink_netcore::netdevice::{Burst, NetDevice};
+use blink_netcore::pcap::PcapDumper;
+use blink_netcore::percpu::NetCore;
+use blink_netcore::skbuff::SkBuff;
+use blink_netcore::timer::{run_timers, Timers};
+use blink_netcore::{EthAddr, Mempool};
+
+use crate::icmp::IcmpState;
+use crate::iphdr::Ipv4Cidr;
+use crate::neighbour::NeighTable;
+use crate::route::{Fib, FibRoute};
+use crate::Ipv4Error;
+
+/// A transport protocol's receive hooks (Linux: `struct net_protocol`, registered with
+/// `inet_add_protocol`). IPv4 never names TCP, UDP or raw: they register here.
+pub trait InetProtocol: Send {
+    fn name(&self) -> &'static str;
+    /// Linux: net_protocol.handler. `skb->data` is at the transport header.
+    fn handler(&mut self, stack: &mut Stack, skb: SkBuff);
+    /// Linux: net_protocol.err_handler. An ICMP error about a packet of this protocol;
+    /// `inner` holds the quoted IP header and at least 8 bytes of the transport header.
+    fn err_handler(
+        &mut self,
+        _stack: &mut Stack,
+        _icmp_type: u8,
+        _code: u8,
+        _info: u32,
+        _inner: &[u8],
+    ) {
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// Stack-wide settings (Linux: the ipv4 sysctls).
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// net.ipv4.ip_default_ttl
+    pub default_ttl: u8,
+    /// net.ipv4.icmp_echo_ignore_broadcasts
+    pub icmp_echo_ignore_broadcasts: bool,
+    /// net.ipv4.icmp_msgs_per_sec / icmp_msgs_burst
+    pub icmp_msgs_per_sec: u32,
+    pub icmp_msgs_burst: u32,
+    /// Send gratuitous ARP for each address when it is added.
+    pub arp_announce: bool,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            default_ttl: 64,
+            icmp_echo_ignore_broadcasts: true,
+            icmp_msgs_per_sec: 1000,
+            icmp_msgs_burst: 50,
+            arp_announce: true,
+        }
+    }
+}
+
+/// One device as the stack sees it (Linux: `struct net_device` + `struct in_device`).
+pub struct NetDev {
+    pub ifindex: u16,
+    pub dev: Box<dyn NetDevice>,
+    pub mac: EthAddr,
+    pub mtu: usize,
+    /// IPv4 addresses on the device (Linux: in_device->ifa_list).
+    pub addrs: Vec<Ipv4Cidr>,
+    /// The queue this core polls and transmits on.
+    pub queue: u16,
+    /// Frames waiting for the next `tx_burst` (flushed at the end of each poll or when full).
+    pub(crate) txq: Burst,
+    pub pcap: Option<PcapDumper>,
+}
+
+impl NetDev {
+    pub fn name(&self) -> &str {
+        self.dev.name()
+    }
+}
+
+/// One core's IPv4 stack.
+pub struct Stack {
+    pub core: NetCore,
+    pub timers: Timers<Stack>,
+    pub devs: Vec<NetDev>,
+    pub fib: Fib,
+    pub neigh: NeighTable,
+    pub icmp: IcmpState,
+    pub cfg: StackConfig,
+    protos: Vec<Option<Box<dyn InetProtocol>>>,
+    ip_id: u16,
+    /// Wall-clock time at clock zero, for pcap timestamps.
+    epoch: Duration,
+}
+
+impl Stack {
+    /// A stack for core `cpu` of `nb_cores`, with buffers from `pool` and time from `clock`.
+    pub fn new(cpu: u16, nb_cores: u16, clock: Clock, pool: &Mempool, cfg: StackConfig) -> Stack {
+        let core = NetCore::new(cpu, nb_cores, clock, pool);
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(Duration::from_nanos(core.now_ns));
+        let icmp = IcmpState::new(&cfg, core.now_ns);
+        Stack {
+            timers: Timers::new(core.jiffies),
+            core,
+            devs: Vec::new(),
+            fib: Fib::default(),
+            neigh: NeighTable::default(),
+            icmp,
+            cfg,
+            protos: (0..256).map(|_| None).collect(),
+            ip_id: (cpu as u16).wrapping_mul(0x9e37),
+            epoch,
+        }
+    }
+
+    /// Attach a device; returns its ifindex.
+    pub fn add_device(&mut self, dev: Box<dyn NetDevice>, queue: u16) -> u16 {
+        let ifindex = self.devs.len() as u16;
+        self.devs.push(NetDev {
+            ifindex,
+            mac: dev.mac(),
+            mtu: dev.mtu(),
+            dev,
+            addrs: Vec::new(),
+            queue,
+            txq: Burst::new(),
+            pcap: None,
+        });
+        ifindex
+    }
+
+    /// Capture every frame the device receives or sends into a pcap file.
+    pub fn set_pcap(&mut self, ifindex: u16, dumper: PcapDumper) -> Result<(), Ipv4Error> {
+        let d = self
+            .devs
+            .get_mut(ifindex as usize)
+            .ok_or(Ipv4Error::NoDevice(ifindex))?;
+        d.pcap = Some(dumper);
+        Ok(())
+    }
+
+    /// Add an address to a device with its connected route (Linux: `ip addr add`), and
+    /// announce it with a gratuitous ARP.
+    pub fn add_addr(&mut self, ifindex: u16, addr: Ipv4Cidr) -> Result<(), Ipv4Error> {
+        let d = self
+            .devs
+            .get_mut(ifindex as usize)
+            .ok_or(Ipv4Error::NoDevice(ifindex))?;
+        if addr.addr.is_unspecified() || addr.addr.is_broadcast() || addr.addr.is_multicast() {
+            return Err(Ipv4Error::Config {
+                field: "ip".into(),
+                msg: format!("{} cannot be a host address", addr.addr),
+            });
+        }
+        d.addrs.push(addr);
+        self.fib.add(FibRoute {
+            dst: Ipv4Cidr::new(addr.network(), addr.prefix_len).expect("prefix already valid"),
+            gateway: None,
+            dev: ifindex,
+            prefsrc: addr.addr,
+        });
+        if self.cfg.arp_announce {
+            crate::arp::arp_announce(self, ifindex, addr.addr);
+        }
+        Ok(())
+    }
+
+    /// Add a route via a gateway (Linux: `ip route add DST via GW`); `0.0.0.0/0` is the
+    /// default route. The gateway must be reachable on a connected route.
+    pub fn add_route(&mut self, dst: Ipv4Cidr, gateway: Ipv4Addr) -> Result<(), Ipv4Error> {
+        let conn = self
+            .fib
+            .lookup(gateway)
+            .filter(|r| r.gateway.is_none())
+            .cloned()
+            .ok_or_else(|| Ipv4Error::Config {
+                field: "gw".into(),
+                msg: format!("gateway {gateway} is not on any connected network"),
+            })?;
+        self.fib.add(FibRoute {
+            dst: Ipv4Cidr::new(dst.network(), dst.prefix_len).expect("prefix already valid"),
+            gateway: Some(gateway),
+            dev: conn.dev,
+            prefsrc: conn.prefsrc,
+        });
+        Ok(())
+    }
+
+    /// Linux: inet_add_protocol().
+    pub fn inet_add_protocol(
+        &mut self,
+        proto: u8,
+        handler: Box<dyn InetProtocol>,
+    ) -> Result<(), Ipv4Error> {
+        let slot = &mut self.protos[proto as usize];
+        if slot.is_some() {
+            return Err(Ipv4Error::ProtocolTaken(proto));
+        }
+        *slot = Some(handler);
+        Ok(())
+    }
+
+    pub fn has_protocol(&self, proto: u8) -> bool {
+        self.protos[proto as usize].is_some()
+    }
+
+    /// Run `f` with the protocol registered for `proto` and the stack, both mutable. The
+    /// handler is taken out of its slot for the call, so it may use every part of the stack.
+    pub fn with_protocol<R>(
+        &mut self,
+        proto: u8,
+        f: impl FnOnce(&mut Stack, &mut dyn InetProtocol) -> R,
+    ) -> Option<R> {
+        let mut h = self.protos[proto as usize].take()?;
+        let r = f(self, h.as_mut());
+        self.protos[proto as usize] = Some(h);
+        Some(r)
+    }
+
+    /// Next IP identification (Linux: ip_select_ident; a per-core counter is enough for a
+    /// host that rarely fragments).
+    pub(crate) fn next_ip_id(&mut self) -> u16 {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
+    }
+
+    /// True if `ip` is one of our addresses (Linux: inet_addr_type() == RTN_LOCAL).
+    pub fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
+        self.devs
+            .iter()
+            .any(|d| d.addrs.iter().any(|a| a.addr == ip))
+    }
+
+    /// True if `ip` is the limited broadcast or the directed broadcast of one of our subnets.
+    pub fn is_broadcast_addr(&self, ip: Ipv4Addr) -> bool {
+        ip.is_broadcast()
+            || self.devs.iter().any(|d| {
+                d.addrs
+                    .iter()
+                    .any(|a| a.prefix_len < 31 && a.broadcast() == ip)
+            })
+    }
+
+    /// First address of a device (the source of ARP and ICMP it originates).
+    pub fn dev_addr(&self, ifindex: u16) -> Option<Ipv4Addr> {
+        self.devs
+            .get(ifindex as usize)
+            .and_then(|d| d.addrs.first())
+            .map(|a| a.addr)
+    }
+
+    /// Pcap timestamp for "now".
+    pub(crate) fn pcap_ts(&self) -> Duration {
+        self.epoch + Duration::from_nanos(self.core.now_ns)
+    }
+
+    /// One pass of the poll loop (IPAugenblick's `app_glue_periodic` core): refresh time, run
+    /// due timers, receive a burst from every device and process it to completion, then
+    /// flush what was queued for transmit. Returns the number of frames received.
+    pub fn poll(&mut self) -> usize {
+        self.core.update_time();
+        let now = self.core.jiffies;
+        run_timers(self, |s| &mut s.timers, now);
+        let mut rx = 0;
+        for i in 0..self.devs.len() {
+            let mut burst = Burst::new();
+            let q = self.devs[i].queue;
+            let n = self.devs[i].dev.rx_burst(q, &mut burst);
+            rx += n;
+            for skb in burst {
+                crate::dev::netif_receive_skb(self, i as u16, skb);
+            }
+        }
+        self.flush_tx();
+        rx
+    }
+
+    /// Hand every queued frame to its device (`dev_queue_xmit`'s deferred half). Frames the
+    /// device refuses stay queued for the next poll.
+    pub fn flush_tx(&mut self) {
+        for d in &mut self.devs {
+            if !d.txq.is_empty() {
+                let q = d.queue;
+                d.dev.tx_burst(q, &mut d.txq);
+            }
+        }
+    }
+
+    /// Buffers of the stack's pool currently in use (for leak checks).
+    pub fn pool_in_use(&self) -> usize {
+        self.core.cache.pool().in_use()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for d in &mut self.devs {
+            if let Some(p) = d.pcap.as_mut() {
+                let _ = p.flush();
+            }
+        }
+    }
+}
