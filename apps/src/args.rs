@@ -64,8 +64,7 @@ pub struct DevArgs {
 }
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
-    s.parse::<Ipv4Cidr>()
-        .map_err(|e| format!("{e} (expected A.B.C.D/LEN)"))
+    s.parse::<Ipv4Cidr>().map_err(|e| format!("{e} (expected A.B.C.D/LEN)"))
 }
 
 fn parse_impair(s: &str) -> Result<ImpairConfig, String> {
@@ -114,9 +113,7 @@ impl DevArgs {
         }
         if let Some(s) = self.stats {
             if !(s > 0.0 && s.is_finite()) {
-                return Err(usage(format!(
-                    "--stats: `{s}` must be a positive number of seconds"
-                )));
+                return Err(usage(format!("--stats: `{s}` must be a positive number of seconds")));
             }
         }
         Ok(())
@@ -131,9 +128,7 @@ impl DevArgs {
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| usage(format!("--config {}: cannot read: {e}", path.display())))?;
-            for (port, cidr) in parse_config(&text)
-                .map_err(|e| usage(format!("--config {}: {e}", path.display())))?
-            {
+            for (port, cidr) in parse_config(&text).map_err(|e| usage(format!("--config {}: {e}", path.display())))? {
                 if port != 0 {
                     return Err(usage(format!(
                         "--config {}: port {port}: only port 0 exists (one device)",
@@ -158,9 +153,7 @@ pub fn parse_config(text: &str) -> Result<Vec<(u16, Ipv4Cidr)>, String> {
         let n = i + 1;
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() != 3 {
-            return Err(format!(
-                "line {n}: expected `<port> <ip> <mask>`, got `{line}`"
-            ));
+            return Err(format!("line {n}: expected `<port> <ip> <mask>`, got `{line}`"));
         }
         let port: u16 = f[0]
             .parse()
@@ -168,17 +161,11 @@ pub fn parse_config(text: &str) -> Result<Vec<(u16, Ipv4Cidr)>, String> {
         let ip: Ipv4Addr = f[1]
             .parse()
             .map_err(|_| format!("line {n}: field `ip`: `{}` is not an IPv4 address", f[1]))?;
-        let len = mask_to_prefix(f[2]).ok_or_else(|| {
-            format!(
-                "line {n}: field `mask`: `{}` is not a contiguous netmask",
-                f[2]
-            )
-        })?;
+        let len = mask_to_prefix(f[2])
+            .ok_or_else(|| format!("line {n}: field `mask`: `{}` is not a contiguous netmask", f[2]))?;
         let cidr = Ipv4Cidr::new(ip, len).map_err(|e| format!("line {n}: {e}"))?;
         if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-            return Err(format!(
-                "line {n}: field `ip`: {ip} cannot be a host address"
-            ));
+            return Err(format!("line {n}: field `ip`: {ip} cannot be a host address"));
         }
         out.push((port, cidr));
     }
@@ -191,24 +178,14 @@ mod tests {
 
     #[test]
     fn config_lines() {
-        let v =
-            parse_config("# ports\n0 192.168.1.1 255.255.255.0\n\n0 10.0.0.1 255.0.0.0 # second\n")
-                .unwrap();
+        let v = parse_config("# ports\n0 192.168.1.1 255.255.255.0\n\n0 10.0.0.1 255.0.0.0 # second\n").unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].1.to_string(), "192.168.1.1/24");
         assert_eq!(v[1].1.prefix_len, 8);
-        assert!(parse_config("0 192.168.1.1")
-            .unwrap_err()
-            .contains("line 1"));
-        assert!(parse_config("x 1.2.3.4 255.0.0.0")
-            .unwrap_err()
-            .contains("`port`"));
-        assert!(parse_config("0 1.2.3 255.0.0.0")
-            .unwrap_err()
-            .contains("`ip`"));
-        assert!(parse_config("0 1.2.3.4 255.0.255.0")
-            .unwrap_err()
-            .contains("`mask`"));
+        assert!(parse_config("0 192.168.1.1").unwrap_err().contains("line 1"));
+        assert!(parse_config("x 1.2.3.4 255.0.0.0").unwrap_err().contains("`port`"));
+        assert!(parse_config("0 1.2.3 255.0.0.0").unwrap_err().contains("`ip`"));
+        assert!(parse_config("0 1.2.3.4 255.0.255.0").unwrap_err().contains("`mask`"));
         assert!(parse_config("0 255.255.255.255 255.0.0.0")
             .unwrap_err()
             .contains("`ip`"));

@@ -30,11 +30,7 @@ pub struct DemoArgs {
 }
 
 /// Poll `stack` until `done` says so or `timeout` passes.
-fn poll_until(
-    stack: &mut Stack,
-    timeout: Duration,
-    mut done: impl FnMut(&mut Stack) -> bool,
-) -> bool {
+fn poll_until(stack: &mut Stack, timeout: Duration, mut done: impl FnMut(&mut Stack) -> bool) -> bool {
     let t0 = Instant::now();
     while t0.elapsed() < timeout {
         stack.poll();
@@ -49,27 +45,14 @@ fn poll_until(
 pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     a.dev.check_supported()?;
     if a.dev.dev_kind()? != DevKind::Wire {
-        return Err(usage(
-            "--dev: the demo runs on the in-memory wire only (use `blink echo` for TAP)",
-        )
-        .into());
+        return Err(usage("--dev: the demo runs on the in-memory wire only (use `blink echo` for TAP)").into());
     }
     if a.count == 0 {
         return Err(usage("--count: must be at least 1").into());
     }
-    let net: Ipv4Cidr = a
-        .dev
-        .ip
-        .unwrap_or_else(|| "10.0.0.1/24".parse().expect("valid"));
+    let net: Ipv4Cidr = a.dev.ip.unwrap_or_else(|| "10.0.0.1/24".parse().expect("valid"));
     let a_ip = net;
-    let b_addr = Ipv4Addr::from(
-        u32::from(net.network())
-            + if u32::from(net.addr) & 0xff == 2 {
-                1
-            } else {
-                2
-            },
-    );
+    let b_addr = Ipv4Addr::from(u32::from(net.network()) + if u32::from(net.addr) & 0xff == 2 { 1 } else { 2 });
     let b_ip = Ipv4Cidr::new(b_addr, net.prefix_len).map_err(|e| usage(format!("--ip: {e}")))?;
 
     let pool = new_pool(8192);
@@ -78,11 +61,7 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
         mtu: a.dev.mtu as usize,
         ..Default::default()
     };
-    let (wa, wb) = wire_pair(
-        ("wire0", "wire1"),
-        (mac_for(Some(a_ip)), mac_for(Some(b_ip))),
-        &cfg,
-    );
+    let (wa, wb) = wire_pair(("wire0", "wire1"), (mac_for(Some(a_ip)), mac_for(Some(b_ip))), &cfg);
     let mut sa = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
     let mut sb = Stack::new(1, 1, clock, &pool, StackConfig::default());
     configure(&mut sa, Box::new(wa), &a.dev, &[a_ip])?;
@@ -115,23 +94,14 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
             s.icmp.echo_replies.iter().any(|r| r.seq == seq)
         });
         if got {
-            let r = *sa
-                .icmp
-                .echo_replies
-                .iter()
-                .find(|r| r.seq == seq)
-                .expect("found");
+            let r = *sa.icmp.echo_replies.iter().find(|r| r.seq == seq).expect("found");
             println!(
                 "ping {}: {} bytes, seq={} time={:.1} us{}",
                 r.from,
                 r.len,
                 r.seq,
                 (r.tstamp.saturating_sub(t0)) as f64 / 1e3,
-                if seq == 0 {
-                    " (includes ARP resolution)"
-                } else {
-                    ""
-                }
+                if seq == 0 { " (includes ARP resolution)" } else { "" }
             );
             answered += 1;
         } else {

@@ -24,11 +24,7 @@ pub fn run(a: EchoArgs) -> Result<(), SetupError> {
         "blink echo: {} mac {} addr {} (answering ping)",
         d.name(),
         d.mac,
-        d.addrs
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        d.addrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
     );
     let stop = stop_flag();
     let dur = a.duration.filter(|d| *d > 0.0).map(Duration::from_secs_f64);

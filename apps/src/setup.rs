@@ -65,9 +65,7 @@ pub fn configure(
             .map_err(|e| SetupError::Runtime(e.to_string()))?;
     }
     for a in addrs {
-        stack
-            .add_addr(ifindex, *a)
-            .map_err(|e| usage(e.to_string()))?;
+        stack.add_addr(ifindex, *a).map_err(|e| usage(e.to_string()))?;
     }
     if let Some(gw) = args.gw {
         stack
@@ -82,10 +80,7 @@ pub fn build_stack(args: &DevArgs) -> Result<Stack, SetupError> {
     args.check_supported()?;
     let addrs = args.addresses()?;
     if addrs.is_empty() {
-        return Err(usage(
-            "--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)",
-        )
-        .into());
+        return Err(usage("--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)").into());
     }
     let pool = new_pool(8192);
     let clock = Clock::monotonic();
@@ -96,13 +91,12 @@ pub fn build_stack(args: &DevArgs) -> Result<Stack, SetupError> {
             TapDev::open(&name, 1, mac, args.mtu as usize, pool.cache())
                 .map_err(|e| SetupError::Runtime(e.to_string()))?,
         ),
-        DevKind::Wire => return Err(usage(
-            "--dev wire: the in-memory wire needs a peer stack in this process; use `blink demo`",
-        )
-        .into()),
-        DevKind::Dpdk => {
-            return Err(usage("--dev dpdk: this blink was built without the `dpdk` feature").into())
+        DevKind::Wire => {
+            return Err(
+                usage("--dev wire: the in-memory wire needs a peer stack in this process; use `blink demo`").into(),
+            )
         }
+        DevKind::Dpdk => return Err(usage("--dev dpdk: this blink was built without the `dpdk` feature").into()),
     };
     configure(&mut stack, dev, args, &addrs)?;
     Ok(stack)
@@ -121,11 +115,7 @@ pub fn stop_flag() -> Arc<AtomicBool> {
 pub fn stats_line(stack: &Stack) -> String {
     use blink_netcore::snmp::{IcmpMib, IpMib};
     let m = &stack.core.mib;
-    let d = stack
-        .devs
-        .first()
-        .map(|d| d.dev.stats())
-        .unwrap_or_default();
+    let d = stack.devs.first().map(|d| d.dev.stats()).unwrap_or_default();
     format!(
         "rx {} tx {} | Ip.InReceives {} Ip.InDelivers {} Ip.OutRequests {} | Icmp.InEchos {} Icmp.OutEchoReps {} | drops {} | mbufs in use {}",
         d.rx_packets,
@@ -142,12 +132,7 @@ pub fn stats_line(stack: &Stack) -> String {
 
 /// Poll until `stop` is set or `duration` passes. Busy-polls while there is traffic and backs
 /// off to short sleeps when idle, so an idle TAP stack does not burn a core.
-pub fn run_loop(
-    stack: &mut Stack,
-    stop: &AtomicBool,
-    duration: Option<Duration>,
-    stats: Option<f64>,
-) {
+pub fn run_loop(stack: &mut Stack, stop: &AtomicBool, duration: Option<Duration>, stats: Option<f64>) {
     let start = Instant::now();
     let mut next_stats = stats.map(|s| start + Duration::from_secs_f64(s));
     let mut idle = 0u32;
@@ -165,11 +150,7 @@ pub fn run_loop(
         }
         if let (Some(t), Some(s)) = (next_stats, stats) {
             if Instant::now() >= t {
-                println!(
-                    "[{:>8.1}s] {}",
-                    start.elapsed().as_secs_f64(),
-                    stats_line(stack)
-                );
+                println!("[{:>8.1}s] {}", start.elapsed().as_secs_f64(), stats_line(stack));
                 next_stats = Some(t + Duration::from_secs_f64(s));
             }
         }

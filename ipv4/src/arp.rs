@@ -41,27 +41,14 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
             return;
         }
     }
-    let for_us = stack.devs[dev as usize]
-        .addrs
-        .iter()
-        .any(|a| a.addr == repr.tpa);
-    let sender_is_us = stack.devs[dev as usize]
-        .addrs
-        .iter()
-        .any(|a| a.addr == repr.spa);
+    let for_us = stack.devs[dev as usize].addrs.iter().any(|a| a.addr == repr.tpa);
+    let sender_is_us = stack.devs[dev as usize].addrs.iter().any(|a| a.addr == repr.spa);
     if sender_is_us {
         // Someone else claims our address (or our own gratuitous ARP echoed back).
         if repr.sha != stack.devs[dev as usize].mac {
-            log::warn!(
-                "arp: {} claims our address {} on dev {dev}",
-                repr.sha,
-                repr.spa
-            );
+            log::warn!("arp: {} claims our address {} on dev {dev}", repr.sha, repr.spa);
         }
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::ArpNotForUs);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::ArpNotForUs);
         return;
     }
     if !repr.spa.is_unspecified() {
@@ -70,22 +57,11 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
         neigh_update(stack, repr.spa, repr.sha, dev, for_us);
     }
     if !for_us {
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::ArpNotForUs);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::ArpNotForUs);
         return;
     }
     if repr.op == ArpOp::Request {
-        arp_send(
-            stack,
-            ArpOp::Reply,
-            dev,
-            repr.sha,
-            repr.spa,
-            repr.sha,
-            repr.tpa,
-        );
+        arp_send(stack, ArpOp::Reply, dev, repr.sha, repr.spa, repr.sha, repr.tpa);
     }
     // Processed: a normal free, not a drop.
     drop(skb);
@@ -93,27 +69,13 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
 
 /// Linux: arp_send(). Build and queue an ARP packet: Ethernet destination `eth_dst`, target
 /// protocol address `tpa`, target hardware address `tha`, sender `spa` with our MAC.
-pub fn arp_send(
-    stack: &mut Stack,
-    op: ArpOp,
-    dev: u16,
-    eth_dst: EthAddr,
-    tpa: Ipv4Addr,
-    tha: EthAddr,
-    spa: Ipv4Addr,
-) {
+pub fn arp_send(stack: &mut Stack, op: ArpOp, dev: u16, eth_dst: EthAddr, tpa: Ipv4Addr, tha: EthAddr, spa: Ipv4Addr) {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.drops.inc(DropReason::NoMem);
         return;
     };
     let sha = stack.devs[dev as usize].mac;
-    let repr = ArpRepr {
-        op,
-        sha,
-        spa,
-        tha,
-        tpa,
-    };
+    let repr = ArpRepr { op, sha, spa, tha, tpa };
     let Some(buf) = skb.skb_put(ARP_HLEN) else {
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
         return;

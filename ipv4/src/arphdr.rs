@@ -276,11 +276,7 @@ impl ArpRepr {
 impl fmt::Display for ArpRepr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.op {
-            ArpOp::Request => write!(
-                f,
-                "ARP who-has {} tell {} ({})",
-                self.tpa, self.spa, self.sha
-            ),
+            ArpOp::Request => write!(f, "ARP who-has {} tell {} ({})", self.tpa, self.spa, self.sha),
             ArpOp::Reply => write!(f, "ARP reply {} is-at {}", self.spa, self.sha),
             ArpOp::Other(o) => write!(
                 f,
@@ -297,8 +293,8 @@ mod tests {
 
     // Request: who-has 10.0.0.2 tell 10.0.0.1 (52:54:00:12:34:56).
     static REQUEST: [u8; 28] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a,
-        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a, 0x00, 0x00, 0x01,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02,
     ];
 
     fn request_repr() -> ArpRepr {
@@ -375,10 +371,7 @@ mod tests {
 
     #[test]
     fn rejects_non_ethernet_ipv4() {
-        assert_eq!(
-            ArpHdr::new_checked(&REQUEST[..27]).err(),
-            Some(WireError::Truncated)
-        );
+        assert_eq!(ArpHdr::new_checked(&REQUEST[..27]).err(), Some(WireError::Truncated));
         let unchecked = ArpHdr::new_unchecked(&REQUEST[..8]);
         assert_eq!(ArpRepr::parse(&unchecked), Err(WireError::Truncated));
         // (offset, bad value) for ar_hrd low byte, ar_pro high byte, ar_hln, ar_pln.
@@ -386,11 +379,7 @@ mod tests {
             let mut bytes = REQUEST;
             bytes[off] = val;
             let hdr = ArpHdr::new_checked(&bytes[..]).unwrap();
-            assert_eq!(
-                ArpRepr::parse(&hdr),
-                Err(WireError::Malformed),
-                "byte {off}"
-            );
+            assert_eq!(ArpRepr::parse(&hdr), Err(WireError::Malformed), "byte {off}");
         }
     }
 

@@ -35,10 +35,7 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
     skb.dev = ifindex;
     skb.tstamp = stack.core.now_ns;
     if !skb.pskb_may_pull(ETH_HLEN) {
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::PktTooSmall);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
         return;
     }
     skb.skb_reset_mac_header();
@@ -67,10 +64,7 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
     match ethertype {
         ETH_P_IP => crate::ip_input::ip_rcv(stack, skb),
         ETH_P_ARP => crate::arp::arp_rcv(stack, skb),
-        _ => stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::UnhandledProto),
+        _ => stack.core.mib.kfree_skb_reason(skb, DropReason::UnhandledProto),
     }
 }
 
@@ -105,10 +99,7 @@ pub fn dev_queue_xmit(stack: &mut Stack, skb: SkBuff) {
         d.dev.tx_burst(q, &mut d.txq);
     }
     if d.txq.is_full() {
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::TxQueueFull);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TxQueueFull);
         return;
     }
     d.txq.push(skb);

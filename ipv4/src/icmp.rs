@@ -118,8 +118,7 @@ pub fn icmp_rcv(stack: &mut Stack, mut skb: SkBuff) {
             }
             q.push_back(r);
         }
-        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB | ICMP_SOURCE_QUENCH
-        | ICMP_REDIRECT => {
+        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB | ICMP_SOURCE_QUENCH | ICMP_REDIRECT => {
             let c = match ty {
                 ICMP_DEST_UNREACH => IcmpMib::InDestUnreachs,
                 ICMP_TIME_EXCEEDED => IcmpMib::InTimeExcds,
@@ -146,9 +145,7 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         let ip = Ipv4Hdr::new_unchecked(skb.skb_network_header());
         (ip.src(), ip.dst(), ip.tos())
     };
-    if matches!(skb.pkt_type, PacketType::Broadcast | PacketType::Multicast)
-        || stack.is_broadcast_addr(dst)
-    {
+    if matches!(skb.pkt_type, PacketType::Broadcast | PacketType::Multicast) || stack.is_broadcast_addr(dst) {
         if stack.cfg.icmp_echo_ignore_broadcasts {
             // Consumed on purpose (smurf protection), counted as InEchos already.
             return;
@@ -173,12 +170,8 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
     // Payload: the request's own buffers, shared by refcount.
     let payload_len = skb.headlen() - ICMP_HLEN;
     if payload_len > 0 {
-        let f = Frag::new(
-            skb.head_mbuf().clone(),
-            skb.data_offset() + ICMP_HLEN,
-            payload_len,
-        )
-        .expect("inside the buffer");
+        let f =
+            Frag::new(skb.head_mbuf().clone(), skb.data_offset() + ICMP_HLEN, payload_len).expect("inside the buffer");
         if reply.skb_add_frag(f).is_err() {
             stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
             return;
@@ -192,11 +185,7 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         }
     }
     drop(skb);
-    let src_ip = if stack.is_local_addr(dst) {
-        Some(dst)
-    } else {
-        None
-    };
+    let src_ip = if stack.is_local_addr(dst) { Some(dst) } else { None };
     let tx = IpTx {
         src: src_ip,
         dst: src,
@@ -241,10 +230,8 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
     }
     let ip = Ipv4Hdr::new_unchecked(nh);
     let (src, dst, hlen) = (ip.src(), ip.dst(), ip.header_len());
-    if matches!(
-        skb_in.pkt_type,
-        PacketType::Broadcast | PacketType::Multicast
-    ) || stack.is_broadcast_addr(dst)
+    if matches!(skb_in.pkt_type, PacketType::Broadcast | PacketType::Multicast)
+        || stack.is_broadcast_addr(dst)
         || dst.is_multicast()
         || src.is_unspecified()
         || src.is_broadcast()
@@ -294,11 +281,7 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
         h.fill_checksum();
     }
     // The source is the address the offending packet was sent to, when it is ours.
-    let from = if stack.is_local_addr(dst) {
-        Some(dst)
-    } else {
-        None
-    };
+    let from = if stack.is_local_addr(dst) { Some(dst) } else { None };
     // Linux sends errors with IPTOS_PREC_INTERNETCONTROL.
     let tx = IpTx {
         src: from,
@@ -323,13 +306,7 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
 }
 
 /// Send an echo request (what `ping` does through a raw socket) with `len` payload bytes.
-pub fn icmp_send_echo(
-    stack: &mut Stack,
-    dst: Ipv4Addr,
-    id: u16,
-    seq: u16,
-    len: usize,
-) -> Result<(), Ipv4Error> {
+pub fn icmp_send_echo(stack: &mut Stack, dst: Ipv4Addr, id: u16, seq: u16, len: usize) -> Result<(), Ipv4Error> {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         return Err(Ipv4Error::NoBuffers);
     };

@@ -66,11 +66,7 @@ pub const ICMP_EXC_FRAGTIME: u8 = 1;
 pub const fn icmp_is_err(icmp_type: u8) -> bool {
     matches!(
         icmp_type,
-        ICMP_DEST_UNREACH
-            | ICMP_SOURCE_QUENCH
-            | ICMP_REDIRECT
-            | ICMP_TIME_EXCEEDED
-            | ICMP_PARAMETERPROB
+        ICMP_DEST_UNREACH | ICMP_SOURCE_QUENCH | ICMP_REDIRECT | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB
     )
 }
 
@@ -305,11 +301,7 @@ impl<'a> IcmpEchoRepr<'a> {
     /// [`buffer_len`](Self::buffer_len) bytes: data that does not fit is cut,
     /// and any bytes beyond it are covered by the checksum as they are.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, hdr: &mut IcmpHdr<&mut T>) {
-        hdr.set_icmp_type(if self.reply {
-            ICMP_ECHOREPLY
-        } else {
-            ICMP_ECHO
-        });
+        hdr.set_icmp_type(if self.reply { ICMP_ECHOREPLY } else { ICMP_ECHO });
         hdr.set_code(0);
         hdr.set_echo_id(self.id);
         hdr.set_echo_seq(self.seq);
@@ -337,17 +329,13 @@ impl fmt::Display for IcmpEchoRepr<'_> {
 mod tests {
     use super::*;
 
-    static ECHO_REQUEST: [u8; 12] = [
-        0x08, 0x00, 0x6d, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g',
-    ];
-    static ECHO_REPLY: [u8; 12] = [
-        0x00, 0x00, 0x75, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g',
-    ];
+    static ECHO_REQUEST: [u8; 12] = [0x08, 0x00, 0x6d, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g'];
+    static ECHO_REPLY: [u8; 12] = [0x00, 0x00, 0x75, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g'];
 
     // Offending datagram: IPv4 UDP 10.0.0.2:1234 -> 10.0.0.1:53, header + 8 bytes.
     static INNER: [u8; 28] = [
-        0x45, 0x00, 0x00, 0x1d, 0x00, 0x01, 0x00, 0x00, 0x40, 0x11, 0x66, 0xcd, 0x0a, 0x00, 0x00,
-        0x02, 0x0a, 0x00, 0x00, 0x01, 0x04, 0xd2, 0x00, 0x35, 0x00, 0x09, 0x00, 0x00,
+        0x45, 0x00, 0x00, 0x1d, 0x00, 0x01, 0x00, 0x00, 0x40, 0x11, 0x66, 0xcd, 0x0a, 0x00, 0x00, 0x02, 0x0a, 0x00,
+        0x00, 0x01, 0x04, 0xd2, 0x00, 0x35, 0x00, 0x09, 0x00, 0x00,
     ];
 
     fn with_inner(hdr: [u8; 8]) -> [u8; 36] {
@@ -383,10 +371,7 @@ mod tests {
     fn deconstruct_errors() {
         let m = port_unreach();
         let hdr = IcmpHdr::new_checked(&m[..]).unwrap();
-        assert_eq!(
-            (hdr.icmp_type(), hdr.code()),
-            (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH)
-        );
+        assert_eq!((hdr.icmp_type(), hdr.code()), (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH));
         assert!(hdr.is_error());
         assert!(hdr.verify_checksum());
         assert_eq!(hdr.rest_of_header(), 0);

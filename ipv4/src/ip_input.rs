@@ -72,10 +72,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
     // Martian sources (Linux: ip_route_input_slow, "martian source").
     if src.is_multicast() || src.is_broadcast() || stack.is_broadcast_addr(src) {
         stack.core.mib.ip.inc(IpMib::InAddrErrors);
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
         return;
     }
     if stack.is_local_addr(dst) || stack.is_broadcast_addr(dst) {
@@ -83,10 +80,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
         return;
     }
     stack.core.mib.ip.inc(IpMib::InAddrErrors);
-    stack
-        .core
-        .mib
-        .kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+    stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
 }
 
 /// Linux: ip_local_deliver(). Reassembly belongs here (ip_defrag, then re-injection to the

@@ -32,11 +32,7 @@ pub struct IpTx {
 /// Linux: ip_build_and_send_pkt(). `skb->data` is at the transport header; push the IP
 /// header, route, resolve the next hop and queue the frame. On error the skb is dropped and
 /// counted, and the error says why.
-pub fn ip_build_and_send_pkt(
-    stack: &mut Stack,
-    mut skb: SkBuff,
-    tx: IpTx,
-) -> Result<(), Ipv4Error> {
+pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Result<(), Ipv4Error> {
     let route = if tx.dst.is_broadcast() {
         None
     } else {
@@ -44,10 +40,7 @@ pub fn ip_build_and_send_pkt(
             Some(r) => Some(r.clone()),
             None => {
                 stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-                stack
-                    .core
-                    .mib
-                    .kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
                 return Err(Ipv4Error::NoRoute(tx.dst));
             }
         }
@@ -58,10 +51,7 @@ pub fn ip_build_and_send_pkt(
         None => {
             let Some(d) = stack.devs.iter().find(|d| !d.addrs.is_empty()) else {
                 stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-                stack
-                    .core
-                    .mib
-                    .kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
                 return Err(Ipv4Error::NoRoute(tx.dst));
             };
             (d.ifindex, tx.src.unwrap_or(d.addrs[0].addr))

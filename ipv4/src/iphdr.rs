@@ -391,11 +391,7 @@ impl Ipv4Repr {
         hdr.check_len()?;
         let hl = hdr.header_len();
         let tot = hdr.total_len() as usize;
-        if hdr.version() != IPVERSION
-            || hl < IPV4_MIN_HLEN
-            || tot < hl
-            || hdr.buffer.as_ref().len() < tot
-        {
+        if hdr.version() != IPVERSION || hl < IPV4_MIN_HLEN || tot < hl || hdr.buffer.as_ref().len() < tot {
             return Err(WireError::Malformed);
         }
         Ok(Ipv4Repr {
@@ -534,9 +530,7 @@ impl FromStr for Ipv4Cidr {
         if l.is_empty() || l.len() > 2 || !l.bytes().all(|c| c.is_ascii_digit()) {
             return Err(Ipv4CidrError::InvalidPrefixLen);
         }
-        let len = l
-            .parse::<u8>()
-            .map_err(|_| Ipv4CidrError::InvalidPrefixLen)?;
+        let len = l.parse::<u8>().map_err(|_| Ipv4CidrError::InvalidPrefixLen)?;
         Ipv4Cidr::new(addr, len)
     }
 }
@@ -572,20 +566,18 @@ mod tests {
     // 10.0.0.1 -> 10.0.0.2, ICMP, id 0x1234, DF, TTL 64, tot_len 32, then an
     // ICMP echo request (12 bytes) and 2 bytes of link-layer padding.
     static PKT: [u8; 34] = [
-        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x14, 0xa7, 0x0a, 0x00, 0x00,
-        0x01, 0x0a, 0x00, 0x00, 0x02, //
+        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x14, 0xa7, 0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00,
+        0x00, 0x02, //
         0x08, 0x00, 0x6d, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g', //
         0x00, 0x00,
     ];
-    static PAYLOAD: [u8; 12] = [
-        0x08, 0x00, 0x6d, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g',
-    ];
+    static PAYLOAD: [u8; 12] = [0x08, 0x00, 0x6d, 0x60, 0xab, 0xcd, 0x00, 0x01, b'p', b'i', b'n', b'g'];
 
     // IHL 6 with options NOP NOP NOP EOL; UDP fragment, MF, offset 1480,
     // 192.168.1.1 -> 192.168.1.2, TTL 255, tot_len 32 (8 bytes of payload).
     static FRAG: [u8; 32] = [
-        0x46, 0x00, 0x00, 0x20, 0xab, 0xcd, 0x20, 0xb9, 0xff, 0x11, 0x68, 0xf1, 0xc0, 0xa8, 0x01,
-        0x01, 0xc0, 0xa8, 0x01, 0x02, 0x01, 0x01, 0x01, 0x00, //
+        0x46, 0x00, 0x00, 0x20, 0xab, 0xcd, 0x20, 0xb9, 0xff, 0x11, 0x68, 0xf1, 0xc0, 0xa8, 0x01, 0x01, 0xc0, 0xa8,
+        0x01, 0x02, 0x01, 0x01, 0x01, 0x00, //
         1, 2, 3, 4, 5, 6, 7, 8,
     ];
 
@@ -792,10 +784,7 @@ mod tests {
             assert_eq!(hdr.id(), theirs.identification());
             assert_eq!(hdr.dont_frag(), theirs.dont_fragment());
             assert_eq!(hdr.more_frags(), theirs.more_fragments());
-            assert_eq!(
-                hdr.frag_offset(),
-                theirs.fragments_offset().value() as usize * 8
-            );
+            assert_eq!(hdr.frag_offset(), theirs.fragments_offset().value() as usize * 8);
             assert_eq!(hdr.ttl(), theirs.ttl());
             assert_eq!(hdr.protocol(), theirs.protocol().0);
             assert_eq!(hdr.src(), theirs.source_addr());
@@ -845,11 +834,7 @@ mod tests {
             addr: Ipv4Addr::new(1, 2, 3, 4),
             prefix_len: 40,
         };
-        assert_eq!(
-            wide.netmask(),
-            Ipv4Addr::BROADCAST,
-            "prefix > 32 acts as 32"
-        );
+        assert_eq!(wide.netmask(), Ipv4Addr::BROADCAST, "prefix > 32 acts as 32");
         assert_eq!(
             Ipv4Cidr::new(Ipv4Addr::LOCALHOST, 33),
             Err(Ipv4CidrError::InvalidPrefixLen)

@@ -169,9 +169,7 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
                 n.state = NudState::Probe;
                 n.probes = 0;
                 if let Some(t) = n.timer {
-                    stack
-                        .timers
-                        .mod_timer(t, now + parms.delay_first_probe_time_ms);
+                    stack.timers.mod_timer(t, now + parms.delay_first_probe_time_ms);
                 }
             }
             neigh_output(stack, skb, mac, ndev);
@@ -180,10 +178,7 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
         if n.state == NudState::Incomplete {
             if n.arp_queue.len() >= parms.unres_qlen {
                 stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
-                stack
-                    .core
-                    .mib
-                    .kfree_skb_reason(skb, DropReason::NeighQueueFull);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::NeighQueueFull);
             } else {
                 n.arp_queue.skb_queue_tail(skb);
             }
@@ -202,15 +197,10 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
     }
     if stack.neigh.entries.len() >= parms.max_entries && !neigh_forced_gc(stack) {
         stack.core.mib.arp.inc(ArpMib::TableFulls);
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::NeighFailed);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
         return;
     }
-    let timer = stack
-        .timers
-        .timer_setup(neigh_timer_handler, ip_key(nexthop));
+    let timer = stack.timers.timer_setup(neigh_timer_handler, ip_key(nexthop));
     let mut q = SkBuffHead::new();
     q.skb_queue_tail(skb);
     stack.neigh.entries.insert(
@@ -241,15 +231,7 @@ fn arp_solicit(stack: &mut Stack, target: Ipv4Addr, dev: u16, known: Option<EthA
         return;
     };
     let dst = known.unwrap_or(EthAddr::BROADCAST);
-    arp_send(
-        stack,
-        ArpOp::Request,
-        dev,
-        dst,
-        target,
-        EthAddr::ZERO,
-        src_ip,
-    );
+    arp_send(stack, ArpOp::Request, dev, dst, target, EthAddr::ZERO, src_ip);
 }
 
 /// Linux: neigh_update(). Record that `ip` is at `mac` on `dev`. With `create`, a missing entry
@@ -336,10 +318,7 @@ fn neigh_destroy(stack: &mut Stack, mut n: Neighbour) {
     }
     while let Some(skb) = n.arp_queue.skb_dequeue() {
         stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
-        stack
-            .core
-            .mib
-            .kfree_skb_reason(skb, DropReason::NeighFailed);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
     }
 }
 
@@ -380,10 +359,7 @@ fn neigh_timer_handler(stack: &mut Stack, data: u64) {
                 log::info!("arp: no reply from {ip} after {} requests", p.mcast_solicit);
                 while let Some(skb) = q.skb_dequeue() {
                     stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
-                    stack
-                        .core
-                        .mib
-                        .kfree_skb_reason(skb, DropReason::NeighFailed);
+                    stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
                 }
             } else {
                 n.probes += 1;

@@ -32,15 +32,7 @@ pub trait InetProtocol: Send {
     fn handler(&mut self, stack: &mut Stack, skb: SkBuff);
     /// Linux: net_protocol.err_handler. An ICMP error about a packet of this protocol;
     /// `inner` holds the quoted IP header and at least 8 bytes of the transport header.
-    fn err_handler(
-        &mut self,
-        _stack: &mut Stack,
-        _icmp_type: u8,
-        _code: u8,
-        _info: u32,
-        _inner: &[u8],
-    ) {
-    }
+    fn err_handler(&mut self, _stack: &mut Stack, _icmp_type: u8, _code: u8, _info: u32, _inner: &[u8]) {}
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -203,11 +195,7 @@ impl Stack {
     }
 
     /// Linux: inet_add_protocol().
-    pub fn inet_add_protocol(
-        &mut self,
-        proto: u8,
-        handler: Box<dyn InetProtocol>,
-    ) -> Result<(), Ipv4Error> {
+    pub fn inet_add_protocol(&mut self, proto: u8, handler: Box<dyn InetProtocol>) -> Result<(), Ipv4Error> {
         let slot = &mut self.protos[proto as usize];
         if slot.is_some() {
             return Err(Ipv4Error::ProtocolTaken(proto));
@@ -222,11 +210,7 @@ impl Stack {
 
     /// Run `f` with the protocol registered for `proto` and the stack, both mutable. The
     /// handler is taken out of its slot for the call, so it may use every part of the stack.
-    pub fn with_protocol<R>(
-        &mut self,
-        proto: u8,
-        f: impl FnOnce(&mut Stack, &mut dyn InetProtocol) -> R,
-    ) -> Option<R> {
+    pub fn with_protocol<R>(&mut self, proto: u8, f: impl FnOnce(&mut Stack, &mut dyn InetProtocol) -> R) -> Option<R> {
         let mut h = self.protos[proto as usize].take()?;
         let r = f(self, h.as_mut());
         self.protos[proto as usize] = Some(h);
@@ -242,19 +226,16 @@ impl Stack {
 
     /// True if `ip` is one of our addresses (Linux: inet_addr_type() == RTN_LOCAL).
     pub fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
-        self.devs
-            .iter()
-            .any(|d| d.addrs.iter().any(|a| a.addr == ip))
+        self.devs.iter().any(|d| d.addrs.iter().any(|a| a.addr == ip))
     }
 
     /// True if `ip` is the limited broadcast or the directed broadcast of one of our subnets.
     pub fn is_broadcast_addr(&self, ip: Ipv4Addr) -> bool {
         ip.is_broadcast()
-            || self.devs.iter().any(|d| {
-                d.addrs
-                    .iter()
-                    .any(|a| a.prefix_len < 31 && a.broadcast() == ip)
-            })
+            || self
+                .devs
+                .iter()
+                .any(|d| d.addrs.iter().any(|a| a.prefix_len < 31 && a.broadcast() == ip))
     }
 
     /// First address of a device (the source of ARP and ICMP it originates).

@@ -90,9 +90,7 @@ fn ns_per(d: Duration, n: usize) -> f64 {
 fn bench_ops(armed: usize, seed: u64) -> (f64, f64) {
     let mut ctx = new_ctx(armed + PROBES, seed);
     arm_random(&mut ctx, armed);
-    let probes: Vec<TimerId> = (0..PROBES)
-        .map(|_| ctx.timers.timer_setup(on_fire, u64::MAX))
-        .collect();
+    let probes: Vec<TimerId> = (0..PROBES).map(|_| ctx.timers.timer_setup(on_fire, u64::MAX)).collect();
     let delays: Vec<u64> = (0..4096).map(|_| 1 + ctx.rng.below(TEN_MIN)).collect();
     let now = ctx.timers.now();
     let timers = &mut ctx.timers;
@@ -196,11 +194,7 @@ fn print_worst(label: &str, s: &TickStats) {
 
 fn main() {
     let wall = Instant::now();
-    assert_eq!(
-        msecs_to_jiffies(TEN_MIN),
-        TEN_MIN,
-        "benchmark assumes HZ = 1000"
-    );
+    assert_eq!(msecs_to_jiffies(TEN_MIN), TEN_MIN, "benchmark assumes HZ = 1000");
 
     println!("timer_wheel: {OPS} operation pairs per figure, best of 3");
     let mut small = (f64::MAX, f64::MAX);

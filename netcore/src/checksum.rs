@@ -128,11 +128,7 @@ pub fn ip_fast_csum(hdr: &[u8]) -> u16 {
 /// Linux: `csum_tcpudp_nofold()` in include/asm-generic/checksum.h.
 #[inline]
 pub fn csum_tcpudp_nofold(src: [u8; 4], dst: [u8; 4], len: u16, proto: u8, sum: u32) -> u32 {
-    let acc = sum as u64
-        + u32::from_be_bytes(src) as u64
-        + u32::from_be_bytes(dst) as u64
-        + proto as u64
-        + len as u64;
+    let acc = sum as u64 + u32::from_be_bytes(src) as u64 + u32::from_be_bytes(dst) as u64 + proto as u64 + len as u64;
     fold64(acc)
 }
 
@@ -172,11 +168,8 @@ pub fn csum_replace2(check: u16, old: u16, new: u16) -> u16 {
 /// Linux: `csum_replace4()` in include/net/checksum.h.
 #[inline]
 pub fn csum_replace4(check: u16, old: u32, new: u32) -> u16 {
-    let sum = (!check) as u64
-        + (!old >> 16) as u64
-        + (!old & 0xffff) as u64
-        + (new >> 16) as u64
-        + (new & 0xffff) as u64;
+    let sum =
+        (!check) as u64 + (!old >> 16) as u64 + (!old & 0xffff) as u64 + (new >> 16) as u64 + (new & 0xffff) as u64;
     csum_fold(fold64(sum))
 }
 
@@ -266,8 +259,8 @@ mod tests {
 
     // Wikipedia's example IPv4 header, checksum 0xb861.
     static IPV4_HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
-        0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+        0x00, 0xc7,
     ];
 
     #[test]
@@ -300,11 +293,7 @@ mod tests {
         assert_eq!(csum_fold(csum_partial(&[], 0)), 0xffff);
         for len in 0..=80 {
             let data = bytes(len, len as u64 + 7);
-            assert_eq!(
-                csum_fold(csum_partial(&data, 0)),
-                reference(&data),
-                "len {len}"
-            );
+            assert_eq!(csum_fold(csum_partial(&data, 0)), reference(&data), "len {len}");
         }
     }
 
@@ -361,11 +350,7 @@ mod tests {
         let naive = csum_partial(&data[51..], csum_partial(&data[..51], 0));
         assert_ne!(csum_fold(naive), want);
         // csum_block_add with explicit offsets.
-        let s = csum_block_add(
-            csum_partial(&data[..51], 0),
-            csum_partial(&data[51..], 0),
-            51,
-        );
+        let s = csum_block_add(csum_partial(&data[..51], 0), csum_partial(&data[51..], 0), 51);
         assert_eq!(csum_fold(s), want);
     }
 
@@ -401,10 +386,7 @@ mod tests {
         assert_eq!(c.finish(), want);
 
         udp[6..8].copy_from_slice(&got.to_be_bytes());
-        assert_eq!(
-            csum_tcpudp_magic(src, dst, 10, 17, csum_partial(&udp, 0)),
-            0
-        );
+        assert_eq!(csum_tcpudp_magic(src, dst, 10, 17, csum_partial(&udp, 0)), 0);
     }
 
     #[test]

@@ -308,8 +308,7 @@ mod tests {
 
     // dst 02:00:00:00:00:02, src 02:00:00:00:00:01, IPv4, 4 payload bytes.
     static FRAME: [u8; 18] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0xaa,
-        0xbb, 0xcc, 0xdd,
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0xaa, 0xbb, 0xcc, 0xdd,
     ];
     static PAYLOAD: [u8; 4] = [0xaa, 0xbb, 0xcc, 0xdd];
 
@@ -357,10 +356,7 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(
-            EthHdr::new_checked(&FRAME[..13]).err(),
-            Some(WireError::Truncated)
-        );
+        assert_eq!(EthHdr::new_checked(&FRAME[..13]).err(), Some(WireError::Truncated));
         let hdr = EthHdr::new_checked(&FRAME[..14]).unwrap();
         assert!(hdr.payload().is_empty());
         let unchecked = EthHdr::new_unchecked(&FRAME[..5]);

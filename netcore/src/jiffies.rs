@@ -63,9 +63,7 @@ impl VirtualClock {
         // fetch_update rather than fetch_add so a huge advance saturates instead of wrapping.
         let _ = self
             .ns
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |ns| {
-                Some(ns.saturating_add(add))
-            });
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |ns| Some(ns.saturating_add(add)));
     }
 }
 
@@ -86,9 +84,7 @@ pub enum Clock {
 impl Clock {
     /// A monotonic clock starting now.
     pub fn monotonic() -> Self {
-        Clock::Monotonic {
-            start: Instant::now(),
-        }
+        Clock::Monotonic { start: Instant::now() }
     }
 
     /// A clock that reads (a shared handle on) `vc`.
@@ -99,9 +95,7 @@ impl Clock {
     /// Nanoseconds since the clock's start.
     pub fn now_ns(&self) -> u64 {
         match self {
-            Clock::Monotonic { start } => {
-                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-            }
+            Clock::Monotonic { start } => u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
             Clock::Virtual(vc) => vc.now_ns(),
         }
     }

@@ -32,11 +32,7 @@ pub const RTE_MBUF_DEFAULT_BUF_SIZE: u16 = RTE_MBUF_DEFAULT_DATAROOM + RTE_PKTMB
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MempoolError {
     #[error("mempool {name}: field `n` must be between 1 and {max} (got {got})")]
-    BadCount {
-        name: String,
-        got: usize,
-        max: usize,
-    },
+    BadCount { name: String, got: usize, max: usize },
     #[error("mempool {name}: field `buf_size` must be between 64 and 65535 and larger than `headroom` (got buf_size {buf_size}, headroom {headroom})")]
     BadSize {
         name: String,
@@ -134,19 +130,14 @@ impl Mempool {
                 max: MAX,
             });
         }
-        if cfg.buf_size < 64
-            || cfg.buf_size > u16::MAX as usize
-            || cfg.headroom as usize >= cfg.buf_size
-        {
+        if cfg.buf_size < 64 || cfg.buf_size > u16::MAX as usize || cfg.headroom as usize >= cfg.buf_size {
             return Err(MempoolError::BadSize {
                 name: cfg.name.clone(),
                 buf_size: cfg.buf_size,
                 headroom: cfg.headroom,
             });
         }
-        let mem: Box<[UnsafeCell<u8>]> = (0..cfg.n * cfg.buf_size)
-            .map(|_| UnsafeCell::new(0))
-            .collect();
+        let mem: Box<[UnsafeCell<u8>]> = (0..cfg.n * cfg.buf_size).map(|_| UnsafeCell::new(0)).collect();
         let base = mem.as_ptr() as *mut u8;
         let free = ArrayQueue::new(cfg.n);
         let hdrs: Box<[MbufHdr]> = (0..cfg.n)

@@ -60,10 +60,7 @@ impl NetdevFeatures {
             (NetdevFeatures::RXHASH, "rxhash"),
             (NetdevFeatures::SG, "scatter-gather"),
         ];
-        N.iter()
-            .filter(|(f, _)| self.has(*f))
-            .map(|(_, n)| *n)
-            .collect()
+        N.iter().filter(|(f, _)| self.has(*f)).map(|(_, n)| *n).collect()
     }
 }
 

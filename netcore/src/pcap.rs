@@ -127,9 +127,7 @@ impl<W: Write> PcapDumper<W> {
     /// segments; at most [`SNAPLEN`] bytes of it are kept. Libpcap: `pcap_dump()`.
     pub fn write_frame(&mut self, ts: Duration, segments: &[&[u8]]) -> Result<(), PcapError> {
         if self.failed {
-            return Err(self.write_failed(io::Error::other(
-                "an earlier write failed; the capture is incomplete",
-            )));
+            return Err(self.write_failed(io::Error::other("an earlier write failed; the capture is incomplete")));
         }
         let secs = ts.as_secs();
         let ts_sec = u32::try_from(secs).map_err(|_| PcapError::Timestamp {
@@ -151,12 +149,7 @@ impl<W: Write> PcapDumper<W> {
         Ok(())
     }
 
-    fn write_record(
-        &mut self,
-        record: &[u8],
-        segments: &[&[u8]],
-        incl_len: usize,
-    ) -> io::Result<()> {
+    fn write_record(&mut self, record: &[u8], segments: &[&[u8]], incl_len: usize) -> io::Result<()> {
         self.out.write_all(record)?;
         let mut left = incl_len;
         for segment in segments {
@@ -232,10 +225,7 @@ mod tests {
         ip[9] = 17;
         ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
         ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        let mut sum: u32 = ip
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
+        let mut sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);
         }
@@ -257,14 +247,8 @@ mod tests {
     fn write_three(dumper: &mut PcapDumper<impl Write>) -> Vec<(Duration, Vec<u8>)> {
         let frames = vec![
             (Duration::new(1_700_000_000, 1_000), udp_frame(1000, 10)),
-            (
-                Duration::new(1_700_000_000, 250_000_000),
-                udp_frame(1001, 1400),
-            ),
-            (
-                Duration::new(1_700_000_001, 999_999_000),
-                udp_frame(1002, 0),
-            ),
+            (Duration::new(1_700_000_000, 250_000_000), udp_frame(1001, 1400)),
+            (Duration::new(1_700_000_001, 999_999_000), udp_frame(1002, 0)),
         ];
         dumper.write_frame(frames[0].0, &[&frames[0].1]).unwrap();
         let (head, payload) = frames[1].1.split_at(14 + 20 + 8);
@@ -305,9 +289,7 @@ mod tests {
         let path = temp_path("drop");
         {
             let mut dumper = PcapDumper::create(&path).unwrap();
-            dumper
-                .write_frame(Duration::ZERO, &[&udp_frame(7, 3)])
-                .unwrap();
+            dumper.write_frame(Duration::ZERO, &[&udp_frame(7, 3)]).unwrap();
             // Still buffered: only the file exists so far.
             assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         }
@@ -375,8 +357,7 @@ mod tests {
 
     #[test]
     fn write_failure_stops_the_capture() {
-        let mut dumper =
-            PcapDumper::from_writer(Failing { budget: 24 + 20 }, Path::new("disk")).unwrap();
+        let mut dumper = PcapDumper::from_writer(Failing { budget: 24 + 20 }, Path::new("disk")).unwrap();
         let frame = udp_frame(1, 0);
         let err = dumper.write_frame(Duration::ZERO, &[&frame]).unwrap_err();
         assert!(err.to_string().contains("disk full"), "{err}");
@@ -393,12 +374,7 @@ mod tests {
         let mut dumper = PcapDumper::create(&path).unwrap();
         write_three(&mut dumper);
         drop(dumper);
-        let output = match Command::new("tcpdump")
-            .arg("-r")
-            .arg(&path)
-            .arg("-nn")
-            .output()
-        {
+        let output = match Command::new("tcpdump").arg("-r").arg(&path).arg("-nn").output() {
             Ok(output) => output,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 println!("tcpdump not installed: skipped");
@@ -411,11 +387,7 @@ mod tests {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "tcpdump failed: {stderr}");
-        assert_eq!(
-            stdout.lines().count(),
-            3,
-            "tcpdump printed:\n{stdout}\n{stderr}"
-        );
+        assert_eq!(stdout.lines().count(), 3, "tcpdump printed:\n{stdout}\n{stderr}");
         assert!(
             stdout.contains("10.0.0.1.1001 > 10.0.0.2.9: UDP, length 1400"),
             "{stdout}"

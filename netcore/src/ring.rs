@@ -53,9 +53,7 @@ impl<T> Ring<T> {
     /// wrapping it in an `Arc`.
     pub fn new(name: &str, capacity: usize) -> Result<Self, RingError> {
         if capacity == 0 {
-            return Err(RingError::ZeroCapacity {
-                name: name.to_owned(),
-            });
+            return Err(RingError::ZeroCapacity { name: name.to_owned() });
         }
         Ok(Ring {
             name: name.to_owned(),
@@ -108,8 +106,7 @@ impl<T> Ring<T> {
         }
         items.reverse();
         if !items.is_empty() {
-            self.enq_fail
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
+            self.enq_fail.fetch_add(items.len() as u64, Ordering::Relaxed);
         }
         moved
     }

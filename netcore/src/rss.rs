@@ -21,9 +21,9 @@ use thiserror::Error;
 /// published verification vectors are computed with it, so a stack using it hashes exactly as
 /// the hardware does out of the box. DPDK: `rss_intel_key` in `test_thash.c`.
 pub const RSS_KEY_DEFAULT: [u8; 40] = [
-    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
-    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
-    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0, 0xd0, 0xca, 0x2b,
+    0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac,
+    0x01, 0xfa,
 ];
 
 /// Key lengths NICs use: 40 bytes (Intel 82599/ixgbe, Mellanox, virtio and most others) and
@@ -234,10 +234,7 @@ impl std::fmt::Debug for Toeplitz {
 /// `key.len() - 4` are ignored, as in [`Toeplitz::hash`] (most of their bits would have no
 /// full key window). DPDK: `rte_softrss()`.
 pub fn toeplitz_hash_ref(key: &[u8], input: &[u8]) -> u32 {
-    let key_bit = |n: usize| -> u32 {
-        key.get(n / 8)
-            .map_or(0, |&byte| u32::from(byte >> (7 - n % 8)) & 1)
-    };
+    let key_bit = |n: usize| -> u32 { key.get(n / 8).map_or(0, |&byte| u32::from(byte >> (7 - n % 8)) & 1) };
     let mut window = (0..32).fold(0u32, |w, n| (w << 1) | key_bit(n));
     let mut hash = 0;
     let usable = input.len().min(key.len().saturating_sub(4));
@@ -291,10 +288,7 @@ impl Reta {
                 nb_queues: self.nb_queues,
             });
         }
-        let slot = self
-            .entries
-            .get_mut(entry)
-            .ok_or(RssError::RetaEntry { entry })?;
+        let slot = self.entries.get_mut(entry).ok_or(RssError::RetaEntry { entry })?;
         *slot = queue;
         Ok(())
     }
@@ -418,8 +412,7 @@ mod tests {
 
     #[test]
     fn default_key_is_the_standard_key() {
-        let hex =
-            "6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa";
+        let hex = "6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa";
         let parsed: Vec<u8> = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -434,13 +427,7 @@ mod tests {
         let vs = vectors();
         assert_eq!(vs.len(), 5);
         for v in &vs {
-            assert_eq!(
-                t.hash_ipv4(v.src, v.dst),
-                v.ipv4,
-                "{:?}->{:?}",
-                v.src,
-                v.dst
-            );
+            assert_eq!(t.hash_ipv4(v.src, v.dst), v.ipv4, "{:?}->{:?}", v.src, v.dst);
             let mut input = [0u8; 8];
             input[..4].copy_from_slice(&v.src);
             input[4..].copy_from_slice(&v.dst);
@@ -546,10 +533,7 @@ mod tests {
             for &q in reta.entries() {
                 counts[usize::from(q)] += 1;
             }
-            let (lo, hi) = (
-                RETA_SIZE / usize::from(n),
-                RETA_SIZE.div_ceil(usize::from(n)),
-            );
+            let (lo, hi) = (RETA_SIZE / usize::from(n), RETA_SIZE.div_ceil(usize::from(n)));
             let used = if usize::from(n) > RETA_SIZE {
                 &counts[..RETA_SIZE]
             } else {
@@ -557,10 +541,7 @@ mod tests {
             };
             assert!(used.iter().all(|&c| c == lo || c == hi), "{n}: {counts:?}");
         }
-        assert_eq!(
-            Reta::new(0).unwrap_err(),
-            RssError::NoQueues { nb_queues: 0 }
-        );
+        assert_eq!(Reta::new(0).unwrap_err(), RssError::NoQueues { nb_queues: 0 });
     }
 
     #[test]
@@ -574,16 +555,10 @@ mod tests {
         reta.set(6, 3).unwrap();
         assert_eq!(reta.lookup(0xffff_ff80 | 6), 3);
         assert_eq!(hash2cpu(&reta, 6 + 128 * 1000), 3);
-        assert_eq!(
-            reta.set(128, 0).unwrap_err(),
-            RssError::RetaEntry { entry: 128 }
-        );
+        assert_eq!(reta.set(128, 0).unwrap_err(), RssError::RetaEntry { entry: 128 });
         assert_eq!(
             reta.set(0, 4).unwrap_err(),
-            RssError::RetaQueue {
-                queue: 4,
-                nb_queues: 4
-            }
+            RssError::RetaQueue { queue: 4, nb_queues: 4 }
         );
     }
 
@@ -598,10 +573,7 @@ mod tests {
         }
         // 1024 expected per core; Toeplitz over sequential ports is not perfectly uniform,
         // but no core may be starved or flooded.
-        assert!(
-            per_core.iter().all(|&c| (768..=1280).contains(&c)),
-            "{per_core:?}"
-        );
+        assert!(per_core.iter().all(|&c| (768..=1280).contains(&c)), "{per_core:?}");
     }
 
     #[test]

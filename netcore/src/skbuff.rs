@@ -621,11 +621,7 @@ impl SkBuff {
     }
 
     fn host_init(host: Mbuf, head: Option<Mbuf>) -> SkBuff {
-        let (d, t, e) = (
-            host.data_off(),
-            host.data_off() + host.data_len(),
-            host.buf_len(),
-        );
+        let (d, t, e) = (host.data_off(), host.data_off() + host.data_len(), host.buf_len());
         let mut skb = SkBuff { host };
         let meta = skb.meta_mut();
         *meta = SkbMeta::new();
@@ -741,11 +737,7 @@ impl SkBuff {
                 (mark as isize - base + d as isize) as u16
             }
         };
-        let (mh, nh, th) = (
-            shift(m.mac_header),
-            shift(m.network_header),
-            shift(m.transport_header),
-        );
+        let (mh, nh, th) = (shift(m.mac_header), shift(m.network_header), shift(m.transport_header));
         let cm = c.meta_mut();
         cm.mac_header = mh;
         cm.network_header = nh;
@@ -1100,11 +1092,7 @@ mod tests {
         assert_eq!(p.in_use(), 2);
 
         let clone = skb.skb_clone(&mut c).unwrap();
-        assert_eq!(
-            p.in_use(),
-            3,
-            "a clone costs one metadata host, no data copy"
-        );
+        assert_eq!(p.in_use(), 3, "a clone costs one metadata host, no data copy");
         assert_eq!(clone.frags()[0].mbuf().buf_addr(), payload_addr);
         assert_eq!(clone.head_mbuf().buf_addr(), skb.host_addr());
         assert_eq!(clone.frags()[0].mbuf().refcnt(), 2);
@@ -1122,11 +1110,7 @@ mod tests {
         assert_eq!(clone.data(), b"hdr");
         drop(clone);
         drop(c);
-        assert_eq!(
-            p.in_use(),
-            0,
-            "every mbuf returns when the last reference drops"
-        );
+        assert_eq!(p.in_use(), 0, "every mbuf returns when the last reference drops");
     }
 
     #[test]
@@ -1169,10 +1153,7 @@ mod tests {
         assert!(!skb.pskb_may_pull(8));
         let shared = c.alloc().unwrap();
         let keep = shared.clone();
-        assert!(
-            SkBuff::from_mbuf(shared).is_err(),
-            "shared mbufs cannot become skbs"
-        );
+        assert!(SkBuff::from_mbuf(shared).is_err(), "shared mbufs cannot become skbs");
         drop((skb, keep, c));
         assert_eq!(p.in_use(), 0);
     }
@@ -1183,8 +1164,7 @@ mod tests {
         let mut c = p.cache();
         let mut skb = SkBuff::alloc(&mut c).unwrap();
         for _ in 0..MAX_SKB_FRAGS {
-            skb.skb_add_frag(Frag::from_mbuf(c.alloc().unwrap()))
-                .unwrap();
+            skb.skb_add_frag(Frag::from_mbuf(c.alloc().unwrap())).unwrap();
         }
         let extra = Frag::from_mbuf(c.alloc().unwrap());
         assert!(skb.skb_add_frag(extra).is_err());

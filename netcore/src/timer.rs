@@ -271,9 +271,7 @@ impl<C> Timers<C> {
     ///
     /// Linux: reading `timer->expires` under timer_pending().
     pub fn timer_expires(&self, id: TimerId) -> Option<u64> {
-        self.slot(id, "timer_expires")
-            .filter(|t| t.pending)
-            .map(|t| t.expires)
+        self.slot(id, "timer_expires").filter(|t| t.pending).map(|t| t.expires)
     }
 
     /// Disarm `id` and give its slot back. Later calls with this id are no-ops (logged at
@@ -551,9 +549,7 @@ mod tests {
 
     #[test]
     fn fires_at_exact_jiffy_when_advanced_every_jiffy() {
-        let delays = [
-            1u64, 2, 3, 255, 256, 257, 511, 65_535, 65_536, 65_537, 600_000,
-        ];
+        let delays = [1u64, 2, 3, 255, 256, 257, 511, 65_535, 65_536, 65_537, 600_000];
         for &(start, offset) in &[(0u64, 0u64), (1_000_000, 77), (5, 65_500)] {
             for &delay in &delays {
                 let mut ctx = Ctx::new(start);
@@ -670,10 +666,7 @@ mod tests {
         for j in 1..=300 {
             ctx.run(j);
         }
-        assert_eq!(
-            ctx.fired,
-            vec![(3, 30), (0, 50), (4, 60), (2, 70), (1, 100)]
-        );
+        assert_eq!(ctx.fired, vec![(3, 30), (0, 50), (4, 60), (2, 70), (1, 100)]);
         assert_eq!(ctx.timers.armed(), 0);
     }
 
@@ -716,11 +709,7 @@ mod tests {
         assert!(!ctx.timers.timer_pending(a), "handed out to run");
         ctx.period = 10;
         func(&mut ctx, data);
-        assert_eq!(
-            ctx.seen_pending,
-            Some(false),
-            "not pending inside its callback"
-        );
+        assert_eq!(ctx.seen_pending, Some(false), "not pending inside its callback");
         assert!(ctx.timers.timer_pending(a), "re-armed by its callback");
         assert_eq!(ctx.timers.timer_expires(a), Some(15));
         assert!(ctx.timers.next_expired().is_none());
@@ -989,10 +978,7 @@ mod tests {
         ctx.run((1 << 50) + 99_999_999_999);
         assert_eq!(ctx.fired.len(), 1);
         ctx.run((1 << 50) + 100_000_000_000);
-        assert_eq!(
-            ctx.fired,
-            vec![(0, (1 << 50) + 5), (1, (1 << 50) + 100_000_000_000)]
-        );
+        assert_eq!(ctx.fired, vec![(0, (1 << 50) + 5), (1, (1 << 50) + 100_000_000_000)]);
         // 10^11 jiffies with one far timer: skipped a level at a time, not ticked.
         let ticks = ctx.timers.wheel_ticks;
         assert!(ticks < 100_000, "{ticks} wheel ticks");

@@ -28,11 +28,7 @@ pub struct ImpairConfig {
 
 impl ImpairConfig {
     pub fn is_noop(&self) -> bool {
-        self.loss == 0.0
-            && self.reorder == 0.0
-            && self.dup == 0.0
-            && self.corrupt == 0.0
-            && self.delay_ms == 0
+        self.loss == 0.0 && self.reorder == 0.0 && self.dup == 0.0 && self.corrupt == 0.0 && self.delay_ms == 0
     }
 }
 
@@ -59,23 +55,16 @@ impl FromStr for ImpairConfig {
                 field: f.to_string(),
                 msg: m.to_string(),
             };
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| err(item, "expected key=value"))?;
+            let (k, v) = item.split_once('=').ok_or_else(|| err(item, "expected key=value"))?;
             let prob = |v: &str| -> Result<f64, ImpairError> {
                 let (num, scale) = match v.strip_suffix('%') {
                     Some(n) => (n, 100.0),
                     None => (v, 1.0),
                 };
-                let p: f64 = num
-                    .parse()
-                    .map_err(|_| err(k, &format!("`{v}` is not a number")))?;
+                let p: f64 = num.parse().map_err(|_| err(k, &format!("`{v}` is not a number")))?;
                 let p = p / scale;
                 if !(0.0..=1.0).contains(&p) {
-                    return Err(err(
-                        k,
-                        &format!("`{v}` must be between 0 and 1 (or 0% and 100%)"),
-                    ));
+                    return Err(err(k, &format!("`{v}` must be between 0 and 1 (or 0% and 100%)")));
                 }
                 Ok(p)
             };
@@ -90,11 +79,7 @@ impl FromStr for ImpairConfig {
                         .parse()
                         .map_err(|_| err(k, &format!("`{v}` is not a number of milliseconds")))?;
                 }
-                "seed" => {
-                    c.seed = v
-                        .parse()
-                        .map_err(|_| err(k, &format!("`{v}` is not an integer")))?
-                }
+                "seed" => c.seed = v.parse().map_err(|_| err(k, &format!("`{v}` is not an integer")))?,
                 _ => {
                     return Err(err(
                         k,
@@ -472,19 +457,13 @@ mod tests {
         let (p, vc, mut imp, mut b) = setup(cfg, 8192);
         let mut c = p.cache();
         send(&mut imp, &mut c, 1000);
-        assert!(
-            recv_all(&mut b).is_empty(),
-            "nothing arrives before the delay"
-        );
+        assert!(recv_all(&mut b).is_empty(), "nothing arrives before the delay");
         vc.advance_ms(5);
         let mut none = Burst::new();
         imp.rx_burst(0, &mut none);
         let got = recv_all(&mut b);
         let s = imp.impair_stats();
-        assert!(
-            s.duplicated > 50 && s.reordered > 50 && s.corrupted > 20,
-            "{s:?}"
-        );
+        assert!(s.duplicated > 50 && s.reordered > 50 && s.corrupted > 20, "{s:?}");
         assert_eq!(got.len() as u64, 1000 + s.duplicated);
         let out_of_order = got.windows(2).filter(|w| w[1] < w[0]).count();
         assert!(out_of_order > 0);

@@ -35,7 +35,9 @@ pub enum TapError {
     BadName(String),
     #[error("tap {name}: cannot open /dev/net/tun: {source} (needs root or CAP_NET_ADMIN, and the tun module)")]
     Open { name: String, source: io::Error },
-    #[error("tap {name}: TUNSETIFF failed: {source} (a persistent tap owned by another user, or queue count not supported)")]
+    #[error(
+        "tap {name}: TUNSETIFF failed: {source} (a persistent tap owned by another user, or queue count not supported)"
+    )]
     SetIff { name: String, source: io::Error },
 }
 
@@ -52,13 +54,7 @@ pub struct TapDev {
 impl TapDev {
     /// Open (or create) TAP interface `name` with `queues` queues. `mac` is the stack's own
     /// address on the link (not the kernel interface's). Receive buffers come from `cache`.
-    pub fn open(
-        name: &str,
-        queues: u16,
-        mac: EthAddr,
-        mtu: usize,
-        cache: MempoolCache,
-    ) -> Result<TapDev, TapError> {
+    pub fn open(name: &str, queues: u16, mac: EthAddr, mtu: usize, cache: MempoolCache) -> Result<TapDev, TapError> {
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ']) {
             return Err(TapError::BadName(name.to_string()));
         }
@@ -67,12 +63,7 @@ impl TapDev {
         for _ in 0..queues {
             let path = CString::new("/dev/net/tun").expect("no NUL");
             // SAFETY: plain open(2) of a NUL-terminated path.
-            let fd = unsafe {
-                libc::open(
-                    path.as_ptr(),
-                    libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-                )
-            };
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(TapError::Open {
                     name: name.into(),

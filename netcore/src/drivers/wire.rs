@@ -69,19 +69,12 @@ pub struct WireDev {
 }
 
 /// Create a connected pair of wire ends with the given MAC addresses.
-pub fn wire_pair(
-    names: (&str, &str),
-    macs: (EthAddr, EthAddr),
-    cfg: &WireConfig,
-) -> (WireDev, WireDev) {
+pub fn wire_pair(names: (&str, &str), macs: (EthAddr, EthAddr), cfg: &WireConfig) -> (WireDev, WireDev) {
     let q = cfg.queues.max(1);
     let mk = |n: &str| {
         Arc::new(Direction {
             rings: (0..q)
-                .map(|i| {
-                    Ring::new(&format!("{n}-rxq{i}"), cfg.ring_size.max(1))
-                        .expect("ring size checked")
-                })
+                .map(|i| Ring::new(&format!("{n}-rxq{i}"), cfg.ring_size.max(1)).expect("ring size checked"))
                 .collect(),
         })
     };
@@ -185,9 +178,7 @@ impl NetDevice for WireDev {
             }
         }
         *pkts = rest;
-        self.stats
-            .tx_packets
-            .fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
         self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
         sent
     }
@@ -233,11 +224,7 @@ mod tests {
         assert!(burst.is_empty());
         let mut got = Burst::new();
         assert_eq!(b.rx_burst(0, &mut got), 3);
-        assert_eq!(
-            got[0].host_addr(),
-            addr0,
-            "the receiver sees the sender's buffer"
-        );
+        assert_eq!(got[0].host_addr(), addr0, "the receiver sees the sender's buffer");
         assert_eq!(got[2].data(), &[2u8; 60]);
         assert_eq!(a.stats().tx_packets, 3);
         assert_eq!(b.stats().rx_bytes, 180);
