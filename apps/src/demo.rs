@@ -90,7 +90,7 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
             println!("ping {b_addr}: seq={seq}: {e}");
             continue;
         }
-        let got = poll_until(&mut sa, Duration::from_secs(2), |s| {
+        let got = poll_until(&mut sa, Duration::from_secs(1), |s| {
             s.icmp.echo_replies.iter().any(|r| r.seq == seq)
         });
         if got {
@@ -105,7 +105,7 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
             );
             answered += 1;
         } else {
-            println!("ping {b_addr}: seq={seq}: no reply within 2 s");
+            println!("ping {b_addr}: seq={seq}: no reply within 1 s");
         }
     }
     println!(

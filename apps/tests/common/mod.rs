@@ -1,0 +1,181 @@
+//! Helpers for tests that run the real `blink` binary against the Linux kernel in a network
+//! namespace the test creates (root only; traffic stays inside 10.200.0.0/16 in that namespace).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn blink() -> &'static str {
+    env!("CARGO_BIN_EXE_blink")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Root tests run in CI (root). Elsewhere they say so and pass; with CI=true they must run.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: CI=true but not running as root");
+    }
+    eprintln!("{test}: skipped (needs root for network namespaces and TAP)");
+    false
+}
+
+pub fn run(cmd: &[&str]) -> Output {
+    let out = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    out
+}
+
+pub fn run_ok(cmd: &[&str]) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace with a persistent TAP device `tap` at `kernel_ip` (e.g. 10.200.1.1/24),
+/// deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub tap: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str, kernel_cidr: &str) -> Netns {
+        let name = format!("blink-{tag}-{}", std::process::id());
+        let _ = run(&["ip", "netns", "del", &name]);
+        run_ok(&["ip", "netns", "add", &name]);
+        let ns = Netns {
+            name,
+            tap: "btap0".to_string(),
+        };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns.exec_ok(&["ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap"]);
+        ns.exec_ok(&["ip", "addr", "add", kernel_cidr, "dev", &ns.tap]);
+        ns.exec_ok(&["ip", "link", "set", &ns.tap, "up"]);
+        ns
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    pub fn exec_ok(&self, args: &[&str]) -> String {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "in netns {}: {args:?} failed: {}\n{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// MAC address of the kernel's side of the TAP.
+    pub fn tap_mac(&self) -> String {
+        self.exec_ok(&["cat", &format!("/sys/class/net/{}/address", self.tap)])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// A running `blink` whose stdout lines are collected in the background.
+pub struct BlinkProc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl BlinkProc {
+    pub fn spawn(ns: &Netns, args: &[&str]) -> BlinkProc {
+        let mut full = vec![blink()];
+        full.extend_from_slice(args);
+        let mut child = ns
+            .cmd(&full)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn blink");
+        let out = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        BlinkProc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait for a stdout line containing `pat`.
+    pub fn wait_line(&mut self, pat: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(pat) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {pat:?} within {timeout:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGINT, wait for exit, return (status code, all stdout).
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let st = self.child.wait().expect("wait blink");
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(l);
+        }
+        (st.code(), self.seen.join("\n"))
+    }
+}
+
+impl Drop for BlinkProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
