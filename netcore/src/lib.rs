@@ -20,6 +20,7 @@ pub mod ring;
 pub mod rss;
 pub mod skbuff;
 pub mod snmp;
+pub mod sock;
 pub mod timer;
 
 pub use if_ether::EthAddr;

@@ -343,6 +343,30 @@ impl SkbMeta {
         true
     }
 
+    /// Linux: __pskb_pull(). Remove `len` bytes from the front of the packet, across the linear
+    /// area and into fragments (TCP trims the part of a segment it already has). False if the
+    /// packet is shorter.
+    pub fn pskb_pull(&mut self, len: usize) -> bool {
+        if len > self.len() {
+            return false;
+        }
+        let lin = len.min(self.headlen());
+        self.data += lin as u16;
+        let mut left = len - lin;
+        while left > 0 {
+            let f = &mut self.frags[0];
+            let n = left.min(f.len());
+            f.off += n as u32;
+            f.len -= n as u32;
+            self.frags_len -= n as u32;
+            left -= n;
+            if f.len == 0 {
+                self.frags.remove(0);
+            }
+        }
+        true
+    }
+
     /// Linux: skb_reserve(). Only on an empty skb: move data and tail forward.
     pub fn skb_reserve(&mut self, len: usize) -> bool {
         if self.len() != 0 || self.tail as usize + len > self.end as usize {
@@ -1168,6 +1192,26 @@ mod tests {
         }
         let extra = Frag::from_mbuf(c.alloc().unwrap());
         assert!(skb.skb_add_frag(extra).is_err());
+        drop((skb, c));
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn pskb_pull_crosses_into_frags() {
+        let p = pool(8);
+        let mut c = p.cache();
+        let mut skb = SkBuff::from_slice(&mut c, b"abc").unwrap();
+        let mut f = c.alloc().unwrap();
+        f.append_slice(b"defgh");
+        skb.skb_add_frag(Frag::from_mbuf(f)).unwrap();
+        assert!(skb.pskb_pull(5));
+        assert_eq!(skb.len(), 3);
+        let mut out = [0u8; 3];
+        assert!(skb.skb_copy_bits(0, &mut out));
+        assert_eq!(&out, b"fgh");
+        assert!(skb.pskb_pull(3));
+        assert!(skb.frags().is_empty());
+        assert!(!skb.pskb_pull(1));
         drop((skb, c));
         assert_eq!(p.in_use(), 0);
     }

@@ -1,1 +1,212 @@
-//! placeholder
+//! blink's TCP, structured as Linux's net/ipv4/tcp*.c.
+//!
+//! - [`tcp`]: the socket (`TcpSock`), states, and the user calls (sendmsg, recvmsg, close).
+//! - [`tcp_ipv4`]: the per-core protocol instance (`TcpProto`), `tcp_v4_rcv`, connect/listen.
+//! - [`tcp_input`], [`tcp_output`], [`tcp_timer`]: the state machine, transmit, timers.
+//! - [`tcp_cong`]: pluggable congestion control (CUBIC by default, Reno).
+//! - [`inet_hashtables`]: established, listening and bind tables.
+//! - [`tcphdr`]: the header view and options.
+//!
+//! TCP registers itself with IPv4 (`tcp_init`), which never names it.
+
+pub mod inet_hashtables;
+pub mod tcp;
+pub mod tcp_cong;
+pub mod tcp_input;
+pub mod tcp_ipv4;
+pub mod tcp_output;
+pub mod tcp_timer;
+pub mod tcphdr;
+
+use std::net::Ipv4Addr;
+
+use blink_ipv4::iphdr::IPPROTO_TCP;
+use blink_ipv4::Stack;
+use blink_netcore::sock::SockHandle;
+
+pub use tcp::{TcpError, TcpState};
+pub use tcp_ipv4::TcpProto;
+
+/// Minimum retransmission timeout (Linux: TCP_RTO_MIN, 200 ms).
+pub const TCP_RTO_MIN_MS: u64 = 200;
+/// Maximum retransmission timeout (Linux: TCP_RTO_MAX, 120 s).
+pub const TCP_RTO_MAX_MS: u64 = 120_000;
+/// RTO before any RTT sample (RFC 6298: 1 s).
+pub const TCP_TIMEOUT_INIT_MS: u64 = 1000;
+pub const TCP_DELACK_MIN_MS: u64 = 40;
+pub const TCP_DELACK_MAX_MS: u64 = 200;
+/// Linux: net.ipv4.tcp_syn_retries / tcp_synack_retries / tcp_retries2.
+pub const TCP_SYN_RETRIES: u32 = 6;
+pub const TCP_SYNACK_RETRIES: u32 = 5;
+pub const TCP_RETRIES2: u32 = 15;
+
+/// TCP settings (Linux: the net.ipv4.tcp_* sysctls and socket defaults).
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Send/receive buffer per socket, bytes (the window follows the receive buffer).
+    pub sndbuf: u32,
+    pub rcvbuf: u32,
+    pub window_scaling: bool,
+    pub timestamps: bool,
+    pub sack: bool,
+    /// Congestion control algorithm: "cubic" or "reno".
+    pub congestion: String,
+    /// TCP_NODELAY by default.
+    pub nodelay: bool,
+    /// TIME-WAIT length (Linux: fixed 60 s).
+    pub timewait_ms: u64,
+    /// Orphaned FIN-WAIT-2 timeout (Linux: tcp_fin_timeout).
+    pub fin_timeout_ms: u64,
+    /// Keepalive (idle, interval, probes) for every socket; None = off (Linux default).
+    pub keepalive: Option<(u64, u64, u32)>,
+    pub max_backlog: u32,
+    /// Local port range for active opens (Linux: ip_local_port_range).
+    pub ephemeral_ports: (u16, u16),
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            sndbuf: 1 << 20,
+            rcvbuf: 1 << 20,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            congestion: "cubic".into(),
+            nodelay: false,
+            timewait_ms: 60_000,
+            fin_timeout_ms: 60_000,
+            keepalive: None,
+            max_backlog: 4096,
+            ephemeral_ports: (32768, 60999),
+        }
+    }
+}
+
+impl TcpConfig {
+    /// The window scale we offer: the smallest shift that lets the receive buffer be
+    /// advertised (Linux: tcp_select_initial_window).
+    pub fn rcv_wscale(&self) -> u8 {
+        if !self.window_scaling {
+            return 0;
+        }
+        let mut s = 0;
+        while s < tcphdr::TCP_MAX_WSCALE && (65535u32 << s) < self.rcvbuf {
+            s += 1;
+        }
+        s
+    }
+}
+
+/// Errors of the TCP user calls.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TcpErr {
+    #[error("no such socket (closed or never opened)")]
+    BadHandle,
+    #[error("operation would block")]
+    WouldBlock,
+    #[error("socket is not connected")]
+    NotConnected,
+    #[error("socket was shut down for sending")]
+    Shutdown,
+    #[error("connection failed: {0:?}")]
+    Connection(TcpError),
+    #[error("port {0} already in use")]
+    AddrInUse(u16),
+    #[error("no route to {0}")]
+    NoRoute(Ipv4Addr),
+    #[error("no free local port")]
+    NoPorts,
+    #[error("out of memory")]
+    NoMemory,
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    #[error("TCP is not registered on this stack (call tcp_init)")]
+    NoTcp,
+}
+
+/// Register TCP with `stack` (Linux: inet_init adding tcp_protocol).
+pub fn tcp_init(stack: &mut Stack, cfg: TcpConfig) {
+    let _ = stack.inet_add_protocol(IPPROTO_TCP, Box::new(TcpProto::new(cfg)));
+}
+
+/// Run `f` with the stack's TCP instance.
+pub fn with_tcp<R>(stack: &mut Stack, f: impl FnOnce(&mut TcpProto, &mut Stack) -> R) -> Result<R, TcpErr> {
+    stack
+        .with_protocol(IPPROTO_TCP, |s, p| {
+            p.as_any_mut().downcast_mut::<TcpProto>().map(|t| f(t, s))
+        })
+        .flatten()
+        .ok_or(TcpErr::NoTcp)
+}
+
+/// Run a user call on socket `h`, then let TCP tidy up after it.
+fn on_sock<R>(
+    stack: &mut Stack,
+    h: SockHandle,
+    f: impl FnOnce(&mut tcp::TcpSock, &mut Stack) -> Result<R, TcpErr>,
+) -> Result<R, TcpErr> {
+    with_tcp(stack, |tcp, stack| {
+        let sk = tcp.socks.get_mut(h).ok_or(TcpErr::BadHandle)?;
+        let r = f(sk, stack);
+        tcp.post_process(stack, h);
+        r
+    })?
+}
+
+/// Listen on `port` (every local address).
+pub fn tcp_listen(stack: &mut Stack, port: u16, backlog: u32) -> Result<SockHandle, TcpErr> {
+    with_tcp(stack, |t, s| t.listen(s, Ipv4Addr::UNSPECIFIED, port, backlog))?
+}
+
+/// Accept the next established connection of listener `l`.
+pub fn tcp_accept(stack: &mut Stack, l: SockHandle) -> Result<Option<SockHandle>, TcpErr> {
+    with_tcp(stack, |t, _| t.accept(l))?
+}
+
+/// Start connecting to `daddr:dport`; `ev::CONNECTED` (or `ev::CLOSED`) follows.
+pub fn tcp_connect(stack: &mut Stack, daddr: Ipv4Addr, dport: u16) -> Result<SockHandle, TcpErr> {
+    with_tcp(stack, |t, s| t.connect(s, daddr, dport))?
+}
+
+/// Copying send; returns the bytes accepted (0 when the send buffer is full).
+pub fn tcp_send(stack: &mut Stack, h: SockHandle, data: &[u8]) -> Result<usize, TcpErr> {
+    on_sock(stack, h, |sk, s| tcp::tcp_sendmsg(sk, s, data))
+}
+
+/// Copying receive; Ok(0) = end of stream, Err(WouldBlock) = nothing yet.
+pub fn tcp_recv(stack: &mut Stack, h: SockHandle, buf: &mut [u8]) -> Result<usize, TcpErr> {
+    on_sock(stack, h, |sk, s| tcp::tcp_recvmsg(sk, s, buf))
+}
+
+/// Close (graceful, or a reset if unread data remains). The handle is invalid afterwards.
+pub fn tcp_close(stack: &mut Stack, h: SockHandle) -> Result<(), TcpErr> {
+    on_sock(stack, h, |sk, s| {
+        tcp::tcp_close(sk, s);
+        Ok(())
+    })
+}
+
+/// shutdown(SHUT_WR): send FIN after queued data, keep reading.
+pub fn tcp_shutdown(stack: &mut Stack, h: SockHandle) -> Result<(), TcpErr> {
+    on_sock(stack, h, tcp::tcp_shutdown)
+}
+
+/// The socket's state.
+pub fn tcp_state(stack: &mut Stack, h: SockHandle) -> Result<TcpState, TcpErr> {
+    with_tcp(stack, |t, _| t.socks.get(h).map(|s| s.state).ok_or(TcpErr::BadHandle))?
+}
+
+/// Collect (socket, event bits) for every socket with news since the last call.
+pub fn tcp_events(stack: &mut Stack, out: &mut Vec<(SockHandle, u8)>) -> Result<(), TcpErr> {
+    with_tcp(stack, |t, _| {
+        for h in t.ready.drain(..) {
+            if let Some(sk) = t.socks.get_mut(h) {
+                if sk.ev_pending != 0 {
+                    out.push((h, sk.ev_pending));
+                    sk.ev_pending = 0;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,659 @@
+//! TCP input. Linux: net/ipv4/tcp_input.c (`tcp_rcv_state_process`, `tcp_rcv_synsent_state_process`,
+//! `tcp_ack`, `tcp_sacktag_write_queue`, `tcp_fastretrans_alert`, `tcp_data_queue`,
+//! `tcp_ofo_queue`, `tcp_fin`, `tcp_rtt_estimator`, `tcp_validate_incoming`).
+
+use blink_ipv4::Stack;
+use blink_netcore::skbuff::SkBuff;
+use blink_netcore::snmp::{DropReason, TcpExtMib, TcpMib};
+
+use crate::inet_hashtables::FourTuple;
+use crate::tcp::*;
+use crate::tcp_cong::CaState;
+use crate::tcp_output::*;
+use crate::tcphdr::*;
+
+/// Settle MSS, window scaling, timestamps and SACK from a SYN (passive side) or SYN-ACK.
+pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t: &FourTuple) {
+    let mtu = stack
+        .fib
+        .lookup(t.raddr)
+        .map(|r| stack.devs[r.dev as usize].mtu)
+        .unwrap_or(1500);
+    sk.advmss = (mtu.saturating_sub(40)).clamp(88, 65495) as u16;
+    let peer_mss = o.mss.unwrap_or(536).max(88);
+    sk.rx_opt.mss_clamp = peer_mss;
+    sk.mss_cache = peer_mss.min(sk.advmss) as u32;
+    let passive = sk.state != TcpState::SynSent;
+    // Passive side: accept what the peer offers; active side: what we offered and it echoed.
+    let want = |ours: bool| passive || ours;
+    sk.rx_opt.wscale_ok = o.wscale.is_some() && want(sk.rx_opt.wscale_ok);
+    if sk.rx_opt.wscale_ok {
+        sk.rx_opt.snd_wscale = o.wscale.unwrap_or(0).min(TCP_MAX_WSCALE);
+    } else {
+        sk.rx_opt.snd_wscale = 0;
+        sk.rx_opt.rcv_wscale = 0;
+    }
+    sk.rx_opt.sack_ok = o.sack_ok && want(sk.rx_opt.sack_ok);
+    sk.rx_opt.tstamp_ok = o.ts.is_some() && want(sk.rx_opt.tstamp_ok);
+    if let Some((tsval, _)) = o.ts {
+        sk.rx_opt.ts_recent = tsval;
+        sk.rx_opt.ts_recent_stamp = stack.core.jiffies;
+    }
+    if sk.rx_opt.tstamp_ok {
+        // Timestamps take 12 bytes of every segment.
+        sk.mss_cache = sk.mss_cache.saturating_sub(12).max(64);
+    }
+}
+
+/// Linux: tcp_rtt_estimator() + tcp_set_rto(). RFC 6298 with Linux's 200 ms floor on the
+/// variance term.
+fn tcp_rtt_estimator(sk: &mut TcpSock, rtt_us: u32) {
+    let r = rtt_us.max(1);
+    if sk.srtt_us == 0 {
+        sk.srtt_us = r;
+        sk.rttvar_us = r / 2;
+    } else {
+        let diff = sk.srtt_us.abs_diff(r);
+        sk.rttvar_us = (3 * sk.rttvar_us + diff) / 4;
+        sk.srtt_us = (7 * sk.srtt_us + r) / 8;
+    }
+    sk.mdev_us = sk.rttvar_us;
+    let var = (4 * sk.rttvar_us as u64).max(crate::TCP_RTO_MIN_MS * 1000);
+    sk.rto_ms = ((sk.srtt_us as u64 + var) / 1000).clamp(crate::TCP_RTO_MIN_MS, crate::TCP_RTO_MAX_MS);
+}
+
+/// RFC 5961 / Linux tcp_send_challenge_ack(): answer a suspicious RST or SYN with an ACK.
+fn tcp_send_challenge_ack(sk: &mut TcpSock, stack: &mut Stack) {
+    stack.core.mib.tcp_ext.inc(TcpExtMib::TCPChallengeACK);
+    tcp_send_ack(sk, stack);
+}
+
+/// SYN-SENT (Linux: tcp_rcv_synsent_state_process).
+pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &TcpOptions) {
+    let cb = *skb.cb::<TcpSkbCb>();
+    let f = cb.tcp_flags;
+    if f & TCPHDR_ACK != 0 && cb.ack_seq != sk.snd_nxt {
+        // An ACK for something we never sent: reset it (unless it is a reset).
+        if f & TCPHDR_RST == 0 {
+            let t = FourTuple {
+                laddr: sk.saddr,
+                lport: sk.sport,
+                raddr: sk.daddr,
+                rport: sk.dport,
+            };
+            crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+        }
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        return;
+    }
+    if f & TCPHDR_RST != 0 {
+        if f & TCPHDR_ACK != 0 {
+            tcp_reset(sk, stack);
+        }
+        drop(skb);
+        return;
+    }
+    if f & TCPHDR_SYN == 0 {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        return;
+    }
+    let t = FourTuple {
+        laddr: sk.saddr,
+        lport: sk.sport,
+        raddr: sk.daddr,
+        rport: sk.dport,
+    };
+    sk.irs = cb.seq;
+    sk.rcv_nxt = cb.seq.wrapping_add(1);
+    sk.rcv_wup = sk.rcv_nxt;
+    tcp_negotiate_options(sk, stack, opts, &t);
+    sk.snd_wl1 = cb.seq;
+    sk.rcv_tstamp = stack.core.jiffies;
+    if f & TCPHDR_ACK != 0 {
+        // Our SYN is acknowledged: established.
+        sk.snd_una = cb.ack_seq;
+        sk.snd_wnd = (cb.window as u32) << sk.rx_opt.snd_wscale;
+        sk.max_window = sk.snd_wnd;
+        sk.retransmits = 0;
+        sk.backoff = 0;
+        if let Some(t) = sk.retransmit_timer {
+            stack.timers.del_timer(t);
+        }
+        tcp_set_state(sk, stack, TcpState::Established);
+        start_keepalive(sk, stack);
+        sk.raise(ev::CONNECTED | ev::WRITABLE);
+        tcp_send_ack(sk, stack);
+        drop(skb);
+        return;
+    }
+    // Simultaneous open (RFC 9293 3.5 figure 8): SYN-RECV and a SYN-ACK.
+    sk.snd_wnd = cb.window as u32;
+    tcp_set_state(sk, stack, TcpState::SynRecv);
+    tcp_send_synack(sk, stack);
+    drop(skb);
+}
+
+fn start_keepalive(sk: &mut TcpSock, stack: &mut Stack) {
+    if let (Some((idle, _, _)), Some(t)) = (sk.keepalive, sk.keepalive_timer) {
+        stack.timers.mod_timer(t, stack.core.jiffies + idle);
+    }
+}
+
+/// Linux: tcp_sequence(). Does the segment touch the receive window (RFC 9293 3.10.7.4)?
+/// Data beyond the window is trimmed later; ACK and RST fields are still processed.
+fn tcp_sequence(sk: &TcpSock, seq: u32, end_seq: u32) -> bool {
+    let wnd = sk.rcv_wup.wrapping_add(sk.rcv_wnd).wrapping_sub(sk.rcv_nxt);
+    let wnd = if (wnd as i32) < 0 { 0 } else { wnd };
+    !before(end_seq, sk.rcv_wup) && !after(seq, sk.rcv_nxt.wrapping_add(wnd))
+}
+
+/// Every state after SYN-SENT (Linux: tcp_rcv_state_process + tcp_rcv_established, without a
+/// separate fast path: the checks are the same few comparisons).
+pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &TcpOptions) {
+    let cb = *skb.cb::<TcpSkbCb>();
+    let f = cb.tcp_flags;
+    if sk.state == TcpState::Closed {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+        return;
+    }
+    // PAWS (RFC 7323 5): a segment whose timestamp is older than the last one is a duplicate.
+    if sk.rx_opt.tstamp_ok && f & TCPHDR_RST == 0 {
+        if let Some((tsval, _)) = opts.ts {
+            if before(tsval, sk.rx_opt.ts_recent) && sk.state != TcpState::SynRecv {
+                stack.core.mib.tcp_ext.inc(TcpExtMib::PAWSEstab);
+                tcp_send_ack(sk, stack);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+                return;
+            }
+        }
+    }
+    // Sequence check.
+    if sk.state != TcpState::SynRecv && !tcp_sequence(sk, cb.seq, cb.end_seq) {
+        if f & TCPHDR_RST == 0 {
+            tcp_send_ack(sk, stack);
+        }
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        return;
+    }
+    // RST (RFC 5961 3.2): exact match resets, in-window gets a challenge ACK.
+    if f & TCPHDR_RST != 0 {
+        if cb.seq == sk.rcv_nxt || sk.state == TcpState::SynRecv {
+            tcp_reset(sk, stack);
+        } else {
+            tcp_send_challenge_ack(sk, stack);
+        }
+        drop(skb);
+        return;
+    }
+    // Timestamp bookkeeping for our TSecr (RFC 7323 4.3).
+    if let Some((tsval, _)) = opts.ts {
+        if sk.rx_opt.tstamp_ok && !after(cb.seq, sk.rcv_wup) {
+            sk.rx_opt.ts_recent = tsval;
+            sk.rx_opt.ts_recent_stamp = stack.core.jiffies;
+        }
+    }
+    // SYN in a synchronized state (RFC 5961 4): challenge ACK.
+    if f & TCPHDR_SYN != 0 {
+        if sk.state == TcpState::SynRecv && cb.seq == sk.irs {
+            // Our SYN-ACK was lost: the peer retransmitted its SYN.
+            tcp_send_synack(sk, stack);
+        } else {
+            tcp_send_challenge_ack(sk, stack);
+        }
+        drop(skb);
+        return;
+    }
+    if f & TCPHDR_ACK == 0 {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        return;
+    }
+    sk.rcv_tstamp = stack.core.jiffies;
+    sk.keepalive_probes_sent = 0;
+    if sk.state == TcpState::SynRecv {
+        if before(cb.ack_seq, sk.snd_una.wrapping_add(1)) || after(cb.ack_seq, sk.snd_nxt) {
+            let t = FourTuple {
+                laddr: sk.saddr,
+                lport: sk.sport,
+                raddr: sk.daddr,
+                rport: sk.dport,
+            };
+            crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+            return;
+        }
+        sk.snd_una = cb.ack_seq;
+        sk.snd_wnd = (cb.window as u32) << sk.rx_opt.snd_wscale;
+        sk.max_window = sk.snd_wnd;
+        sk.snd_wl1 = cb.seq;
+        sk.retransmits = 0;
+        sk.backoff = 0;
+        if let Some(t) = sk.retransmit_timer {
+            stack.timers.del_timer(t);
+        }
+        tcp_set_state(sk, stack, TcpState::Established);
+        stack.core.mib.tcp.inc(TcpMib::PassiveOpens);
+        start_keepalive(sk, stack);
+        sk.raise(ev::CONNECTED | ev::WRITABLE);
+    } else if !tcp_ack(sk, stack, &cb, opts) {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        return;
+    }
+    // Our FIN acknowledged?
+    let fin_acked = sk.fin_queued && sk.snd_una == sk.write_seq;
+    match sk.state {
+        TcpState::FinWait1 if fin_acked => {
+            tcp_set_state(sk, stack, TcpState::FinWait2);
+            if sk.orphan {
+                if let Some(t) = sk.keepalive_timer {
+                    stack.timers.mod_timer(t, stack.core.jiffies + sk.fin_timeout_ms);
+                }
+            }
+        }
+        TcpState::Closing if fin_acked => tcp_time_wait(sk, stack),
+        TcpState::LastAck if fin_acked => {
+            tcp_done(sk, stack);
+            drop(skb);
+            return;
+        }
+        _ => {}
+    }
+    tcp_data_queue(sk, stack, skb);
+    // Data, window updates or acks may let more data out.
+    tcp_write_xmit(sk, stack, false);
+    if sk.ack_pending && sk.quickack > 0 {
+        tcp_send_ack(sk, stack);
+    }
+}
+
+/// Enter TIME-WAIT for 2*MSL (configurable; Linux uses a fixed 60 s).
+fn tcp_time_wait(sk: &mut TcpSock, stack: &mut Stack) {
+    tcp_set_state(sk, stack, TcpState::TimeWait);
+    stack.core.mib.tcp_ext.inc(TcpExtMib::TW);
+    for t in [sk.retransmit_timer, sk.delack_timer].into_iter().flatten() {
+        stack.timers.del_timer(t);
+    }
+    if let Some(t) = sk.keepalive_timer {
+        stack.timers.mod_timer(t, stack.core.jiffies + sk.timewait_ms);
+    }
+    sk.raise(ev::CLOSED);
+}
+
+/// Linux: tcp_sacktag_write_queue(). Mark segments the peer reports holding.
+fn tcp_sacktag(sk: &mut TcpSock, opts: &TcpOptions) {
+    for b in &opts.sack[..opts.num_sacks.min(4) as usize] {
+        if !after(b.end, sk.snd_una) || after(b.end, sk.snd_nxt) || !before(b.start, b.end) {
+            continue;
+        }
+        if after(b.end, sk.highest_sack) {
+            sk.highest_sack = b.end;
+        }
+        for skb in sk.rtx_queue.iter_mut() {
+            let c = skb.cb_mut::<TcpSkbCb>();
+            if before(c.seq, b.start) || after(c.end_seq, b.end) || c.sacked & TCPCB_SACKED_ACKED != 0 {
+                continue;
+            }
+            if c.sacked & TCPCB_LOST != 0 {
+                sk.lost_out = sk.lost_out.saturating_sub(1);
+            }
+            if c.sacked & TCPCB_SACKED_RETRANS != 0 {
+                sk.retrans_out = sk.retrans_out.saturating_sub(1);
+            }
+            c.sacked = TCPCB_SACKED_ACKED;
+            sk.sacked_out += 1;
+        }
+    }
+}
+
+/// Mark segments lost for recovery: with SACK, every unSACKed segment below the highest SACK
+/// (FACK-style); without, the head (Linux: tcp_mark_head_lost / tcp_update_scoreboard).
+fn tcp_mark_lost(sk: &mut TcpSock) {
+    let sack = sk.rx_opt.sack_ok && sk.sacked_out > 0;
+    let hs = sk.highest_sack;
+    for (i, skb) in sk.rtx_queue.iter_mut().enumerate() {
+        let c = skb.cb_mut::<TcpSkbCb>();
+        if sack {
+            if !before(c.seq, hs) {
+                break;
+            }
+        } else if i > 0 {
+            break;
+        }
+        if c.sacked & (TCPCB_SACKED_ACKED | TCPCB_LOST) == 0 {
+            c.sacked |= TCPCB_LOST;
+            sk.lost_out += 1;
+        }
+    }
+}
+
+/// Linux: tcp_ack(). Process the acknowledgment: window, RTT, congestion state, retransmit
+/// queue, recovery. Returns false when the segment must be dropped.
+fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions) -> bool {
+    let ack = cb.ack_seq;
+    let prior_una = sk.snd_una;
+    if after(ack, sk.snd_nxt) {
+        // RFC 5961 5.2: an ACK for data we never sent.
+        tcp_send_challenge_ack(sk, stack);
+        return false;
+    }
+    if before(ack, prior_una.wrapping_sub(sk.max_window.max(65535))) {
+        // Far too old (RFC 5961 5.2): ignore.
+        tcp_send_challenge_ack(sk, stack);
+        return false;
+    }
+    // Window update (Linux: tcp_may_update_window).
+    let nwin = (cb.window as u32) << sk.rx_opt.snd_wscale;
+    let win_changed = nwin != sk.snd_wnd;
+    if after(ack, prior_una) || after(cb.seq, sk.snd_wl1) || (cb.seq == sk.snd_wl1 && nwin > sk.snd_wnd) {
+        sk.snd_wnd = nwin;
+        sk.snd_wl1 = cb.seq;
+        sk.max_window = sk.max_window.max(nwin);
+    }
+    if sk.rx_opt.sack_ok && opts.num_sacks > 0 {
+        tcp_sacktag(sk, opts);
+    }
+    let now = stack.core.now_ns;
+    let mut acked_pkts = 0u32;
+    let mut rtt_us: Option<u32> = None;
+    if after(ack, prior_una) {
+        sk.snd_una = ack;
+        // Remove fully acknowledged segments.
+        while let Some(skb) = sk.rtx_queue.front() {
+            let c = *skb.cb::<TcpSkbCb>();
+            if after(c.end_seq, ack) {
+                break;
+            }
+            if c.tx_count == 1 && c.sacked & TCPCB_SACKED_RETRANS == 0 {
+                // Karn: only never-retransmitted segments give RTT samples.
+                rtt_us = Some(((now.saturating_sub(c.when_ns)) / 1000) as u32);
+            }
+            if c.sacked & TCPCB_SACKED_ACKED != 0 {
+                sk.sacked_out = sk.sacked_out.saturating_sub(1);
+            }
+            if c.sacked & TCPCB_LOST != 0 {
+                sk.lost_out = sk.lost_out.saturating_sub(1);
+            }
+            if c.sacked & TCPCB_SACKED_RETRANS != 0 {
+                sk.retrans_out = sk.retrans_out.saturating_sub(1);
+            }
+            sk.packets_out = sk.packets_out.saturating_sub(1);
+            acked_pkts += 1;
+            sk.rtx_queue.pop_front();
+        }
+        if rtt_us.is_none() && sk.rx_opt.tstamp_ok {
+            if let Some((_, tsecr)) = opts.ts {
+                if tsecr != 0 {
+                    let ms = tcp_time_stamp(sk, stack).wrapping_sub(tsecr);
+                    if ms < 60_000 {
+                        rtt_us = Some(ms * 1000);
+                    }
+                }
+            }
+        }
+        if let Some(r) = rtt_us {
+            tcp_rtt_estimator(sk, r);
+        }
+        sk.retransmits = 0;
+        sk.backoff = 0;
+        sk.dupacks = 0;
+        // Restart or stop the retransmission timer.
+        if sk.packets_out == 0 {
+            if let Some(t) = sk.retransmit_timer {
+                if !sk.probe0 {
+                    stack.timers.del_timer(t);
+                }
+            }
+        } else {
+            tcp_arm_rto(sk, stack, true);
+        }
+        if sk.snd_blocked && sk.send_space() >= sk.sndbuf / 3 {
+            sk.snd_blocked = false;
+            sk.raise(ev::WRITABLE);
+        }
+    } else if ack == prior_una
+        && sk.packets_out > 0
+        && cb.end_seq == cb.seq
+        && !win_changed
+        && cb.tcp_flags & (TCPHDR_SYN | TCPHDR_FIN) == 0
+    {
+        sk.dupacks += 1;
+    }
+    if !sk.rx_opt.sack_ok {
+        // Reno: each duplicate ACK means one segment left the network (tcp_add_reno_sack).
+        sk.sacked_out = sk.dupacks.min(sk.packets_out.saturating_sub(1));
+    }
+    if sk.snd_wnd > 0 && sk.probe0 {
+        sk.probe0 = false;
+        sk.retransmits = 0;
+        sk.backoff = 0;
+    }
+
+    // Congestion control state machine (Linux: tcp_fastretrans_alert, much simplified).
+    match sk.ca_state {
+        CaState::Recovery | CaState::Loss => {
+            if !before(sk.snd_una, sk.high_seq) {
+                // Recovery complete (RFC 6582 full acknowledgment). After fast recovery the
+                // window is the reduced one (Linux: tcp_end_cwnd_reduction); after a timeout
+                // it is whatever slow start has grown back to.
+                if sk.ca_state == CaState::Recovery {
+                    sk.cong.cwnd = sk.cong.ssthresh.max(2);
+                    sk.cong.cwnd_cnt = 0;
+                }
+                sk.ca_state = CaState::Open;
+                sk.ca_ops.set_state(&mut sk.cong, CaState::Open);
+                sk.dupacks = 0;
+            } else {
+                if sk.ca_state == CaState::Loss {
+                    // Slow start again after the timeout.
+                    sk.ca_ops
+                        .cong_avoid(&mut sk.cong, acked_pkts, stack.core.jiffies, rtt_us);
+                }
+                if acked_pkts > 0 || sk.dupacks > 0 || opts.num_sacks > 0 {
+                    // NewReno partial ACK / more SACK: the next hole is lost too.
+                    tcp_mark_lost(sk);
+                }
+                tcp_xmit_retransmit_queue(sk, stack);
+            }
+        }
+        CaState::Open | CaState::Disorder | CaState::Cwr => {
+            let sack_lost = sk.rx_opt.sack_ok && sk.sacked_out >= 3;
+            if sk.packets_out > 0 && (sk.dupacks >= 3 || sack_lost) {
+                // Fast retransmit (RFC 5681 3.2 / RFC 6675).
+                sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);
+                sk.cong.cwnd = sk.cong.ssthresh.max(2);
+                sk.ca_state = CaState::Recovery;
+                sk.ca_ops.set_state(&mut sk.cong, CaState::Recovery);
+                sk.high_seq = sk.snd_nxt;
+                stack.core.mib.tcp_ext.inc(if sk.rx_opt.sack_ok {
+                    TcpExtMib::TCPSackRecovery
+                } else {
+                    TcpExtMib::TCPRenoRecovery
+                });
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPFastRetrans);
+                tcp_mark_lost(sk);
+                tcp_xmit_retransmit_queue(sk, stack);
+            } else if acked_pkts > 0 {
+                sk.ca_ops
+                    .cong_avoid(&mut sk.cong, acked_pkts, stack.core.jiffies, rtt_us);
+            }
+        }
+    }
+    true
+}
+
+/// Rebuild the SACK blocks we advertise from the out-of-order queue; the block holding the
+/// newest segment goes first (RFC 2018 4).
+fn tcp_update_sack_blocks(sk: &mut TcpSock, newest: u32) {
+    let mut blocks: arrayvec::ArrayVec<SackBlock, 16> = arrayvec::ArrayVec::new();
+    for s in &sk.ooo_queue {
+        let c = s.cb::<TcpSkbCb>();
+        match blocks.last_mut() {
+            Some(b) if !after(c.seq, b.end) => {
+                if after(c.end_seq, b.end) {
+                    b.end = c.end_seq;
+                }
+            }
+            _ => {
+                if blocks
+                    .try_push(SackBlock {
+                        start: c.seq,
+                        end: c.end_seq,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(i) = blocks
+        .iter()
+        .position(|b| !before(newest, b.start) && before(newest, b.end))
+    {
+        blocks[..=i].rotate_right(1);
+    }
+    let n = blocks.len().min(4);
+    sk.selective_acks[..n].copy_from_slice(&blocks[..n]);
+    sk.num_sacks = n as u8;
+}
+
+/// Linux: tcp_data_queue(). `skb->data` is the payload.
+fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
+    let cb = *skb.cb::<TcpSkbCb>();
+    let fin = cb.tcp_flags & TCPHDR_FIN != 0;
+    let len = skb.len() as u32;
+    if len == 0 && !fin {
+        return;
+    }
+    if !sk.state.can_receive() {
+        // Data after the peer's FIN, or after we were reset: nothing to do with it.
+        return;
+    }
+    if !after(cb.end_seq, sk.rcv_nxt) {
+        // Entirely old: a retransmission of something we have. ACK at once (the sender may
+        // have missed our ACK).
+        sk.quickack = sk.quickack.max(1);
+        tcp_send_ack(sk, stack);
+        return;
+    }
+    if !before(cb.seq, sk.rcv_wup.wrapping_add(sk.rcv_wnd.max(1))) && len > 0 {
+        // Beyond the window we advertised.
+        stack.core.mib.drops.inc(DropReason::SocketRcvBuff);
+        tcp_send_ack(sk, stack);
+        return;
+    }
+    let queued = sk.receive_queue.bytes() as u32 + sk.ooo_queue.iter().map(|s| s.len() as u32).sum::<u32>();
+    if queued + len > sk.rcvbuf + sk.mss_cache {
+        // Memory bound (Linux: tcp_try_rmem_schedule failing -> TCPRcvQDrop).
+        stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+        return;
+    }
+    if !after(cb.seq, sk.rcv_nxt) {
+        // In order (possibly overlapping what we have: trim the front).
+        let dup = sk.rcv_nxt.wrapping_sub(cb.seq);
+        if dup > 0 {
+            skb.pskb_pull(dup.min(len) as usize);
+        }
+        let was_ooo = !sk.ooo_queue.is_empty();
+        sk.rcv_nxt = cb.end_seq;
+        if skb.len() > 0 {
+            sk.receive_queue.skb_queue_tail(skb);
+            sk.raise(ev::READABLE);
+        }
+        let mut got_fin = fin;
+        if was_ooo {
+            got_fin |= tcp_ofo_queue(sk);
+            let n = sk.rcv_nxt;
+            tcp_update_sack_blocks(sk, n);
+            // Filling a hole: ACK at once so the sender leaves recovery quickly.
+            sk.quickack = sk.quickack.max(1);
+        }
+        if got_fin {
+            tcp_fin(sk, stack);
+            return;
+        }
+        tcp_event_data_recv(sk, stack, len);
+        return;
+    }
+    // Out of order: keep it sorted, drop what is fully covered, ACK at once with SACK.
+    let pos = sk
+        .ooo_queue
+        .iter()
+        .position(|s| after(s.cb::<TcpSkbCb>().seq, cb.seq))
+        .unwrap_or(sk.ooo_queue.len());
+    let covered = pos > 0 && {
+        let p = sk.ooo_queue[pos - 1].cb::<TcpSkbCb>();
+        !after(cb.end_seq, p.end_seq)
+    };
+    if !covered {
+        sk.ooo_queue.insert(pos, skb);
+    }
+    tcp_update_sack_blocks(sk, cb.seq);
+    sk.quickack = sk.quickack.max(1);
+    tcp_send_ack(sk, stack);
+}
+
+/// Linux: tcp_ofo_queue(). Move segments that became in-order to the receive queue; returns
+/// whether one of them carried the FIN.
+fn tcp_ofo_queue(sk: &mut TcpSock) -> bool {
+    let mut fin = false;
+    while let Some(first) = sk.ooo_queue.first() {
+        let c = *first.cb::<TcpSkbCb>();
+        if after(c.seq, sk.rcv_nxt) {
+            break;
+        }
+        let mut skb = sk.ooo_queue.remove(0);
+        if !after(c.end_seq, sk.rcv_nxt) {
+            continue;
+        }
+        let dup = sk.rcv_nxt.wrapping_sub(c.seq);
+        if dup > 0 {
+            let n = (dup as usize).min(skb.len());
+            skb.pskb_pull(n);
+        }
+        sk.rcv_nxt = c.end_seq;
+        if c.tcp_flags & TCPHDR_FIN != 0 {
+            fin = true;
+        }
+        if skb.len() > 0 {
+            sk.receive_queue.skb_queue_tail(skb);
+            sk.raise(ev::READABLE);
+        }
+    }
+    fin
+}
+
+/// Linux: tcp_event_data_recv() + __tcp_ack_snd_check(): ACK every second full segment, at
+/// once in quick-ack mode, otherwise after the delayed-ACK timeout.
+fn tcp_event_data_recv(sk: &mut TcpSock, stack: &mut Stack, len: u32) {
+    if len >= sk.mss_cache.min(536) {
+        sk.rcv_segs_since_ack += 1;
+    }
+    if sk.quickack > 0 {
+        sk.quickack -= 1;
+        tcp_send_ack(sk, stack);
+    } else if sk.rcv_segs_since_ack >= 2 {
+        tcp_send_ack(sk, stack);
+    } else {
+        tcp_send_delayed_ack(sk, stack);
+    }
+}
+
+/// Linux: tcp_fin(). The peer finished sending.
+fn tcp_fin(sk: &mut TcpSock, stack: &mut Stack) {
+    sk.rcv_shutdown = true;
+    sk.raise(ev::READABLE);
+    match sk.state {
+        TcpState::SynRecv | TcpState::Established => tcp_set_state(sk, stack, TcpState::CloseWait),
+        TcpState::FinWait1 => {
+            // Simultaneous close: our FIN is not acknowledged yet.
+            tcp_set_state(sk, stack, TcpState::Closing);
+        }
+        TcpState::FinWait2 => {
+            tcp_send_ack(sk, stack);
+            tcp_time_wait(sk, stack);
+            return;
+        }
+        _ => {}
+    }
+    tcp_send_ack(sk, stack);
+}

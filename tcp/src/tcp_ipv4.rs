@@ -1,0 +1,546 @@
+//! TCP over IPv4: the per-core protocol instance, segment receive and socket lookup, resets,
+//! active and passive open. Linux: net/ipv4/tcp_ipv4.c (`tcp_v4_rcv`, `tcp_v4_connect`,
+//! `tcp_v4_send_reset`, `tcp_v4_syn_recv_sock`) and inet_connection_sock.c (listen/accept).
+
+use std::any::Any;
+use std::hash::{BuildHasher, Hasher};
+use std::net::Ipv4Addr;
+
+use arrayvec::ArrayVec;
+use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
+use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_TCP};
+use blink_ipv4::{InetProtocol, Stack};
+use blink_netcore::skbuff::{IpSummed, SkBuff, MAX_SKB_FRAGS};
+use blink_netcore::snmp::{DropReason, TcpExtMib, TcpMib};
+use blink_netcore::sock::{SockHandle, SockSlab};
+
+use crate::inet_hashtables::{FourTuple, InetHashTables};
+use crate::tcp::{ev, TcpError, TcpSkbCb, TcpSock, TcpState};
+use crate::tcp_cong::cong_by_name;
+use crate::tcp_input::{tcp_rcv_state_process, tcp_rcv_synsent};
+use crate::tcp_output::{tcp_send_syn, tcp_send_synack};
+use crate::tcp_timer::{TimerKind, TCP_TIMER_FN};
+use crate::tcphdr::*;
+use crate::{TcpConfig, TcpErr};
+
+/// The TCP instance of one core: its sockets, hash tables and settings.
+pub struct TcpProto {
+    pub socks: SockSlab<TcpSock>,
+    pub tables: InetHashTables,
+    pub cfg: TcpConfig,
+    /// Sockets with events the application has not collected (each at most once).
+    pub ready: Vec<SockHandle>,
+    isn_key: std::collections::hash_map::RandomState,
+    next_port: u16,
+}
+
+impl TcpProto {
+    pub fn new(cfg: TcpConfig) -> TcpProto {
+        TcpProto {
+            socks: SockSlab::default(),
+            tables: InetHashTables::default(),
+            next_port: cfg.ephemeral_ports.0,
+            cfg,
+            ready: Vec::new(),
+            isn_key: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// RFC 6528 initial sequence number: a keyed hash of the 4-tuple plus a clock ticking every
+    /// 64 ns (Linux: secure_tcp_seq + the ns clock >> 6).
+    fn isn(&self, t: &FourTuple, now_ns: u64) -> (u32, u32) {
+        let mut h = self.isn_key.build_hasher();
+        h.write_u32(u32::from(t.laddr));
+        h.write_u32(u32::from(t.raddr));
+        h.write_u16(t.lport);
+        h.write_u16(t.rport);
+        let v = h.finish();
+        ((v as u32).wrapping_add((now_ns >> 6) as u32), (v >> 32) as u32)
+    }
+
+    fn new_sock(&self) -> TcpSock {
+        let ca = cong_by_name(&self.cfg.congestion).unwrap_or_else(|| cong_by_name("cubic").expect("cubic exists"));
+        let mut sk = TcpSock::new(ca, self.cfg.sndbuf, self.cfg.rcvbuf);
+        sk.nodelay = self.cfg.nodelay;
+        sk.rx_opt.rcv_wscale = self.cfg.rcv_wscale();
+        sk.keepalive = self.cfg.keepalive;
+        sk.timewait_ms = self.cfg.timewait_ms;
+        sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
+        sk
+    }
+
+    /// Allocate the socket's timers (freed in `destroy`).
+    fn setup_timers(stack: &mut Stack, sk: &mut TcpSock, h: SockHandle) {
+        let d = h.to_u56();
+        sk.retransmit_timer = Some(stack.timers.timer_setup(TCP_TIMER_FN, TimerKind::Retransmit.data(d)));
+        sk.delack_timer = Some(stack.timers.timer_setup(TCP_TIMER_FN, TimerKind::Delack.data(d)));
+        sk.keepalive_timer = Some(stack.timers.timer_setup(TCP_TIMER_FN, TimerKind::Keepalive.data(d)));
+    }
+
+    /// After anything touched socket `h`: unhash it if it closed, destroy it if nobody holds
+    /// it any more, and note pending events for the application.
+    pub fn post_process(&mut self, stack: &mut Stack, h: SockHandle) {
+        let Some(sk) = self.socks.get_mut(h) else { return };
+        if sk.state == TcpState::Closed {
+            let t = FourTuple {
+                laddr: sk.saddr,
+                lport: sk.sport,
+                raddr: sk.daddr,
+                rport: sk.dport,
+            };
+            if self.tables.ehash.get(&t) == Some(&h) {
+                self.tables.ehash.remove(&t);
+            }
+            if let Some(p) = sk.parent.take() {
+                // A connection that died before being accepted leaves the listener's counts.
+                if let Some(l) = self.socks.get_mut(p) {
+                    let before = l.accept_queue.len();
+                    l.accept_queue.retain(|&c| c != h);
+                    // Not in the accept queue: it was still counted as a pending SYN.
+                    if before == l.accept_queue.len() {
+                        l.syn_pending = l.syn_pending.saturating_sub(1);
+                    }
+                }
+                // Nobody will ever accept it: it is an orphan now.
+                if let Some(sk) = self.socks.get_mut(h) {
+                    sk.orphan = true;
+                }
+            }
+            let sk = self.socks.get_mut(h).expect("exists");
+            if sk.orphan {
+                self.destroy(stack, h);
+                return;
+            }
+        }
+        let sk = self.socks.get_mut(h).expect("exists");
+        if sk.ev_pending != 0 && !sk.orphan && !self.ready.contains(&h) {
+            self.ready.push(h);
+        }
+    }
+
+    /// Free a socket: its timers, queued buffers, port and slot (Linux: inet_csk_destroy_sock).
+    fn destroy(&mut self, stack: &mut Stack, h: SockHandle) {
+        let Some(mut sk) = self.socks.remove(h) else { return };
+        for t in [
+            sk.retransmit_timer.take(),
+            sk.delack_timer.take(),
+            sk.keepalive_timer.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            stack.timers.timer_free(t);
+        }
+        let t = FourTuple {
+            laddr: sk.saddr,
+            lport: sk.sport,
+            raddr: sk.daddr,
+            rport: sk.dport,
+        };
+        if self.tables.ehash.get(&t) == Some(&h) {
+            self.tables.ehash.remove(&t);
+        }
+        if sk.state == TcpState::Listen || self.tables.lhash.get(&sk.sport) == Some(&h) {
+            self.tables.lhash.remove(&sk.sport);
+        }
+        if sk.sport != 0 {
+            self.tables.unbind(sk.sport);
+        }
+        for c in std::mem::take(&mut sk.accept_queue) {
+            // Connections never accepted are reset (Linux: inet_csk_listen_stop).
+            if let Some(child) = self.socks.get_mut(c) {
+                child.parent = None;
+                crate::tcp::tcp_abort(child, stack);
+                child.orphan = true;
+            }
+            self.post_process(stack, c);
+        }
+        self.ready.retain(|&r| r != h);
+        // Queues free their buffers on drop.
+        drop(sk);
+    }
+
+    // ---------------------------------------------------------------- receive
+
+    /// Linux: tcp_v4_rcv(). `skb->data` is at the TCP header, the IP header at the network mark.
+    pub fn tcp_v4_rcv(&mut self, stack: &mut Stack, mut skb: SkBuff) {
+        stack.core.mib.tcp.inc(TcpMib::InSegs);
+        if !skb.pskb_may_pull(TCP_HLEN_MIN) {
+            stack.core.mib.tcp.inc(TcpMib::InErrs);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+            return;
+        }
+        let doff = TcpHdr::new_unchecked(skb.data()).header_len();
+        if doff < TCP_HLEN_MIN || !skb.pskb_may_pull(doff) {
+            stack.core.mib.tcp.inc(TcpMib::InErrs);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+            return;
+        }
+        let (saddr, daddr) = {
+            let ip = Ipv4Hdr::new_unchecked(skb.skb_network_header());
+            (ip.src(), ip.dst())
+        };
+        if skb.ip_summed != IpSummed::Unnecessary {
+            let ok = {
+                let mut segs: ArrayVec<&[u8], { MAX_SKB_FRAGS + 1 }> = ArrayVec::new();
+                segs.extend(skb.segments());
+                tcp_v4_verify(saddr.octets(), daddr.octets(), &segs)
+            };
+            if !ok {
+                stack.core.mib.tcp.inc(TcpMib::InCsumErrors);
+                stack.core.mib.tcp.inc(TcpMib::InErrs);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::TcpCsum);
+                return;
+            }
+        }
+        if daddr.is_broadcast() || daddr.is_multicast() || stack.is_broadcast_addr(daddr) {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        }
+        let (sport, dport, cb, opts) = {
+            let h = TcpHdr::new_unchecked(skb.data());
+            let flags = h.flags();
+            let plen = (skb.len() - doff) as u32;
+            let syn = flags & TCPHDR_SYN != 0;
+            let fin = flags & TCPHDR_FIN != 0;
+            let cb = TcpSkbCb {
+                seq: h.seq(),
+                end_seq: h.seq().wrapping_add(plen + syn as u32 + fin as u32),
+                ack_seq: h.ack_seq(),
+                tcp_flags: flags,
+                sacked: 0,
+                tx_count: 0,
+                window: h.window(),
+                when_ns: stack.core.now_ns,
+            };
+            (h.src_port(), h.dst_port(), cb, TcpOptions::parse(h.options(), syn))
+        };
+        *skb.cb_mut::<TcpSkbCb>() = cb;
+        skb.skb_pull(doff);
+
+        let t = FourTuple {
+            laddr: daddr,
+            lport: dport,
+            raddr: saddr,
+            rport: sport,
+        };
+        if let Some(&h) = self.tables.ehash.get(&t) {
+            let sk = self.socks.get_mut(h).expect("hashed sockets exist");
+            if sk.state == TcpState::SynSent {
+                tcp_rcv_synsent(sk, stack, skb, &opts);
+            } else {
+                tcp_rcv_state_process(sk, stack, skb, &opts);
+            }
+            self.post_process(stack, h);
+            self.accept_ready(stack, h);
+            return;
+        }
+        if let Some(&l) = self.tables.lhash.get(&dport) {
+            let ok = self
+                .socks
+                .get(l)
+                .is_some_and(|ls| ls.saddr.is_unspecified() || ls.saddr == daddr);
+            if ok {
+                self.tcp_v4_listen_rcv(stack, l, t, skb, &opts);
+                return;
+            }
+        }
+        // No socket: answer with a reset (RFC 9293 3.10.7.1), never a reset to a reset.
+        if cb.tcp_flags & TCPHDR_RST == 0 {
+            tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+        }
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+    }
+
+    /// A segment for a listener: a SYN creates a connection in SYN-RECV (bounded by the
+    /// backlog), anything else gets a reset.
+    fn tcp_v4_listen_rcv(&mut self, stack: &mut Stack, l: SockHandle, t: FourTuple, skb: SkBuff, opts: &TcpOptions) {
+        let cb = *skb.cb::<TcpSkbCb>();
+        let flags = cb.tcp_flags;
+        if flags & TCPHDR_RST != 0 {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        }
+        if flags & TCPHDR_ACK != 0 {
+            // An ACK for a connection we do not have (SYN cookies are not enabled yet).
+            tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        }
+        if flags & TCPHDR_SYN == 0 {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        }
+        let (backlog, pending) = {
+            let ls = self.socks.get(l).expect("listener exists");
+            (ls.backlog, ls.syn_pending + ls.accept_queue.len() as u32)
+        };
+        if pending >= backlog {
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            return;
+        }
+        let mut sk = self.new_sock();
+        sk.saddr = t.laddr;
+        sk.sport = t.lport;
+        sk.daddr = t.raddr;
+        sk.dport = t.rport;
+        let (iss, tsoff) = self.isn(&t, stack.core.now_ns);
+        sk.iss = iss;
+        sk.ts_offset = tsoff;
+        sk.snd_una = iss;
+        sk.snd_nxt = iss.wrapping_add(1);
+        sk.write_seq = iss.wrapping_add(1);
+        sk.irs = cb.seq;
+        sk.rcv_nxt = cb.seq.wrapping_add(1);
+        sk.snd_wl1 = cb.seq;
+        sk.snd_wnd = cb.window as u32;
+        sk.max_window = sk.snd_wnd;
+        sk.parent = Some(l);
+        sk.state = TcpState::SynRecv;
+        sk.rcv_tstamp = stack.core.jiffies;
+        crate::tcp_input::tcp_negotiate_options(&mut sk, stack, opts, &t);
+        let Some(h) = self.socks.insert(sk) else {
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            return;
+        };
+        self.tables.ehash.insert(t, h);
+        self.tables.bind_ref(t.lport);
+        let sk = self.socks.get_mut(h).expect("just inserted");
+        Self::setup_timers(stack, sk, h);
+        tcp_send_synack(sk, stack);
+        crate::tcp_output::tcp_arm_rto(sk, stack, true);
+        if let Some(ls) = self.socks.get_mut(l) {
+            ls.syn_pending += 1;
+        }
+        drop(skb);
+    }
+
+    /// A child that just became established moves to its listener's accept queue.
+    fn accept_ready(&mut self, _stack: &mut Stack, h: SockHandle) {
+        let Some(sk) = self.socks.get_mut(h) else { return };
+        let Some(p) = sk.parent else { return };
+        if !matches!(sk.state, TcpState::Established | TcpState::CloseWait) || sk.ev_pending & ev::CONNECTED == 0 {
+            return;
+        }
+        sk.ev_pending &= !ev::CONNECTED;
+        if let Some(l) = self.socks.get_mut(p) {
+            l.syn_pending = l.syn_pending.saturating_sub(1);
+            l.accept_queue.push_back(h);
+            l.raise(ev::ACCEPT);
+            self.post_process(_stack, p);
+        }
+    }
+
+    // ---------------------------------------------------------------- user calls
+
+    /// Linux: inet_listen(). Listen on `port` of `addr` (UNSPECIFIED = every address).
+    pub fn listen(&mut self, stack: &mut Stack, addr: Ipv4Addr, port: u16, backlog: u32) -> Result<SockHandle, TcpErr> {
+        if port == 0 {
+            return Err(TcpErr::InvalidArgument("port 0"));
+        }
+        if self.tables.lhash.contains_key(&port) || self.tables.is_bound(port) {
+            return Err(TcpErr::AddrInUse(port));
+        }
+        let mut sk = self.new_sock();
+        sk.state = TcpState::Listen;
+        sk.saddr = addr;
+        sk.sport = port;
+        sk.backlog = backlog.clamp(1, self.cfg.max_backlog);
+        let h = self.socks.insert(sk).ok_or(TcpErr::NoMemory)?;
+        let sk = self.socks.get_mut(h).expect("inserted");
+        Self::setup_timers(stack, sk, h);
+        self.tables.lhash.insert(port, h);
+        self.tables.bind_ref(port);
+        Ok(h)
+    }
+
+    /// Linux: inet_csk_accept(). The next established connection, if any.
+    pub fn accept(&mut self, l: SockHandle) -> Result<Option<SockHandle>, TcpErr> {
+        let ls = self.socks.get_mut(l).ok_or(TcpErr::BadHandle)?;
+        if ls.state != TcpState::Listen {
+            return Err(TcpErr::InvalidArgument("not a listening socket"));
+        }
+        let Some(c) = ls.accept_queue.pop_front() else {
+            return Ok(None);
+        };
+        if let Some(cs) = self.socks.get_mut(c) {
+            cs.parent = None;
+            // Data may have arrived before accept: let the application see it.
+            if cs.recv_queued() > 0 || cs.rcv_shutdown {
+                cs.raise(ev::READABLE);
+            }
+            cs.raise(ev::WRITABLE);
+            if !self.ready.contains(&c) {
+                self.ready.push(c);
+            }
+        }
+        Ok(Some(c))
+    }
+
+    /// Linux: tcp_v4_connect(). Active open to `daddr:dport`.
+    pub fn connect(&mut self, stack: &mut Stack, daddr: Ipv4Addr, dport: u16) -> Result<SockHandle, TcpErr> {
+        if dport == 0 || daddr.is_unspecified() || daddr.is_broadcast() || daddr.is_multicast() {
+            return Err(TcpErr::InvalidArgument("destination"));
+        }
+        let saddr = stack
+            .fib
+            .lookup(daddr)
+            .map(|r| r.prefsrc)
+            .ok_or(TcpErr::NoRoute(daddr))?;
+        let lport = self.pick_ephemeral(stack, saddr, daddr, dport).ok_or(TcpErr::NoPorts)?;
+        let t = FourTuple {
+            laddr: saddr,
+            lport,
+            raddr: daddr,
+            rport: dport,
+        };
+        let mut sk = self.new_sock();
+        sk.saddr = saddr;
+        sk.sport = lport;
+        sk.daddr = daddr;
+        sk.dport = dport;
+        let (iss, tsoff) = self.isn(&t, stack.core.now_ns);
+        sk.iss = iss;
+        sk.ts_offset = tsoff;
+        sk.snd_una = iss;
+        sk.snd_nxt = iss.wrapping_add(1);
+        sk.write_seq = iss.wrapping_add(1);
+        sk.state = TcpState::SynSent;
+        sk.rx_opt.tstamp_ok = self.cfg.timestamps;
+        sk.rx_opt.sack_ok = self.cfg.sack;
+        sk.rx_opt.wscale_ok = self.cfg.window_scaling;
+        let mtu = stack
+            .fib
+            .lookup(daddr)
+            .map(|r| stack.devs[r.dev as usize].mtu)
+            .unwrap_or(1500);
+        sk.advmss = (mtu.saturating_sub(40)).clamp(88, 65495) as u16;
+        sk.mss_cache = sk.advmss as u32;
+        sk.rto_ms = crate::TCP_TIMEOUT_INIT_MS;
+        let h = self.socks.insert(sk).ok_or(TcpErr::NoMemory)?;
+        self.tables.ehash.insert(t, h);
+        self.tables.bind_ref(lport);
+        let sk = self.socks.get_mut(h).expect("inserted");
+        Self::setup_timers(stack, sk, h);
+        tcp_send_syn(sk, stack);
+        crate::tcp_output::tcp_arm_rto(sk, stack, true);
+        stack.core.mib.tcp.inc(TcpMib::ActiveOpens);
+        Ok(h)
+    }
+
+    /// An ephemeral port for a connection to `daddr:dport` whose reply tuple hashes back to
+    /// this core (RSS: the NIC must steer the replies here).
+    fn pick_ephemeral(&mut self, stack: &Stack, saddr: Ipv4Addr, daddr: Ipv4Addr, dport: u16) -> Option<u16> {
+        let (lo, hi) = self.cfg.ephemeral_ports;
+        let span = (hi - lo) as u32 + 1;
+        for _ in 0..span {
+            let p = self.next_port;
+            self.next_port = if p >= hi { lo } else { p + 1 };
+            let t = FourTuple {
+                laddr: saddr,
+                lport: p,
+                raddr: daddr,
+                rport: dport,
+            };
+            if self.tables.ehash.contains_key(&t) || self.tables.lhash.contains_key(&p) {
+                continue;
+            }
+            let core = &stack.core;
+            if core.reta.nb_queues() > 1 {
+                let hash = core.toeplitz.hash_ipv4_l4(daddr.octets(), saddr.octets(), dport, p);
+                if core.reta.lookup(hash) != core.cpu {
+                    continue;
+                }
+            }
+            return Some(p);
+        }
+        None
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// A TCP timer fired for `h` (dispatched from the wheel via TCP_TIMER_FN).
+    pub fn on_timer(&mut self, stack: &mut Stack, kind: TimerKind, h: SockHandle) {
+        let Some(sk) = self.socks.get_mut(h) else { return };
+        match kind {
+            TimerKind::Retransmit => crate::tcp_timer::tcp_retransmit_timer(sk, stack),
+            TimerKind::Delack => crate::tcp_timer::tcp_delack_timer(sk, stack),
+            TimerKind::Keepalive => crate::tcp_timer::tcp_keepalive_timer(sk, stack),
+        }
+        self.post_process(stack, h);
+    }
+}
+
+/// Linux: tcp_v4_send_reset(). A reset for a segment no socket wants.
+pub fn tcp_v4_send_reset(stack: &mut Stack, t: &FourTuple, cb: &TcpSkbCb, payload_len: u32) {
+    let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
+        return;
+    };
+    let (seq, ack, flags) = if cb.tcp_flags & TCPHDR_ACK != 0 {
+        (cb.ack_seq, 0, TCPHDR_RST)
+    } else {
+        let syn = (cb.tcp_flags & TCPHDR_SYN != 0) as u32;
+        let fin = (cb.tcp_flags & TCPHDR_FIN != 0) as u32;
+        (0, cb.seq.wrapping_add(payload_len + syn + fin), TCPHDR_RST | TCPHDR_ACK)
+    };
+    let Some(h) = skb.skb_put(TCP_HLEN_MIN) else { return };
+    tcp_build_header(h, t.lport, t.rport, seq, ack, flags, 0, &TcpOptions::default());
+    let c = tcp_v4_check(t.laddr.octets(), t.raddr.octets(), &[skb.data()]);
+    skb.data_mut().expect("fresh")[16..18].copy_from_slice(&c.to_be_bytes());
+    stack.core.mib.tcp.inc(TcpMib::OutSegs);
+    stack.core.mib.tcp.inc(TcpMib::OutRsts);
+    let tx = IpTx {
+        src: Some(t.laddr),
+        dst: t.raddr,
+        protocol: IPPROTO_TCP,
+        ttl: None,
+        tos: 0,
+        df: true,
+    };
+    let _ = ip_build_and_send_pkt(stack, skb, tx);
+}
+
+impl InetProtocol for TcpProto {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn handler(&mut self, stack: &mut Stack, skb: SkBuff) {
+        self.tcp_v4_rcv(stack, skb);
+    }
+
+    /// Linux: tcp_v4_err(). A hard error (port/protocol unreachable) kills a connection still
+    /// in SYN-SENT; others are soft errors TCP rides out (RFC 1122 4.2.3.9).
+    fn err_handler(&mut self, stack: &mut Stack, icmp_type: u8, code: u8, _info: u32, inner: &[u8]) {
+        let ip = Ipv4Hdr::new_unchecked(inner);
+        let hl = ip.header_len();
+        if inner.len() < hl + 8 {
+            return;
+        }
+        let th = &inner[hl..];
+        let sport = u16::from_be_bytes([th[0], th[1]]);
+        let dport = u16::from_be_bytes([th[2], th[3]]);
+        let t = FourTuple {
+            laddr: ip.src(),
+            lport: sport,
+            raddr: ip.dst(),
+            rport: dport,
+        };
+        let Some(&h) = self.tables.ehash.get(&t) else { return };
+        let hard = icmp_type == 3 && matches!(code, 2 | 3);
+        if let Some(sk) = self.socks.get_mut(h) {
+            if sk.state == TcpState::SynSent && hard {
+                sk.error = Some(TcpError::ConnectionRefused);
+                crate::tcp::tcp_done(sk, stack);
+            }
+        }
+        self.post_process(stack, h);
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}

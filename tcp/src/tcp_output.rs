@@ -1,0 +1,379 @@
+//! TCP output. Linux: net/ipv4/tcp_output.c (`tcp_transmit_skb`, `tcp_write_xmit`,
+//! `tcp_select_window`, `tcp_send_ack`, `tcp_connect`, `tcp_send_synack`, `tcp_send_fin`,
+//! `tcp_retransmit_skb`, `tcp_xmit_retransmit_queue`, `tcp_send_probe0`).
+//!
+//! Every segment is a small header skb whose linear area holds the TCP header (IP and Ethernet
+//! are pushed in front of it) and whose fragments reference the payload buffers held in the
+//! write or retransmit queue: data is never copied on transmit or retransmit.
+
+use arrayvec::ArrayVec;
+use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
+use blink_ipv4::iphdr::IPPROTO_TCP;
+use blink_ipv4::Stack;
+use blink_netcore::skbuff::{Frag, SkBuff, MAX_SKB_FRAGS};
+use blink_netcore::snmp::{DropReason, TcpMib};
+
+use crate::tcp::{TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TCPCB_SACKED_ACKED, TCPCB_SACKED_RETRANS};
+use crate::tcphdr::*;
+use crate::{tcp_timer, TCP_DELACK_MAX_MS};
+
+/// Payload references of one segment (moved into the header skb's fragments).
+pub type PayloadFrags = ArrayVec<Frag, MAX_SKB_FRAGS>;
+
+/// The payload of a queued segment as fragments: its linear area, then its own fragments.
+pub fn payload_frags(p: &SkBuff) -> PayloadFrags {
+    let mut v = PayloadFrags::new();
+    if p.headlen() > 0 {
+        v.push(Frag::new(p.head_mbuf().clone(), p.data_offset(), p.headlen()).expect("inside the buffer"));
+    }
+    for f in p.frags() {
+        if v.is_full() {
+            break;
+        }
+        v.push(f.clone());
+    }
+    v
+}
+
+/// Our timestamp clock: milliseconds (Linux: tcp_time_stamp_ts, 1 kHz) plus the per-connection
+/// offset.
+#[inline]
+pub fn tcp_time_stamp(sk: &TcpSock, stack: &Stack) -> u32 {
+    (stack.core.jiffies as u32).wrapping_add(sk.ts_offset)
+}
+
+/// Linux: __tcp_select_window() + tcp_select_window(). The window to advertise, scaled; never
+/// moves the right edge left, and avoids silly windows (less than an MSS of free space).
+pub fn tcp_select_window(sk: &mut TcpSock) -> u16 {
+    let queued = sk.receive_queue.bytes() as u32 + sk.ooo_queue.iter().map(|s| s.len() as u32).sum::<u32>();
+    let mut free = sk.rcvbuf.saturating_sub(queued);
+    let mss = sk.mss_cache.max(536);
+    if free < mss.min(sk.rcvbuf / 2) {
+        free = 0;
+    }
+    let shift = if sk.rx_opt.wscale_ok { sk.rx_opt.rcv_wscale } else { 0 };
+    let max = 65535u32 << shift;
+    let mut win = free.min(max);
+    // Round down to the scale granularity so the advertised value is exact.
+    win &= !((1u32 << shift) - 1);
+    // Never shrink: the right edge rcv_wup + rcv_wnd may not move left.
+    let cur = sk.rcv_wnd.saturating_sub(sk.rcv_nxt.wrapping_sub(sk.rcv_wup));
+    if win < cur {
+        win = (cur + (1 << shift) - 1) & !((1u32 << shift) - 1);
+    }
+    sk.rcv_wnd = win;
+    sk.rcv_wup = sk.rcv_nxt;
+    (win >> shift).min(65535) as u16
+}
+
+/// Options for a segment of this connection (SYN segments are built by their own callers).
+fn established_options(sk: &TcpSock, stack: &Stack) -> TcpOptions {
+    let mut o = TcpOptions::default();
+    if sk.rx_opt.tstamp_ok {
+        o.ts = Some((tcp_time_stamp(sk, stack), sk.rx_opt.ts_recent));
+    }
+    if sk.rx_opt.sack_ok && sk.num_sacks > 0 {
+        let n = sk.num_sacks.min(4) as usize;
+        o.sack[..n].copy_from_slice(&sk.selective_acks[..n]);
+        o.num_sacks = n as u8;
+    }
+    o
+}
+
+/// Linux: tcp_transmit_skb(). Build one segment (header + referenced payload) and send it.
+/// `window` None computes the window; SYNs pass their unscaled window.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_transmit(
+    sk: &mut TcpSock,
+    stack: &mut Stack,
+    payload: PayloadFrags,
+    seq: u32,
+    flags: u8,
+    opts: &TcpOptions,
+    window: Option<u16>,
+) -> bool {
+    let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
+        stack.core.mib.drops.inc(DropReason::NoMem);
+        return false;
+    };
+    let win = match window {
+        Some(w) => w,
+        None => tcp_select_window(sk),
+    };
+    let ack = if flags & TCPHDR_ACK != 0 { sk.rcv_nxt } else { 0 };
+    let hlen = TCP_HLEN_MIN + opts.len();
+    let Some(h) = skb.skb_put(hlen) else {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        return false;
+    };
+    tcp_build_header(h, sk.sport, sk.dport, seq, ack, flags, win, opts);
+    for f in payload {
+        // Cannot overflow: payload frags are at most MAX_SKB_FRAGS.
+        let _ = skb.skb_add_frag(f);
+    }
+    let csum = {
+        let mut segs: ArrayVec<&[u8], { MAX_SKB_FRAGS + 1 }> = ArrayVec::new();
+        segs.extend(skb.segments());
+        tcp_v4_check(sk.saddr.octets(), sk.daddr.octets(), &segs)
+    };
+    skb.data_mut().expect("fresh header skb")[16..18].copy_from_slice(&csum.to_be_bytes());
+    stack.core.mib.tcp.inc(TcpMib::OutSegs);
+    if flags & TCPHDR_ACK != 0 {
+        sk.ack_pending = false;
+        sk.rcv_segs_since_ack = 0;
+        if let Some(t) = sk.delack_timer {
+            stack.timers.del_timer(t);
+        }
+    }
+    let tx = IpTx {
+        src: Some(sk.saddr),
+        dst: sk.daddr,
+        protocol: IPPROTO_TCP,
+        ttl: None,
+        tos: 0,
+        df: true,
+    };
+    ip_build_and_send_pkt(stack, skb, tx).is_ok()
+}
+
+/// Linux: tcp_send_ack(). A bare ACK carrying the current window (and SACK blocks).
+pub fn tcp_send_ack(sk: &mut TcpSock, stack: &mut Stack) {
+    if matches!(sk.state, TcpState::Closed | TcpState::Listen | TcpState::SynSent) {
+        return;
+    }
+    let opts = established_options(sk, stack);
+    let seq = sk.snd_nxt;
+    tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
+}
+
+/// Linux: tcp_send_delayed_ack(). Owe an ACK; send it within the delayed-ACK time unless data
+/// or another segment carries it first.
+pub fn tcp_send_delayed_ack(sk: &mut TcpSock, stack: &mut Stack) {
+    sk.ack_pending = true;
+    if let Some(t) = sk.delack_timer {
+        if !stack.timers.timer_pending(t) {
+            let ato = (sk.srtt_us as u64 / 1000 / 2).clamp(crate::TCP_DELACK_MIN_MS, TCP_DELACK_MAX_MS);
+            stack.timers.mod_timer(t, stack.core.jiffies + ato);
+        }
+    }
+}
+
+/// SYN options: MSS, SACK permitted, timestamps, window scale (Linux: tcp_syn_options).
+fn syn_options(sk: &TcpSock, stack: &Stack, synack: bool) -> TcpOptions {
+    let mut o = TcpOptions {
+        mss: Some(sk.advmss),
+        ..Default::default()
+    };
+    let cfg_all = !synack;
+    if cfg_all || sk.rx_opt.sack_ok {
+        o.sack_ok = sk.rx_opt.sack_ok || cfg_all;
+    }
+    if cfg_all || sk.rx_opt.tstamp_ok {
+        o.ts = Some((tcp_time_stamp(sk, stack), if synack { sk.rx_opt.ts_recent } else { 0 }));
+    }
+    if cfg_all || sk.rx_opt.wscale_ok {
+        o.wscale = Some(sk.rx_opt.rcv_wscale);
+    }
+    o
+}
+
+/// The receive window a SYN or SYN-ACK announces (never scaled, RFC 7323 2.2).
+fn syn_window(sk: &mut TcpSock) -> u16 {
+    sk.rcv_wnd = sk.rcvbuf.min(65535);
+    sk.rcv_wup = sk.rcv_nxt;
+    sk.rcv_wnd as u16
+}
+
+/// Linux: tcp_connect() / tcp_transmit_skb of the SYN. (Retransmissions call it again.)
+pub fn tcp_send_syn(sk: &mut TcpSock, stack: &mut Stack) {
+    let opts = if sk.retransmits >= 2 {
+        // Linux drops the fancy options after repeated SYN timeouts in case a middlebox eats
+        // them; blink keeps MSS only from the third try on.
+        TcpOptions {
+            mss: Some(sk.advmss),
+            ..Default::default()
+        }
+    } else {
+        syn_options(sk, stack, false)
+    };
+    let win = syn_window(sk);
+    let iss = sk.iss;
+    tcp_transmit(sk, stack, PayloadFrags::new(), iss, TCPHDR_SYN, &opts, Some(win));
+}
+
+/// Linux: tcp_send_synack() / tcp_make_synack().
+pub fn tcp_send_synack(sk: &mut TcpSock, stack: &mut Stack) {
+    let opts = syn_options(sk, stack, true);
+    let win = syn_window(sk);
+    let iss = sk.iss;
+    tcp_transmit(
+        sk,
+        stack,
+        PayloadFrags::new(),
+        iss,
+        TCPHDR_SYN | TCPHDR_ACK,
+        &opts,
+        Some(win),
+    );
+}
+
+/// Linux: tcp_send_active_reset(). RST from a connection we abort.
+pub fn tcp_send_active_reset(sk: &mut TcpSock, stack: &mut Stack) {
+    let seq = sk.snd_nxt;
+    stack.core.mib.tcp.inc(TcpMib::OutRsts);
+    tcp_transmit(
+        sk,
+        stack,
+        PayloadFrags::new(),
+        seq,
+        TCPHDR_RST | TCPHDR_ACK,
+        &TcpOptions::default(),
+        Some(0),
+    );
+}
+
+/// Linux: tcp_send_fin(). Queue a FIN after all queued data.
+pub fn tcp_send_fin(sk: &mut TcpSock, stack: &mut Stack) {
+    if sk.fin_queued {
+        return;
+    }
+    sk.fin_queued = true;
+    let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
+        // Without a buffer the FIN goes out on a later retransmission timer; count it.
+        stack.core.mib.drops.inc(DropReason::NoMem);
+        sk.fin_queued = false;
+        return;
+    };
+    let cb = skb.cb_mut::<TcpSkbCb>();
+    cb.seq = sk.write_seq;
+    cb.end_seq = sk.write_seq.wrapping_add(1);
+    cb.tcp_flags = TCPHDR_FIN | TCPHDR_ACK;
+    sk.write_seq = sk.write_seq.wrapping_add(1);
+    sk.write_queue.skb_queue_tail(skb);
+    tcp_write_xmit(sk, stack, true);
+}
+
+/// Arm the retransmission timer if it is idle (Linux: inet_csk_reset_xmit_timer on the first
+/// segment in flight).
+pub fn tcp_arm_rto(sk: &mut TcpSock, stack: &mut Stack, force: bool) {
+    if let Some(t) = sk.retransmit_timer {
+        if force || !stack.timers.timer_pending(t) || sk.probe0 {
+            sk.probe0 = false;
+            stack.timers.mod_timer(t, stack.core.jiffies + sk.rto_backed_off_ms());
+        }
+    }
+}
+
+/// Linux: tcp_write_xmit(). Send queued segments while the congestion window, the peer's
+/// window and Nagle allow. `push` sends small segments regardless of Nagle and cork (the
+/// kernel's TCP_NAGLE_PUSH, used for the FIN and explicit pushes).
+pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
+    if !matches!(
+        sk.state,
+        TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
+    ) {
+        return;
+    }
+    let mss = sk.mss_cache;
+    let mut sent_any = false;
+    loop {
+        let Some(head) = sk.write_queue.skb_peek() else { break };
+        let cb = *head.cb::<TcpSkbCb>();
+        let len = head.len() as u32;
+        let fin = cb.tcp_flags & TCPHDR_FIN != 0;
+        if sk.packets_in_flight() >= sk.cong.cwnd {
+            break;
+        }
+        // Peer's window (tcp_snd_wnd_test): a FIN may go beyond it.
+        let data_end = cb.end_seq.wrapping_sub(fin as u32);
+        if after(data_end, sk.snd_una.wrapping_add(sk.snd_wnd)) {
+            if sk.packets_out == 0 {
+                // Zero (or too small) window with nothing in flight: probe it.
+                tcp_timer::tcp_arm_probe0(sk, stack);
+            }
+            break;
+        }
+        // Nagle (RFC 896) and cork: hold a small segment while data is unacknowledged,
+        // unless it is the last thing we will send for a while (push) and Nagle is off.
+        let is_last = sk.write_queue.len() == 1;
+        if len < mss && !fin && !push && (sk.cork || (!sk.nodelay && sk.packets_out > 0)) {
+            break;
+        }
+        let mut skb = sk.write_queue.skb_dequeue().expect("peeked");
+        let mut flags = TCPHDR_ACK;
+        if fin {
+            flags |= TCPHDR_FIN;
+        }
+        if is_last && len > 0 {
+            flags |= TCPHDR_PSH;
+        }
+        let opts = established_options(sk, stack);
+        let frags = payload_frags(&skb);
+        tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None);
+        {
+            let c = skb.cb_mut::<TcpSkbCb>();
+            c.tx_count = 1;
+            c.when_ns = stack.core.now_ns;
+            c.tcp_flags = flags;
+        }
+        if after(cb.end_seq, sk.snd_nxt) {
+            sk.snd_nxt = cb.end_seq;
+        }
+        sk.packets_out += 1;
+        sk.rtx_queue.push_back(skb);
+        sent_any = true;
+    }
+    if sent_any {
+        tcp_arm_rto(sk, stack, false);
+    }
+}
+
+/// Linux: tcp_retransmit_skb(). Resend segment `i` of the retransmit queue.
+pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool {
+    let (frags, cb) = {
+        let skb = &sk.rtx_queue[i];
+        (payload_frags(skb), *skb.cb::<TcpSkbCb>())
+    };
+    // The segment may start below snd_una if it was partially acknowledged; the receiver
+    // trims the overlap.
+    let opts = established_options(sk, stack);
+    let flags = (cb.tcp_flags & (TCPHDR_FIN | TCPHDR_PSH)) | TCPHDR_ACK;
+    if !tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None) {
+        return false;
+    }
+    stack.core.mib.tcp.inc(TcpMib::RetransSegs);
+    let now = stack.core.now_ns;
+    let c = sk.rtx_queue[i].cb_mut::<TcpSkbCb>();
+    c.tx_count = c.tx_count.saturating_add(1);
+    c.when_ns = now;
+    if c.sacked & TCPCB_SACKED_RETRANS == 0 {
+        c.sacked |= TCPCB_SACKED_RETRANS;
+        sk.retrans_out += 1;
+    }
+    true
+}
+
+/// Linux: tcp_xmit_retransmit_queue(). Resend segments marked lost while the pipe allows.
+pub fn tcp_xmit_retransmit_queue(sk: &mut TcpSock, stack: &mut Stack) {
+    let mut i = 0;
+    while i < sk.rtx_queue.len() {
+        if sk.packets_in_flight() >= sk.cong.cwnd {
+            break;
+        }
+        let s = sk.rtx_queue[i].cb::<TcpSkbCb>().sacked;
+        if s & TCPCB_LOST != 0 && s & (TCPCB_SACKED_ACKED | TCPCB_SACKED_RETRANS) == 0 {
+            if !tcp_retransmit_skb(sk, stack, i) {
+                break;
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Linux: tcp_send_probe0() / tcp_xmit_probe_skb(). A zero-window probe: an ACK with a
+/// sequence number the peer has already seen, which it must answer with its window.
+pub fn tcp_send_probe0(sk: &mut TcpSock, stack: &mut Stack) {
+    let opts = established_options(sk, stack);
+    let seq = sk.snd_una.wrapping_sub(1);
+    tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
+}

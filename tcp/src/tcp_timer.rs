@@ -1,0 +1,197 @@
+//! TCP timers. Linux: net/ipv4/tcp_timer.c (`tcp_retransmit_timer`, `tcp_probe_timer`,
+//! `tcp_delack_timer`, `tcp_keepalive_timer`) and the TIME-WAIT timer of tcp_minisocks.c.
+//!
+//! Each socket owns three wheel timers (retransmit/probe, delayed ACK, keepalive — which also
+//! times FIN-WAIT-2 and TIME-WAIT). A timer's data word carries the socket handle and the
+//! timer kind, so a late timer of a freed socket finds a stale handle and does nothing.
+
+use blink_ipv4::iphdr::IPPROTO_TCP;
+use blink_ipv4::Stack;
+use blink_netcore::snmp::{TcpExtMib, TcpMib};
+use blink_netcore::sock::SockHandle;
+use blink_netcore::timer::TimerFn;
+
+use crate::tcp::{tcp_done, TcpError, TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TCPCB_SACKED_ACKED};
+use crate::tcp_cong::CaState;
+use crate::tcp_ipv4::TcpProto;
+use crate::tcp_output::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    Retransmit = 0,
+    Delack = 1,
+    Keepalive = 2,
+}
+
+impl TimerKind {
+    pub fn data(self, handle: u64) -> u64 {
+        handle | ((self as u64) << 56)
+    }
+
+    fn from_data(d: u64) -> (TimerKind, SockHandle) {
+        let k = match d >> 56 {
+            0 => TimerKind::Retransmit,
+            1 => TimerKind::Delack,
+            _ => TimerKind::Keepalive,
+        };
+        (k, SockHandle::from_u56(d & ((1 << 56) - 1)))
+    }
+}
+
+/// The wheel callback for every TCP timer: find TCP in the stack and the socket in TCP.
+pub const TCP_TIMER_FN: TimerFn<Stack> = tcp_timer_dispatch;
+
+fn tcp_timer_dispatch(stack: &mut Stack, data: u64) {
+    let (kind, h) = TimerKind::from_data(data);
+    stack.with_protocol(IPPROTO_TCP, |stack, p| {
+        if let Some(tcp) = p.as_any_mut().downcast_mut::<TcpProto>() {
+            tcp.on_timer(stack, kind, h);
+        }
+    });
+}
+
+/// Arm the retransmit timer in persist mode (Linux: ICSK_TIME_PROBE0).
+pub fn tcp_arm_probe0(sk: &mut TcpSock, stack: &mut Stack) {
+    if let Some(t) = sk.retransmit_timer {
+        if !sk.probe0 || !stack.timers.timer_pending(t) {
+            sk.probe0 = true;
+            stack.timers.mod_timer(
+                t,
+                stack.core.jiffies + sk.rto_backed_off_ms().max(crate::TCP_RTO_MIN_MS),
+            );
+        }
+    }
+}
+
+/// Linux: tcp_retransmit_timer() / tcp_probe_timer() / the SYN and SYN-ACK retries.
+pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
+    let now = stack.core.jiffies;
+    match sk.state {
+        TcpState::SynSent | TcpState::SynRecv => {
+            let limit = if sk.state == TcpState::SynSent {
+                crate::TCP_SYN_RETRIES
+            } else {
+                crate::TCP_SYNACK_RETRIES
+            };
+            if sk.retransmits >= limit {
+                stack.core.mib.tcp.inc(TcpMib::AttemptFails);
+                sk.error = Some(TcpError::TimedOut);
+                tcp_done(sk, stack);
+                return;
+            }
+            sk.retransmits += 1;
+            sk.backoff += 1;
+            stack.core.mib.tcp.inc(TcpMib::RetransSegs);
+            if sk.state == TcpState::SynSent {
+                tcp_send_syn(sk, stack);
+            } else {
+                tcp_send_synack(sk, stack);
+            }
+            tcp_arm_rto(sk, stack, true);
+            return;
+        }
+        TcpState::Closed | TcpState::Listen | TcpState::TimeWait => return,
+        _ => {}
+    }
+    if sk.probe0 {
+        // Persist: the peer's window is closed; probe it with growing intervals, forever while
+        // it answers (Linux gives up after tcp_retries2 unanswered probes).
+        if sk.write_queue.is_empty() || sk.packets_out > 0 {
+            sk.probe0 = false;
+            return;
+        }
+        if sk.retransmits >= crate::TCP_RETRIES2 {
+            sk.error = Some(TcpError::TimedOut);
+            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnTimeout);
+            tcp_done(sk, stack);
+            return;
+        }
+        tcp_send_probe0(sk, stack);
+        sk.retransmits += 1;
+        sk.backoff += 1;
+        if let Some(t) = sk.retransmit_timer {
+            stack
+                .timers
+                .mod_timer(t, now + sk.rto_backed_off_ms().max(crate::TCP_RTO_MIN_MS));
+        }
+        // Send new data too if the window reopened meanwhile.
+        tcp_write_xmit(sk, stack, false);
+        return;
+    }
+    if sk.rtx_queue.is_empty() {
+        return;
+    }
+    if sk.retransmits >= crate::TCP_RETRIES2 {
+        sk.error = Some(TcpError::TimedOut);
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnTimeout);
+        tcp_done(sk, stack);
+        return;
+    }
+    stack.core.mib.tcp_ext.inc(TcpExtMib::TCPTimeouts);
+    // Linux: tcp_enter_loss(). Everything not SACKed is lost; restart from one segment.
+    if sk.ca_state != CaState::Loss || sk.retransmits == 0 {
+        sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);
+    }
+    sk.cong.cwnd = 1;
+    sk.cong.cwnd_cnt = 0;
+    sk.ca_state = CaState::Loss;
+    sk.ca_ops.set_state(&mut sk.cong, CaState::Loss);
+    sk.high_seq = sk.snd_nxt;
+    sk.dupacks = 0;
+    sk.retrans_out = 0;
+    sk.lost_out = 0;
+    for skb in sk.rtx_queue.iter_mut() {
+        let c = skb.cb_mut::<TcpSkbCb>();
+        c.sacked &= !crate::tcp::TCPCB_SACKED_RETRANS;
+        if c.sacked & TCPCB_SACKED_ACKED == 0 {
+            c.sacked |= TCPCB_LOST;
+            sk.lost_out += 1;
+        }
+    }
+    sk.retransmits += 1;
+    sk.backoff += 1;
+    tcp_xmit_retransmit_queue(sk, stack);
+    tcp_arm_rto(sk, stack, true);
+}
+
+/// Linux: tcp_delack_timer(). Send the ACK we owe.
+pub fn tcp_delack_timer(sk: &mut TcpSock, stack: &mut Stack) {
+    if sk.ack_pending {
+        stack.core.mib.tcp_ext.inc(TcpExtMib::DelayedACKs);
+        tcp_send_ack(sk, stack);
+    }
+}
+
+/// Linux: tcp_keepalive_timer(), which also ends FIN-WAIT-2 for orphans, and the TIME-WAIT
+/// timer (inet_twsk_kill).
+pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
+    let now = stack.core.jiffies;
+    match sk.state {
+        TcpState::TimeWait | TcpState::FinWait2 => {
+            tcp_done(sk, stack);
+        }
+        TcpState::Established | TcpState::CloseWait => {
+            let Some((idle, intvl, cnt)) = sk.keepalive else { return };
+            let quiet = now.saturating_sub(sk.rcv_tstamp);
+            if quiet < idle && sk.keepalive_probes_sent == 0 {
+                if let Some(t) = sk.keepalive_timer {
+                    stack.timers.mod_timer(t, sk.rcv_tstamp + idle);
+                }
+                return;
+            }
+            if sk.keepalive_probes_sent >= cnt {
+                sk.error = Some(TcpError::TimedOut);
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnTimeout);
+                tcp_done(sk, stack);
+                return;
+            }
+            // A keepalive probe is a zero-window-probe-shaped ACK (seq snd_una - 1).
+            tcp_send_probe0(sk, stack);
+            sk.keepalive_probes_sent += 1;
+            if let Some(t) = sk.keepalive_timer {
+                stack.timers.mod_timer(t, now + intvl);
+            }
+        }
+        _ => {}
+    }
+}
