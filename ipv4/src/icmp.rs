@@ -161,10 +161,12 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
     {
         let mut h = IcmpHdr::new_unchecked(&mut hdr[..]);
         let old = h.checksum();
+        let old_word = u16::from_be_bytes([h.icmp_type(), h.code()]);
         h.set_icmp_type(ICMP_ECHOREPLY);
         h.set_code(0);
-        // Only the type/code word changed (8/0 -> 0/0): RFC 1624 incremental update.
-        h.set_checksum(csum_replace2(old, (ICMP_ECHO as u16) << 8, 0));
+        // Only the type/code word changed (8/code -> 0/0; the request's code need not be 0):
+        // RFC 1624 incremental update.
+        h.set_checksum(csum_replace2(old, old_word, 0));
     }
     reply.skb_put_data(&hdr);
     // Payload: the request's own buffers, shared by refcount.
@@ -205,6 +207,15 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
 /// Linux: icmp_unreach(). Pass the error to the protocol of the quoted packet.
 fn icmp_unreach(stack: &mut Stack, mut skb: SkBuff) {
     if !skb.pskb_may_pull(ICMP_HLEN + IPV4_MIN_HLEN) {
+        stack.core.mib.icmp.inc(IcmpMib::InErrors);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::IcmpHdr);
+        return;
+    }
+    // The quoted header must be sane and followed by the 8 bytes of transport header that
+    // err_handler is promised (Linux: icmp_unreach() rejects ihl < 5, icmp_socket_deliver()
+    // pulls ihl * 4 + 8 or counts InErrors).
+    let inner_hlen = Ipv4Hdr::new_unchecked(&skb.data()[ICMP_HLEN..]).header_len();
+    if inner_hlen < IPV4_MIN_HLEN || !skb.pskb_may_pull(ICMP_HLEN + inner_hlen + 8) {
         stack.core.mib.icmp.inc(IcmpMib::InErrors);
         stack.core.mib.kfree_skb_reason(skb, DropReason::IcmpHdr);
         return;

@@ -69,8 +69,18 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
         let h = Ipv4Hdr::new_unchecked(skb.data());
         (h.src(), h.dst())
     };
-    // Martian sources (Linux: ip_route_input_slow, "martian source").
-    if src.is_multicast() || src.is_broadcast() || stack.is_broadcast_addr(src) {
+    // Martian sources (Linux: ip_route_input_slow, "martian source"): multicast or broadcast,
+    // loopback, 0.0.0.0/8 (allowed only towards the limited broadcast, for DHCP clients), and
+    // our own address (fib_validate_source without accept_local): answering those would send
+    // replies to ourselves or to nowhere.
+    let zeronet = src.octets()[0] == 0;
+    if src.is_multicast()
+        || src.is_broadcast()
+        || stack.is_broadcast_addr(src)
+        || src.is_loopback()
+        || (zeronet && !dst.is_broadcast())
+        || stack.is_local_addr(src)
+    {
         stack.core.mib.ip.inc(IpMib::InAddrErrors);
         stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
         return;

@@ -293,7 +293,11 @@ pub fn neigh_update(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16, cre
 
 /// A static entry (Linux: `ip neigh add ... nud permanent`).
 pub fn neigh_add_static(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16) {
-    if let Some(old) = stack.neigh.entries.remove(&ip) {
+    // Packets waiting for resolution now have their answer: send them rather than drop them
+    // (Linux: neigh_update() to NUD_PERMANENT flushes arp_queue).
+    let mut queued = SkBuffHead::new();
+    if let Some(mut old) = stack.neigh.entries.remove(&ip) {
+        queued = std::mem::take(&mut old.arp_queue);
         neigh_destroy(stack, old);
     }
     stack.neigh.entries.insert(
@@ -309,6 +313,9 @@ pub fn neigh_add_static(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16)
             timer: None,
         },
     );
+    while let Some(skb) = queued.skb_dequeue() {
+        neigh_output(stack, skb, mac, dev);
+    }
 }
 
 /// Free an entry's timer and drop what it still queues (counted).
