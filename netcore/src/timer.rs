@@ -1,14 +1,29 @@
-//! Kernel-style timers on one hierarchical timer wheel per core.
+//! Kernel-style timers on a hierarchical timer wheel per core.
 //!
 //! Linux: kernel/time/timer.c and include/linux/timer.h.
 //!
 //! Each core owns one [`Timers`]. The timers themselves live in a per-core slab of
 //! `TimerList`s addressed by [`TimerId`]; the wheel (`hierarchical_hash_wheel_timer`'s plain
-//! four-level `QuadWheelWithOverflow`, one tick per jiffy) holds only a `Copy` pair
+//! `QuadWheelWithOverflow`, one tick per jiffy) holds only a `Copy` pair
 //! `(slab index, generation)`. Nothing is ever removed from the wheel: `mod_timer` and
 //! `del_timer` bump the slot's generation, and an entry whose generation no longer matches is
 //! dropped when its slot comes round. That keeps every operation O(1) whatever the number of
 //! armed timers, with no allocation beyond the wheel's own slot vectors.
+//!
+//! # Bounded ticks: two wheels half a block apart
+//!
+//! A cascading wheel moves a whole upper-level slot down in one tick. Used naively, every
+//! entry filed across a 2^16-jiffy boundary of the wheel's position waits in the third level
+//! and comes down in one piece when the boundary is reached: with 1M timers under a minute
+//! that is nearly all of them, a 10 ms stall every 65.5 s. So the wheel's third and fourth
+//! levels (and its overflow list) are never used. There are two wheels whose positions differ
+//! by half a block (2^15 jiffies); an entry goes to one whose current 2^16-jiffy block it
+//! does not leave, so it stays in the two lower levels, whose cascades move at most the
+//! entries due in one 256-jiffy window. One of the two wheels always has 2^15 - 1 jiffies of
+//! room; a longer delay is filed at a spread-out point in the second half of that room and
+//! re-filed for the rest when it surfaces (a 2-hour keepalive hops about 200 times over its
+//! life). The work per tick is then proportional to the timers due around that tick, never
+//! to the number armed.
 //!
 //! Timers fire only inside the poll loop of their core: the loop calls [`run_timers`] (or
 //! [`Timers::advance`] and then [`Timers::next_expired`] itself) with the current jiffy.
@@ -16,15 +31,16 @@
 //! # Exactness
 //!
 //! A timer armed for jiffy `e` runs during the first `advance(now)` with `now >= e`: exactly at
-//! `e` when the loop advances every jiffy, never earlier. Two situations hand the owner an
-//! entry before the timer's expiry and are resolved here by re-filing the entry for the rest of
-//! the delay, so the owner never notices:
-//! - a delay beyond 2^31 jiffies (24.8 days) is filed for 2^31 and re-filed when it surfaces.
-//!   The wheel's own overflow list is never used (re-filing it is one long stall at the end
-//!   of each 2^32 cycle, and its arithmetic underflows for a delay of exactly `u32::MAX` at
-//!   cycle position 0), nor are delays near 2^32, which it files wrongly (see
-//!   `MAX_WHEEL_DELAY`);
-//! - `mod_timer` moving a pending timer *later* only records the new expiry (see below).
+//! `e` when the loop advances every jiffy, never earlier. Two situations bring an entry out
+//! of the wheel before the timer's expiry; it is then re-filed for the rest of the delay, so
+//! the owner never notices:
+//! - a delay longer than the wheel it went to can hold in its current block (above);
+//! - `mod_timer` moving a pending timer *later* only records the new expiry (see there).
+//!
+//! (Keeping to the lower levels also avoids two faults of the crate's upper ones: delays of
+//! 2^32 - 2^24 and more are filed into a lower level and come out early once
+//! `position + delay` wraps, and its overflow arithmetic underflows for a delay of exactly
+//! `u32::MAX` at cycle position 0.)
 //!
 //! # Re-arming from a callback
 //!
@@ -84,46 +100,53 @@ pub type TimerFn<C> = fn(&mut C, u64);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerId(u32);
 
-/// The longest delay handed to the wheel in one go; a longer one is filed for this and
-/// re-filed for the rest when it surfaces.
-///
-/// The wheel's levels nominally cover delays below `u32::MAX`, but it files by the highest
-/// byte in which `position + delay` (wrapping) differs from `position`: once the sum wraps
-/// into the same top-level block (delays >= 2^32 - 2^24) the entry lands in a lower level and
-/// comes out early (at position 5 a delay of `u32::MAX - 1` comes out after 254 ticks). Below
-/// 2^32 - 2^24 the wheel is exact; 2^31 (24.8 days) is far from the edge.
-const MAX_WHEEL_DELAY: u64 = 1 << 31;
+/// Jiffies covered by the wheel's two lower levels: an entry whose expiry stays within the
+/// wheel's current block of this size never reaches the third level.
+const BLOCK: u64 = 1 << 16;
+
+/// Offset between the positions of the two wheels.
+const HALF_BLOCK: u64 = BLOCK / 2;
+
+/// An advance over more than `BLOCK` jiffies and more than this many jiffies per slab slot
+/// re-files every pending timer from the slab instead of ticking through the gap.
+const REBASE_JIFFIES_PER_SLOT: u64 = 64;
+
+type Wheel = QuadWheelWithOverflow<(u32, u32)>;
 
 /// One timer in the slab.
 ///
 /// Linux: `struct timer_list` in include/linux/timer.h.
+// repr(C) keeps what a tick reads (generation, pending, expires) together at the front.
+#[repr(C)]
 struct TimerList<C> {
-    func: TimerFn<C>,
-    data: u64,
-    /// Absolute jiffy at which the timer runs (meaningful while pending).
-    expires: u64,
-    /// Jiffy at which the live entry (the one carrying `generation`) comes out of the wheel or
-    /// already sits on the expired queue; `<= expires` while pending.
-    entry_at: u64,
     /// Bumped on every `mod_timer` that files a new entry and on every `del_timer`; wheel and
     /// queue entries carrying an older value are stale and ignored.
     generation: u32,
     /// Run epoch in which the callback last ran; a timer runs at most once per epoch.
     ran_epoch: u32,
+    /// Absolute jiffy at which the timer runs (meaningful while pending).
+    expires: u64,
+    /// Jiffy at which the live entry (the one carrying `generation`) comes out of the wheel or
+    /// already sits on the expired queue; `<= expires` while pending.
+    entry_at: u64,
     /// Linux: timer_pending(); true from `mod_timer` until the callback is handed out.
     pending: bool,
     /// False once `timer_free`d (the slot is on the free list).
     in_use: bool,
+    func: TimerFn<C>,
+    data: u64,
 }
 
-/// One core's timers: the slab, the wheel and the expired queue.
+/// One core's timers: the slab, the wheels and the expired queue.
 ///
 /// Linux: `struct timer_base` in kernel/time/timer.c (one per CPU).
 pub struct Timers<C> {
     slab: Vec<TimerList<C>>,
     free: Vec<u32>,
-    wheel: QuadWheelWithOverflow<(u32, u32)>,
-    /// The last jiffy the wheel was advanced to (Linux: `timer_base.clk`, less one).
+    /// Ticked and skipped together; `wheels[1]`'s position is `HALF_BLOCK` ahead of
+    /// `wheels[0]`'s, modulo `BLOCK`.
+    wheels: [Wheel; 2],
+    /// The last jiffy the wheels were advanced to (Linux: `timer_base.clk`, less one).
     now: u64,
     /// Entries due to run, in order; stale ones are skipped when popped.
     expired: VecDeque<(u32, u32)>,
@@ -131,6 +154,8 @@ pub struct Timers<C> {
     deferred: VecDeque<(u32, u32)>,
     epoch: u32,
     armed: usize,
+    /// Reused by `rebase` to order the timers that fell due in the gap.
+    due: Vec<(u64, u32)>,
     /// Wheel ticks actually performed (the rest of the jiffies were skipped).
     wheel_ticks: u64,
 }
@@ -162,13 +187,14 @@ impl<C> Timers<C> {
         Timers {
             slab: Vec::with_capacity(timers),
             free: Vec::new(),
-            wheel: QuadWheelWithOverflow::default(),
+            wheels: new_wheels(),
             now: now_jiffies,
             expired: VecDeque::new(),
             deferred: VecDeque::new(),
             // Fresh slots carry ran_epoch 0, so they may run before the first advance.
             epoch: 1,
             armed: 0,
+            due: Vec::new(),
             wheel_ticks: 0,
         }
     }
@@ -290,9 +316,11 @@ impl<C> Timers<C> {
     /// Move the wheel to jiffy `now_jiffies`, queueing every timer that expires on the way
     /// (and the ones deferred by the previous run). Call [`Timers::next_expired`] afterwards.
     ///
-    /// The wheel ticks one jiffy at a time while anything is in the next slot and skips ahead
-    /// over empty stretches, so a long idle gap costs next to nothing. A `now_jiffies` at or
-    /// before the current jiffy only starts a new run epoch.
+    /// The wheels tick one jiffy at a time while anything is in the next slot and skip ahead
+    /// over empty stretches (a 256-jiffy stretch costs a skip and a tick). A gap longer than
+    /// 2^16 jiffies and than 64 jiffies per slab slot is not ticked through: every pending
+    /// timer is re-filed from the slab instead. A `now_jiffies` at or before the current jiffy
+    /// only starts a new run epoch.
     ///
     /// Linux: __run_timers() in kernel/time/timer.c, collecting like collect_expired_timers().
     pub fn advance(&mut self, now_jiffies: u64) {
@@ -300,31 +328,53 @@ impl<C> Timers<C> {
         if !self.deferred.is_empty() {
             self.expired.extend(self.deferred.drain(..));
         }
+        let gap = now_jiffies.saturating_sub(self.now);
+        if gap > BLOCK && gap / REBASE_JIFFIES_PER_SLOT > self.slab.len() as u64 {
+            self.rebase(now_jiffies);
+            return;
+        }
         while self.now < now_jiffies {
             let gap = now_jiffies - self.now;
             if gap > 1 {
-                match self.wheel.can_skip() {
-                    Skip::Empty => {
-                        // Nothing filed: the wheel's position is irrelevant, delays are
-                        // relative to it.
-                        self.now = now_jiffies;
-                        break;
-                    }
-                    Skip::Millis(k) => {
-                        let s = gap.min(u64::from(k));
-                        // s <= k < 2^32
-                        self.wheel.skip(s as u32);
-                        self.now += s;
-                        continue;
-                    }
-                    Skip::None => {}
+                let skip = skippable(&self.wheels[0]).min(skippable(&self.wheels[1]));
+                if skip == u64::MAX {
+                    // Nothing filed: the wheels' positions do not matter (delays are relative
+                    // to them), only their offset, which standing still keeps.
+                    self.now = now_jiffies;
+                    break;
+                }
+                if skip > 0 {
+                    // skip < 2^32 (one wheel is not empty).
+                    let s = gap.min(skip) as u32;
+                    self.wheels[0].skip(s);
+                    self.wheels[1].skip(s);
+                    self.now += u64::from(s);
+                    continue;
                 }
             }
-            let fired = self.wheel.tick();
             self.now += 1;
             self.wheel_ticks += 1;
-            for (idx, generation) in fired {
-                self.file_fired(idx, generation);
+            for w in 0..2 {
+                let fired = self.wheels[w].tick();
+                if fired.is_empty() {
+                    continue;
+                }
+                // The slab entries of a batch are cold and scattered. A first pass of
+                // independent loads (counting what falls due, to size the queue once) lets
+                // their cache misses overlap instead of queueing up one by one behind the
+                // wheel inserts of the second pass.
+                let now = self.now;
+                let due = fired
+                    .iter()
+                    .filter(|&&(idx, generation)| {
+                        let t = &self.slab[idx as usize];
+                        t.generation == generation && t.expires <= now
+                    })
+                    .count();
+                self.expired.reserve(due);
+                for (idx, generation) in fired {
+                    self.file_fired(idx, generation);
+                }
             }
         }
     }
@@ -365,18 +415,60 @@ impl<C> Timers<C> {
         None
     }
 
-    /// File the live entry of slot `idx` for `expires`: on the wheel, or straight onto the
+    /// Jump to `now` without ticking: fresh wheels, and every pending timer re-filed under a
+    /// new generation (so every older wheel or queue entry is stale). Those already due are
+    /// queued in expiry order, as ticking would have queued them.
+    fn rebase(&mut self, now: u64) {
+        self.wheels = new_wheels();
+        self.expired.clear();
+        self.now = now;
+        let mut due = std::mem::take(&mut self.due);
+        for idx in 0..self.slab.len() as u32 {
+            let t = &mut self.slab[idx as usize];
+            if !t.pending {
+                continue;
+            }
+            t.generation = t.generation.wrapping_add(1);
+            if t.expires <= now {
+                t.entry_at = now;
+                due.push((t.expires, idx));
+            } else {
+                let (generation, expires) = (t.generation, t.expires);
+                self.enqueue(idx, generation, expires);
+            }
+        }
+        due.sort_unstable();
+        for &(_, idx) in &due {
+            self.expired.push_back((idx, self.slab[idx as usize].generation));
+        }
+        due.clear();
+        self.due = due;
+    }
+
+    /// File the live entry of slot `idx` for `expires`: on a wheel, or straight onto the
     /// expired queue if it is already due.
+    ///
+    /// Linux: enqueue_timer() in kernel/time/timer.c.
     fn enqueue(&mut self, idx: u32, generation: u32, expires: u64) {
         let entry_at = if expires <= self.now {
             self.expired.push_back((idx, generation));
             self.now
         } else {
-            let delay = (expires - self.now).min(MAX_WHEEL_DELAY);
-            if let Err(err) = self
-                .wheel
-                .insert_with_delay((idx, generation), Duration::from_millis(delay))
-            {
+            // Room: the longest delay that stays in the wheel's current block.
+            let room = |w: &Wheel| BLOCK - 1 - u64::from(w.current_time_in_cycle() & 0xFFFF);
+            let (r0, r1) = (room(&self.wheels[0]), room(&self.wheels[1]));
+            let (w, room) = if r0 >= r1 { (0, r0) } else { (1, r1) };
+            debug_assert!(room >= HALF_BLOCK - 1);
+            let want = expires - self.now;
+            let delay = if want <= room {
+                want
+            } else {
+                // Surface somewhere in the second half of the room, spread by a hash so that
+                // timers armed together do not all come out (and hop) on the same tick.
+                let h = (u64::from(idx) ^ expires.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                room - (h >> 32) % (room / 2)
+            };
+            if let Err(err) = self.wheels[w].insert_with_delay((idx, generation), Duration::from_millis(delay)) {
                 match err {
                     // Only a zero delay expires, and delay >= 1 here; keep it correct anyway.
                     TimerError::Expired(entry) => self.expired.push_back(entry),
@@ -388,7 +480,8 @@ impl<C> Timers<C> {
         self.slab[idx as usize].entry_at = entry_at;
     }
 
-    /// A wheel entry came out at `self.now`: queue it, re-file it, or drop it if stale.
+    /// A wheel entry came out at `self.now`: queue it, re-file it (a hop of a long delay, or a
+    /// timer pushed later), or drop it if stale.
     fn file_fired(&mut self, idx: u32, generation: u32) {
         let t = &self.slab[idx as usize];
         if t.generation != generation || !t.pending {
@@ -420,6 +513,22 @@ impl<C> Timers<C> {
                 None
             }
         }
+    }
+}
+
+/// Two empty wheels, the second `HALF_BLOCK` ahead of the first.
+fn new_wheels() -> [Wheel; 2] {
+    let mut ahead = Wheel::default();
+    ahead.skip(HALF_BLOCK as u32);
+    [Wheel::default(), ahead]
+}
+
+/// How many ticks `wheel` can skip without missing anything; `u64::MAX` if it is empty.
+fn skippable(wheel: &Wheel) -> u64 {
+    match wheel.can_skip() {
+        Skip::Empty => u64::MAX,
+        Skip::Millis(k) => u64::from(k),
+        Skip::None => 0,
     }
 }
 
@@ -822,12 +931,25 @@ mod tests {
 
     #[test]
     fn random_operations_match_a_model() {
-        // Random mod/del/free/setup and advances by random steps (some long, crossing level
-        // boundaries and skip paths); each run must fire exactly the timers whose expiry is
-        // in (previous now, now].
-        let seed = 0xDEAD_BEEF_1234_5678;
+        random_model(0xDEAD_BEEF_1234_5678, 0);
+    }
+
+    #[test]
+    fn random_operations_match_a_model_ticking_long_gaps() {
+        // Enough idle slots that no advance below 12.8M jiffies rebases: long gaps are ticked
+        // through, with far timers hopping between the wheels.
+        random_model(0x0123_4567_89AB_CDEF, 200_000);
+    }
+
+    /// Random mod/del/free/setup and advances by random steps (some long, crossing block
+    /// boundaries and the skip and rebase paths); each run must fire exactly the timers whose
+    /// expiry is in (previous now, now]. `padding` idle slots raise the rebase threshold.
+    fn random_model(seed: u64, padding: usize) {
         let mut rng = XorShift(seed);
         let mut ctx = Ctx::new(1_000);
+        for _ in 0..padding {
+            ctx.timers.timer_setup(record, u64::MAX);
+        }
         let mut model: Vec<Option<u64>> = Vec::new();
         for i in 0..500u64 {
             ctx.setup(record, i);
@@ -886,6 +1008,36 @@ mod tests {
             }
             let armed = model.iter().filter(|m| m.is_some()).count();
             assert_eq!(ctx.timers.armed(), armed, "round {round} seed {seed:#x}");
+        }
+    }
+
+    #[test]
+    fn entries_stay_in_the_two_lower_levels() {
+        // With entries only in levels 0 and 1, a wheel can never skip more than 255 ticks;
+        // an entry in level 2 or 3 would let it skip to the end of a 2^16 or 2^24 block.
+        let mut rng = XorShift(0x5EED);
+        for round in 0..200 {
+            let mut ctx = Ctx::new(rng.below(1 << 40));
+            tick_n(&mut ctx, rng.below(70_000));
+            let id = ctx.setup(record, 0);
+            let delay = match round % 4 {
+                0 => 1 + rng.below(300),
+                1 => 1 + rng.below(70_000),
+                2 => 1 + rng.below(1 << 20),
+                _ => 1 + rng.below(1 << 34),
+            };
+            let expires = ctx.timers.now() + delay;
+            ctx.timers.mod_timer(id, expires);
+            while ctx.fired.is_empty() {
+                for w in &ctx.timers.wheels {
+                    let skip = skippable(w);
+                    assert!(skip <= 255 || skip == u64::MAX, "round {round}: skip {skip}");
+                }
+                let step = rng.below((delay / 40).max(40_000));
+                let to = (ctx.timers.now() + 1 + step).min(expires);
+                ctx.run(to);
+            }
+            assert_eq!(ctx.fired, vec![(0, expires)], "round {round}");
         }
     }
 

@@ -751,32 +751,19 @@ mod tests {
                 .1
         };
 
-        for &(t, cwnd) in trace.iter().step_by(10) {
-            eprintln!("t={t:.2} cwnd={cwnd} W={:.1}", w_cubic(t, k, w_max));
-        }
-        let maxerr = trace
-            .iter()
-            .map(|&(t, c)| ((c as f64 - w_cubic(t, k, w_max)).abs() / w_cubic(t, k, w_max)))
-            .fold(0.0, f64::max);
-        eprintln!(
-            "maxerr {maxerr} at K {} K/2 {} 1.5K {} 2K {}",
-            at(k),
-            at(k / 2.0),
-            at(1.5 * k),
-            at(2.0 * k)
-        );
-        // Follows the cubic curve within 3 % everywhere.
+        // Follows the cubic curve within 1 % everywhere (0.15 % in practice:
+        // the min-RTT offset in bictcp_update() cancels the one-RTT lag).
         for &(t, cwnd) in &trace {
             let w = w_cubic(t, k, w_max);
             let err = (cwnd as f64 - w).abs() / w;
-            assert!(err < 0.03, "t {t:.1}s: cwnd {cwnd}, W(t) {w:.0}");
+            assert!(err < 0.01, "t {t:.1}s: cwnd {cwnd}, W(t) {w:.0}");
         }
 
         // Concave growth towards W_max: fast at first, flattening near K.
         let (c0, c_half, c_k) = (at(0.0), at(k / 2.0), at(k));
         assert_eq!(c0, 700);
-        assert!((950..=975).contains(&c_half), "cwnd at K/2 = {c_half}"); // W = 962.5
-        assert!((970..=1010).contains(&c_k), "cwnd at K = {c_k}");
+        assert!((955..=970).contains(&c_half), "cwnd at K/2 = {c_half}"); // W = 962.5
+        assert!((995..=1005).contains(&c_k), "cwnd at K = {c_k}");
         assert!(c_half - c0 > 5 * (c_k - c_half), "concave: {c0} {c_half} {c_k}");
         // Plateau: within 5 segments of W_max for a whole second around K.
         for &(t, cwnd) in trace.iter().filter(|(t, _)| (t - k).abs() < 0.5) {
@@ -785,8 +772,8 @@ mod tests {
 
         // Convex beyond W_max: slow at first, then accelerating probing.
         let (c_15, c_2) = (at(1.5 * k), at(2.0 * k));
-        assert!((1025..=1050).contains(&c_15), "cwnd at 1.5K = {c_15}"); // W = 1037.5
-        assert!((1270..=1320).contains(&c_2), "cwnd at 2K = {c_2}"); // W = 1299.8
+        assert!((1030..=1045).contains(&c_15), "cwnd at 1.5K = {c_15}"); // W = 1037.5
+        assert!((1285..=1315).contains(&c_2), "cwnd at 2K = {c_2}"); // W = 1299.8
         assert!(c_2 - c_15 > 5 * (c_15 - c_k), "convex: {c_k} {c_15} {c_2}");
 
         // Monotonic: CUBIC never shrinks cwnd without a loss.

@@ -66,14 +66,19 @@ pub fn tcp_select_window(sk: &mut TcpSock) -> u16 {
     (win >> shift).min(65535) as u16
 }
 
-/// Options for a segment of this connection (SYN segments are built by their own callers).
-fn established_options(sk: &TcpSock, stack: &Stack) -> TcpOptions {
+/// Options for a segment of this connection carrying `payload` bytes (SYN segments are built
+/// by their own callers). SACK blocks only go in while the segment still fits the peer's MSS
+/// (Linux shrinks the MSS for them in tcp_current_mss; blink sends fewer blocks instead).
+fn established_options(sk: &TcpSock, stack: &Stack, payload: usize) -> TcpOptions {
     let mut o = TcpOptions::default();
+    let mut room = (sk.rx_opt.mss_clamp.max(536) as usize).saturating_sub(payload);
     if sk.rx_opt.tstamp_ok {
         o.ts = Some((tcp_time_stamp(sk, stack), sk.rx_opt.ts_recent));
+        room = room.saturating_sub(12);
     }
     if sk.rx_opt.sack_ok && sk.num_sacks > 0 {
-        let n = sk.num_sacks.min(4) as usize;
+        let fit = room.saturating_sub(4) / 8;
+        let n = (sk.num_sacks as usize).min(4).min(fit);
         o.sack[..n].copy_from_slice(&sk.selective_acks[..n]);
         o.num_sacks = n as u8;
     }
@@ -141,7 +146,7 @@ pub fn tcp_send_ack(sk: &mut TcpSock, stack: &mut Stack) {
     if matches!(sk.state, TcpState::Closed | TcpState::Listen | TcpState::SynSent) {
         return;
     }
-    let opts = established_options(sk, stack);
+    let opts = established_options(sk, stack, 0);
     let seq = sk.snd_nxt;
     tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
 }
@@ -307,7 +312,7 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         if is_last && len > 0 {
             flags |= TCPHDR_PSH;
         }
-        let opts = established_options(sk, stack);
+        let opts = established_options(sk, stack, len as usize);
         let frags = payload_frags(&skb);
         tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None);
         {
@@ -330,13 +335,13 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
 
 /// Linux: tcp_retransmit_skb(). Resend segment `i` of the retransmit queue.
 pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool {
-    let (frags, cb) = {
+    let (frags, cb, len) = {
         let skb = &sk.rtx_queue[i];
-        (payload_frags(skb), *skb.cb::<TcpSkbCb>())
+        (payload_frags(skb), *skb.cb::<TcpSkbCb>(), skb.len())
     };
     // The segment may start below snd_una if it was partially acknowledged; the receiver
     // trims the overlap.
-    let opts = established_options(sk, stack);
+    let opts = established_options(sk, stack, len);
     let flags = (cb.tcp_flags & (TCPHDR_FIN | TCPHDR_PSH)) | TCPHDR_ACK;
     if !tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None) {
         return false;
@@ -373,7 +378,7 @@ pub fn tcp_xmit_retransmit_queue(sk: &mut TcpSock, stack: &mut Stack) {
 /// Linux: tcp_send_probe0() / tcp_xmit_probe_skb(). A zero-window probe: an ACK with a
 /// sequence number the peer has already seen, which it must answer with its window.
 pub fn tcp_send_probe0(sk: &mut TcpSock, stack: &mut Stack) {
-    let opts = established_options(sk, stack);
+    let opts = established_options(sk, stack, 0);
     let seq = sk.snd_una.wrapping_sub(1);
     tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
 }
