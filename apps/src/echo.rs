@@ -185,5 +185,9 @@ pub fn run(a: EchoArgs) -> Result<(), SetupError> {
         println!("tcp: {} connections served, {} bytes received", svc.served, svc.bytes);
     }
     report(&stack, "blink echo");
+    // Tear everything down (sockets, queues, impairment lanes) and prove every buffer came back.
+    let pool = stack.core.cache.pool().clone();
+    drop(stack);
+    println!("mbufs in use after shutdown: {}", pool.in_use());
     Ok(())
 }

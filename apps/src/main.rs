@@ -1,13 +1,8 @@
 //! The `blink` command.
 
-mod args;
-mod demo;
-mod echo;
-mod setup;
-
+use blink_apps::setup::SetupError;
+use blink_apps::{bench, demo, echo};
 use clap::{Parser, Subcommand};
-
-use setup::SetupError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,8 +19,10 @@ struct Cli {
 enum Cmd {
     /// Two blink hosts on the in-memory wire: ARP, ping, ICMP errors, per-core counters.
     Demo(demo::DemoArgs),
-    /// Echo host on a device (answers ping).
+    /// Echo host on a device (answers ping, TCP echo and discard).
     Echo(echo::EchoArgs),
+    /// Benchmarks between two blink stacks on the in-memory wire: TCP bulk, rr, crr.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -34,6 +31,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Echo(a) => echo::run(a),
+        Cmd::Bench(a) => bench::run(a),
     };
     match r {
         Ok(()) => {}

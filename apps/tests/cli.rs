@@ -71,3 +71,18 @@ fn bad_configuration_exits_2_and_names_the_field() {
     expect_usage(&["echo", "--dev", "tap:x", "--config", cfg.to_str().unwrap()], "port 1");
     let _ = std::fs::remove_file(&cfg);
 }
+
+#[test]
+fn bench_prints_json_for_every_workload() {
+    let out = run(&[blink(), "bench", "--secs", "0.2", "--json"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.starts_with("{\"results\": ["), "{s}");
+    for w in ["bulk", "rr", "crr"] {
+        assert!(
+            s.contains(&format!("\"workload\": \"{w}\", \"peer\": \"blink\"")),
+            "{s}"
+        );
+    }
+    expect_usage(&["bench", "--workloads", "bogus"], "--workloads");
+}

@@ -51,7 +51,7 @@ fn kernel_pings_blink_over_tap() {
     assert!(stdout.contains(&want), "blink neighbours lack `{want}`:\n{stdout}");
     assert!(stdout.contains("Icmp.InEchos 5"), "{stdout}");
     assert!(stdout.contains("Icmp.OutEchoReps 5"), "{stdout}");
-    assert!(stdout.contains("mbufs in use: 0"), "{stdout}");
+    assert!(stdout.contains("mbufs in use after shutdown: 0"), "{stdout}");
 
     // The capture reads back with tcpdump and shows ARP and ICMP both ways.
     let dump = run_ok(&["tcpdump", "-nn", "-r", &pcap_s]);

@@ -12,11 +12,16 @@ fn sha256_of(ns: &Netns, path: &str) -> String {
 }
 
 /// `nc` in the kernel's namespace sends `mib` MiB to `blink echo --tcp 7` and reads the echo.
-fn kernel_nc_to_blink_echo(tag: &str, net: u8, mib: usize, impair: Option<&str>) {
+fn kernel_nc_to_blink_echo(tag: &str, net: u8, mib: usize, impair: Option<&str>) -> String {
     let ns = Netns::new(tag, &format!("10.200.{net}.1/24"));
     let tap = format!("tap:{}", ns.tap);
     let ip = format!("10.200.{net}.2/24");
+    let pcap = std::env::temp_dir().join(format!("blink-{tag}-{}.pcap", std::process::id()));
+    let pcap_s = pcap.to_str().unwrap().to_string();
     let mut args = vec!["echo", "--dev", &tap, "--ip", &ip, "--tcp", "7", "--duration", "600"];
+    if mib <= 1 {
+        args.extend_from_slice(&["--pcap", &pcap_s]);
+    }
     if let Some(i) = impair {
         args.extend_from_slice(&["--impair", i]);
     }
@@ -47,7 +52,34 @@ fn kernel_nc_to_blink_echo(tag: &str, net: u8, mib: usize, impair: Option<&str>)
         "{tag}: {mib} MiB echoed in {secs:.2} s ({:.0} Mbit/s each way)",
         (mib as f64) * 8.0 * 1.048576 / secs
     );
-    assert!(stdout.contains("mbufs in use: 0"), "{stdout}");
+    assert!(stdout.contains("mbufs in use after shutdown: 0"), "{stdout}");
+    if mib <= 1 {
+        let dump = run_ok(&["tcpdump", "-nn", "-v", "-r", &pcap_s, "tcp[tcpflags] & tcp-syn != 0"]);
+        let _ = std::fs::remove_file(&pcap);
+        return dump;
+    }
+    String::new()
+}
+
+#[test]
+fn kernel_negotiates_wscale_timestamps_sack_with_blink() {
+    if !require_root("kernel_negotiates_wscale_timestamps_sack_with_blink") {
+        return;
+    }
+    let syns = kernel_nc_to_blink_echo("tcpopts", 4, 1, None);
+    let lines: Vec<&str> = syns.lines().filter(|l| l.contains("Flags [S")).collect();
+    assert!(lines.len() >= 2, "expected the SYN and the SYN-ACK:\n{syns}");
+    let synack = lines
+        .iter()
+        .find(|l| l.contains("Flags [S.]"))
+        .expect("SYN-ACK captured");
+    for opt in ["mss 1460", "sackOK", "TS val", "wscale"] {
+        assert!(synack.contains(opt), "blink's SYN-ACK lacks {opt}: {synack}");
+    }
+    let syn = lines.iter().find(|l| l.contains("Flags [S],")).expect("SYN captured");
+    for opt in ["sackOK", "TS val", "wscale"] {
+        assert!(syn.contains(opt), "kernel SYN lacks {opt}: {syn}");
+    }
 }
 
 #[test]

@@ -1,0 +1,290 @@
+//! `blink bench`: workloads between two blink stacks joined by the in-memory wire and polled by
+//! one thread (the arrangement PERFORMANCE.md measures smoltcp in), each verifying its data.
+//!
+//! - bulk: one TCP connection moving data one way; the receiver checks every byte.
+//! - rr: 64-byte request / 64-byte response on one connection (TCP_NODELAY).
+//! - crr: connect, 64 bytes each way, close, repeated.
+//!
+//! Figures only: nothing here asserts a time.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use blink_glue::ipv4::{Stack, StackConfig};
+use blink_glue::netcore::drivers::wire::{wire_pair, WireConfig};
+use blink_glue::netcore::jiffies::Clock;
+use blink_glue::netcore::sock::SockHandle;
+use blink_glue::netcore::{EthAddr, Mempool, MempoolConfig};
+use blink_glue::tcp::{self, TcpConfig, TcpErr, TcpState};
+use clap::Args;
+
+use crate::args::usage;
+use crate::setup::SetupError;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Seconds per workload.
+    #[arg(long, default_value_t = 3.0)]
+    pub secs: f64,
+    /// Workloads to run (comma-separated): bulk, rr, crr.
+    #[arg(long, default_value = "bulk,rr,crr")]
+    pub workloads: String,
+    /// Print `{"results": [...]}` JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+struct Pair {
+    a: Stack,
+    b: Stack,
+    pool: Mempool,
+}
+
+fn pair(cfg: TcpConfig) -> Pair {
+    let pool = Mempool::new(&MempoolConfig {
+        name: "bench".into(),
+        n: 65536,
+        ..Default::default()
+    })
+    .expect("static pool config");
+    let clock = Clock::monotonic();
+    let (wa, wb) = wire_pair(
+        ("a", "b"),
+        (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])),
+        &WireConfig::default(),
+    );
+    let mut a = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
+    let mut b = Stack::new(0, 1, clock, &pool, StackConfig::default());
+    let ia = a.add_device(Box::new(wa), 0);
+    let ib = b.add_device(Box::new(wb), 0);
+    a.add_addr(ia, "10.0.0.1/24".parse().expect("valid")).expect("address");
+    b.add_addr(ib, "10.0.0.2/24".parse().expect("valid")).expect("address");
+    tcp::tcp_init(&mut a, cfg.clone());
+    tcp::tcp_init(&mut b, cfg);
+    Pair { a, b, pool }
+}
+
+impl Pair {
+    fn poll(&mut self) {
+        self.a.poll();
+        self.b.poll();
+    }
+
+    /// Connect A -> B:port and accept it; returns (client, server, listener).
+    fn connect(&mut self, l: SockHandle, port: u16) -> Result<(SockHandle, SockHandle), String> {
+        let c = tcp::tcp_connect(&mut self.a, B_IP, port).map_err(|e| e.to_string())?;
+        for _ in 0..100_000 {
+            self.poll();
+            if let Ok(Some(s)) = tcp::tcp_accept(&mut self.b, l) {
+                if tcp::tcp_state(&mut self.a, c) == Ok(TcpState::Established) {
+                    return Ok((c, s));
+                }
+            }
+        }
+        Err("connection did not establish".into())
+    }
+}
+
+/// One result line (DESIGN.md's `blink bench --json` schema).
+pub struct BenchResult {
+    pub workload: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    pub note: String,
+}
+
+/// The repeating byte pattern both ends agree on: the receiver compares against it.
+fn pattern() -> Vec<u8> {
+    (0..65536u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect()
+}
+
+fn bulk(secs: f64) -> Result<BenchResult, String> {
+    let mut p = pair(TcpConfig {
+        sndbuf: 4 << 20,
+        rcvbuf: 4 << 20,
+        ..Default::default()
+    });
+    let l = tcp::tcp_listen(&mut p.b, 5001, 16).map_err(|e| e.to_string())?;
+    let (c, s) = p.connect(l, 5001)?;
+    let pat = pattern();
+    let mut rbuf = vec![0u8; 256 * 1024];
+    let (mut sent, mut rcvd) = (0usize, 0usize);
+    let t0 = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    while t0.elapsed() < dur {
+        loop {
+            let off = sent % pat.len();
+            let n = tcp::tcp_send(&mut p.a, c, &pat[off..]).map_err(|e| e.to_string())?;
+            sent += n;
+            if n == 0 {
+                break;
+            }
+        }
+        p.poll();
+        loop {
+            match tcp::tcp_recv(&mut p.b, s, &mut rbuf) {
+                Ok(0) => return Err("unexpected end of stream".into()),
+                Ok(n) => {
+                    // Verify every byte against the pattern (two slices when it wraps).
+                    let mut done = 0;
+                    while done < n {
+                        let off = (rcvd + done) % pat.len();
+                        let k = (pat.len() - off).min(n - done);
+                        if rbuf[done..done + k] != pat[off..off + k] {
+                            return Err(format!("bulk: data mismatch at byte {}", rcvd + done));
+                        }
+                        done += k;
+                    }
+                    rcvd += n;
+                }
+                Err(TcpErr::WouldBlock) => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let _ = (tcp::tcp_close(&mut p.a, c), tcp::tcp_close(&mut p.b, s));
+    let gbit = rcvd as f64 * 8.0 / el / 1e9;
+    let retrans = p.a.core.mib.tcp[blink_glue::netcore::snmp::TcpMib::RetransSegs];
+    Ok(BenchResult {
+        workload: "bulk",
+        value: gbit,
+        unit: "Gbit/s",
+        note: format!("{} MiB verified in {:.2} s, {} retransmits", rcvd >> 20, el, retrans),
+    })
+}
+
+fn rr(secs: f64) -> Result<BenchResult, String> {
+    let mut p = pair(TcpConfig {
+        nodelay: true,
+        ..Default::default()
+    });
+    let l = tcp::tcp_listen(&mut p.b, 5002, 16).map_err(|e| e.to_string())?;
+    let (c, s) = p.connect(l, 5002)?;
+    let req = [0x5au8; 64];
+    let mut buf = [0u8; 64];
+    let mut n_trans = 0u64;
+    let t0 = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    while t0.elapsed() < dur {
+        for _ in 0..64 {
+            if tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())? != 64 {
+                return Err("rr: request not accepted".into());
+            }
+            recv_exact(&mut p, false, s, &mut buf)?;
+            if buf != req {
+                return Err("rr: request corrupted".into());
+            }
+            tcp::tcp_send(&mut p.b, s, &buf).map_err(|e| e.to_string())?;
+            recv_exact(&mut p, true, c, &mut buf)?;
+            if buf != req {
+                return Err("rr: response corrupted".into());
+            }
+            n_trans += 1;
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    Ok(BenchResult {
+        workload: "rr",
+        value: n_trans as f64 / el,
+        unit: "trans/s",
+        note: format!("{n_trans} transactions of 64 B each way"),
+    })
+}
+
+/// Poll until `buf.len()` bytes arrive on `h` (on A when `on_a`, else on B).
+fn recv_exact(p: &mut Pair, on_a: bool, h: SockHandle, buf: &mut [u8]) -> Result<(), String> {
+    let mut got = 0;
+    for _ in 0..1_000_000 {
+        p.poll();
+        let st = if on_a { &mut p.a } else { &mut p.b };
+        match tcp::tcp_recv(st, h, &mut buf[got..]) {
+            Ok(0) => return Err("end of stream".into()),
+            Ok(n) => {
+                got += n;
+                if got == buf.len() {
+                    return Ok(());
+                }
+            }
+            Err(TcpErr::WouldBlock) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("timed out waiting for data".into())
+}
+
+fn crr(secs: f64) -> Result<BenchResult, String> {
+    // Short TIME-WAIT so the client's ports recycle within the run (TIME-WAIT reuse is not
+    // implemented yet); everything else is the default configuration.
+    let mut p = pair(TcpConfig {
+        nodelay: true,
+        timewait_ms: 10,
+        ..Default::default()
+    });
+    let l = tcp::tcp_listen(&mut p.b, 5003, 4096).map_err(|e| e.to_string())?;
+    let req = [0xa5u8; 64];
+    let mut buf = [0u8; 64];
+    let mut n = 0u64;
+    let t0 = Instant::now();
+    let dur = Duration::from_secs_f64(secs);
+    while t0.elapsed() < dur {
+        let (c, s) = p.connect(l, 5003)?;
+        tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())?;
+        recv_exact(&mut p, false, s, &mut buf)?;
+        tcp::tcp_send(&mut p.b, s, &buf).map_err(|e| e.to_string())?;
+        recv_exact(&mut p, true, c, &mut buf)?;
+        if buf != req {
+            return Err("crr: data corrupted".into());
+        }
+        tcp::tcp_close(&mut p.a, c).map_err(|e| e.to_string())?;
+        tcp::tcp_close(&mut p.b, s).map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    let el = t0.elapsed().as_secs_f64();
+    for _ in 0..1000 {
+        p.poll();
+    }
+    Ok(BenchResult {
+        workload: "crr",
+        value: n as f64 / el,
+        unit: "conn/s",
+        note: format!("{n} connections, 64 B each way; {} mbufs in use after", p.pool.in_use()),
+    })
+}
+
+pub fn run(a: BenchArgs) -> Result<(), SetupError> {
+    if !(a.secs > 0.0 && a.secs.is_finite()) {
+        return Err(usage("--secs: must be a positive number").into());
+    }
+    let mut results = Vec::new();
+    for w in a.workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let r = match w {
+            "bulk" => bulk(a.secs),
+            "rr" => rr(a.secs),
+            "crr" => crr(a.secs),
+            _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr)")).into()),
+        };
+        let r = r.map_err(|e| SetupError::Runtime(format!("bench {w}: {e}")))?;
+        if !a.json {
+            println!("{:<5} blink  {:>12.3} {:<8} ({})", r.workload, r.value, r.unit, r.note);
+        }
+        results.push(r);
+    }
+    if a.json {
+        let items: Vec<String> = results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"workload\": \"{}\", \"peer\": \"blink\", \"value\": {:.3}, \"unit\": \"{}\"}}",
+                    r.workload, r.value, r.unit
+                )
+            })
+            .collect();
+        println!("{{\"results\": [{}]}}", items.join(", "));
+    }
+    Ok(())
+}

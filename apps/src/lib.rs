@@ -1,0 +1,7 @@
+//! The pieces of the `blink` command, as a library so `apps/examples/` can reuse them.
+
+pub mod args;
+pub mod bench;
+pub mod demo;
+pub mod echo;
+pub mod setup;
