@@ -10,6 +10,7 @@
 //! TCP registers itself with IPv4 (`tcp_init`), which never names it.
 
 pub mod inet_hashtables;
+pub mod syncookies;
 pub mod tcp;
 pub mod tcp_cong;
 pub mod tcp_input;
@@ -60,6 +61,8 @@ pub struct TcpConfig {
     /// Keepalive (idle, interval, probes) for every socket; None = off (Linux default).
     pub keepalive: Option<(u64, u64, u32)>,
     pub max_backlog: u32,
+    /// Answer SYNs with cookies when a listener's backlog is full (Linux: tcp_syncookies=1).
+    pub syncookies: bool,
     /// Local port range for active opens (Linux: ip_local_port_range).
     pub ephemeral_ports: (u16, u16),
 }
@@ -78,6 +81,7 @@ impl Default for TcpConfig {
             fin_timeout_ms: 60_000,
             keepalive: None,
             max_backlog: 4096,
+            syncookies: true,
             ephemeral_ports: (32768, 60999),
         }
     }

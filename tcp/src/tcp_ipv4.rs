@@ -31,6 +31,7 @@ pub struct TcpProto {
     /// Sockets with events the application has not collected (each at most once).
     pub ready: Vec<SockHandle>,
     isn_key: std::collections::hash_map::RandomState,
+    cookies: crate::syncookies::CookieSecret,
     next_port: u16,
 }
 
@@ -43,6 +44,7 @@ impl TcpProto {
             cfg,
             ready: Vec::new(),
             isn_key: std::collections::hash_map::RandomState::new(),
+            cookies: Default::default(),
         }
     }
 
@@ -262,7 +264,11 @@ impl TcpProto {
             return;
         }
         if flags & TCPHDR_ACK != 0 {
-            // An ACK for a connection we do not have (SYN cookies are not enabled yet).
+            // An ACK for a connection we do not have: a SYN cookie coming back, or garbage.
+            if self.cfg.syncookies {
+                self.cookie_ack(stack, l, t, skb, opts);
+                return;
+            }
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
@@ -276,30 +282,25 @@ impl TcpProto {
             (ls.backlog, ls.syn_pending + ls.accept_queue.len() as u32)
         };
         if pending >= backlog {
+            if self.cfg.syncookies {
+                // Backlog full: answer statelessly (Linux: tcp_syncookies = 1).
+                let idx = crate::syncookies::mss_index(opts.mss.unwrap_or(536));
+                let cookie = self
+                    .cookies
+                    .make(&t, cb.seq, crate::syncookies::cookie_minute(stack), idx);
+                let mss = crate::syncookies::MSS_TABLE[idx as usize];
+                let win = self.cfg.rcvbuf.min(65535) as u16;
+                crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win);
+                drop(skb);
+                return;
+            }
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
             stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
-        let mut sk = self.new_sock();
-        sk.saddr = t.laddr;
-        sk.sport = t.lport;
-        sk.daddr = t.raddr;
-        sk.dport = t.rport;
-        let (iss, tsoff) = self.isn(&t, stack.core.now_ns);
-        sk.iss = iss;
-        sk.ts_offset = tsoff;
-        sk.snd_una = iss;
-        sk.snd_nxt = iss.wrapping_add(1);
-        sk.write_seq = iss.wrapping_add(1);
-        sk.irs = cb.seq;
-        sk.rcv_nxt = cb.seq.wrapping_add(1);
-        sk.snd_wl1 = cb.seq;
-        sk.snd_wnd = cb.window as u32;
-        sk.max_window = sk.snd_wnd;
-        sk.parent = Some(l);
+        let mut sk = self.new_child(stack, &t, cb.seq, cb.window, l);
         sk.state = TcpState::SynRecv;
-        sk.rcv_tstamp = stack.core.jiffies;
         crate::tcp_input::tcp_negotiate_options(&mut sk, stack, opts, &t);
         let Some(h) = self.socks.insert(sk) else {
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
@@ -316,6 +317,89 @@ impl TcpProto {
             ls.syn_pending += 1;
         }
         drop(skb);
+    }
+
+    /// A connection born from listener `l` for a SYN with `peer_isn` (Linux:
+    /// tcp_create_openreq_child).
+    fn new_child(&self, stack: &Stack, t: &FourTuple, peer_isn: u32, window: u16, l: SockHandle) -> TcpSock {
+        let mut sk = self.new_sock();
+        sk.saddr = t.laddr;
+        sk.sport = t.lport;
+        sk.daddr = t.raddr;
+        sk.dport = t.rport;
+        let (iss, tsoff) = self.isn(t, stack.core.now_ns);
+        sk.iss = iss;
+        sk.ts_offset = tsoff;
+        sk.snd_una = iss;
+        sk.snd_nxt = iss.wrapping_add(1);
+        sk.write_seq = iss.wrapping_add(1);
+        sk.irs = peer_isn;
+        sk.rcv_nxt = peer_isn.wrapping_add(1);
+        sk.rcv_wup = sk.rcv_nxt;
+        sk.snd_wl1 = peer_isn;
+        sk.snd_wnd = window as u32;
+        sk.max_window = sk.snd_wnd;
+        sk.parent = Some(l);
+        sk.rcv_tstamp = stack.core.jiffies;
+        sk
+    }
+
+    /// Linux: cookie_v4_check(). Rebuild an established connection from a returning cookie.
+    fn cookie_ack(&mut self, stack: &mut Stack, l: SockHandle, t: FourTuple, skb: SkBuff, opts: &TcpOptions) {
+        let cb = *skb.cb::<TcpSkbCb>();
+        let peer_isn = cb.seq.wrapping_sub(1);
+        let minute = crate::syncookies::cookie_minute(stack);
+        let Some(idx) = self.cookies.check(&t, peer_isn, minute, cb.ack_seq.wrapping_sub(1)) else {
+            stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesFailed);
+            tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        };
+        let (backlog, queued) = {
+            let ls = self.socks.get(l).expect("listener exists");
+            (ls.backlog, ls.accept_queue.len() as u32)
+        };
+        if queued >= backlog {
+            // The accept queue itself is full: cookies cannot help (Linux drops the ACK).
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            return;
+        }
+        stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesRecv);
+        let mut sk = self.new_child(stack, &t, peer_isn, cb.window, l);
+        // The cookie was our ISN.
+        let iss = cb.ack_seq.wrapping_sub(1);
+        sk.iss = iss;
+        sk.snd_una = cb.ack_seq;
+        sk.snd_nxt = cb.ack_seq;
+        sk.write_seq = cb.ack_seq;
+        let mss = crate::syncookies::MSS_TABLE[idx as usize];
+        sk.rx_opt = Default::default();
+        sk.rx_opt.mss_clamp = mss;
+        sk.mss_cache = mss as u32;
+        // The window the cookie SYN-ACK announced (unscaled).
+        sk.rcv_wnd = self.cfg.rcvbuf.min(65535);
+        let _ = opts;
+        let Some(h) = self.socks.insert(sk) else {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            return;
+        };
+        self.tables.ehash.insert(t, h);
+        self.tables.bind_ref(t.lport);
+        let sk = self.socks.get_mut(h).expect("inserted");
+        Self::setup_timers(stack, sk, h);
+        crate::tcp::tcp_set_state(sk, stack, TcpState::Established);
+        stack.core.mib.tcp.inc(TcpMib::PassiveOpens);
+        sk.raise(crate::tcp::ev::CONNECTED | crate::tcp::ev::WRITABLE);
+        if let Some(ls) = self.socks.get_mut(l) {
+            // accept_ready moves it to the queue and undoes this count.
+            ls.syn_pending += 1;
+        }
+        // The ACK may carry data: let the connection process it.
+        let sk = self.socks.get_mut(h).expect("inserted");
+        tcp_rcv_state_process(sk, stack, skb, &TcpOptions::default());
+        self.post_process(stack, h);
+        self.accept_ready(stack, h);
     }
 
     /// A child that just became established moves to its listener's accept queue.
