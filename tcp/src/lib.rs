@@ -35,6 +35,8 @@ pub const TCP_RTO_MAX_MS: u64 = 120_000;
 /// RTO before any RTT sample (RFC 6298: 1 s).
 pub const TCP_TIMEOUT_INIT_MS: u64 = 1000;
 pub const TCP_DELACK_MIN_MS: u64 = 40;
+/// Floor of RACK's reordering window (ns); the window is otherwise min_rtt / 4 (RFC 8985).
+pub const TCP_RACK_REO_WND_MIN_NS: u64 = 1_000_000;
 pub const TCP_DELACK_MAX_MS: u64 = 200;
 /// Linux: net.ipv4.tcp_syn_retries / tcp_synack_retries / tcp_retries2.
 pub const TCP_SYN_RETRIES: u32 = 6;

@@ -150,6 +150,8 @@ pub struct TcpSock {
     pub snd_wnd: u32,
     pub max_window: u32,
     pub snd_wl1: u32,
+    /// End of the last sub-MSS segment sent (Minshall's Nagle variant).
+    pub snd_sml: u32,
     /// Effective send MSS (payload bytes per segment, options excluded).
     pub mss_cache: u32,
 
@@ -173,6 +175,9 @@ pub struct TcpSock {
     pub backoff: u32,
     /// Consecutive retransmission timeouts (icsk_retransmits).
     pub retransmits: u32,
+    /// When the first SYN or SYN-ACK went out, ns: the handshake's RTT sample (Linux: the
+    /// SYN's tx time in tcp_ack, tcp_synack_rtt_meas for the passive side).
+    pub syn_stamp_ns: Option<u64>,
 
     // ---- congestion control ----
     pub cong: CongState,
@@ -188,6 +193,10 @@ pub struct TcpSock {
     pub dupacks: u32,
     /// Highest sequence SACKed by the peer.
     pub highest_sack: u32,
+    /// RACK (RFC 8985): send time of the most recently sent segment known delivered, ns.
+    pub rack_xmit_ns: u64,
+    /// Smallest RTT seen, us (RACK's reordering window is a quarter of it).
+    pub min_rtt_us: u32,
 
     // ---- queues ----
     /// Queued by the application, not yet sent (sk_write_queue).
@@ -275,6 +284,7 @@ impl TcpSock {
             snd_wnd: 0,
             max_window: 0,
             snd_wl1: 0,
+            snd_sml: 0,
             mss_cache: 536,
             irs: 0,
             rcv_nxt: 0,
@@ -288,6 +298,7 @@ impl TcpSock {
             rto_ms: 1000,
             backoff: 0,
             retransmits: 0,
+            syn_stamp_ns: None,
             cong: CongState::default(),
             ca_ops,
             ca_state: CaState::Open,
@@ -298,6 +309,8 @@ impl TcpSock {
             retrans_out: 0,
             dupacks: 0,
             highest_sack: 0,
+            rack_xmit_ns: 0,
+            min_rtt_us: u32::MAX,
             write_queue: SkBuffHead::new(),
             rtx_queue: VecDeque::new(),
             receive_queue: SkBuffHead::new(),
@@ -380,6 +393,10 @@ pub fn tcp_set_state(sk: &mut TcpSock, stack: &mut Stack, new: TcpState) {
     }
     if estab(old) && !estab(new) {
         stack.core.mib.tcp.dec(TcpMib::CurrEstab);
+        if new == TcpState::Closed {
+            // Reset, aborted or timed out (Linux counts it here too, in tcp_set_state).
+            stack.core.mib.tcp.inc(TcpMib::EstabResets);
+        }
     }
     sk.state = new;
 }
@@ -413,9 +430,6 @@ pub fn tcp_reset(sk: &mut TcpSock, stack: &mut Stack) {
         TcpState::SynSent => TcpError::ConnectionRefused,
         _ => TcpError::ConnectionReset,
     });
-    if matches!(sk.state, TcpState::Established | TcpState::CloseWait) {
-        stack.core.mib.tcp.inc(TcpMib::EstabResets);
-    }
     tcp_done(sk, stack);
 }
 
@@ -426,9 +440,6 @@ pub fn tcp_abort(sk: &mut TcpSock, stack: &mut Stack) {
         TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::FinWait2 | TcpState::SynRecv
     ) {
         crate::tcp_output::tcp_send_active_reset(sk, stack);
-        if matches!(sk.state, TcpState::Established | TcpState::CloseWait) {
-            stack.core.mib.tcp.inc(TcpMib::EstabResets);
-        }
     }
     sk.error = Some(TcpError::Aborted);
     tcp_done(sk, stack);

@@ -23,18 +23,17 @@ pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t:
     let peer_mss = o.mss.unwrap_or(536).max(88);
     sk.rx_opt.mss_clamp = peer_mss;
     sk.mss_cache = peer_mss.min(sk.advmss) as u32;
-    let passive = sk.state != TcpState::SynSent;
-    // Passive side: accept what the peer offers; active side: what we offered and it echoed.
-    let want = |ours: bool| passive || ours;
-    sk.rx_opt.wscale_ok = o.wscale.is_some() && want(sk.rx_opt.wscale_ok);
+    // An option is on when we are willing (TcpConfig, copied into rx_opt when the socket was
+    // made) and the peer's SYN or SYN-ACK carries it.
+    sk.rx_opt.wscale_ok = o.wscale.is_some() && sk.rx_opt.wscale_ok;
     if sk.rx_opt.wscale_ok {
         sk.rx_opt.snd_wscale = o.wscale.unwrap_or(0).min(TCP_MAX_WSCALE);
     } else {
         sk.rx_opt.snd_wscale = 0;
         sk.rx_opt.rcv_wscale = 0;
     }
-    sk.rx_opt.sack_ok = o.sack_ok && want(sk.rx_opt.sack_ok);
-    sk.rx_opt.tstamp_ok = o.ts.is_some() && want(sk.rx_opt.tstamp_ok);
+    sk.rx_opt.sack_ok = o.sack_ok && sk.rx_opt.sack_ok;
+    sk.rx_opt.tstamp_ok = o.ts.is_some() && sk.rx_opt.tstamp_ok;
     if let Some((tsval, _)) = o.ts {
         sk.rx_opt.ts_recent = tsval;
         sk.rx_opt.ts_recent_stamp = stack.core.jiffies;
@@ -60,6 +59,13 @@ fn tcp_rtt_estimator(sk: &mut TcpSock, rtt_us: u32) {
     sk.mdev_us = sk.rttvar_us;
     let var = (4 * sk.rttvar_us as u64).max(crate::TCP_RTO_MIN_MS * 1000);
     sk.rto_ms = ((sk.srtt_us as u64 + var) / 1000).clamp(crate::TCP_RTO_MIN_MS, crate::TCP_RTO_MAX_MS);
+}
+
+/// The handshake's RTT sample, if our SYN or SYN-ACK was not retransmitted (Karn).
+fn tcp_syn_rtt_meas(sk: &mut TcpSock, stack: &Stack) {
+    if let (0, Some(t)) = (sk.retransmits, sk.syn_stamp_ns) {
+        tcp_rtt_estimator(sk, (stack.core.now_ns.saturating_sub(t) / 1000) as u32);
+    }
 }
 
 /// RFC 5961 / Linux tcp_send_challenge_ack(): answer a suspicious RST or SYN with an ACK.
@@ -112,8 +118,10 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
     if f & TCPHDR_ACK != 0 {
         // Our SYN is acknowledged: established.
         sk.snd_una = cb.ack_seq;
+        sk.snd_sml = cb.ack_seq;
         sk.snd_wnd = (cb.window as u32) << sk.rx_opt.snd_wscale;
         sk.max_window = sk.snd_wnd;
+        tcp_syn_rtt_meas(sk, stack);
         sk.retransmits = 0;
         sk.backoff = 0;
         if let Some(t) = sk.retransmit_timer {
@@ -192,10 +200,15 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             sk.rx_opt.ts_recent_stamp = stack.core.jiffies;
         }
     }
-    // SYN in a synchronized state (RFC 5961 4): challenge ACK.
-    if f & TCPHDR_SYN != 0 {
+    // SYN in a synchronized state (RFC 5961 4): challenge ACK. The one exception is the peer's
+    // SYN-ACK in a simultaneous open, which acknowledges our SYN (Linux: the SYN_RECV case
+    // of tcp_validate_incoming).
+    let simultaneous_synack =
+        sk.state == TcpState::SynRecv && f & TCPHDR_ACK != 0 && cb.seq == sk.irs && cb.ack_seq == sk.snd_nxt;
+    if f & TCPHDR_SYN != 0 && !simultaneous_synack {
         if sk.state == TcpState::SynRecv && cb.seq == sk.irs {
             // Our SYN-ACK was lost: the peer retransmitted its SYN.
+            stack.core.mib.tcp.inc(TcpMib::RetransSegs);
             tcp_send_synack(sk, stack);
         } else {
             tcp_send_challenge_ack(sk, stack);
@@ -222,16 +235,23 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             return;
         }
         sk.snd_una = cb.ack_seq;
-        sk.snd_wnd = (cb.window as u32) << sk.rx_opt.snd_wscale;
+        sk.snd_sml = cb.ack_seq;
+        // A SYN's window is never scaled (RFC 7323 2.2).
+        let shift = if f & TCPHDR_SYN != 0 { 0 } else { sk.rx_opt.snd_wscale };
+        sk.snd_wnd = (cb.window as u32) << shift;
         sk.max_window = sk.snd_wnd;
         sk.snd_wl1 = cb.seq;
+        tcp_syn_rtt_meas(sk, stack);
         sk.retransmits = 0;
         sk.backoff = 0;
         if let Some(t) = sk.retransmit_timer {
             stack.timers.del_timer(t);
         }
         tcp_set_state(sk, stack, TcpState::Established);
-        stack.core.mib.tcp.inc(TcpMib::PassiveOpens);
+        if sk.parent.is_some() {
+            // Not for a simultaneous open, which connect() counted as active.
+            stack.core.mib.tcp.inc(TcpMib::PassiveOpens);
+        }
         start_keepalive(sk, stack);
         sk.raise(ev::CONNECTED | ev::WRITABLE);
     } else if !tcp_ack(sk, stack, &cb, opts) {
@@ -257,6 +277,26 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         }
         _ => {}
     }
+    // New data for an application that has closed: nobody will read it, so reset (RFC 1122
+    // 4.2.2.13; Linux: TCPAbortOnData in tcp_rcv_state_process).
+    let fin = (f & TCPHDR_FIN != 0) as u32;
+    if sk.orphan
+        && matches!(sk.state, TcpState::FinWait1 | TcpState::FinWait2)
+        && !skb.is_empty()
+        && after(cb.end_seq.wrapping_sub(fin), sk.rcv_nxt)
+    {
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnData);
+        let t = FourTuple {
+            laddr: sk.saddr,
+            lport: sk.sport,
+            raddr: sk.daddr,
+            rport: sk.dport,
+        };
+        crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+        tcp_done(sk, stack);
+        drop(skb);
+        return;
+    }
     tcp_data_queue(sk, stack, skb);
     // Data, window updates or acks may let more data out.
     tcp_write_xmit(sk, stack, false);
@@ -278,8 +318,16 @@ fn tcp_time_wait(sk: &mut TcpSock, stack: &mut Stack) {
     sk.raise(ev::CLOSED);
 }
 
-/// Linux: tcp_sacktag_write_queue(). Mark segments the peer reports holding.
-fn tcp_sacktag(sk: &mut TcpSock, opts: &TcpOptions) {
+/// Linux: tcp_sacktag_write_queue(). Mark segments the peer reports holding; returns an RTT
+/// sample from a newly SACKed, never retransmitted segment (Linux: sack_rtt_us).
+fn tcp_sacktag(sk: &mut TcpSock, opts: &TcpOptions, now: u64) -> Option<u32> {
+    let mut rtt: Option<u32> = None;
+    // highest_sack means something only inside the flight. Otherwise (never set: 0, which
+    // after() puts "ahead" of every sequence number in half of the ISN space, so no SACK
+    // would ever raise it; or left behind by snd_una) restart it from snd_una.
+    if !between(sk.highest_sack, sk.snd_una, sk.snd_nxt) {
+        sk.highest_sack = sk.snd_una;
+    }
     for b in &opts.sack[..opts.num_sacks.min(4) as usize] {
         if !after(b.end, sk.snd_una) || after(b.end, sk.snd_nxt) || !before(b.start, b.end) {
             continue;
@@ -297,9 +345,50 @@ fn tcp_sacktag(sk: &mut TcpSock, opts: &TcpOptions) {
             }
             if c.sacked & TCPCB_SACKED_RETRANS != 0 {
                 sk.retrans_out = sk.retrans_out.saturating_sub(1);
+            } else if c.tx_count == 1 {
+                let r = (now.saturating_sub(c.when_ns) / 1000) as u32;
+                rtt = Some(rtt.map_or(r, |x| x.min(r)));
             }
+            rack_advance(&mut sk.rack_xmit_ns, sk.min_rtt_us, c, now);
             c.sacked = TCPCB_SACKED_ACKED;
             sk.sacked_out += 1;
+        }
+    }
+    rtt
+}
+
+/// RACK (RFC 8985 6.2 step 2): note the send time of a delivered segment. A retransmitted one
+/// counts only if it was delivered at least min_rtt after its last transmission: sooner, the
+/// ACK was probably for the original.
+fn rack_advance(rack_xmit_ns: &mut u64, min_rtt_us: u32, c: &TcpSkbCb, now: u64) {
+    if c.tx_count > 1 && min_rtt_us != u32::MAX && now.saturating_sub(c.when_ns) < min_rtt_us as u64 * 1000 {
+        return;
+    }
+    *rack_xmit_ns = (*rack_xmit_ns).max(c.when_ns);
+}
+
+/// RACK loss detection (RFC 8985, Linux: tcp_rack_detect_loss): a segment sent more than a
+/// reordering window before one that was delivered is lost; this also catches lost
+/// retransmissions, which duplicate-ACK counting never sees.
+fn tcp_rack_detect_loss(sk: &mut TcpSock) {
+    if sk.rack_xmit_ns == 0 {
+        return;
+    }
+    let min_rtt = if sk.min_rtt_us == u32::MAX { 0 } else { sk.min_rtt_us };
+    let reo_wnd = (min_rtt as u64 * 1000 / 4).max(crate::TCP_RACK_REO_WND_MIN_NS);
+    let limit = sk.rack_xmit_ns.saturating_sub(reo_wnd);
+    for skb in sk.rtx_queue.iter_mut() {
+        let c = skb.cb_mut::<TcpSkbCb>();
+        if c.sacked & TCPCB_SACKED_ACKED != 0 || c.when_ns > limit {
+            continue;
+        }
+        if c.sacked & TCPCB_SACKED_RETRANS != 0 {
+            c.sacked &= !TCPCB_SACKED_RETRANS;
+            sk.retrans_out = sk.retrans_out.saturating_sub(1);
+        }
+        if c.sacked & TCPCB_LOST == 0 {
+            c.sacked |= TCPCB_LOST;
+            sk.lost_out += 1;
         }
     }
 }
@@ -348,12 +437,13 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
         sk.snd_wl1 = cb.seq;
         sk.max_window = sk.max_window.max(nwin);
     }
-    if sk.rx_opt.sack_ok && opts.num_sacks > 0 {
-        tcp_sacktag(sk, opts);
-    }
     let now = stack.core.now_ns;
-    let mut acked_pkts = 0u32;
     let mut rtt_us: Option<u32> = None;
+    let mut sack_rtt: Option<u32> = None;
+    if sk.rx_opt.sack_ok && opts.num_sacks > 0 {
+        sack_rtt = tcp_sacktag(sk, opts, now);
+    }
+    let mut acked_pkts = 0u32;
     if after(ack, prior_una) {
         sk.snd_una = ack;
         // Remove fully acknowledged segments.
@@ -362,9 +452,15 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
             if after(c.end_seq, ack) {
                 break;
             }
-            if c.tx_count == 1 && c.sacked & TCPCB_SACKED_RETRANS == 0 {
-                // Karn: only never-retransmitted segments give RTT samples.
-                rtt_us = Some(((now.saturating_sub(c.when_ns)) / 1000) as u32);
+            if c.tx_count == 1 && c.sacked & (TCPCB_SACKED_RETRANS | TCPCB_SACKED_ACKED) == 0 {
+                // Karn: only never-retransmitted segments give RTT samples, and SACKed ones
+                // were sampled when SACKed (Linux: first_ackt of tcp_clean_rtx_queue).
+                if rtt_us.is_none() {
+                    rtt_us = Some(((now.saturating_sub(c.when_ns)) / 1000) as u32);
+                }
+            }
+            if c.sacked & TCPCB_SACKED_ACKED == 0 {
+                rack_advance(&mut sk.rack_xmit_ns, sk.min_rtt_us, &c, now);
             }
             if c.sacked & TCPCB_SACKED_ACKED != 0 {
                 sk.sacked_out = sk.sacked_out.saturating_sub(1);
@@ -389,11 +485,17 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
                 }
             }
         }
+        if rtt_us.is_none() {
+            rtt_us = sack_rtt;
+        }
         if let Some(r) = rtt_us {
             tcp_rtt_estimator(sk, r);
+            sk.min_rtt_us = sk.min_rtt_us.min(r.max(1));
+            // Only a valid RTT sample ends the backoff (RFC 6298 5.7, Karn; Linux:
+            // tcp_ack_update_rtt): the ACK of a retransmission says nothing about the RTT.
+            sk.backoff = 0;
         }
         sk.retransmits = 0;
-        sk.backoff = 0;
         sk.dupacks = 0;
         // Restart or stop the retransmission timer.
         if sk.packets_out == 0 {
@@ -409,6 +511,13 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
             sk.snd_blocked = false;
             sk.raise(ev::WRITABLE);
         }
+    } else if let Some(r) = sack_rtt.filter(|_| ack == prior_una) {
+        tcp_rtt_estimator(sk, r);
+        sk.min_rtt_us = sk.min_rtt_us.min(r.max(1));
+        rtt_us = Some(r);
+        if cb.end_seq == cb.seq && !win_changed {
+            sk.dupacks += 1;
+        }
     } else if ack == prior_una
         && sk.packets_out > 0
         && cb.end_seq == cb.seq
@@ -420,6 +529,11 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
     if !sk.rx_opt.sack_ok {
         // Reno: each duplicate ACK means one segment left the network (tcp_add_reno_sack).
         sk.sacked_out = sk.dupacks.min(sk.packets_out.saturating_sub(1));
+    }
+    if sk.probe0 {
+        // The peer answers our probes: keep probing as long as it does (RFC 1122 4.2.2.17;
+        // Linux resets icsk_probes_out on every ACK). The backoff stays.
+        sk.retransmits = 0;
     }
     if sk.snd_wnd > 0 && sk.probe0 {
         sk.probe0 = false;
@@ -447,15 +561,20 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
                     sk.ca_ops
                         .cong_avoid(&mut sk.cong, acked_pkts, stack.core.jiffies, rtt_us);
                 }
-                if acked_pkts > 0 || sk.dupacks > 0 || opts.num_sacks > 0 {
-                    // NewReno partial ACK / more SACK: the next hole is lost too.
+                if sk.rx_opt.sack_ok && sk.sacked_out > 0 {
+                    tcp_rack_detect_loss(sk);
+                } else if acked_pkts > 0 || sk.dupacks > 0 {
+                    // NewReno partial ACK: the next hole is lost too.
                     tcp_mark_lost(sk);
                 }
                 tcp_xmit_retransmit_queue(sk, stack);
             }
         }
         CaState::Open | CaState::Disorder | CaState::Cwr => {
-            let sack_lost = sk.rx_opt.sack_ok && sk.sacked_out >= 3;
+            if sk.rx_opt.sack_ok && sk.sacked_out > 0 {
+                tcp_rack_detect_loss(sk);
+            }
+            let sack_lost = sk.rx_opt.sack_ok && (sk.lost_out > 0 || sk.sacked_out >= 3);
             if sk.packets_out > 0 && (sk.dupacks >= 3 || sack_lost) {
                 // Fast retransmit (RFC 5681 3.2 / RFC 6675).
                 sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);
@@ -524,19 +643,27 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     if len == 0 && !fin {
         return;
     }
-    if !sk.state.can_receive() {
-        // Data after the peer's FIN, or after we were reset: nothing to do with it.
-        return;
-    }
     if !after(cb.end_seq, sk.rcv_nxt) {
         // Entirely old: a retransmission of something we have. ACK at once (the sender may
-        // have missed our ACK).
+        // have missed our ACK) -- in CLOSE-WAIT, CLOSING, LAST-ACK and TIME-WAIT too, where it
+        // is the peer's FIN again. In TIME-WAIT that restarts the 2 MSL timer (RFC 9293
+        // 3.10.7.4; Linux: tcp_timewait_state_process).
+        if sk.state == TcpState::TimeWait && fin {
+            if let Some(t) = sk.keepalive_timer {
+                stack.timers.mod_timer(t, stack.core.jiffies + sk.timewait_ms);
+            }
+        }
         sk.quickack = sk.quickack.max(1);
         tcp_send_ack(sk, stack);
         return;
     }
-    if !before(cb.seq, sk.rcv_wup.wrapping_add(sk.rcv_wnd.max(1))) && len > 0 {
-        // Beyond the window we advertised.
+    if !sk.state.can_receive() {
+        // Data after the peer's FIN, or after we were reset: nothing to do with it.
+        return;
+    }
+    if !before(cb.seq, sk.rcv_wup.wrapping_add(sk.rcv_wnd)) && len > 0 {
+        // Beyond the window we advertised (with a zero window, any data at all: RFC 9293
+        // 3.10.7.4, Linux's TCPZeroWindowDrop).
         stack.core.mib.drops.inc(DropReason::SocketRcvBuff);
         tcp_send_ack(sk, stack);
         return;

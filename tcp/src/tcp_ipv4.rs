@@ -65,6 +65,10 @@ impl TcpProto {
         let mut sk = TcpSock::new(ca, self.cfg.sndbuf, self.cfg.rcvbuf);
         sk.nodelay = self.cfg.nodelay;
         sk.rx_opt.rcv_wscale = self.cfg.rcv_wscale();
+        // What we are willing to use; the handshake keeps what the peer offers too.
+        sk.rx_opt.tstamp_ok = self.cfg.timestamps;
+        sk.rx_opt.sack_ok = self.cfg.sack;
+        sk.rx_opt.wscale_ok = self.cfg.window_scaling;
         sk.keepalive = self.cfg.keepalive;
         sk.timewait_ms = self.cfg.timewait_ms;
         sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
@@ -142,7 +146,8 @@ impl TcpProto {
         if self.tables.ehash.get(&t) == Some(&h) {
             self.tables.ehash.remove(&t);
         }
-        if sk.state == TcpState::Listen || self.tables.lhash.get(&sk.sport) == Some(&h) {
+        let was_listener = sk.state == TcpState::Listen || self.tables.lhash.get(&sk.sport) == Some(&h);
+        if was_listener {
             self.tables.lhash.remove(&sk.sport);
         }
         if sk.sport != 0 {
@@ -156,6 +161,23 @@ impl TcpProto {
                 child.orphan = true;
             }
             self.post_process(stack, c);
+        }
+        if was_listener {
+            // Connections still in the handshake are forgotten, as Linux drops its request
+            // socks: the handshake's last ACK then finds no socket and gets a reset.
+            let embryos: Vec<SockHandle> = self
+                .socks
+                .handles()
+                .filter(|&c| self.socks.get(c).is_some_and(|s| s.parent == Some(h)))
+                .collect();
+            for c in embryos {
+                if let Some(child) = self.socks.get_mut(c) {
+                    child.parent = None;
+                    child.orphan = true;
+                    crate::tcp::tcp_done(child, stack);
+                }
+                self.post_process(stack, c);
+            }
         }
         self.ready.retain(|&r| r != h);
         // Queues free their buffers on drop.
@@ -493,9 +515,6 @@ impl TcpProto {
         sk.snd_nxt = iss.wrapping_add(1);
         sk.write_seq = iss.wrapping_add(1);
         sk.state = TcpState::SynSent;
-        sk.rx_opt.tstamp_ok = self.cfg.timestamps;
-        sk.rx_opt.sack_ok = self.cfg.sack;
-        sk.rx_opt.wscale_ok = self.cfg.window_scaling;
         let mtu = stack
             .fib
             .lookup(daddr)

@@ -14,8 +14,8 @@ use blink_netcore::skbuff::{Frag, SkBuff, MAX_SKB_FRAGS};
 use blink_netcore::snmp::{DropReason, TcpMib};
 
 use crate::tcp::{TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TCPCB_SACKED_ACKED, TCPCB_SACKED_RETRANS};
+use crate::tcp_timer;
 use crate::tcphdr::*;
-use crate::{tcp_timer, TCP_DELACK_MAX_MS};
 
 /// Payload references of one segment (moved into the header skb's fragments).
 pub type PayloadFrags = ArrayVec<Frag, MAX_SKB_FRAGS>;
@@ -157,7 +157,9 @@ pub fn tcp_send_delayed_ack(sk: &mut TcpSock, stack: &mut Stack) {
     sk.ack_pending = true;
     if let Some(t) = sk.delack_timer {
         if !stack.timers.timer_pending(t) {
-            let ato = (sk.srtt_us as u64 / 1000 / 2).clamp(crate::TCP_DELACK_MIN_MS, TCP_DELACK_MAX_MS);
+            // Linux's ato starts at TCP_ATO_MIN (40 ms) and stays there for a steady
+            // receiver; it is not scaled with the RTT (only bounded by it when larger).
+            let ato = crate::TCP_DELACK_MIN_MS;
             stack.timers.mod_timer(t, stack.core.jiffies + ato);
         }
     }
@@ -191,16 +193,10 @@ fn syn_window(sk: &mut TcpSock) -> u16 {
 
 /// Linux: tcp_connect() / tcp_transmit_skb of the SYN. (Retransmissions call it again.)
 pub fn tcp_send_syn(sk: &mut TcpSock, stack: &mut Stack) {
-    let opts = if sk.retransmits >= 2 {
-        // Linux drops the fancy options after repeated SYN timeouts in case a middlebox eats
-        // them; blink keeps MSS only from the third try on.
-        TcpOptions {
-            mss: Some(sk.advmss),
-            ..Default::default()
-        }
-    } else {
-        syn_options(sk, stack, false)
-    };
+    // Retransmitted SYNs keep every option, as in Linux (dropping them would cost the whole
+    // connection window scaling, SACK and timestamps after two lost SYNs).
+    let opts = syn_options(sk, stack, false);
+    sk.syn_stamp_ns.get_or_insert(stack.core.now_ns);
     let win = syn_window(sk);
     let iss = sk.iss;
     tcp_transmit(sk, stack, PayloadFrags::new(), iss, TCPHDR_SYN, &opts, Some(win));
@@ -209,6 +205,7 @@ pub fn tcp_send_syn(sk: &mut TcpSock, stack: &mut Stack) {
 /// Linux: tcp_send_synack() / tcp_make_synack().
 pub fn tcp_send_synack(sk: &mut TcpSock, stack: &mut Stack) {
     let opts = syn_options(sk, stack, true);
+    sk.syn_stamp_ns.get_or_insert(stack.core.now_ns);
     let win = syn_window(sk);
     let iss = sk.iss;
     tcp_transmit(
@@ -280,6 +277,7 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         return;
     }
     let mss = sk.mss_cache;
+    let prior_packets = sk.packets_out;
     let mut sent_any = false;
     loop {
         let Some(head) = sk.write_queue.skb_peek() else { break };
@@ -298,10 +296,12 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
             }
             break;
         }
-        // Nagle (RFC 896) and cork: hold a small segment while data is unacknowledged,
-        // unless it is the last thing we will send for a while (push) and Nagle is off.
+        // Nagle and cork: hold a small segment while an earlier small segment is
+        // unacknowledged (Minshall's variant, Linux: tcp_nagle_check + tcp_minshall_check),
+        // unless it is the last thing we will send for a while (push).
         let is_last = sk.write_queue.len() == 1;
-        if len < mss && !fin && !push && (sk.cork || (!sk.nodelay && sk.packets_out > 0)) {
+        let small_in_flight = after(sk.snd_sml, sk.snd_una) && !after(sk.snd_sml, sk.snd_nxt);
+        if len < mss && !fin && !push && (sk.cork || (!sk.nodelay && sk.packets_out > 0 && small_in_flight)) {
             break;
         }
         let mut skb = sk.write_queue.skb_dequeue().expect("peeked");
@@ -309,7 +309,7 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         if fin {
             flags |= TCPHDR_FIN;
         }
-        if is_last && len > 0 {
+        if (is_last && len > 0) || cb.tcp_flags & TCPHDR_PSH != 0 {
             flags |= TCPHDR_PSH;
         }
         let opts = established_options(sk, stack, len as usize);
@@ -324,13 +324,55 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         if after(cb.end_seq, sk.snd_nxt) {
             sk.snd_nxt = cb.end_seq;
         }
+        if len < mss {
+            // Linux: tcp_minshall_update().
+            sk.snd_sml = cb.end_seq;
+        }
         sk.packets_out += 1;
         sk.rtx_queue.push_back(skb);
         sent_any = true;
     }
     if sent_any {
-        tcp_arm_rto(sk, stack, false);
+        // The first segment in flight starts a fresh RTO, whatever the timer was doing (a
+        // zero-window probe) (Linux: tcp_event_new_data_sent).
+        tcp_arm_rto(sk, stack, prior_packets == 0);
     }
+}
+
+/// Linux: tcp_write_wakeup(). The probe timer found the peer's window open but too small for
+/// the next segment (so tcp_write_xmit holds it): split off what fits and send it, as Linux
+/// does, rather than probe a window that will never grow by itself. False when nothing fits.
+pub fn tcp_write_wakeup(sk: &mut TcpSock, stack: &mut Stack) -> bool {
+    let wnd_end = sk.snd_una.wrapping_add(sk.snd_wnd);
+    let Some(head) = sk.write_queue.skb_peek() else {
+        return false;
+    };
+    let cb = *head.cb::<TcpSkbCb>();
+    if !before(cb.seq, wnd_end) || cb.tcp_flags & TCPHDR_FIN != 0 {
+        return false;
+    }
+    let fits = wnd_end.wrapping_sub(cb.seq) as usize;
+    if fits < head.len() {
+        // A copy, not a clone: the rest stays the sole owner of its buffer, so tcp_sendmsg
+        // may still append to it. This path is rare.
+        let Some(mut part) = SkBuff::alloc(&mut stack.core.cache) else {
+            return false;
+        };
+        let Some(dst) = part.skb_put(fits) else { return false };
+        head.skb_copy_bits(0, dst);
+        let c = part.cb_mut::<TcpSkbCb>();
+        *c = cb;
+        c.end_seq = cb.seq.wrapping_add(fits as u32);
+        c.tcp_flags = TCPHDR_ACK | TCPHDR_PSH;
+        let mut rest = sk.write_queue.skb_dequeue().expect("peeked");
+        rest.pskb_pull(fits);
+        rest.cb_mut::<TcpSkbCb>().seq = cb.seq.wrapping_add(fits as u32);
+        sk.write_queue.skb_queue_head(rest);
+        sk.write_queue.skb_queue_head(part);
+    }
+    let before_nxt = sk.snd_nxt;
+    tcp_write_xmit(sk, stack, true);
+    sk.snd_nxt != before_nxt
 }
 
 /// Linux: tcp_retransmit_skb(). Resend segment `i` of the retransmit queue.

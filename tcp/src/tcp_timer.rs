@@ -74,7 +74,7 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
                 crate::TCP_SYNACK_RETRIES
             };
             if sk.retransmits >= limit {
-                stack.core.mib.tcp.inc(TcpMib::AttemptFails);
+                // tcp_done counts Tcp.AttemptFails.
                 sk.error = Some(TcpError::TimedOut);
                 tcp_done(sk, stack);
                 return;
@@ -104,6 +104,13 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
             sk.error = Some(TcpError::TimedOut);
             stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnTimeout);
             tcp_done(sk, stack);
+            return;
+        }
+        if tcp_write_wakeup(sk, stack) {
+            // Data went out into a window smaller than a segment: the retransmission timer
+            // guards it now (Linux: tcp_send_probe0 with packets_out).
+            sk.retransmits = 0;
+            sk.backoff = 0;
             return;
         }
         tcp_send_probe0(sk, stack);
@@ -167,10 +174,11 @@ pub fn tcp_delack_timer(sk: &mut TcpSock, stack: &mut Stack) {
 pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
     let now = stack.core.jiffies;
     match sk.state {
-        TcpState::TimeWait | TcpState::FinWait2 => {
-            tcp_done(sk, stack);
-        }
-        TcpState::Established | TcpState::CloseWait => {
+        TcpState::TimeWait => tcp_done(sk, stack),
+        // An orphan's FIN-WAIT-2 timeout; a socket the application still holds is kept
+        // (and probed, with keepalive on), as in Linux.
+        TcpState::FinWait2 if sk.orphan => tcp_done(sk, stack),
+        TcpState::Established | TcpState::CloseWait | TcpState::FinWait2 => {
             let Some((idle, intvl, cnt)) = sk.keepalive else { return };
             let quiet = now.saturating_sub(sk.rcv_tstamp);
             if quiet < idle && sk.keepalive_probes_sent == 0 {
@@ -180,6 +188,8 @@ pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
                 return;
             }
             if sk.keepalive_probes_sent >= cnt {
+                // Linux resets the connection it gives up on (tcp_keepalive_timer).
+                tcp_send_active_reset(sk, stack);
                 sk.error = Some(TcpError::TimedOut);
                 stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnTimeout);
                 tcp_done(sk, stack);

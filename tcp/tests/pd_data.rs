@@ -1,0 +1,182 @@
+//! Scripted (packetdrill-style) tests of data transfer: delayed and quick ACKs, data in both
+//! directions, out-of-order data and SACK, sequence number wraparound, PAWS.
+
+mod script;
+
+use script::{cfg, run, ACCEPTED_SACK};
+
+/// A lone segment is ACKed after the 40 ms delayed-ACK timer, every second full segment at
+/// once (Linux: __tcp_ack_snd_check), and data going the other way carries the ACK.
+#[test]
+fn delayed_ack_and_quick_ack() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   < P. 1:101(100) ack 1 win 65535
+0.14  > . 1:1(0) ack 101 win 65435 <>
+0.2   < . 101:1101(1000) ack 1 win 65535
+0.2   < . 1101:2101(1000) ack 1 win 65535
+0.2   > . 1:1(0) ack 2101 win 63435 <>
+0.3   < . 2101:3101(1000) ack 1 win 65535
+0.34  > . 1:1(0) ack 3101 win 62435 <>
+# Reading everything reopens less than twice the advertised window: no window update.
+0.4   read 3100
+0.5   < P. 3101:3201(100) ack 1 win 65535
+0.52  write 200
+0.52  > P. 1:201(200) ack 3201 <>
+0.6   < . 3201:3201(0) ack 201 win 65535
+0.7   read 100
+0.8   < F. 3201:3201(0) ack 201 win 65535
+0.8   > . 201:201(0) ack 3202
+0.8   read eof
+0.8   close
+0.8   > F. 201:201(0) ack 3202
+0.85  < . 3202:3202(0) ack 202 win 65535
+0.85  expect_state gone
+0.9   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("TcpExt.DelayedACKs", 2), ("Tcp.RetransSegs", 0), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
+
+/// A reader that does not read closes the window; reading reopens it with a window update.
+#[test]
+fn receive_window_fills_and_reopens() {
+    let c = blink_tcp::TcpConfig { rcvbuf: 4000, ..cfg() };
+    let mut s = run(
+        c,
+        "
+0     socket listen 8080
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 win 4000 <mss 1460>
+0     < . 1:1(0) ack 1 win 65535
+0     accept
+0.1   < . 1:1001(1000) ack 1 win 65535
+0.1   < . 1001:2001(1000) ack 1 win 65535
+0.1   > . 1:1(0) ack 2001 win 2000
+0.1   < . 2001:3001(1000) ack 1 win 65535
+0.1   < . 3001:4001(1000) ack 1 win 65535
+0.1   > . 1:1(0) ack 4001 win 0
+# Beyond the window: dropped, and ACKed at once.
+0.2   < . 4001:5001(1000) ack 1 win 65535
+0.2   > . 1:1(0) ack 4001 win 0
+0.3   read 4000
+0.3   > . 1:1(0) ack 4001 win 4000
+0.4   < . 4001:5001(1000) ack 1 win 65535
+0.44  > . 1:1(0) ack 5001 win 3000
+0.5   read 1000
+0.5   < R 5001:5001(0) win 0
+0.5   close
+0.5   close listener
+",
+    );
+    s.assert_counters(&[("Tcp.EstabResets", 1), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
+
+/// Out-of-order segments are ACKed at once with SACK blocks, the block holding the newest
+/// segment first (RFC 2018 4); filling a hole is ACKed at once too.
+#[test]
+fn out_of_order_sack_then_fill() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   < . 1001:2001(1000) ack 1 win 65535
+0.1   > . 1:1(0) ack 1 <sack 1001:2001>
+0.1   < . 2001:3001(1000) ack 1 win 65535
+0.1   > . 1:1(0) ack 1 <sack 1001:3001>
+0.11  < . 4001:5001(1000) ack 1 win 65535
+0.11  > . 1:1(0) ack 1 <sack 4001:5001 1001:3001>
+# A duplicate of out-of-order data changes nothing but is ACKed, the block holding it first.
+0.115 < . 2001:3001(1000) ack 1 win 65535
+0.115 > . 1:1(0) ack 1 <sack 1001:3001 4001:5001>
+0.12  < . 1:1001(1000) ack 1 win 65535
+0.12  > . 1:1(0) ack 3001 <sack 4001:5001>
+0.13  < P. 3001:4001(1000) ack 1 win 65535
+0.13  > . 1:1(0) ack 5001 <>
+0.2   read 5000
+0.3   < F. 5001:5001(0) ack 1 win 65535
+0.3   > . 1:1(0) ack 5002
+0.3   close
+0.3   > F. 1:1(0) ack 5002
+0.35  < . 5002:5002(0) ack 2 win 65535
+0.4   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("Tcp.CurrEstab", 0), ("Tcp.RetransSegs", 0)]);
+    s.assert_clean();
+}
+
+/// The remote's ISN is just below 2^32: in-order and out-of-order data across the wrap.
+#[test]
+fn sequence_wraparound() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080
+0     < S 4294966000:4294966000(0) win 65535 <mss 1000,sackOK,nop,nop>
+0     > S. 0:0(0) ack 4294966001 <mss 1460,sackOK>
+0     < . 4294966001:4294966001(0) ack 1 win 65535
+0     accept
+0.1   < . 4294966001:4294967001(1000) ack 1 win 65535
+0.1   < . 4294967001:4294968001(1000) ack 1 win 65535
+0.1   > . 1:1(0) ack 4294968001 <>
+0.2   < . 4294969001:4294970001(1000) ack 1 win 65535
+0.2   > . 1:1(0) ack 4294968001 <sack 4294969001:4294970001>
+0.2   < . 4294968001:4294969001(1000) ack 1 win 65535
+0.2   > . 1:1(0) ack 4294970001 <>
+0.3   read 4000
+0.3   write 1500
+0.3   > . 1:1001(1000) ack 4294970001
+0.3   > P. 1001:1501(500) ack 4294970001
+0.35  < . 4294970001:4294970001(0) ack 1501 win 65535
+0.4   < F. 4294970001:4294970001(0) ack 1501 win 65535
+0.4   > . 1501:1501(0) ack 4294970002
+0.4   close
+0.4   > F. 1501:1501(0) ack 4294970002
+0.45  < . 4294970002:4294970002(0) ack 1502 win 65535
+0.45  expect_state gone
+0.5   close listener
+",
+    );
+    s.assert_counters(&[("Tcp.CurrEstab", 0), ("Tcp.RetransSegs", 0)]);
+    s.assert_clean();
+}
+
+/// PAWS (RFC 7323 5): a segment whose timestamp is older than the last one is dropped and
+/// answered with a duplicate ACK; the same data with a fresh timestamp is accepted.
+#[test]
+fn paws_drops_old_timestamp() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080
+0     < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 0>
+0     > S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 1000,nop,wscale 0>
+0     < . 1:1(0) ack 1 win 65535 <nop,nop,TS val 1010 ecr *>
+0     accept
+0.1   < P. 1:101(100) ack 1 win 65535 <nop,nop,TS val 1100 ecr *>
+0.14  > . 1:1(0) ack 101 <nop,nop,TS val * ecr 1100>
+0.2   < P. 101:201(100) ack 1 win 65535 <nop,nop,TS val 900 ecr *>
+0.2   > . 1:1(0) ack 101 <nop,nop,TS val * ecr 1100>
+0.2   expect_counter TcpExt.PAWSEstab 1
+0.3   < P. 101:201(100) ack 1 win 65535 <nop,nop,TS val 1200 ecr *>
+0.34  > . 1:1(0) ack 201 <nop,nop,TS val * ecr 1200>
+0.4   read 200
+0.5   < F. 201:201(0) ack 1 win 65535 <nop,nop,TS val 1300 ecr *>
+0.5   > . 1:1(0) ack 202 <nop,nop,TS val * ecr 1300>
+0.5   close
+0.5   > F. 1:1(0) ack 202 <nop,nop,TS val * ecr 1300>
+0.55  < . 202:202(0) ack 2 win 65535 <nop,nop,TS val 1350 ecr *>
+0.55  expect_state gone
+0.6   close listener
+",
+    );
+    s.assert_counters(&[("TcpExt.PAWSEstab", 1), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}

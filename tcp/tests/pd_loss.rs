@@ -1,0 +1,322 @@
+//! Scripted (packetdrill-style) tests of loss recovery and timers: RTO and its backoff, fast
+//! retransmit, SACK recovery, zero-window probing, keepalive.
+
+mod script;
+
+use blink_tcp::TcpConfig;
+use script::{cfg, run, ACCEPTED_PLAIN, ACCEPTED_SACK};
+
+/// After an RTT sample of ~0 the RTO is the 200 ms floor; it doubles on every timeout.
+/// Without timestamps the ACK of a retransmitted segment is no RTT sample (Karn), so the
+/// backed-off RTO stays until a segment sent once is acknowledged (RFC 6298 5.7).
+#[test]
+fn rto_backoff_and_karn() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.3   > P. 1:1001(1000) ack 1
+0.7   > P. 1:1001(1000) ack 1
+1.5   > P. 1:1001(1000) ack 1
+1.6   < . 1:1(0) ack 1001 win 65535
+1.7   write 1000
+1.7   > P. 1001:2001(1000) ack 1
+3.3   > P. 1001:2001(1000) ack 1
+3.3   < . 1:1(0) ack 2001 win 65535
+3.4   write 1000
+3.4   > P. 2001:3001(1000) ack 1
+3.4   < . 1:1(0) ack 3001 win 65535
+3.5   write 1000
+3.5   > P. 3001:4001(1000) ack 1
+3.7   > P. 3001:4001(1000) ack 1
+3.7   < . 1:1(0) ack 4001 win 65535
+3.8   < R 1:1(0) win 0
+3.8   close
+3.8   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("Tcp.RetransSegs", 5),
+        ("TcpExt.TCPTimeouts", 5),
+        ("TcpExt.TCPSackRecovery", 0),
+        ("Tcp.EstabResets", 1),
+    ]);
+    s.assert_clean();
+}
+
+/// The handshake is an RTT sample (Linux: tcp_synack_rtt_meas / the SYN's sample in tcp_ack):
+/// after a 100 ms handshake the first data segment's RTO is 100 + 200 ms, not the initial 1 s.
+#[test]
+fn handshake_rtt_sets_first_rto() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0.1   < . 1:1(0) ack 1 win 65535
+0.1   accept
+0.2   write 1000
+0.2   > P. 1:1001(1000) ack 1
+0.5   > P. 1:1001(1000) ack 1
+0.5   < . 1:1(0) ack 1001 win 65535
+0.6   < R 1:1(0) win 0
+0.6   close
+0.6   close listener
+",
+    );
+    s.assert_counters(&[("Tcp.RetransSegs", 1), ("TcpExt.TCPTimeouts", 1)]);
+    s.assert_clean();
+}
+
+/// Without SACK: the third duplicate ACK triggers a fast retransmit of the missing segment
+/// (RFC 5681 3.2), no timeout.
+#[test]
+fn fast_retransmit_three_dupacks() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_PLAIN}
+0.1   write 5000
+0.1   > . 1:1001(1000) ack 1
+0.1   > . 1001:2001(1000) ack 1
+0.1   > . 2001:3001(1000) ack 1
+0.1   > . 3001:4001(1000) ack 1
+0.1   > P. 4001:5001(1000) ack 1
+0.15  < . 1:1(0) ack 1001 win 65535
+0.15  < . 1:1(0) ack 1001 win 65535
+0.15  < . 1:1(0) ack 1001 win 65535
+0.15  < . 1:1(0) ack 1001 win 65535
+0.15  > . 1001:2001(1000) ack 1
+0.2   < . 1:1(0) ack 5001 win 65535
+0.3   < F. 1:1(0) ack 5001 win 65535
+0.3   > . 5001:5001(0) ack 2
+0.3   close
+0.3   > F. 5001:5001(0) ack 2
+0.35  < . 2:2(0) ack 5002 win 65535
+0.4   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPRenoRecovery", 1),
+        ("TcpExt.TCPFastRetrans", 1),
+        ("Tcp.RetransSegs", 1),
+        ("TcpExt.TCPTimeouts", 0),
+        ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
+
+/// With SACK, recovery retransmits exactly the holes the peer reports (RFC 6675), once.
+/// Run with several (random) ISNs: a bug once made half of the sequence space retransmit
+/// everything unSACKed.
+#[test]
+fn sack_recovery_retransmits_only_holes() {
+    for _ in 0..8 {
+        sack_recovery_once();
+    }
+}
+
+fn sack_recovery_once() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 8000
+0.1   > . 1:1001(1000) ack 1
+0.1   > . 1001:2001(1000) ack 1
+0.1   > . 2001:3001(1000) ack 1
+0.1   > . 3001:4001(1000) ack 1
+0.1   > . 4001:5001(1000) ack 1
+0.1   > . 5001:6001(1000) ack 1
+0.1   > . 6001:7001(1000) ack 1
+0.1   > P. 7001:8001(1000) ack 1
+0.15  < . 1:1(0) ack 1001 win 65535
+0.15  < . 1:1(0) ack 1001 win 65535 <sack 2001:3001>
+0.15  < . 1:1(0) ack 1001 win 65535 <sack 2001:4001>
+0.15  < . 1:1(0) ack 1001 win 65535 <sack 5001:6001 2001:4001>
+0.15  > . 1001:2001(1000) ack 1
+0.15  > . 4001:5001(1000) ack 1
+0.16  < . 1:1(0) ack 1001 win 65535 <sack 5001:8001 2001:4001>
+0.2   < . 1:1(0) ack 4001 win 65535 <sack 5001:8001>
+0.2   < . 1:1(0) ack 8001 win 65535
+0.3   < F. 1:1(0) ack 8001 win 65535
+0.3   > . 8001:8001(0) ack 2
+0.3   close
+0.3   > F. 8001:8001(0) ack 2
+0.35  < . 2:2(0) ack 8002 win 65535
+0.4   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPSackRecovery", 1),
+        ("TcpExt.TCPFastRetrans", 1),
+        ("Tcp.RetransSegs", 2),
+        ("TcpExt.TCPTimeouts", 0),
+        ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
+
+/// A zero window is probed with an already-acknowledged sequence number at RTO, 2 RTO,
+/// 4 RTO ...; when the window opens the data goes out and is guarded by a fresh RTO, not by
+/// what was left of the probe timer.
+#[test]
+fn zero_window_probes_then_window_opens() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.1   < . 1:1(0) ack 1001 win 0
+0.2   write 500
+0.4   > . 1000:1000(0) ack 1 <>
+0.4   < . 1:1(0) ack 1001 win 0
+0.8   > . 1000:1000(0) ack 1 <>
+0.8   < . 1:1(0) ack 1001 win 0
+1.6   > . 1000:1000(0) ack 1 <>
+1.6   < . 1:1(0) ack 1001 win 0
+3.1   < . 1:1(0) ack 1001 win 65535
+3.1   > P. 1001:1501(500) ack 1
+3.3   > P. 1001:1501(500) ack 1
+3.35  < . 1:1(0) ack 1501 win 65535
+3.4   < R 1:1(0) win 0
+3.4   close
+3.4   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("Tcp.RetransSegs", 1), ("TcpExt.TCPTimeouts", 1), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
+
+/// RFC 1122 4.2.2.17: a sender keeps probing a zero window as long as the receiver answers
+/// (Linux resets icsk_probes_out on every ACK); the interval backs off up to 120 s.
+#[test]
+fn zero_window_probing_continues_while_answered() {
+    let mut script = format!(
+        "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.1   < . 1:1(0) ack 1001 win 0
+0.2   write 500
+"
+    );
+    let (mut t, mut intvl) = (200u64, 200u64);
+    for _ in 0..20 {
+        t += intvl;
+        let s = t as f64 / 1000.0;
+        script += &format!("{s}  > . 1000:1000(0) ack 1 <>\n{s}  < . 1:1(0) ack 1001 win 0\n");
+        intvl = (intvl * 2).min(120_000);
+    }
+    let s = (t + 1000) as f64 / 1000.0;
+    script += &format!(
+        "{s}  < . 1:1(0) ack 1001 win 65535
+{s}  > P. 1001:1501(500) ack 1
+{s}  < . 1:1(0) ack 1501 win 65535
+{s}  < R 1:1(0) win 0
+{s}  close
+{s}  close listener
+"
+    );
+    let mut s = run(cfg(), &script);
+    s.assert_counters(&[("Tcp.RetransSegs", 0), ("TcpExt.TCPAbortOnTimeout", 0)]);
+    s.assert_clean();
+}
+
+/// A window smaller than the next segment (but not zero): the probe timer sends what fits
+/// (Linux: tcp_write_wakeup), then the rest as the window allows.
+#[test]
+fn window_smaller_than_segment() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.1   < . 1:1(0) ack 1001 win 500
+0.2   write 1000
+0.4   > P. 1001:1501(500) ack 1
+0.4   < . 1:1(0) ack 1501 win 500
+0.4   > P. 1501:2001(500) ack 1
+0.4   < . 1:1(0) ack 2001 win 65535
+0.5   < R 1:1(0) win 0
+0.5   close
+0.5   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("Tcp.RetransSegs", 0), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
+
+/// Keepalive (idle 10 s, interval 1 s, 3 probes): a probe after 10 s idle, answered; probes
+/// again 10 s after the answer; unanswered, the connection is reset after the third.
+#[test]
+fn keepalive_probes_and_abort() {
+    let c = TcpConfig {
+        keepalive: Some((10_000, 1_000, 3)),
+        ..cfg()
+    };
+    let mut s = run(
+        c,
+        &format!(
+            "{ACCEPTED_SACK}
+10    > . 0:0(0) ack 1 <>
+10    < . 1:1(0) ack 1 win 65535
+20    > . 0:0(0) ack 1 <>
+21    > . 0:0(0) ack 1 <>
+22    > . 0:0(0) ack 1 <>
+23    > R. 1:1(0) ack 1
+23    expect_state CLOSE
+23    expect_error timeout
+23    read error timeout
+23    close
+23    close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("Tcp.EstabResets", 1),
+        ("Tcp.OutRsts", 1),
+        ("Tcp.CurrEstab", 0),
+        ("Tcp.RetransSegs", 0),
+    ]);
+    s.assert_clean();
+}
+
+/// Data keeps a connection from sending keepalives: the idle time counts from the last
+/// segment received.
+#[test]
+fn keepalive_waits_for_idle() {
+    let c = TcpConfig {
+        keepalive: Some((2_000, 1_000, 2)),
+        ..cfg()
+    };
+    let mut s = run(
+        c,
+        &format!(
+            "{ACCEPTED_SACK}
+1.5   < P. 1:11(10) ack 1 win 65535
+1.54  > . 1:1(0) ack 11 <>
+3.0   < P. 11:21(10) ack 1 win 65535
+3.04  > . 1:1(0) ack 21 <>
+5.0   > . 0:0(0) ack 21 <>
+5.5   < . 21:21(0) ack 1 win 65535
+7.5   > . 0:0(0) ack 21 <>
+7.6   read 20
+7.6   < R 21:21(0) win 0
+7.6   close
+7.6   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("Tcp.EstabResets", 1), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
