@@ -597,6 +597,21 @@ impl SkbMeta {
         self.protocol = 0;
     }
 
+    /// Linux: __copy_skb_header(). The per-packet fields a clone or copy inherits (buffer
+    /// offsets and header marks are set by the caller).
+    fn copy_header_fields(&mut self, m: &SkbMeta) {
+        self.protocol = m.protocol;
+        self.dev = m.dev;
+        self.queue = m.queue;
+        self.rss_hash = m.rss_hash;
+        self.hash_type = m.hash_type;
+        self.ip_summed = m.ip_summed;
+        self.csum = m.csum;
+        self.pkt_type = m.pkt_type;
+        self.tstamp = m.tstamp;
+        self.cb = m.cb;
+    }
+
     /// Drop every buffer reference (on free).
     fn clear(&mut self) {
         self.head = None;
@@ -721,16 +736,7 @@ impl SkBuff {
         cm.mac_header = m.mac_header;
         cm.network_header = m.network_header;
         cm.transport_header = m.transport_header;
-        cm.protocol = m.protocol;
-        cm.dev = m.dev;
-        cm.queue = m.queue;
-        cm.rss_hash = m.rss_hash;
-        cm.hash_type = m.hash_type;
-        cm.ip_summed = m.ip_summed;
-        cm.csum = m.csum;
-        cm.pkt_type = m.pkt_type;
-        cm.tstamp = m.tstamp;
-        cm.cb = m.cb;
+        cm.copy_header_fields(m);
         Some(c)
     }
 
@@ -766,16 +772,7 @@ impl SkBuff {
         cm.mac_header = mh;
         cm.network_header = nh;
         cm.transport_header = th;
-        cm.protocol = m.protocol;
-        cm.dev = m.dev;
-        cm.queue = m.queue;
-        cm.rss_hash = m.rss_hash;
-        cm.hash_type = m.hash_type;
-        cm.ip_summed = m.ip_summed;
-        cm.csum = m.csum;
-        cm.pkt_type = m.pkt_type;
-        cm.tstamp = m.tstamp;
-        cm.cb = m.cb;
+        cm.copy_header_fields(m);
         Some(c)
     }
 
