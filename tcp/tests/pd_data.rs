@@ -42,6 +42,48 @@ fn delayed_ack_and_quick_ack() {
     s.assert_clean();
 }
 
+/// Nagle, Minshall's variant (Linux: tcp_nagle_check): a small segment is held while an earlier
+/// small one is unacknowledged, and later writes join it; with TCP_NODELAY it goes at once.
+#[test]
+fn nagle_holds_small_segments() {
+    let tail = "
+0.16  < . 1:1(0) ack 301 win 65535
+0.4   < R 1:1(0) win 0
+0.4   close
+0.4   close listener
+";
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 100
+0.1   > P. 1:101(100) ack 1
+0.11  write 100
+0.12  write 100
+0.15  < . 1:1(0) ack 101 win 65535
+0.15  > P. 101:301(200) ack 1
+{tail}"
+        ),
+    );
+    s.assert_counters(&[("Tcp.RetransSegs", 0)]);
+    s.assert_clean();
+    let nodelay = blink_tcp::TcpConfig { nodelay: true, ..cfg() };
+    let mut s = run(
+        nodelay,
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 100
+0.1   > P. 1:101(100) ack 1
+0.11  write 100
+0.11  > P. 101:201(100) ack 1
+0.12  write 100
+0.12  > P. 201:301(100) ack 1
+{tail}"
+        ),
+    );
+    s.assert_clean();
+}
+
 /// A reader that does not read closes the window; reading reopens it with a window update.
 #[test]
 fn receive_window_fills_and_reopens() {

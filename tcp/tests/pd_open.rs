@@ -354,6 +354,27 @@ fn syn_in_established_challenge_ack() {
     s.assert_clean();
 }
 
+/// RFC 5961 5.2: an ACK for data never sent is answered with a challenge ACK and dropped
+/// (its payload is not taken).
+#[test]
+fn ack_of_unsent_data_challenge_ack() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   < P. 1:11(10) ack 5000 win 65535
+0.1   > . 1:1(0) ack 1 <>
+0.2   read none
+0.2   < R 1:1(0) win 0
+0.2   close
+0.2   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("TcpExt.TCPChallengeACK", 1), ("Tcp.EstabResets", 1)]);
+    s.assert_clean();
+}
+
 /// RFC 9293 3.10.7.1: a segment for a closed port is answered by <SEQ=SEG.ACK><CTL=RST> if it
 /// has an ACK, else by <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; a RST is never answered.
 #[test]

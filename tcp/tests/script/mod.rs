@@ -2,34 +2,34 @@
 //! playing the remote host 10.0.0.1 on the other end, under a `VirtualClock` that advances 1 ms
 //! at a time with a poll after every step.
 //!
-//! A script has one command per line, `TIME COMMAND`; `#` starts a comment. TIME is seconds of
-//! virtual time, absolute (`0.3`) or relative to the previous line (`+0.04`).
+//! One command per line, `TIME COMMAND`; `#` starts a comment. TIME is seconds of virtual time,
+//! absolute (`0.3`) or relative to the previous line (`+0.04`).
 //!
-//! Segments follow packetdrill's conventions:
+//! Segments, as in packetdrill:
 //! - `< FLAGS SEQ:END(LEN) [ack N] [win N] [<OPTS>]` injects a segment. SEQ is the remote's own
-//!   (absolute) number; ack and SACK blocks are relative to the stack's ISN. win defaults to 65535.
+//!   number; ack and SACK blocks are relative to the stack's ISN; win defaults to 65535;
+//!   `TS ecr *` echoes the stack's latest TS val.
 //! - `> FLAGS SEQ:END(LEN) [ack N] [win N] [<OPTS>]` expects the next segment the stack sends,
-//!   within ±`TOL_MS` of TIME (never earlier). SEQ is relative to the stack's ISN (learned from its
-//!   SYN or SYN-ACK; 0 before that); ack and SACK blocks are absolute. In `<` lines, `TS ecr *`
-//!   echoes the stack's latest TS val. `*` matches anything; ack,
-//!   win and options are compared only when given (`<>` means "no options").
-//! - FLAGS: `S F R P` and `.` for ACK (`S.`, `P.`, `F.`, `R.`, ...).
-//! - OPTS: comma-separated `mss N`, `sackOK`, `TS val N ecr N`, `nop`, `eol`, `wscale N`,
-//!   `sack A:B C:D ...`.
+//!   within ±`TOL_MS` of TIME. SEQ is relative to the stack's ISN (learned from its SYN or
+//!   SYN-ACK; 0 before that); ack and SACK blocks are absolute. `*` matches anything; ack, win
+//!   and options are compared only when given (`<>`: no options).
+//! - FLAGS: `S F R P U` and `.` for ACK. OPTS: comma-separated `mss N`, `sackOK`,
+//!   `TS val N ecr N`, `nop`, `eol`, `wscale N`, `sack A:B C:D ...`.
 //!
-//! Application side: `socket listen PORT [backlog N]`, `connect IP:PORT`, `accept` / `accept none`,
-//! `write N [=> M]` (M bytes accepted, default N), `read N` (drains, expects N bytes in total),
-//! `read eof`, `read none`, `read error refused|reset|timeout|aborted`, `shutdown`, `close`,
-//! `close listener`, `expect_state NAME|gone` (names as `ss` prints them), `expect_error KIND|none`,
-//! `expect_counter Section.Name N`, `ports LOCAL REMOTE`.
+//! Application: `socket listen PORT [backlog N]`, `connect IP:PORT`, `accept` / `accept none`,
+//! `write N [=> M]` (M bytes taken, default N), `read N` (drains; N bytes in all), `read eof`,
+//! `read none`, `read error KIND`, `shutdown`, `close`, `close listener`, `expect_state NAME`
+//! (as `ss` prints it, or `gone`), `expect_error KIND|none` (KIND: refused, reset, timeout,
+//! aborted), `expect_counter Section.Name N`, `ports LOCAL REMOTE` (switch connection).
 //!
-//! Payload bytes are a function of their absolute sequence number (`pattern`), so data read by the
-//! application and data the stack sends are checked byte for byte. Sent segments are parsed
-//! with the crate's own `TcpHdr`/`TcpOptions`, and their checksums verified with etherparse.
+//! Payload bytes are a function of their sequence number (`pattern`), so what the application
+//! reads and what the stack sends are checked byte for byte. Sent segments are read with the
+//! crate's own `TcpHdr`/`TcpOptions`; etherparse checks their IPv4 and TCP checksums.
 
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::net::Ipv4Addr;
 
 use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
@@ -41,13 +41,16 @@ use blink_netcore::sock::SockHandle;
 use blink_netcore::{EthAddr, Mempool, MempoolCache, MempoolConfig};
 use blink_tcp::tcphdr::*;
 use blink_tcp::*;
-use etherparse::{IpNumber, Ipv4Header, Ipv4Slice, TcpSlice};
+use etherparse::{IpNumber, Ipv4Header, TcpSlice};
+
+mod segment;
+use segment::*;
 
 pub const STACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const STACK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const REMOTE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-/// How far (ms) an expected segment may be from its scripted time.
+/// How far (ms) a segment may be from its scripted time.
 pub const TOL_MS: u64 = 5;
 
 /// The byte at sequence number `s`.
@@ -55,51 +58,13 @@ pub fn pattern(s: u32) -> u8 {
     (s.wrapping_mul(0x9E37_79B1) >> 24) as u8
 }
 
-/// `None` is `*`.
-type Val = Option<u64>;
-
-#[derive(Debug, Clone)]
-enum Opt {
-    Mss(Val),
-    SackOk,
-    Ts(Val, Val),
-    Nop,
-    Eol,
-    Wscale(Val),
-    Sack(Vec<(u64, u64)>),
-}
-
-/// A `<` or `>` line.
-#[derive(Debug)]
-struct SegSpec {
-    flags: u8,
-    seq: Val,
-    end: Val,
-    len: Val,
-    ack: Option<Val>,
-    win: Option<Val>,
-    opts: Option<Vec<Opt>>,
-}
-
-/// A segment the stack sent, parsed.
-struct Out {
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    win: u16,
-    opts: TcpOptions,
-    payload: Vec<u8>,
-}
-
 /// Per-connection state, keyed by the remote port.
 #[derive(Clone, Copy, Default)]
 struct Conn {
     stack_isn: Option<u32>,
-    /// The remote's first SYN was injected (its ISN is known).
+    /// The remote's SYN was injected: `rd_seq` is set.
     synced: bool,
-    /// Remote sequence number of the next byte the application reads.
+    /// Sequence number of the next byte the application reads.
     rd_seq: u32,
     /// Stack-relative sequence number of the next byte the application writes.
     wr_rel: u32,
@@ -112,7 +77,7 @@ pub struct Script {
     peer: WireDev,
     cache: MempoolCache,
     baseline: usize,
-    /// What the stack sent and nobody matched yet: (ms, frame).
+    /// Sent by the stack, not matched yet: (ms, frame).
     out: VecDeque<(u64, Vec<u8>)>,
     conns: HashMap<u16, Conn>,
     lport: u16,
@@ -121,7 +86,6 @@ pub struct Script {
     pub sock: Option<SockHandle>,
     /// Script time of the previous line, ms.
     t: u64,
-    /// The stack's latest TS val (what `TS ecr *` echoes in `<` lines).
     last_tsval: Option<u32>,
 }
 
@@ -131,6 +95,10 @@ pub fn run(cfg: TcpConfig, script: &str) -> Script {
     let mut s = Script::new(cfg);
     s.run(script);
     s
+}
+
+fn err(e: impl Display) -> String {
+    e.to_string()
 }
 
 impl Script {
@@ -143,19 +111,15 @@ impl Script {
         })
         .expect("pool");
         let clock = VirtualClock::new();
-        let (a, peer) = wire_pair(
-            ("blink0", "remote0"),
-            (EthAddr(STACK_MAC), EthAddr(REMOTE_MAC)),
-            &WireConfig::default(),
-        );
+        let macs = (EthAddr(STACK_MAC), EthAddr(REMOTE_MAC));
+        let (a, peer) = wire_pair(("blink0", "remote0"), macs, &WireConfig::default());
         let mut stack = Stack::new(0, 1, Clock::virtual_clock(&clock), &pool, StackConfig::default());
         let dev = stack.add_device(Box::new(a), 0);
-        stack
-            .add_addr(dev, Ipv4Cidr::new(STACK_IP, 24).expect("prefix"))
-            .expect("addr");
+        stack.add_addr(dev, Ipv4Cidr::new(STACK_IP, 24).unwrap()).unwrap();
         blink_ipv4::neighbour::neigh_add_static(&mut stack, REMOTE_IP, EthAddr(REMOTE_MAC), dev);
         tcp_init(&mut stack, cfg);
         let cache = pool.cache();
+        let (out, conns) = (VecDeque::new(), HashMap::new());
         let mut s = Script {
             stack,
             clock,
@@ -163,8 +127,8 @@ impl Script {
             peer,
             cache,
             baseline: 0,
-            out: VecDeque::new(),
-            conns: HashMap::new(),
+            out,
+            conns,
             lport: 0,
             rport: 40000,
             listener: None,
@@ -190,11 +154,8 @@ impl Script {
                 continue;
             }
             if let Err(e) = self.exec(text) {
-                panic!(
-                    "script line {}: `{text}`\n    {e}\n    (virtual time {} ms)",
-                    i + 1,
-                    self.now_ms()
-                );
+                let now = self.now_ms();
+                panic!("script line {}: `{text}`\n    {e}\n    (virtual time {now} ms)", i + 1);
             }
         }
         self.stack.flush_tx();
@@ -206,23 +167,21 @@ impl Script {
 
     fn exec(&mut self, text: &str) -> Result<(), String> {
         let (ts, rest) = text.split_once(char::is_whitespace).ok_or("no command")?;
-        let (rel, num) = match ts.strip_prefix('+') {
-            Some(n) => (true, n),
-            None => (false, ts),
-        };
-        let secs: f64 = num.parse().map_err(|_| format!("bad time `{ts}`"))?;
+        let secs: f64 = ts
+            .trim_start_matches('+')
+            .parse()
+            .map_err(|_| format!("bad time `{ts}`"))?;
         let ms = (secs * 1000.0).round() as u64;
-        self.t = if rel { self.t + ms } else { ms };
+        self.t = if ts.starts_with('+') { self.t + ms } else { ms };
         let rest = rest.trim();
         if let Some(seg) = rest.strip_prefix('>') {
             return self.expect(&parse_seg(seg)?);
         }
         self.advance_to(self.t);
         self.no_unexpected()?;
-        if let Some(seg) = rest.strip_prefix('<') {
-            self.inject(&parse_seg(seg)?)?;
-        } else {
-            self.command(rest)?;
+        match rest.strip_prefix('<') {
+            Some(seg) => self.inject(&parse_seg(seg)?)?,
+            None => self.command(rest)?,
         }
         self.stack.flush_tx();
         self.collect();
@@ -243,18 +202,11 @@ impl Script {
     }
 
     fn collect(&mut self) {
-        let now = self.now_ms();
-        loop {
-            let mut burst = Burst::new();
-            if self.peer.rx_burst(0, &mut burst) == 0 {
-                break;
-            }
-            for skb in burst {
-                let mut v = Vec::with_capacity(skb.len());
-                for s in skb.segments() {
-                    v.extend_from_slice(s);
-                }
-                self.out.push_back((now, v));
+        let mut burst = Burst::new();
+        while self.peer.rx_burst(0, &mut burst) > 0 {
+            for skb in burst.drain(..) {
+                self.out
+                    .push_back((self.now_ms(), skb.segments().flatten().copied().collect()));
             }
         }
     }
@@ -278,85 +230,64 @@ impl Script {
     }
 
     fn inject(&mut self, s: &SegSpec) -> Result<(), String> {
-        let need = |v: Val, what: &str| v.ok_or(format!("`*` is not allowed for {what} in `<`"));
-        let seq = need(s.seq, "seq")? as u32;
-        let len = need(s.len, "len")? as u32;
-        let rport = self.rport;
+        let need = |v: Val| v.map(|v| v as u32).ok_or("`*` in a `<` line");
+        let (rport, seq, len) = (self.rport, need(s.seq)?, need(s.len)?);
         let isn = self.isn(rport);
-        let ack = match s.ack {
-            Some(a) => isn.wrapping_add(need(a, "ack")? as u32),
-            None => 0,
-        };
-        let win = s.win.map(|w| need(w, "win")).transpose()?.unwrap_or(65535) as u16;
+        let ack = s.ack.map_or(Ok(0), |a| need(a).map(|a| isn.wrapping_add(a)))?;
+        let win = s.win.map_or(Ok(65535), need)? as u16;
         let c = self.conn(rport);
         if s.flags & TCPHDR_SYN != 0 && !c.synced {
-            c.synced = true;
-            c.rd_seq = seq.wrapping_add(1);
+            (c.synced, c.rd_seq) = (true, seq.wrapping_add(1));
         }
-        let mut opts = Vec::new();
+        let mut tcp = vec![0u8; 20];
         for o in s.opts.iter().flatten() {
             match o {
-                Opt::Mss(v) => opts.extend([2, 4].iter().chain(&(need(*v, "mss")? as u16).to_be_bytes())),
-                Opt::SackOk => opts.extend([4, 2]),
+                Opt::Mss(v) => tcp.extend([[2, 4], (need(*v)? as u16).to_be_bytes()].concat()),
+                Opt::SackOk => tcp.extend([4, 2]),
                 Opt::Ts(v, e) => {
-                    opts.extend([8, 10]);
-                    opts.extend((need(*v, "TS val")? as u32).to_be_bytes());
                     let ecr = e
                         .map(|e| e as u32)
                         .or(self.last_tsval)
                         .ok_or("TS ecr `*` before any TS val")?;
-                    opts.extend(ecr.to_be_bytes());
+                    tcp.extend([8, 10]);
+                    tcp.extend([need(*v)?.to_be_bytes(), ecr.to_be_bytes()].concat());
                 }
-                Opt::Nop => opts.push(1),
-                Opt::Eol => opts.push(0),
-                Opt::Wscale(v) => opts.extend([3, 3, need(*v, "wscale")? as u8]),
+                Opt::Nop => tcp.push(1),
+                Opt::Eol => tcp.push(0),
+                Opt::Wscale(v) => tcp.extend([3, 3, need(*v)? as u8]),
                 Opt::Sack(blocks) => {
-                    opts.extend([5, 2 + 8 * blocks.len() as u8]);
+                    tcp.extend([5, 2 + 8 * blocks.len() as u8]);
                     for &(a, b) in blocks {
-                        opts.extend(isn.wrapping_add(a as u32).to_be_bytes());
-                        opts.extend(isn.wrapping_add(b as u32).to_be_bytes());
+                        tcp.extend(
+                            [isn.wrapping_add(a as u32), isn.wrapping_add(b as u32)]
+                                .map(u32::to_be_bytes)
+                                .concat(),
+                        );
                     }
                 }
             }
         }
-        while opts.len() % 4 != 0 {
-            opts.push(0);
-        }
-        let mut tcp = vec![0u8; 20];
-        tcp[0..2].copy_from_slice(&rport.to_be_bytes());
-        tcp[2..4].copy_from_slice(&self.lport.to_be_bytes());
-        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-        tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-        tcp[12] = (((20 + opts.len()) / 4) as u8) << 4;
-        tcp[13] = s.flags;
-        tcp[14..16].copy_from_slice(&win.to_be_bytes());
-        tcp.extend(opts);
+        tcp.resize(tcp.len().next_multiple_of(4), 0);
+        tcp[0..4].copy_from_slice(&[rport.to_be_bytes(), self.lport.to_be_bytes()].concat());
+        tcp[4..12].copy_from_slice(&[seq.to_be_bytes(), ack.to_be_bytes()].concat());
+        let doff = (tcp.len() as u8 / 4) << 4;
+        tcp[12..16].copy_from_slice(&[doff, s.flags, (win >> 8) as u8, win as u8]);
         let data_seq = seq.wrapping_add((s.flags & TCPHDR_SYN != 0) as u32);
         tcp.extend((0..len).map(|i| pattern(data_seq.wrapping_add(i))));
-        let csum = TcpSlice::from_slice(&tcp)
-            .map_err(|e| format!("etherparse: {e}"))?
+        let csum = TcpSlice::from_slice(&tcp).map_err(err)?;
+        let csum = csum
             .calc_checksum_ipv4(REMOTE_IP.octets(), STACK_IP.octets())
-            .map_err(|e| e.to_string())?;
+            .map_err(err)?;
         tcp[16..18].copy_from_slice(&csum.to_be_bytes());
-        let mut ip = Ipv4Header::new(
-            tcp.len() as u16,
-            64,
-            IpNumber::TCP,
-            REMOTE_IP.octets(),
-            STACK_IP.octets(),
-        )
-        .map_err(|e| e.to_string())?;
+        let (src, dst) = (REMOTE_IP.octets(), STACK_IP.octets());
+        let mut ip = Ipv4Header::new(tcp.len() as u16, 64, IpNumber::TCP, src, dst).map_err(err)?;
         ip.dont_fragment = true;
         ip.header_checksum = ip.calc_header_checksum();
-        let mut frame = Vec::with_capacity(34 + tcp.len());
-        frame.extend(STACK_MAC);
-        frame.extend(REMOTE_MAC);
-        frame.extend(0x0800u16.to_be_bytes());
-        ip.write(&mut frame).map_err(|e| e.to_string())?;
+        let mut frame = [&STACK_MAC[..], &REMOTE_MAC[..], &[8, 0][..]].concat();
+        ip.write(&mut frame).map_err(err)?;
         frame.extend(tcp);
-        let skb = SkBuff::from_slice(&mut self.cache, &frame).ok_or("frame does not fit an mbuf")?;
         let mut burst = Burst::new();
-        burst.push(skb);
+        burst.push(SkBuff::from_slice(&mut self.cache, &frame).ok_or("frame does not fit an mbuf")?);
         if self.peer.tx_burst(0, &mut burst) != 1 {
             return Err("wire ring full".into());
         }
@@ -369,60 +300,55 @@ impl Script {
         while self.out.is_empty() && self.now_ms() < t + TOL_MS {
             self.step();
         }
-        let Some((at, frame)) = self.out.pop_front() else {
-            return Err(format!("nothing sent by {} ms", t + TOL_MS));
-        };
+        let (at, frame) = self
+            .out
+            .pop_front()
+            .ok_or(format!("nothing sent by {} ms", t + TOL_MS))?;
         let o = parse_out(&frame)?;
         if self.lport == 0 {
             self.lport = o.sport;
         }
-        if o.flags & TCPHDR_SYN != 0 && self.conn(o.dport).stack_isn.is_none() {
-            self.conn(o.dport).stack_isn = Some(o.seq);
+        if o.flags & TCPHDR_SYN != 0 {
+            self.conn(o.dport).stack_isn.get_or_insert(o.seq);
         }
-        if let Some((v, _)) = o.opts.ts {
-            self.last_tsval = Some(v);
+        if let Some(Opt::Ts(Some(v), _)) = o.opts.iter().find(|o| matches!(o, Opt::Ts(..))) {
+            self.last_tsval = Some(*v as u32);
         }
         let seen = self.fmt(&o);
         if at + TOL_MS < t {
             return Err(format!("sent too early, at {at} ms: {seen}"));
         }
         if (o.sport, o.dport) != (self.lport, self.rport) {
-            return Err(format!(
-                "ports {}->{}, expected {}->{}: {seen}",
-                o.sport, o.dport, self.lport, self.rport
-            ));
+            return Err(format!("expected ports {}>{}, got {seen}", self.lport, self.rport));
         }
-        let isn = self.isn(o.dport);
-        let rel = o.seq.wrapping_sub(isn) as u64;
+        let rel = o.seq.wrapping_sub(self.isn(o.dport)) as u64;
+        let plen = o.payload.len() as u64;
         let mut bad = Vec::new();
-        let mut check = |what: &str, want: Val, got: u64| {
-            if matches!(want, Some(w) if w as u32 != got as u32) {
-                bad.push(format!("{what} {}", want.unwrap()));
+        let checks = [
+            ("seq", Some(want.seq), rel),
+            ("end", Some(want.end), rel + plen),
+            ("len", Some(want.len), plen),
+        ];
+        let checks = checks
+            .into_iter()
+            .chain([("ack", want.ack, o.ack as u64), ("win", want.win, o.win as u64)]);
+        for (what, w, got) in checks {
+            if let Some(Some(w)) = w.filter(|w| w.is_some_and(|w| w as u32 != got as u32)) {
+                bad.push(format!("{what} {w}"));
             }
-        };
-        check("seq", want.seq, rel);
-        check("end", want.end, rel + o.payload.len() as u64);
-        check("len", want.len, o.payload.len() as u64);
-        if let Some(a) = want.ack {
-            check("ack", a, o.ack as u64);
-        }
-        if let Some(w) = want.win {
-            check("win", w, o.win as u64);
         }
         if want.flags != o.flags {
             bad.push(format!("flags {}", fmt_flags(want.flags)));
         }
-        if let Some(opts) = &want.opts {
-            if let Err(e) = match_opts(opts, &o.opts) {
-                bad.push(e);
+        if let Some(w) = &want.opts {
+            let w: Vec<&Opt> = w.iter().filter(|o| !matches!(o, Opt::Nop | Opt::Eol)).collect();
+            if w.len() != o.opts.len() || w.iter().zip(&o.opts).any(|(w, g)| !opt_matches(w, g)) {
+                bad.push(format!("options <{}>", join(w)));
             }
         }
         let data_seq = o.seq.wrapping_add((o.flags & TCPHDR_SYN != 0) as u32);
-        let pos = (0..o.payload.len()).find(|&i| o.payload[i] != pattern(data_seq.wrapping_add(i as u32)));
-        if let Some(i) = pos {
-            bad.push(format!(
-                "payload byte {i} is not the byte written at that sequence number"
-            ));
+        if let Some(i) = (0..o.payload.len()).find(|&i| o.payload[i] != pattern(data_seq.wrapping_add(i as u32))) {
+            bad.push(format!("payload byte {i} to be the one written at its sequence number"));
         }
         if !bad.is_empty() {
             return Err(format!("expected {}\n    got at {at} ms: {seen}", bad.join(", ")));
@@ -430,97 +356,76 @@ impl Script {
         Ok(())
     }
 
-    /// A segment in script syntax, seq relative to the stack's ISN.
+    /// A sent segment in script syntax (seq relative to the stack's ISN).
     fn fmt(&mut self, o: &Out) -> String {
-        let isn = self.isn(o.dport);
-        let seq = o.seq.wrapping_sub(isn);
+        let seq = o.seq.wrapping_sub(self.isn(o.dport));
+        let end = seq.wrapping_add(o.payload.len() as u32);
         let mut s = format!(
-            "[{}>{}] {} {}:{}({})",
+            "[{}>{}] {} {seq}:{end}({})",
             o.sport,
             o.dport,
             fmt_flags(o.flags),
-            seq,
-            seq.wrapping_add(o.payload.len() as u32),
             o.payload.len()
         );
         if o.flags & TCPHDR_ACK != 0 {
             s += &format!(" ack {}", o.ack);
         }
-        s += &format!(" win {} <", o.win);
-        let mut v = Vec::new();
-        let t = &o.opts;
-        t.mss.map(|m| v.push(format!("mss {m}")));
-        t.sack_ok.then(|| v.push("sackOK".into()));
-        t.ts.map(|(a, b)| v.push(format!("TS val {a} ecr {b}")));
-        t.wscale.map(|w| v.push(format!("wscale {w}")));
-        if t.num_sacks > 0 {
-            let b: Vec<String> = t
-                .sack_blocks()
-                .iter()
-                .map(|b| format!("{}:{}", b.start, b.end))
-                .collect();
-            v.push(format!("sack {}", b.join(" ")));
-        }
-        s + &v.join(",") + ">"
+        s + &format!(" win {} <{}>", o.win, join(&o.opts))
     }
 
     fn describe(&mut self, frame: &[u8]) -> String {
-        match parse_out(frame) {
-            Ok(o) => self.fmt(&o),
-            Err(e) => e,
-        }
+        parse_out(frame).map_or_else(|e| e, |o| self.fmt(&o))
     }
 
     fn command(&mut self, cmd: &str) -> Result<(), String> {
         let w: Vec<&str> = cmd.split_whitespace().collect();
-        let num = |i: usize| -> Result<u64, String> {
+        let num = |i: usize| {
             w.get(i)
-                .and_then(|s| s.parse().ok())
+                .and_then(|s| s.parse::<u64>().ok())
                 .ok_or(format!("`{cmd}`: number expected"))
         };
         let sock = self
             .sock
             .ok_or_else(|| "no socket (connect or accept first)".to_string());
+        let listener = self.listener.ok_or_else(|| "no listener".to_string());
         let st = &mut self.stack;
         match w.as_slice() {
             ["socket", "listen", ..] => {
                 let backlog = if w.get(3) == Some(&"backlog") { num(4)? } else { 16 };
                 self.lport = num(2)? as u16;
-                self.listener = Some(tcp_listen(st, self.lport, backlog as u32).map_err(|e| e.to_string())?);
+                self.listener = Some(tcp_listen(st, self.lport, backlog as u32).map_err(err)?);
             }
             ["connect", addr] => {
                 let (ip, port) = addr.split_once(':').ok_or("connect IP:PORT")?;
-                let ip: Ipv4Addr = ip.parse().map_err(|_| "bad address")?;
-                self.rport = port.parse().map_err(|_| "bad port")?;
-                self.sock = Some(tcp_connect(st, ip, self.rport).map_err(|e| e.to_string())?);
+                let ip: Ipv4Addr = ip.parse().map_err(err)?;
+                self.rport = port.parse().map_err(err)?;
+                self.sock = Some(tcp_connect(st, ip, self.rport).map_err(err)?);
             }
-            ["accept", rest @ ..] => {
-                let l = self.listener.ok_or("no listener")?;
-                let got = tcp_accept(st, l).map_err(|e| e.to_string())?;
-                match (rest, got) {
-                    ([], Some(h)) => self.sock = Some(h),
-                    (["none"], None) => {}
-                    (_, g) => return Err(format!("accept returned {g:?}")),
-                }
-            }
+            ["accept", rest @ ..] => match (rest, tcp_accept(st, listener?).map_err(err)?) {
+                ([], Some(h)) => self.sock = Some(h),
+                (["none"], None) => {}
+                (_, got) => return Err(format!("accept returned {got:?}")),
+            },
             ["write", ..] => {
                 let n = num(1)? as u32;
                 let want = if w.get(2) == Some(&"=>") { num(3)? as u32 } else { n };
-                let h = sock?;
-                let rel = self.conn(self.rport).wr_rel;
-                let isn = self.isn(self.rport);
+                let (rel, isn) = (self.conn(self.rport).wr_rel, self.isn(self.rport));
                 let data: Vec<u8> = (0..n).map(|i| pattern(isn.wrapping_add(rel + i))).collect();
-                let k = tcp_send(&mut self.stack, h, &data).map_err(|e| format!("tcp_send: {e}"))? as u32;
+                let k = tcp_send(&mut self.stack, sock?, &data).map_err(err)? as u32;
                 self.conn(self.rport).wr_rel += k;
                 if k != want {
-                    return Err(format!("tcp_send took {k} bytes, expected {want}"));
+                    return Err(format!("tcp_send took {k} bytes"));
+                }
+            }
+            ["read", "error", kind] => {
+                let r = tcp_recv(st, sock?, &mut [0u8; 16]);
+                if r != Err(TcpErr::Connection(error_kind(kind)?)) {
+                    return Err(format!("recv returned {r:?}"));
                 }
             }
             ["read", what] => {
-                let h = sock?;
-                let mut buf = vec![0u8; 1 << 16];
-                let mut total = 0usize;
-                let first = loop {
+                let (h, mut buf, mut total) = (sock?, vec![0u8; 1 << 16], 0usize);
+                let last = loop {
                     match tcp_recv(&mut self.stack, h, &mut buf) {
                         Ok(n) if n > 0 => {
                             let c = self.conn(self.rport);
@@ -535,29 +440,21 @@ impl Script {
                     }
                 };
                 let ok = match *what {
-                    "eof" => total == 0 && first == Ok(0),
-                    "none" => total == 0 && first == Err(TcpErr::WouldBlock),
+                    "eof" => total == 0 && last == Ok(0),
+                    "none" => total == 0 && last == Err(TcpErr::WouldBlock),
                     n => n.parse() == Ok(total),
                 };
                 if !ok {
-                    return Err(format!("read {total} bytes, then {first:?}"));
+                    return Err(format!("read {total} bytes, then {last:?}"));
                 }
             }
-            ["read", "error", kind] => {
-                let h = sock?;
-                let r = tcp_recv(st, h, &mut [0u8; 16]);
-                if r != Err(TcpErr::Connection(error_kind(kind)?)) {
-                    return Err(format!("recv returned {r:?}"));
-                }
-            }
-            ["shutdown"] => tcp_shutdown(st, sock?).map_err(|e| e.to_string())?,
-            ["close"] => tcp_close(st, sock?).map_err(|e| e.to_string())?,
-            ["close", "listener"] => tcp_close(st, self.listener.ok_or("no listener")?).map_err(|e| e.to_string())?,
+            ["shutdown"] => tcp_shutdown(st, sock?).map_err(err)?,
+            ["close"] => tcp_close(st, sock?).map_err(err)?,
+            ["close", "listener"] => tcp_close(st, listener?).map_err(err)?,
             ["expect_state", want] => {
                 let got = match tcp_state(st, sock?) {
-                    Ok(s) => s.name(),
                     Err(TcpErr::BadHandle) => "gone",
-                    Err(e) => return Err(e.to_string()),
+                    r => r.map_err(err)?.name(),
                 };
                 if got != *want {
                     return Err(format!("state is {got}"));
@@ -565,17 +462,15 @@ impl Script {
             }
             ["expect_error", kind] => {
                 let h = sock?;
-                let got = with_tcp(st, |t, _| t.socks.get(h).map(|s| s.error)).map_err(|e| e.to_string())?;
+                let got = with_tcp(st, |t, _| t.socks.get(h).map(|s| s.error)).map_err(err)?;
                 let want = if *kind == "none" { None } else { Some(error_kind(kind)?) };
                 if got != Some(want) {
                     return Err(format!("socket error is {got:?}"));
                 }
             }
             ["expect_counter", name, _] => {
-                let want = num(2)?;
-                let got = self.counter(name);
-                if got != want {
-                    return Err(format!("{name} is {got}"));
+                if self.counter(name) != num(2)? {
+                    return Err(format!("{name} is {}", self.counter(name)));
                 }
             }
             ["ports", ..] => (self.lport, self.rport) = (num(1)? as u16, num(2)? as u16),
@@ -584,15 +479,10 @@ impl Script {
         Ok(())
     }
 
-    /// A counter by its `Section.Name` (e.g. `Tcp.ActiveOpens`, `TcpExt.TCPTimeouts`).
+    /// A counter by its `Section.Name` (`Tcp.ActiveOpens`, `TcpExt.TCPTimeouts`, ...).
     pub fn counter(&self, name: &str) -> u64 {
-        self.stack
-            .core
-            .mib
-            .nonzero()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map_or(0, |(_, v)| v)
+        let all = self.stack.core.mib.nonzero();
+        all.into_iter().find(|(k, _)| k == name).map_or(0, |(_, v)| v)
     }
 
     /// Check counters (the stack starts from zero, so values are deltas since the start).
@@ -630,202 +520,6 @@ fn error_kind(k: &str) -> Result<TcpError, String> {
         "timeout" => TcpError::TimedOut,
         "aborted" => TcpError::Aborted,
         _ => return Err(format!("unknown error kind `{k}`")),
-    })
-}
-
-const FLAG_CHARS: [(u8, char); 6] = [
-    (TCPHDR_SYN, 'S'),
-    (TCPHDR_FIN, 'F'),
-    (TCPHDR_RST, 'R'),
-    (TCPHDR_PSH, 'P'),
-    (TCPHDR_URG, 'U'),
-    (TCPHDR_ACK, '.'),
-];
-
-fn fmt_flags(f: u8) -> String {
-    FLAG_CHARS.iter().filter(|(b, _)| f & b != 0).map(|&(_, c)| c).collect()
-}
-
-fn val(s: &str) -> Result<Val, String> {
-    if s == "*" {
-        return Ok(None);
-    }
-    s.parse().map(Some).map_err(|_| format!("bad number `{s}`"))
-}
-
-fn parse_seg(s: &str) -> Result<SegSpec, String> {
-    let (main, opts) = match s.find('<') {
-        Some(i) => {
-            let o = s[i + 1..]
-                .trim_end()
-                .strip_suffix('>')
-                .ok_or("options must end with `>`")?;
-            (
-                &s[..i],
-                Some(
-                    o.split(',')
-                        .map(str::trim)
-                        .filter(|o| !o.is_empty())
-                        .map(parse_opt)
-                        .collect::<Result<_, _>>()?,
-                ),
-            )
-        }
-        None => (s, None),
-    };
-    let w: Vec<&str> = main.split_whitespace().collect();
-    let [flags, range, rest @ ..] = w.as_slice() else {
-        return Err("segment: FLAGS SEQ:END(LEN) ...".into());
-    };
-    let mut f = 0;
-    for c in flags.chars() {
-        f |= FLAG_CHARS
-            .iter()
-            .find(|(_, ch)| *ch == c)
-            .ok_or(format!("bad flag `{c}`"))?
-            .0;
-    }
-    let (seq, r) = range.split_once(':').ok_or("SEQ:END(LEN)")?;
-    let (end, r) = r.split_once('(').ok_or("SEQ:END(LEN)")?;
-    let len = r.strip_suffix(')').ok_or("SEQ:END(LEN)")?;
-    let mut spec = SegSpec {
-        flags: f,
-        seq: val(seq)?,
-        end: val(end)?,
-        len: val(len)?,
-        ack: None,
-        win: None,
-        opts,
-    };
-    if let (Some(a), Some(b), Some(l)) = (spec.seq, spec.end, spec.len) {
-        if b.wrapping_sub(a) != l {
-            return Err(format!("{range}: END - SEQ != LEN"));
-        }
-    }
-    for kv in rest.chunks(2) {
-        match kv {
-            ["ack", v] => spec.ack = Some(val(v)?),
-            ["win", v] => spec.win = Some(val(v)?),
-            _ => return Err(format!("unexpected `{}`", kv.join(" "))),
-        }
-    }
-    Ok(spec)
-}
-
-fn parse_opt(o: &str) -> Result<Opt, String> {
-    let w: Vec<&str> = o.split_whitespace().collect();
-    Ok(match w.as_slice() {
-        ["mss", v] => Opt::Mss(val(v)?),
-        ["sackOK"] => Opt::SackOk,
-        ["TS", "val", v, "ecr", e] => Opt::Ts(val(v)?, val(e)?),
-        ["nop"] => Opt::Nop,
-        ["eol"] => Opt::Eol,
-        ["wscale", v] => Opt::Wscale(val(v)?),
-        ["sack", blocks @ ..] => Opt::Sack(
-            blocks
-                .iter()
-                .map(|b| {
-                    let (a, e) = b.split_once(':').ok_or("sack A:B")?;
-                    Ok((val(a)?.ok_or("sack block `*`")?, val(e)?.ok_or("sack block `*`")?))
-                })
-                .collect::<Result<_, String>>()?,
-        ),
-        _ => return Err(format!("unknown option `{o}`")),
-    })
-}
-
-/// Expected options against what the stack sent: every option listed must be there with the
-/// given values, and nothing else (NOP and EOL are layout, not compared).
-fn match_opts(want: &[Opt], got: &TcpOptions) -> Result<(), String> {
-    let eq = |w: &Val, g: u64| w.map_or(true, |w| w == g);
-    let (mut mss, mut sack_ok, mut ts, mut ws, mut sack) = (false, false, false, false, false);
-    for o in want {
-        let ok = match o {
-            Opt::Mss(v) => {
-                mss = true;
-                got.mss.is_some_and(|m| eq(v, m as u64))
-            }
-            Opt::SackOk => {
-                sack_ok = true;
-                got.sack_ok
-            }
-            Opt::Ts(v, e) => {
-                ts = true;
-                got.ts.is_some_and(|(a, b)| eq(v, a as u64) && eq(e, b as u64))
-            }
-            Opt::Wscale(v) => {
-                ws = true;
-                got.wscale.is_some_and(|w| eq(v, w as u64))
-            }
-            Opt::Sack(blocks) => {
-                sack = true;
-                let g: Vec<(u64, u64)> = got
-                    .sack_blocks()
-                    .iter()
-                    .map(|b| (b.start as u64, b.end as u64))
-                    .collect();
-                let w: Vec<(u64, u64)> = blocks
-                    .iter()
-                    .map(|&(a, b)| (a as u32 as u64, b as u32 as u64))
-                    .collect();
-                g == w
-            }
-            Opt::Nop | Opt::Eol => true,
-        };
-        if !ok {
-            return Err(format!("option {o:?}"));
-        }
-    }
-    let extra = (!mss && got.mss.is_some())
-        || (!sack_ok && got.sack_ok)
-        || (!ts && got.ts.is_some())
-        || (!ws && got.wscale.is_some())
-        || (!sack && got.num_sacks > 0);
-    if extra {
-        return Err("no other options".into());
-    }
-    Ok(())
-}
-
-/// Parse a frame the stack sent: IPv4 and TCP checksums verified by etherparse, TCP fields and
-/// options read with blink's own views (and cross-checked).
-fn parse_out(frame: &[u8]) -> Result<Out, String> {
-    if frame.len() < 14 || frame[12..14] != [8, 0] || frame[0..6] != REMOTE_MAC {
-        return Err(format!("not an IPv4 frame to the remote: {frame:02x?}"));
-    }
-    let ip = Ipv4Slice::from_slice(&frame[14..]).map_err(|e| format!("etherparse IPv4: {e}"))?;
-    let h = ip.header().to_header();
-    if h.header_checksum != h.calc_header_checksum() || h.protocol != IpNumber::TCP {
-        return Err("bad IPv4 checksum or not TCP".into());
-    }
-    if h.source != STACK_IP.octets() || h.destination != REMOTE_IP.octets() {
-        return Err(format!("addresses {:?} -> {:?}", h.source, h.destination));
-    }
-    let seg = ip.payload().payload;
-    let ep = TcpSlice::from_slice(seg).map_err(|e| format!("etherparse TCP: {e}"))?;
-    let csum = ep
-        .calc_checksum_ipv4(h.source, h.destination)
-        .map_err(|e| e.to_string())?;
-    if csum != ep.checksum() {
-        return Err(format!(
-            "TCP checksum {:#06x}, etherparse computes {csum:#06x}",
-            ep.checksum()
-        ));
-    }
-    let th = TcpHdr::new_checked(seg).map_err(|e| format!("TcpHdr: {e:?}"))?;
-    assert_eq!(
-        (th.seq(), th.ack_seq(), th.window()),
-        (ep.sequence_number(), ep.acknowledgment_number(), ep.window_size())
-    );
-    Ok(Out {
-        sport: th.src_port(),
-        dport: th.dst_port(),
-        seq: th.seq(),
-        ack: th.ack_seq(),
-        flags: th.flags(),
-        win: th.window(),
-        opts: TcpOptions::parse(th.options(), th.syn()),
-        payload: th.payload().to_vec(),
     })
 }
 
