@@ -432,7 +432,9 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
     // Window update (Linux: tcp_may_update_window).
     let nwin = (cb.window as u32) << sk.rx_opt.snd_wscale;
     let win_changed = nwin != sk.snd_wnd;
-    if after(ack, prior_una) || after(cb.seq, sk.snd_wl1) || (cb.seq == sk.snd_wl1 && nwin > sk.snd_wnd) {
+    // A zero window is taken even from a pure window update (the peer closing it).
+    let wl1_update = cb.seq == sk.snd_wl1 && (nwin > sk.snd_wnd || nwin == 0);
+    if after(ack, prior_una) || after(cb.seq, sk.snd_wl1) || wl1_update {
         sk.snd_wnd = nwin;
         sk.snd_wl1 = cb.seq;
         sk.max_window = sk.max_window.max(nwin);
@@ -446,12 +448,17 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
     let mut acked_pkts = 0u32;
     if after(ack, prior_una) {
         sk.snd_una = ack;
+        // This ACK covers a retransmission: a segment sent once and acked along with it was
+        // held up behind the hole, so its send time says nothing about the RTT (Karn; Linux:
+        // no seq_rtt with FLAG_RETRANS_DATA_ACKED). The timestamp echo still gives a sample.
+        let mut retrans_acked = false;
         // Remove fully acknowledged segments.
         while let Some(skb) = sk.rtx_queue.front() {
             let c = *skb.cb::<TcpSkbCb>();
             if after(c.end_seq, ack) {
                 break;
             }
+            retrans_acked |= c.tx_count > 1;
             if c.tx_count == 1 && c.sacked & (TCPCB_SACKED_RETRANS | TCPCB_SACKED_ACKED) == 0 {
                 // Karn: only never-retransmitted segments give RTT samples, and SACKed ones
                 // were sampled when SACKed (Linux: first_ackt of tcp_clean_rtx_queue).
@@ -474,6 +481,9 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
             sk.packets_out = sk.packets_out.saturating_sub(1);
             acked_pkts += 1;
             sk.rtx_queue.pop_front();
+        }
+        if retrans_acked {
+            rtt_us = None;
         }
         if rtt_us.is_none() && sk.rx_opt.tstamp_ok {
             if let Some((_, tsecr)) = opts.ts {

@@ -320,3 +320,30 @@ fn keepalive_waits_for_idle() {
     s.assert_counters(&[("Tcp.EstabResets", 1), ("Tcp.CurrEstab", 0)]);
     s.assert_clean();
 }
+
+/// A window update that only closes the window (same seq, same ack, window 0) is taken
+/// (Linux: tcp_may_update_window accepts a zero window), so nothing is sent into it.
+#[test]
+fn zero_window_by_pure_window_update() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.1   < . 1:1(0) ack 1001 win 65535
+0.2   < . 1:1(0) ack 1001 win 0
+0.3   write 500
+0.5   > . 1000:1000(0) ack 1 <>
+0.5   < . 1:1(0) ack 1001 win 65535
+0.5   > P. 1001:1501(500) ack 1
+0.5   < . 1:1(0) ack 1501 win 65535
+0.6   < R 1:1(0) win 0
+0.6   close
+0.6   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("Tcp.RetransSegs", 0), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
