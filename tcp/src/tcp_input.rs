@@ -367,32 +367,6 @@ fn rack_advance(rack_xmit_ns: &mut u64, min_rtt_us: u32, c: &TcpSkbCb, now: u64)
     *rack_xmit_ns = (*rack_xmit_ns).max(c.when_ns);
 }
 
-/// RACK loss detection (RFC 8985, Linux: tcp_rack_detect_loss): a segment sent more than a
-/// reordering window before one that was delivered is lost; this also catches lost
-/// retransmissions, which duplicate-ACK counting never sees.
-fn tcp_rack_detect_loss(sk: &mut TcpSock) {
-    if sk.rack_xmit_ns == 0 {
-        return;
-    }
-    let min_rtt = if sk.min_rtt_us == u32::MAX { 0 } else { sk.min_rtt_us };
-    let reo_wnd = (min_rtt as u64 * 1000 / 4).max(crate::TCP_RACK_REO_WND_MIN_NS);
-    let limit = sk.rack_xmit_ns.saturating_sub(reo_wnd);
-    for skb in sk.rtx_queue.iter_mut() {
-        let c = skb.cb_mut::<TcpSkbCb>();
-        if c.sacked & TCPCB_SACKED_ACKED != 0 || c.when_ns > limit {
-            continue;
-        }
-        if c.sacked & TCPCB_SACKED_RETRANS != 0 {
-            c.sacked &= !TCPCB_SACKED_RETRANS;
-            sk.retrans_out = sk.retrans_out.saturating_sub(1);
-        }
-        if c.sacked & TCPCB_LOST == 0 {
-            c.sacked |= TCPCB_LOST;
-            sk.lost_out += 1;
-        }
-    }
-}
-
 /// Mark segments lost for recovery: with SACK, every unSACKed segment below the highest SACK
 /// (FACK-style); without, the head (Linux: tcp_mark_head_lost / tcp_update_scoreboard).
 fn tcp_mark_lost(sk: &mut TcpSock) {
@@ -571,20 +545,18 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
                     sk.ca_ops
                         .cong_avoid(&mut sk.cong, acked_pkts, stack.core.jiffies, rtt_us);
                 }
-                if sk.rx_opt.sack_ok && sk.sacked_out > 0 {
-                    tcp_rack_detect_loss(sk);
-                } else if acked_pkts > 0 || sk.dupacks > 0 {
-                    // NewReno partial ACK: the next hole is lost too.
+                if (sk.rx_opt.sack_ok && sk.sacked_out > 0) || acked_pkts > 0 || sk.dupacks > 0 {
+                    // More SACKs, or a NewReno partial ACK: the next holes are lost too.
                     tcp_mark_lost(sk);
                 }
                 tcp_xmit_retransmit_queue(sk, stack);
             }
         }
         CaState::Open | CaState::Disorder | CaState::Cwr => {
-            if sk.rx_opt.sack_ok && sk.sacked_out > 0 {
-                tcp_rack_detect_loss(sk);
-            }
-            let sack_lost = sk.rx_opt.sack_ok && (sk.lost_out > 0 || sk.sacked_out >= 3);
+            // RFC 6675 DupThresh: three SACKed segments above the hole start recovery. RACK loss
+            // detection (rack_xmit_ns is kept for it) inflated timeouts under heavy loss and is
+            // not enabled yet.
+            let sack_lost = sk.rx_opt.sack_ok && sk.sacked_out >= 3;
             if sk.packets_out > 0 && (sk.dupacks >= 3 || sack_lost) {
                 // Fast retransmit (RFC 5681 3.2 / RFC 6675).
                 sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);

@@ -136,7 +136,7 @@ fn transfer_5pct_loss() {
 
 #[test]
 /// 20% loss in both directions: blink's recovery still falls back on backed-off timeouts here
-/// (no tail-loss probe, no reordering-adaptive RACK, no undo), so this moves 1 MiB; the others
+/// (no tail-loss probe, no RACK, no undo), so this moves 16 MiB; the others
 /// move 256 MiB.
 fn transfer_20pct_loss_with_dup_reorder_corrupt() {
     let imp = ImpairConfig {
@@ -148,7 +148,7 @@ fn transfer_20pct_loss_with_dup_reorder_corrupt() {
         ..Default::default()
     };
     let mut p = pair(Some(imp), cfg());
-    let (hs, hr) = transfer(&mut p, size(1), usize::MAX);
+    let (hs, hr) = transfer(&mut p, size(16), usize::MAX);
     assert_eq!(hs, hr);
     eprintln!(
         "virtual time {} ms; A: {:?}",
