@@ -10,11 +10,8 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
-use blink_ipv4::iphdr::IPPROTO_TCP;
 use blink_ipv4::Stack;
-use blink_netcore::skbuff::SkBuff;
-use blink_netcore::snmp::{TcpExtMib, TcpMib};
+use blink_netcore::snmp::TcpExtMib;
 
 use crate::inet_hashtables::FourTuple;
 use crate::tcphdr::*;
@@ -85,38 +82,14 @@ pub fn cookie_minute(stack: &Stack) -> u32 {
 
 /// Send the cookie SYN-ACK for a SYN (`peer_isn`) without creating any state.
 pub fn send_cookie_synack(stack: &mut Stack, t: &FourTuple, cookie: u32, peer_isn: u32, mss: u16, window: u16) {
-    let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        return;
-    };
     let opts = TcpOptions {
         mss: Some(mss),
         ..Default::default()
     };
-    let hlen = TCP_HLEN_MIN + opts.len();
-    let Some(h) = skb.skb_put(hlen) else { return };
-    tcp_build_header(
-        h,
-        t.lport,
-        t.rport,
-        cookie,
-        peer_isn.wrapping_add(1),
-        TCPHDR_SYN | TCPHDR_ACK,
-        window,
-        &opts,
-    );
-    let c = tcp_v4_check(t.laddr.octets(), t.raddr.octets(), &[skb.data()]);
-    skb.data_mut().expect("fresh")[16..18].copy_from_slice(&c.to_be_bytes());
-    stack.core.mib.tcp.inc(TcpMib::OutSegs);
-    stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesSent);
-    let tx = IpTx {
-        src: Some(t.laddr),
-        dst: t.raddr,
-        protocol: IPPROTO_TCP,
-        ttl: None,
-        tos: 0,
-        df: true,
-    };
-    let _ = ip_build_and_send_pkt(stack, skb, tx);
+    let flags = TCPHDR_SYN | TCPHDR_ACK;
+    if crate::tcp_ipv4::tcp_v4_send_stateless(stack, t, cookie, peer_isn.wrapping_add(1), flags, window, &opts) {
+        stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesSent);
+    }
 }
 
 #[cfg(test)]

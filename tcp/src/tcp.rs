@@ -10,6 +10,7 @@ use blink_netcore::snmp::{TcpExtMib, TcpMib};
 use blink_netcore::sock::SockHandle;
 use blink_netcore::timer::TimerId;
 
+use crate::inet_hashtables::FourTuple;
 use crate::tcp_cong::{CaState, CongState, CongestionOps};
 use crate::tcphdr::SackBlock;
 use crate::TcpErr;
@@ -347,6 +348,16 @@ impl TcpSock {
         };
         sk.ca_ops.init(&mut sk.cong);
         sk
+    }
+
+    /// The connection's 4-tuple as the hash tables key it.
+    pub fn tuple(&self) -> FourTuple {
+        FourTuple {
+            laddr: self.saddr,
+            lport: self.sport,
+            raddr: self.daddr,
+            rport: self.dport,
+        }
     }
 
     /// Bytes the application has queued that are not yet acknowledged.

@@ -81,12 +81,7 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
     if f & TCPHDR_ACK != 0 && cb.ack_seq != sk.snd_nxt {
         // An ACK for something we never sent: reset it (unless it is a reset).
         if f & TCPHDR_RST == 0 {
-            let t = FourTuple {
-                laddr: sk.saddr,
-                lport: sk.sport,
-                raddr: sk.daddr,
-                rport: sk.dport,
-            };
+            let t = sk.tuple();
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         }
         stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
@@ -103,12 +98,7 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
         stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
         return;
     }
-    let t = FourTuple {
-        laddr: sk.saddr,
-        lport: sk.sport,
-        raddr: sk.daddr,
-        rport: sk.dport,
-    };
+    let t = sk.tuple();
     sk.irs = cb.seq;
     sk.rcv_nxt = cb.seq.wrapping_add(1);
     sk.rcv_wup = sk.rcv_nxt;
@@ -224,12 +214,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     sk.keepalive_probes_sent = 0;
     if sk.state == TcpState::SynRecv {
         if before(cb.ack_seq, sk.snd_una.wrapping_add(1)) || after(cb.ack_seq, sk.snd_nxt) {
-            let t = FourTuple {
-                laddr: sk.saddr,
-                lport: sk.sport,
-                raddr: sk.daddr,
-                rport: sk.dport,
-            };
+            let t = sk.tuple();
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
             stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
             return;
@@ -286,12 +271,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         && after(cb.end_seq.wrapping_sub(fin), sk.rcv_nxt)
     {
         stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnData);
-        let t = FourTuple {
-            laddr: sk.saddr,
-            lport: sk.sport,
-            raddr: sk.daddr,
-            rport: sk.dport,
-        };
+        let t = sk.tuple();
         crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         tcp_done(sk, stack);
         drop(skb);

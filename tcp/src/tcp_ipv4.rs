@@ -88,12 +88,7 @@ impl TcpProto {
     pub fn post_process(&mut self, stack: &mut Stack, h: SockHandle) {
         let Some(sk) = self.socks.get_mut(h) else { return };
         if sk.state == TcpState::Closed {
-            let t = FourTuple {
-                laddr: sk.saddr,
-                lport: sk.sport,
-                raddr: sk.daddr,
-                rport: sk.dport,
-            };
+            let t = sk.tuple();
             if self.tables.ehash.get(&t) == Some(&h) {
                 self.tables.ehash.remove(&t);
             }
@@ -137,12 +132,7 @@ impl TcpProto {
         {
             stack.timers.timer_free(t);
         }
-        let t = FourTuple {
-            laddr: sk.saddr,
-            lport: sk.sport,
-            raddr: sk.daddr,
-            rport: sk.dport,
-        };
+        let t = sk.tuple();
         if self.tables.ehash.get(&t) == Some(&h) {
             self.tables.ehash.remove(&t);
         }
@@ -577,24 +567,29 @@ impl TcpProto {
     }
 }
 
-/// Linux: tcp_v4_send_reset(). A reset for a segment no socket wants.
-pub fn tcp_v4_send_reset(stack: &mut Stack, t: &FourTuple, cb: &TcpSkbCb, payload_len: u32) {
+/// Send one segment that belongs to no socket (a reset, a cookie SYN-ACK): header in a fresh
+/// skb, full checksum, straight to IP. Linux: ip_send_unicast_reply().
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_v4_send_stateless(
+    stack: &mut Stack,
+    t: &FourTuple,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    opts: &TcpOptions,
+) -> bool {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        return;
+        stack.core.mib.drops.inc(DropReason::NoMem);
+        return false;
     };
-    let (seq, ack, flags) = if cb.tcp_flags & TCPHDR_ACK != 0 {
-        (cb.ack_seq, 0, TCPHDR_RST)
-    } else {
-        let syn = (cb.tcp_flags & TCPHDR_SYN != 0) as u32;
-        let fin = (cb.tcp_flags & TCPHDR_FIN != 0) as u32;
-        (0, cb.seq.wrapping_add(payload_len + syn + fin), TCPHDR_RST | TCPHDR_ACK)
+    let Some(h) = skb.skb_put(TCP_HLEN_MIN + opts.len()) else {
+        return false;
     };
-    let Some(h) = skb.skb_put(TCP_HLEN_MIN) else { return };
-    tcp_build_header(h, t.lport, t.rport, seq, ack, flags, 0, &TcpOptions::default());
+    tcp_build_header(h, t.lport, t.rport, seq, ack, flags, window, opts);
     let c = tcp_v4_check(t.laddr.octets(), t.raddr.octets(), &[skb.data()]);
     skb.data_mut().expect("fresh")[16..18].copy_from_slice(&c.to_be_bytes());
     stack.core.mib.tcp.inc(TcpMib::OutSegs);
-    stack.core.mib.tcp.inc(TcpMib::OutRsts);
     let tx = IpTx {
         src: Some(t.laddr),
         dst: t.raddr,
@@ -603,7 +598,20 @@ pub fn tcp_v4_send_reset(stack: &mut Stack, t: &FourTuple, cb: &TcpSkbCb, payloa
         tos: 0,
         df: true,
     };
-    let _ = ip_build_and_send_pkt(stack, skb, tx);
+    ip_build_and_send_pkt(stack, skb, tx).is_ok()
+}
+
+/// Linux: tcp_v4_send_reset(). A reset for a segment no socket wants.
+pub fn tcp_v4_send_reset(stack: &mut Stack, t: &FourTuple, cb: &TcpSkbCb, payload_len: u32) {
+    let (seq, ack, flags) = if cb.tcp_flags & TCPHDR_ACK != 0 {
+        (cb.ack_seq, 0, TCPHDR_RST)
+    } else {
+        let syn = (cb.tcp_flags & TCPHDR_SYN != 0) as u32;
+        let fin = (cb.tcp_flags & TCPHDR_FIN != 0) as u32;
+        (0, cb.seq.wrapping_add(payload_len + syn + fin), TCPHDR_RST | TCPHDR_ACK)
+    };
+    stack.core.mib.tcp.inc(TcpMib::OutRsts);
+    tcp_v4_send_stateless(stack, t, seq, ack, flags, 0, &TcpOptions::default());
 }
 
 impl InetProtocol for TcpProto {
