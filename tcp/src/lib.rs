@@ -15,6 +15,7 @@ pub mod tcp;
 pub mod tcp_cong;
 pub mod tcp_input;
 pub mod tcp_ipv4;
+pub mod tcp_minisocks;
 pub mod tcp_output;
 pub mod tcp_timer;
 pub mod tcphdr;
@@ -67,6 +68,10 @@ pub struct TcpConfig {
     pub syncookies: bool,
     /// Local port range for active opens (Linux: ip_local_port_range).
     pub ephemeral_ports: (u16, u16),
+    /// Let an active open take over a 4-tuple in TIME-WAIT once its last timestamp is a
+    /// second old (Linux: net.ipv4.tcp_tw_reuse = 1; Linux's default 2 means loopback only,
+    /// and blink has no loopback, so the default here is off).
+    pub tw_reuse: bool,
 }
 
 impl Default for TcpConfig {
@@ -85,6 +90,7 @@ impl Default for TcpConfig {
             max_backlog: 4096,
             syncookies: true,
             ephemeral_ports: (32768, 60999),
+            tw_reuse: false,
         }
     }
 }

@@ -285,17 +285,11 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     }
 }
 
-/// Enter TIME-WAIT for 2*MSL (configurable; Linux uses a fixed 60 s).
+/// Enter TIME-WAIT (Linux: tcp_time_wait). The state change is all that happens here: when
+/// the segment's processing ends, `TcpProto::post_process` moves the connection into a small
+/// TIME-WAIT sock (tcp_minisocks.rs) and frees the full socket.
 fn tcp_time_wait(sk: &mut TcpSock, stack: &mut Stack) {
     tcp_set_state(sk, stack, TcpState::TimeWait);
-    stack.core.mib.tcp_ext.inc(TcpExtMib::TW);
-    for t in [sk.retransmit_timer, sk.delack_timer].into_iter().flatten() {
-        stack.timers.del_timer(t);
-    }
-    if let Some(t) = sk.keepalive_timer {
-        stack.timers.mod_timer(t, stack.core.jiffies + sk.timewait_ms);
-    }
-    sk.raise(ev::CLOSED);
 }
 
 /// Linux: tcp_sacktag_write_queue(). Mark segments the peer reports holding; returns an RTT
@@ -607,14 +601,8 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     }
     if !after(cb.end_seq, sk.rcv_nxt) {
         // Entirely old: a retransmission of something we have. ACK at once (the sender may
-        // have missed our ACK) -- in CLOSE-WAIT, CLOSING, LAST-ACK and TIME-WAIT too, where it
-        // is the peer's FIN again. In TIME-WAIT that restarts the 2 MSL timer (RFC 9293
-        // 3.10.7.4; Linux: tcp_timewait_state_process).
-        if sk.state == TcpState::TimeWait && fin {
-            if let Some(t) = sk.keepalive_timer {
-                stack.timers.mod_timer(t, stack.core.jiffies + sk.timewait_ms);
-            }
-        }
+        // have missed our ACK) -- in CLOSE-WAIT, CLOSING and LAST-ACK too, where it is the
+        // peer's FIN again (TIME-WAIT is handled by its own sock: tcp_minisocks.rs).
         sk.quickack = sk.quickack.max(1);
         tcp_send_ack(sk, stack);
         return;

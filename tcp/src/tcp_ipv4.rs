@@ -18,6 +18,7 @@ use crate::inet_hashtables::{FourTuple, InetHashTables};
 use crate::tcp::{ev, TcpError, TcpSkbCb, TcpSock, TcpState};
 use crate::tcp_cong::cong_by_name;
 use crate::tcp_input::{tcp_rcv_state_process, tcp_rcv_synsent};
+use crate::tcp_minisocks::{TcpTimewaitSock, TwStatus};
 use crate::tcp_output::{tcp_send_syn, tcp_send_synack};
 use crate::tcp_timer::{TimerKind, TCP_TIMER_FN};
 use crate::tcphdr::*;
@@ -26,6 +27,8 @@ use crate::{TcpConfig, TcpErr};
 /// The TCP instance of one core: its sockets, hash tables and settings.
 pub struct TcpProto {
     pub socks: SockSlab<TcpSock>,
+    /// TIME-WAIT socks (tcp_minisocks.rs), hashed by tuple in `tables.twhash`.
+    pub tw: SockSlab<TcpTimewaitSock>,
     pub tables: InetHashTables,
     pub cfg: TcpConfig,
     /// Sockets with events the application has not collected (each at most once).
@@ -39,6 +42,7 @@ impl TcpProto {
     pub fn new(cfg: TcpConfig) -> TcpProto {
         TcpProto {
             socks: SockSlab::default(),
+            tw: SockSlab::default(),
             tables: InetHashTables::default(),
             next_port: cfg.ephemeral_ports.0,
             cfg,
@@ -87,6 +91,10 @@ impl TcpProto {
     /// it any more, and note pending events for the application.
     pub fn post_process(&mut self, stack: &mut Stack, h: SockHandle) {
         let Some(sk) = self.socks.get_mut(h) else { return };
+        if sk.state == TcpState::TimeWait {
+            self.inet_twsk_hashdance(stack, h);
+        }
+        let sk = self.socks.get_mut(h).expect("exists");
         if sk.state == TcpState::Closed {
             let t = sk.tuple();
             if self.tables.ehash.get(&t) == Some(&h) {
@@ -174,6 +182,102 @@ impl TcpProto {
         drop(sk);
     }
 
+    // ---------------------------------------------------------------- TIME-WAIT
+
+    /// Linux: inet_twsk_hashdance() + tcp_done(). Socket `h` just entered TIME-WAIT: a
+    /// TIME-WAIT sock takes over its tuple (and its port), and the full socket closes (the
+    /// application, if it still holds it, sees it closed, as with Linux).
+    fn inet_twsk_hashdance(&mut self, stack: &mut Stack, h: SockHandle) {
+        let sk = self.socks.get_mut(h).expect("exists");
+        let t = sk.tuple();
+        let mut tw = TcpTimewaitSock::from_sock(sk, stack.core.jiffies);
+        // From TIME-WAIT to closed: CurrEstab and the reset counters do not move.
+        crate::tcp::tcp_done(sk, stack);
+        if self.tables.ehash.get(&t) == Some(&h) {
+            self.tables.ehash.remove(&t);
+        }
+        let timeout = tw.timeout_ms;
+        let Some(twh) = self.tw.insert(tw.clone()) else {
+            // No room for the TIME-WAIT sock: Linux then just closes (TCPTimeWaitOverflow).
+            return;
+        };
+        let timer = stack
+            .timers
+            .timer_setup(TCP_TIMER_FN, TimerKind::TimeWait.data(twh.to_u56()));
+        stack.timers.mod_timer(timer, stack.core.jiffies + timeout);
+        tw.timer = Some(timer);
+        *self.tw.get_mut(twh).expect("inserted") = tw;
+        // An older TIME-WAIT sock for the same tuple cannot exist (it would have been found
+        // before this connection was created), but never leak one.
+        if let Some(old) = self.tables.twhash.insert(t, twh) {
+            self.tw_free(stack, old);
+        }
+        self.tables.bind_ref(t.lport);
+    }
+
+    /// Free a TIME-WAIT sock: its timer, its hash entry, its port (Linux: inet_twsk_kill).
+    fn inet_twsk_kill(&mut self, stack: &mut Stack, twh: SockHandle) {
+        let Some(tw) = self.tw.get(twh) else { return };
+        let t = tw.tuple;
+        if self.tables.twhash.get(&t) == Some(&twh) {
+            self.tables.twhash.remove(&t);
+        }
+        self.tw_free(stack, twh);
+    }
+
+    fn tw_free(&mut self, stack: &mut Stack, twh: SockHandle) {
+        if let Some(tw) = self.tw.remove(twh) {
+            if let Some(timer) = tw.timer {
+                stack.timers.timer_free(timer);
+            }
+            self.tables.unbind(tw.tuple.lport);
+        }
+    }
+
+    /// A segment for a TIME-WAIT sock (Linux: the TCP_TW_* cases of tcp_v4_rcv). Returns the
+    /// initial sequence number to use when the segment is a SYN that may start a new
+    /// connection on the tuple; otherwise the segment has been dealt with.
+    fn tcp_timewait_rcv(&mut self, stack: &mut Stack, twh: SockHandle, skb: &SkBuff, opts: &TcpOptions) -> Option<u32> {
+        let cb = *skb.cb::<TcpSkbCb>();
+        let now = stack.core.jiffies;
+        let tw = self.tw.get_mut(twh).expect("hashed TIME-WAIT socks exist");
+        let v = tw.state_process(&cb, opts, now);
+        if v.paws_reject {
+            stack.core.mib.tcp_ext.inc(TcpExtMib::PAWSEstab);
+        }
+        if v.restart {
+            if let Some(t) = tw.timer {
+                stack.timers.mod_timer(t, now + tw.timeout_ms);
+            }
+        }
+        match v.status {
+            TwStatus::Success => None,
+            TwStatus::Ack => {
+                tw.send_ack(stack);
+                None
+            }
+            TwStatus::Kill => {
+                self.inet_twsk_kill(stack, twh);
+                None
+            }
+            TwStatus::Syn(isn) => Some(isn),
+        }
+    }
+
+    /// Is `t` in TIME-WAIT? (for tests and `blink stat`)
+    pub fn in_time_wait(&self, t: &FourTuple) -> bool {
+        self.tables.twhash.contains_key(t)
+    }
+
+    /// The listener for `daddr:dport`, if any.
+    fn listener_for(&self, daddr: Ipv4Addr, dport: u16) -> Option<SockHandle> {
+        let &l = self.tables.lhash.get(&dport)?;
+        self.socks
+            .get(l)
+            .is_some_and(|ls| ls.saddr.is_unspecified() || ls.saddr == daddr)
+            .then_some(l)
+    }
+
     // ---------------------------------------------------------------- receive
 
     /// Linux: tcp_v4_rcv(). `skb->data` is at the TCP header, the IP header at the network mark.
@@ -249,15 +353,35 @@ impl TcpProto {
             self.accept_ready(stack, h);
             return;
         }
-        if let Some(&l) = self.tables.lhash.get(&dport) {
-            let ok = self
-                .socks
-                .get(l)
-                .is_some_and(|ls| ls.saddr.is_unspecified() || ls.saddr == daddr);
-            if ok {
-                self.tcp_v4_listen_rcv(stack, l, t, skb, &opts);
-                return;
+        let mut tw_isn = None;
+        if let Some(&twh) = self.tables.twhash.get(&t) {
+            match self.tcp_timewait_rcv(stack, twh, &skb, &opts) {
+                Some(isn) => tw_isn = Some(isn),
+                None => {
+                    drop(skb);
+                    return;
+                }
             }
+        }
+        if let Some(l) = self.listener_for(daddr, dport) {
+            if let Some(isn) = tw_isn {
+                // A new incarnation of a connection in TIME-WAIT (Linux: TCP_TW_SYN).
+                if let Some(&twh) = self.tables.twhash.get(&t) {
+                    self.inet_twsk_kill(stack, twh);
+                }
+                self.tcp_v4_listen_rcv(stack, l, t, skb, &opts, Some(isn));
+            } else {
+                self.tcp_v4_listen_rcv(stack, l, t, skb, &opts, None);
+            }
+            return;
+        }
+        if tw_isn.is_some() {
+            // A SYN that could have reused the tuple, but nobody listens: ACK as TIME-WAIT.
+            if let Some(tw) = self.tables.twhash.get(&t).and_then(|&twh| self.tw.get(twh)) {
+                tw.send_ack(stack);
+            }
+            drop(skb);
+            return;
         }
         // No socket: answer with a reset (RFC 9293 3.10.7.1), never a reset to a reset.
         if cb.tcp_flags & TCPHDR_RST == 0 {
@@ -268,7 +392,15 @@ impl TcpProto {
 
     /// A segment for a listener: a SYN creates a connection in SYN-RECV (bounded by the
     /// backlog), anything else gets a reset.
-    fn tcp_v4_listen_rcv(&mut self, stack: &mut Stack, l: SockHandle, t: FourTuple, skb: SkBuff, opts: &TcpOptions) {
+    fn tcp_v4_listen_rcv(
+        &mut self,
+        stack: &mut Stack,
+        l: SockHandle,
+        t: FourTuple,
+        skb: SkBuff,
+        opts: &TcpOptions,
+        isn: Option<u32>,
+    ) {
         let cb = *skb.cb::<TcpSkbCb>();
         let flags = cb.tcp_flags;
         if flags & TCPHDR_RST != 0 {
@@ -311,7 +443,7 @@ impl TcpProto {
             stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
-        let mut sk = self.new_child(stack, &t, cb.seq, cb.window, l);
+        let mut sk = self.new_child(stack, &t, cb.seq, cb.window, l, isn);
         sk.state = TcpState::SynRecv;
         crate::tcp_input::tcp_negotiate_options(&mut sk, stack, opts, &t);
         let Some(h) = self.socks.insert(sk) else {
@@ -333,13 +465,25 @@ impl TcpProto {
 
     /// A connection born from listener `l` for a SYN with `peer_isn` (Linux:
     /// tcp_create_openreq_child).
-    fn new_child(&self, stack: &Stack, t: &FourTuple, peer_isn: u32, window: u16, l: SockHandle) -> TcpSock {
+    /// `isn` overrides the initial sequence number (a tuple taken over from TIME-WAIT).
+    fn new_child(
+        &self,
+        stack: &Stack,
+        t: &FourTuple,
+        peer_isn: u32,
+        window: u16,
+        l: SockHandle,
+        isn: Option<u32>,
+    ) -> TcpSock {
         let mut sk = self.new_sock();
         sk.saddr = t.laddr;
         sk.sport = t.lport;
         sk.daddr = t.raddr;
         sk.dport = t.rport;
-        let (iss, tsoff) = self.isn(t, stack.core.now_ns);
+        let (mut iss, tsoff) = self.isn(t, stack.core.now_ns);
+        if let Some(i) = isn {
+            iss = i;
+        }
         sk.iss = iss;
         sk.ts_offset = tsoff;
         sk.snd_una = iss;
@@ -378,7 +522,7 @@ impl TcpProto {
             return;
         }
         stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesRecv);
-        let mut sk = self.new_child(stack, &t, peer_isn, cb.window, l);
+        let mut sk = self.new_child(stack, &t, peer_isn, cb.window, l, None);
         // The cookie was our ISN.
         let iss = cb.ack_seq.wrapping_sub(1);
         sk.iss = iss;
@@ -486,7 +630,7 @@ impl TcpProto {
             .lookup(daddr)
             .map(|r| r.prefsrc)
             .ok_or(TcpErr::NoRoute(daddr))?;
-        let lport = self.pick_ephemeral(stack, saddr, daddr, dport).ok_or(TcpErr::NoPorts)?;
+        let (lport, tw_isn) = self.pick_ephemeral(stack, saddr, daddr, dport).ok_or(TcpErr::NoPorts)?;
         let t = FourTuple {
             laddr: saddr,
             lport,
@@ -499,6 +643,7 @@ impl TcpProto {
         sk.daddr = daddr;
         sk.dport = dport;
         let (iss, tsoff) = self.isn(&t, stack.core.now_ns);
+        let iss = tw_isn.unwrap_or(iss);
         sk.iss = iss;
         sk.ts_offset = tsoff;
         sk.snd_una = iss;
@@ -526,7 +671,15 @@ impl TcpProto {
 
     /// An ephemeral port for a connection to `daddr:dport` whose reply tuple hashes back to
     /// this core (RSS: the NIC must steer the replies here).
-    fn pick_ephemeral(&mut self, stack: &Stack, saddr: Ipv4Addr, daddr: Ipv4Addr, dport: u16) -> Option<u16> {
+    /// A port whose tuple is in TIME-WAIT is taken over only with `tw_reuse` (then the second
+    /// value is the initial sequence number the new connection must use).
+    fn pick_ephemeral(
+        &mut self,
+        stack: &mut Stack,
+        saddr: Ipv4Addr,
+        daddr: Ipv4Addr,
+        dport: u16,
+    ) -> Option<(u16, Option<u32>)> {
         let (lo, hi) = self.cfg.ephemeral_ports;
         let span = (hi - lo) as u32 + 1;
         for _ in 0..span {
@@ -548,7 +701,17 @@ impl TcpProto {
                     continue;
                 }
             }
-            return Some(p);
+            let mut isn = None;
+            if let Some(&twh) = self.tables.twhash.get(&t) {
+                let tw = self.tw.get(twh).expect("hashed TIME-WAIT socks exist");
+                if !(self.cfg.tw_reuse && tw.reusable(stack.core.jiffies)) {
+                    continue;
+                }
+                isn = Some(tw.reuse_isn());
+                self.inet_twsk_kill(stack, twh);
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TWRecycled);
+            }
+            return Some((p, isn));
         }
         None
     }
@@ -557,8 +720,17 @@ impl TcpProto {
 
     /// A TCP timer fired for `h` (dispatched from the wheel via TCP_TIMER_FN).
     pub fn on_timer(&mut self, stack: &mut Stack, kind: TimerKind, h: SockHandle) {
+        if kind == TimerKind::TimeWait {
+            // Linux: tw_timer_handler -> inet_twsk_kill, counted as TcpExt TW.
+            if self.tw.get(h).is_some() {
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TW);
+                self.inet_twsk_kill(stack, h);
+            }
+            return;
+        }
         let Some(sk) = self.socks.get_mut(h) else { return };
         match kind {
+            TimerKind::TimeWait => {}
             TimerKind::Retransmit => crate::tcp_timer::tcp_retransmit_timer(sk, stack),
             TimerKind::Delack => crate::tcp_timer::tcp_delack_timer(sk, stack),
             TimerKind::Keepalive => crate::tcp_timer::tcp_keepalive_timer(sk, stack),

@@ -21,6 +21,8 @@ pub enum TimerKind {
     Retransmit = 0,
     Delack = 1,
     Keepalive = 2,
+    /// The timer of a TIME-WAIT sock; the handle is in `TcpProto::tw`.
+    TimeWait = 3,
 }
 
 impl TimerKind {
@@ -32,7 +34,8 @@ impl TimerKind {
         let k = match d >> 56 {
             0 => TimerKind::Retransmit,
             1 => TimerKind::Delack,
-            _ => TimerKind::Keepalive,
+            2 => TimerKind::Keepalive,
+            _ => TimerKind::TimeWait,
         };
         (k, SockHandle::from_u56(d & ((1 << 56) - 1)))
     }
@@ -169,12 +172,10 @@ pub fn tcp_delack_timer(sk: &mut TcpSock, stack: &mut Stack) {
     }
 }
 
-/// Linux: tcp_keepalive_timer(), which also ends FIN-WAIT-2 for orphans, and the TIME-WAIT
-/// timer (inet_twsk_kill).
+/// Linux: tcp_keepalive_timer(), which also ends FIN-WAIT-2 for orphans.
 pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
     let now = stack.core.jiffies;
     match sk.state {
-        TcpState::TimeWait => tcp_done(sk, stack),
         // An orphan's FIN-WAIT-2 timeout; a socket the application still holds is kept
         // (and probed, with keepalive on), as in Linux.
         TcpState::FinWait2 if sk.orphan => tcp_done(sk, stack),

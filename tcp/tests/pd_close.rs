@@ -267,3 +267,67 @@ fn data_after_close_resets() {
     s.assert_counters(&[("TcpExt.TCPAbortOnData", 1), ("Tcp.OutRsts", 1), ("Tcp.CurrEstab", 0)]);
     s.assert_clean();
 }
+
+/// A new SYN for a tuple in TIME-WAIT with a higher sequence number starts a new connection at
+/// once (RFC 6191; Linux: TCP_TW_SYN) with an ISN beyond the old connection's sequence space
+/// (old snd_nxt + 65537, i.e. 65539 relative to the old ISN). A SYN with an old sequence number
+/// is answered like any old segment: the TIME-WAIT ACK.
+#[test]
+fn time_wait_taken_over_by_newer_syn() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   close
+0.1   > F. 1:1(0) ack 1 <>
+0.1   < F. 1:1(0) ack 2 win 65535
+0.1   > . 2:2(0) ack 2 <>
+0.1   expect_state TIME-WAIT
+0.2   < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
+0.2   > . 2:2(0) ack 2 <>
+0.2   expect_state TIME-WAIT
+0.3   < S 5000:5000(0) win 65535 <mss 1000,sackOK,nop,nop>
+0.3   > S. 65539:65539(0) ack 5001 win 65535 <mss 1460,sackOK>
+0.3   < . 5001:5001(0) ack 65540 win 65535
+0.3   accept
+0.3   expect_state ESTAB
+0.4   < R. 5001:5001(0) ack 65540 win 0
+0.4   expect_error reset
+0.4   close
+0.4   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("Tcp.PassiveOpens", 2),
+        ("TcpExt.TW", 0),
+        ("Tcp.EstabResets", 1),
+        ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
+
+/// An in-window reset ends TIME-WAIT (RFC 1337's "assassination", which Linux allows with its
+/// default tcp_rfc1337 = 0); the tuple then answers with resets.
+#[test]
+fn time_wait_killed_by_reset() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   close
+0.1   > F. 1:1(0) ack 1 <>
+0.1   < F. 1:1(0) ack 2 win 65535
+0.1   > . 2:2(0) ack 2 <>
+0.1   expect_state TIME-WAIT
+0.2   < R 2:2(0) win 0
+0.2   expect_state gone
+0.3   < . 2:2(0) ack 2 win 65535
+0.3   > R 2:2(0) <>
+0.3   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("TcpExt.TW", 0), ("Tcp.OutRsts", 1), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}

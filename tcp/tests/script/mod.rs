@@ -452,7 +452,17 @@ impl Script {
             ["close"] => tcp_close(st, sock?).map_err(err)?,
             ["close", "listener"] => tcp_close(st, listener?).map_err(err)?,
             ["expect_state", want] => {
+                // A connection in TIME-WAIT lives on as a TIME-WAIT sock (its full socket is
+                // closed, or gone once the application closed it): look it up by tuple.
+                let t = blink_tcp::inet_hashtables::FourTuple {
+                    laddr: STACK_IP,
+                    lport: self.lport,
+                    raddr: REMOTE_IP,
+                    rport: self.rport,
+                };
+                let tw = with_tcp(st, |tcp, _| tcp.in_time_wait(&t)).map_err(err)?;
                 let got = match tcp_state(st, sock?) {
+                    _ if tw => "TIME-WAIT",
                     Err(TcpErr::BadHandle) => "gone",
                     r => r.map_err(err)?.name(),
                 };
@@ -504,6 +514,9 @@ impl Script {
     pub fn assert_clean(&mut self) {
         let n = with_tcp(&mut self.stack, |t, _| t.socks.len()).unwrap();
         assert_eq!(n, 0, "sockets left at the end");
+        let (tw, ports) = with_tcp(&mut self.stack, |t, _| (t.tw.len(), t.tables.bound_ports())).unwrap();
+        assert_eq!(tw, 0, "TIME-WAIT socks left at the end");
+        assert_eq!(ports, 0, "ports still bound at the end");
         self.stack.flush_tx();
         self.collect();
         if let Err(e) = self.no_unexpected() {
