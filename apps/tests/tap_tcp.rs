@@ -98,7 +98,7 @@ fn kernel_nc_echo_under_loss_and_reordering() {
     kernel_nc_to_blink_echo(
         "tcplossy",
         3,
-        20,
+        100,
         Some("loss=0.05,reorder=0.1,dup=0.01,corrupt=0.001,delay=1ms,seed=5"),
     );
 }

@@ -146,7 +146,7 @@ fn blink_client_to_kernel_under_loss_and_reordering() {
     blink_client_to_kernel(
         "tcpclil",
         6,
-        20 << 20,
+        100 << 20,
         Some("loss=0.05,reorder=0.1,dup=0.01,corrupt=0.001,delay=1ms,seed=6"),
     );
 }

@@ -14,33 +14,42 @@ use crate::tcphdr::*;
 
 /// Settle MSS, window scaling, timestamps and SACK from a SYN (passive side) or SYN-ACK.
 pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t: &FourTuple) {
-    let mtu = stack
-        .fib
-        .lookup(t.raddr)
-        .map(|r| stack.devs[r.dev as usize].mtu)
-        .unwrap_or(1500);
-    sk.advmss = (mtu.saturating_sub(40)).clamp(88, 65495) as u16;
-    let peer_mss = o.mss.unwrap_or(536).max(88);
-    sk.rx_opt.mss_clamp = peer_mss;
-    sk.mss_cache = peer_mss.min(sk.advmss) as u32;
-    // An option is on when we are willing (TcpConfig, copied into rx_opt when the socket was
-    // made) and the peer's SYN or SYN-ACK carries it.
-    sk.rx_opt.wscale_ok = o.wscale.is_some() && sk.rx_opt.wscale_ok;
-    if sk.rx_opt.wscale_ok {
-        sk.rx_opt.snd_wscale = o.wscale.unwrap_or(0).min(TCP_MAX_WSCALE);
-    } else {
-        sk.rx_opt.snd_wscale = 0;
-        sk.rx_opt.rcv_wscale = 0;
-    }
-    sk.rx_opt.sack_ok = o.sack_ok && sk.rx_opt.sack_ok;
-    sk.rx_opt.tstamp_ok = o.ts.is_some() && sk.rx_opt.tstamp_ok;
-    if let Some((tsval, _)) = o.ts {
-        sk.rx_opt.ts_recent = tsval;
-        sk.rx_opt.ts_recent_stamp = stack.core.jiffies;
-    }
+    sk.advmss = route_advmss(stack, t.raddr);
+    tcp_negotiate_rx_opt(&mut sk.rx_opt, o, stack.core.jiffies);
+    sk.mss_cache = sk.rx_opt.mss_clamp.min(sk.advmss) as u32;
     if sk.rx_opt.tstamp_ok {
         // Timestamps take 12 bytes of every segment.
         sk.mss_cache = sk.mss_cache.saturating_sub(12).max(64);
+    }
+}
+
+/// The MSS we announce towards `raddr`: the route's MTU less the IP and TCP headers.
+pub fn route_advmss(stack: &Stack, raddr: std::net::Ipv4Addr) -> u16 {
+    let mtu = stack
+        .fib
+        .lookup(raddr)
+        .map(|r| stack.devs[r.dev as usize].mtu)
+        .unwrap_or(1500);
+    (mtu.saturating_sub(40)).clamp(88, 65495) as u16
+}
+
+/// The option half of the negotiation (Linux: tcp_parse_options into tcp_options_received +
+/// the checks of tcp_openreq_init / tcp_finish_connect). `rx` holds what we are willing to use
+/// (TcpConfig); an option stays on only if the peer's SYN or SYN-ACK carries it too.
+pub fn tcp_negotiate_rx_opt(rx: &mut crate::tcp::RxOpt, o: &TcpOptions, jiffies: u64) {
+    rx.mss_clamp = o.mss.unwrap_or(536).max(88);
+    rx.wscale_ok = o.wscale.is_some() && rx.wscale_ok;
+    if rx.wscale_ok {
+        rx.snd_wscale = o.wscale.unwrap_or(0).min(TCP_MAX_WSCALE);
+    } else {
+        rx.snd_wscale = 0;
+        rx.rcv_wscale = 0;
+    }
+    rx.sack_ok = o.sack_ok && rx.sack_ok;
+    rx.tstamp_ok = o.ts.is_some() && rx.tstamp_ok;
+    if let Some((tsval, _)) = o.ts {
+        rx.ts_recent = tsval;
+        rx.ts_recent_stamp = jiffies;
     }
 }
 

@@ -167,21 +167,20 @@ pub fn tcp_send_delayed_ack(sk: &mut TcpSock, stack: &mut Stack) {
 
 /// SYN options: MSS, SACK permitted, timestamps, window scale (Linux: tcp_syn_options).
 fn syn_options(sk: &TcpSock, stack: &Stack, synack: bool) -> TcpOptions {
-    let mut o = TcpOptions {
-        mss: Some(sk.advmss),
+    syn_options_from(&sk.rx_opt, sk.advmss, tcp_time_stamp(sk, stack), synack)
+}
+
+/// SYN / SYN-ACK options from `rx` (shared with request socks). Before the handshake `rx`
+/// holds what TcpConfig allows, so a SYN offers exactly that; for a SYN-ACK it has been
+/// negotiated down to what the peer's SYN offered too.
+pub fn syn_options_from(rx: &crate::tcp::RxOpt, advmss: u16, tsval: u32, synack: bool) -> TcpOptions {
+    TcpOptions {
+        mss: Some(advmss),
+        sack_ok: rx.sack_ok,
+        ts: rx.tstamp_ok.then_some((tsval, if synack { rx.ts_recent } else { 0 })),
+        wscale: rx.wscale_ok.then_some(rx.rcv_wscale),
         ..Default::default()
-    };
-    let cfg_all = !synack;
-    if cfg_all || sk.rx_opt.sack_ok {
-        o.sack_ok = sk.rx_opt.sack_ok || cfg_all;
     }
-    if cfg_all || sk.rx_opt.tstamp_ok {
-        o.ts = Some((tcp_time_stamp(sk, stack), if synack { sk.rx_opt.ts_recent } else { 0 }));
-    }
-    if cfg_all || sk.rx_opt.wscale_ok {
-        o.wscale = Some(sk.rx_opt.rcv_wscale);
-    }
-    o
 }
 
 /// The receive window a SYN or SYN-ACK announces (never scaled, RFC 7323 2.2).
