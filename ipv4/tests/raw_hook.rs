@@ -12,11 +12,14 @@ use blink_netcore::skbuff::SkBuff;
 use blink_netcore::snmp::IpMib;
 use common::*;
 
+/// (protocol, first byte at skb->data) of every packet offered to the hook.
+type Seen = Arc<Mutex<Vec<(u8, u8)>>>;
+
 /// A hook that keeps clones of what it is offered (when `take` is set) and records
 /// (protocol, first byte at skb->data) of every offer.
 struct Hook {
     take: bool,
-    seen: Arc<Mutex<Vec<(u8, u8)>>>,
+    seen: Seen,
     kept: Vec<SkBuff>,
 }
 
@@ -35,7 +38,7 @@ impl RawDeliver for Hook {
     }
 }
 
-fn harness(take: bool) -> (Harness, Arc<Mutex<Vec<(u8, u8)>>>) {
+fn harness(take: bool) -> (Harness, Seen) {
     let mut h = Harness::new().with_static_peer();
     let seen = Arc::new(Mutex::new(Vec::new()));
     assert!(h
