@@ -250,6 +250,29 @@ impl UdpProto {
         None
     }
 
+    /// An ephemeral port whose reply tuple (peer -> local) hashes, through the RETA, to this
+    /// core, so replies come back to the core that owns the socket (DESIGN: outgoing
+    /// connections pick such a source port). None when no free port qualifies.
+    fn connect_port(&mut self, stack: &Stack, local: Ipv4Addr, peer: SocketAddrV4) -> Option<u16> {
+        let (lo, hi) = self.cfg.ephemeral_ports;
+        let n = (hi as u32).saturating_sub(lo as u32) + 1;
+        let core = &stack.core;
+        for _ in 0..n {
+            let p = self.rover;
+            self.rover = if self.rover >= hi { lo } else { self.rover + 1 };
+            if self.ports.contains_key(&p) {
+                continue;
+            }
+            let hash = core
+                .toeplitz
+                .hash_ipv4_l4(peer.ip().octets(), local.octets(), peer.port(), p);
+            if hash2cpu(&core.reta, hash) == core.cpu {
+                return Some(p);
+            }
+        }
+        None
+    }
+
     pub fn bind(&mut self, stack: &Stack, h: SockHandle, addr: SocketAddrV4) -> Result<SocketAddrV4, UdpErr> {
         let sk = self.socks.get(h).ok_or(UdpErr::BadHandle)?;
         if sk.sport != 0 {
@@ -290,8 +313,16 @@ impl UdpProto {
         if peer.port() == 0 || peer.ip().is_unspecified() {
             return Err(UdpErr::InvalidArgument("connect needs a peer address and port"));
         }
-        self.autobind(stack, h)?;
         let (_, _, src) = udp_route(stack, *peer.ip())?;
+        let sk = self.socks.get(h).ok_or(UdpErr::BadHandle)?;
+        if sk.sport == 0 {
+            let local = if sk.saddr.is_unspecified() { src } else { sk.saddr };
+            let port = self
+                .connect_port(stack, local, peer)
+                .or_else(|| self.ephemeral_port())
+                .ok_or(UdpErr::NoPorts)?;
+            self.bind(stack, h, SocketAddrV4::new(sk_saddr_or_any(self, h), port))?;
+        }
         let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
         if sk.saddr.is_unspecified() {
             sk.saddr = src;
@@ -568,6 +599,10 @@ impl UdpProto {
             };
             hash2cpu(&core.reta, h)
         });
+        if bcast && found.is_some() {
+            self.udp_mcast_deliver(stack, skb, saddr, sport, daddr, dport);
+            return;
+        }
         let Some(h) = found else {
             if bcast {
                 // Linux: __udp4_lib_mcast_deliver() with no listener.
@@ -580,6 +615,48 @@ impl UdpProto {
             return;
         };
         self.udp_queue_rcv_skb(stack, h, skb);
+    }
+
+    /// Linux: __udp4_lib_mcast_deliver(). A broadcast goes to every socket that matches it
+    /// (each gets a clone sharing the buffers; the last one the original). Clones that cannot
+    /// be made are counted as memory errors.
+    fn udp_mcast_deliver(
+        &mut self,
+        stack: &mut Stack,
+        skb: SkBuff,
+        saddr: Ipv4Addr,
+        sport: u16,
+        daddr: Ipv4Addr,
+        dport: u16,
+    ) {
+        // Bounded like Linux's stack array of sockets per pass; further matches are
+        // served from the next chunk.
+        let mut targets: arrayvec::ArrayVec<SockHandle, 32> = arrayvec::ArrayVec::new();
+        if let Some(chain) = self.ports.get(&dport) {
+            for &h in chain {
+                let Some(sk) = self.socks.get(h) else { continue };
+                let addr_ok = sk.saddr.is_unspecified() || sk.saddr == daddr;
+                let peer_ok = sk.dport == 0 || (sk.daddr == saddr && sk.dport == sport);
+                if addr_ok && peer_ok && targets.try_push(h).is_err() {
+                    break;
+                }
+            }
+        }
+        let Some(last) = targets.pop() else {
+            stack.core.mib.udp.inc(UdpMib::IgnoredMulti);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        };
+        for h in targets {
+            match skb.skb_clone(&mut stack.core.cache) {
+                Some(c) => self.udp_queue_rcv_skb(stack, h, c),
+                None => {
+                    stack.core.mib.udp.inc(UdpMib::MemErrors);
+                    stack.core.mib.drops.inc(DropReason::NoMem);
+                }
+            }
+        }
+        self.udp_queue_rcv_skb(stack, last, skb);
     }
 
     /// Linux: udp_queue_rcv_skb() / __udp_enqueue_schedule_skb(). Bounded by rcvbuf in
@@ -621,6 +698,11 @@ impl UdpProto {
         sk.err = Some(err);
         self.raise(h, ev::ERROR | ev::READABLE | ev::WRITABLE);
     }
+}
+
+/// The socket's bound address, or the wildcard for an unknown handle.
+fn sk_saddr_or_any(u: &UdpProto, h: SockHandle) -> Ipv4Addr {
+    u.socks.get(h).map(|s| s.saddr).unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 /// Output device, its MTU and the preferred source for `dst` (the limited broadcast leaves by

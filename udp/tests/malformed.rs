@@ -156,3 +156,32 @@ fn sent_datagrams_check_out_with_etherparse() {
     udp_close(&mut h.stack, s).unwrap();
     h.assert_no_leak();
 }
+
+/// An skb as a device would hand it up after IP: `data` at the UDP header, network header set.
+fn rx_skb(h: &mut Host, frame: &[u8]) -> blink_netcore::skbuff::SkBuff {
+    let mut skb = blink_netcore::skbuff::SkBuff::from_slice(&mut h.cache, &frame[IP_OFF..]).unwrap();
+    skb.skb_reset_network_header();
+    skb.skb_pull(20);
+    skb.skb_reset_transport_header();
+    skb
+}
+
+#[test]
+fn device_verified_checksum_is_trusted() {
+    let mut h = host(UdpConfig::default());
+    let s = bound(&mut h, 7);
+    let mut f = udp_frame(1000, 7, b"hw says ok");
+    f[UDP_OFF + 6] ^= 0xff; // wrong checksum...
+    let mut skb = rx_skb(&mut h, &f);
+    skb.ip_summed = blink_netcore::skbuff::IpSummed::Unnecessary; // ...but the NIC verified it
+    with_udp(&mut h.stack, |u, st| u.udp_rcv(st, skb)).unwrap();
+    let mut buf = [0u8; 32];
+    assert_eq!(udp_recvmsg(&mut h.stack, s, &mut buf).unwrap().len, 10);
+    // Without the device's word the same datagram is dropped.
+    let skb = rx_skb(&mut h, &f);
+    with_udp(&mut h.stack, |u, st| u.udp_rcv(st, skb)).unwrap();
+    assert_eq!(udp_recvmsg(&mut h.stack, s, &mut buf), Err(UdpErr::WouldBlock));
+    assert_eq!(h.stack.core.mib.udp[UdpMib::InCsumErrors], 1);
+    udp_close(&mut h.stack, s).unwrap();
+    h.assert_no_leak();
+}

@@ -317,3 +317,63 @@ fn rcvbuf_overflow_is_counted() {
     p.settle();
     close_all_and_check(p, &[(true, cli), (false, srv)]);
 }
+
+#[test]
+fn broadcast_reaches_every_matching_socket() {
+    let mut p = pair(UdpConfig::default());
+    let mut socks = Vec::new();
+    for addr in [Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, B_IP] {
+        let h = udp_socket(&mut p.b).unwrap();
+        udp_set_reuseaddr(&mut p.b, h, true).unwrap();
+        udp_bind(&mut p.b, h, sa(addr, 6767)).unwrap();
+        socks.push(h);
+    }
+    let c = udp_socket(&mut p.a).unwrap();
+    udp_sendmsg(
+        &mut p.a,
+        c,
+        b"to everyone",
+        Some(sa(Ipv4Addr::new(10, 0, 0, 255), 6767)),
+    )
+    .unwrap();
+    udp_sendmsg(&mut p.a, c, b"limited", Some(sa(Ipv4Addr::BROADCAST, 6767))).unwrap();
+    p.settle();
+    let mut buf = [0u8; 32];
+    for &h in &socks[..2] {
+        let r = udp_recvmsg(&mut p.b, h, &mut buf).unwrap();
+        assert_eq!(&buf[..r.len], b"to everyone");
+        let r = udp_recvmsg(&mut p.b, h, &mut buf).unwrap();
+        assert_eq!(&buf[..r.len], b"limited");
+    }
+    // Bound to the unicast address: no broadcasts (Linux compute_score).
+    assert_eq!(udp_recvmsg(&mut p.b, socks[2], &mut buf), Err(UdpErr::WouldBlock));
+    // Unicast goes to one socket only (the specific bind wins).
+    udp_sendmsg(&mut p.a, c, b"just one", Some(sa(B_IP, 6767))).unwrap();
+    p.settle();
+    assert!(udp_recvmsg(&mut p.b, socks[2], &mut buf).is_ok());
+    assert_eq!(udp_recvmsg(&mut p.b, socks[0], &mut buf), Err(UdpErr::WouldBlock));
+    let mut all: Vec<_> = socks.into_iter().map(|h| (false, h)).collect();
+    all.push((true, c));
+    close_all_and_check(p, &all);
+}
+
+#[test]
+fn connect_picks_a_port_whose_replies_hash_to_this_core() {
+    let mut p = pair(UdpConfig::default());
+    // A is core 2 of 4: replies must come back to queue 2.
+    p.a.core.cpu = 2;
+    p.a.core.reta = Reta::new(4).unwrap();
+    let toeplitz = Toeplitz::default();
+    let mut socks = Vec::new();
+    let mut ports = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let h = udp_socket(&mut p.a).unwrap();
+        udp_connect(&mut p.a, h, sa(B_IP, 53)).unwrap();
+        let port = udp_local_addr(&mut p.a, h).unwrap().port();
+        let hash = toeplitz.hash_ipv4_l4(B_IP.octets(), A_IP.octets(), 53, port);
+        assert_eq!(hash2cpu(&p.a.core.reta, hash), 2, "port {port}");
+        assert!(ports.insert(port), "port {port} handed out twice");
+        socks.push((true, h));
+    }
+    close_all_and_check(p, &socks);
+}
