@@ -796,3 +796,143 @@ impl InetProtocol for UdpProto {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+    /// A socket placed straight into the tables (bind's address checks need a stack).
+    fn put(
+        u: &mut UdpProto,
+        saddr: Ipv4Addr,
+        port: u16,
+        peer: Option<(Ipv4Addr, u16)>,
+        bucket: Option<u16>,
+    ) -> SockHandle {
+        let h = u.socket().unwrap();
+        let sk = u.socks.get_mut(h).unwrap();
+        sk.saddr = saddr;
+        sk.sport = port;
+        if let Some((a, p)) = peer {
+            sk.daddr = a;
+            sk.dport = p;
+        }
+        sk.bucket = bucket;
+        sk.reuse = true;
+        u.ports.entry(port).or_default().push(h);
+        h
+    }
+
+    #[test]
+    fn lookup_scores_connected_over_bound_over_wildcard() {
+        let mut u = UdpProto::new(UdpConfig::default());
+        let wild = put(&mut u, Ipv4Addr::UNSPECIFIED, 53, None, None);
+        assert_eq!(u.lookup(PEER, 1000, US, 53, || 0), Some(wild));
+        let bound = put(&mut u, US, 53, None, None);
+        assert_eq!(u.lookup(PEER, 1000, US, 53, || 0), Some(bound));
+        let conn = put(&mut u, US, 53, Some((PEER, 1000)), None);
+        assert_eq!(u.lookup(PEER, 1000, US, 53, || 0), Some(conn));
+        // Another source port or address is not the connected peer.
+        assert_eq!(u.lookup(PEER, 1001, US, 53, || 0), Some(bound));
+        assert_eq!(u.lookup(Ipv4Addr::new(10, 0, 0, 3), 1000, US, 53, || 0), Some(bound));
+        // Another local address only matches the wildcard; another port nothing.
+        assert_eq!(u.lookup(PEER, 1000, Ipv4Addr::new(10, 0, 0, 9), 53, || 0), Some(wild));
+        assert_eq!(u.lookup(PEER, 1000, US, 54, || 0), None);
+        // Order of insertion does not matter: the best score wins.
+        u.close(wild).unwrap();
+        let wild2 = put(&mut u, Ipv4Addr::UNSPECIFIED, 53, None, None);
+        assert_eq!(u.lookup(PEER, 1001, US, 53, || 0), Some(bound));
+        u.close(bound).unwrap();
+        assert_eq!(u.lookup(PEER, 1001, US, 53, || 0), Some(wild2));
+    }
+
+    #[test]
+    fn lookup_by_bucket_and_fallback() {
+        let mut u = UdpProto::new(UdpConfig::default());
+        let b: Vec<_> = (0..3)
+            .map(|i| put(&mut u, Ipv4Addr::UNSPECIFIED, 7, None, Some(i)))
+            .collect();
+        for want in 0..3u16 {
+            assert_eq!(u.lookup(PEER, 1, US, 7, || want), Some(b[want as usize]));
+        }
+        // Bucket 3 has no socket: the datagram is still delivered (to a bucket socket).
+        assert!(u.lookup(PEER, 1, US, 7, || 3).is_some());
+        // The hash is only computed when a candidate has a bucket.
+        let mut u2 = UdpProto::new(UdpConfig::default());
+        put(&mut u2, Ipv4Addr::UNSPECIFIED, 7, None, None);
+        assert!(u2
+            .lookup(PEER, 1, US, 7, || panic!("no bucket socket, no hash"))
+            .is_some());
+    }
+
+    #[test]
+    fn port_conflicts() {
+        let mut u = UdpProto::new(UdpConfig::default());
+        let h = put(&mut u, US, 9, None, Some(1));
+        u.socks.get_mut(h).unwrap().reuse = false;
+        assert!(u.port_in_use(9, US, None, false));
+        assert!(u.port_in_use(9, Ipv4Addr::UNSPECIFIED, None, false));
+        assert!(
+            !u.port_in_use(9, PEER, None, false),
+            "different specific addresses coexist"
+        );
+        assert!(
+            !u.port_in_use(9, US, Some(2), false),
+            "different buckets share the port"
+        );
+        assert!(u.port_in_use(9, US, Some(1), false), "same bucket conflicts");
+        assert!(u.port_in_use(9, US, None, true), "SO_REUSEADDR needs both sides");
+        assert!(!u.port_in_use(10, US, None, false));
+    }
+
+    #[test]
+    fn icmp_errors_map_like_linux() {
+        assert_eq!(
+            icmp_to_sock_err(ICMP_DEST_UNREACH, ICMP_PORT_UNREACH),
+            Some((SockErr::ConnRefused, true))
+        );
+        assert_eq!(
+            icmp_to_sock_err(ICMP_DEST_UNREACH, ICMP_PROT_UNREACH),
+            Some((SockErr::ProtoUnreach, true))
+        );
+        assert_eq!(
+            icmp_to_sock_err(ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED),
+            Some((SockErr::MsgSize, true))
+        );
+        assert_eq!(
+            icmp_to_sock_err(ICMP_DEST_UNREACH, ICMP_HOST_UNREACH),
+            Some((SockErr::HostUnreach, false))
+        );
+        assert_eq!(
+            icmp_to_sock_err(ICMP_TIME_EXCEEDED, 0),
+            Some((SockErr::HostUnreach, false))
+        );
+        assert_eq!(icmp_to_sock_err(ICMP_PARAMETERPROB, 0), Some((SockErr::Proto, true)));
+        assert_eq!(icmp_to_sock_err(ICMP_ECHOREPLY, 0), None);
+    }
+
+    #[test]
+    fn soft_errors_and_unconnected_sockets_stay_silent() {
+        let mut u = UdpProto::new(UdpConfig::default());
+        let conn = put(&mut u, US, 5000, Some((PEER, 53)), None);
+        let mut quoted = [0u8; 28];
+        quoted[0] = 0x45;
+        quoted[9] = IPPROTO_UDP;
+        quoted[12..16].copy_from_slice(&US.octets());
+        quoted[16..20].copy_from_slice(&PEER.octets());
+        quoted[20..22].copy_from_slice(&5000u16.to_be_bytes());
+        quoted[22..24].copy_from_slice(&53u16.to_be_bytes());
+        u.udp_err(ICMP_TIME_EXCEEDED, 0, &quoted);
+        assert_eq!(u.socks.get(conn).unwrap().err, None, "soft error");
+        u.udp_err(ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, &quoted[..27]);
+        assert_eq!(u.socks.get(conn).unwrap().err, None, "quote too short");
+        u.udp_err(ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, &quoted);
+        assert_eq!(u.socks.get(conn).unwrap().err, Some(SockErr::ConnRefused));
+        let mut out = Vec::new();
+        u.events(&mut out);
+        assert!(out.iter().any(|&(h, e)| h == conn && e & ev::ERROR != 0));
+    }
+}
