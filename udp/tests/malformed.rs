@@ -185,3 +185,55 @@ fn device_verified_checksum_is_trusted() {
     udp_close(&mut h.stack, s).unwrap();
     h.assert_no_leak();
 }
+
+#[test]
+fn bucket_from_device_hash_or_software_toeplitz() {
+    use blink_netcore::rss::{hash2cpu, Reta, RssHashType, Toeplitz};
+    let mut h = host(UdpConfig::default());
+    h.stack.core.reta = Reta::new(4).unwrap();
+    let socks: Vec<_> = (0..4u16)
+        .map(|b| {
+            let s = udp_socket(&mut h.stack).unwrap();
+            udp_set_rss_bucket(&mut h.stack, s, b).unwrap();
+            udp_bind(&mut h.stack, s, sa(Ipv4Addr::UNSPECIFIED, 4789)).unwrap();
+            s
+        })
+        .collect();
+    let reta = Reta::new(4).unwrap();
+    let mut buf = [0u8; 16];
+    let which = |h: &mut Host, buf: &mut [u8]| -> Vec<usize> {
+        (0..4)
+            .filter(|&i| udp_recvmsg(&mut h.stack, socks[i], buf).is_ok())
+            .collect()
+    };
+    for sport in [1000u16, 1001, 1002, 1003, 5555] {
+        let f = udp_frame(sport, 4789, b"crafted");
+        // No hash on the skb: software Toeplitz over the 4-tuple picks the bucket.
+        let skb = rx_skb(&mut h, &f);
+        with_udp(&mut h.stack, |u, st| u.udp_rcv(st, skb)).unwrap();
+        let sw = Toeplitz::default().hash_ipv4_l4(B_IP.octets(), A_IP.octets(), sport, 4789);
+        assert_eq!(
+            which(&mut h, &mut buf),
+            vec![hash2cpu(&reta, sw) as usize],
+            "sport {sport}"
+        );
+        // A device hash covering the UDP ports is used as given: every bucket in turn.
+        for bucket in 0..4u32 {
+            let mut skb = rx_skb(&mut h, &f);
+            skb.rss_hash = bucket; // RETA entry `bucket` -> queue `bucket`
+            skb.hash_type = RssHashType::L4Ipv4Udp;
+            with_udp(&mut h.stack, |u, st| u.udp_rcv(st, skb)).unwrap();
+            assert_eq!(which(&mut h, &mut buf), vec![bucket as usize]);
+        }
+        // An L3-only hash (as for fragments) does not identify the flow: software again.
+        let mut skb = rx_skb(&mut h, &f);
+        skb.rss_hash = 3;
+        skb.hash_type = RssHashType::L3Ipv4;
+        with_udp(&mut h.stack, |u, st| u.udp_rcv(st, skb)).unwrap();
+        assert_eq!(which(&mut h, &mut buf), vec![hash2cpu(&reta, sw) as usize]);
+    }
+    for s in socks {
+        udp_close(&mut h.stack, s).unwrap();
+    }
+    h.assert_no_leak();
+}
