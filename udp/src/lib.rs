@@ -1,14 +1,17 @@
 //! blink's UDP, structured as Linux's net/ipv4/udp.c.
 //!
 //! - [`udphdr`]: the header view and the UDP/IPv4 checksum.
-//! - [`udp`]: the per-core protocol instance ([`UdpProto`]): sockets, the port table with
-//!   RSS-bucket binding, `udp_rcv`, `udp_err`, `udp_sendmsg`, `udp_recvmsg`.
+//! - [`udp`]: the per-core protocol instance ([`UdpProto`]): sockets, `udp_rcv`, `udp_err`,
+//!   `udp_sendmsg`, `udp_recvmsg`.
+//! - [`udp_table`]: the port table (bind conflicts, ephemeral ports, RSS-bucket binding) and
+//!   the socket lookup with Linux's scoring.
 //!
 //! UDP registers itself with IPv4 (`udp_init`), which never names it. The functions below
 //! are the user API (what glue wraps): socket, bind, connect, copying and zero-copy send
 //! and receive, events, close. A stale handle is `Err(BadHandle)`, never a panic.
 
 pub mod udp;
+pub mod udp_table;
 pub mod udphdr;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
