@@ -225,6 +225,9 @@ impl DgramEcho {
 }
 
 pub fn run(a: EchoArgs) -> Result<(), SetupError> {
+    if let Some(p @ (0 | 255)) = a.raw {
+        return Err(usage(format!("--raw {p}: not a protocol a raw socket receives (use 1..=254)")).into());
+    }
     let mut stack = build_stack(&a.dev)?;
     let mut svc = TcpService {
         echo: None,

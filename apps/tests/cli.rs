@@ -69,6 +69,10 @@ fn bad_configuration_exits_2_and_names_the_field() {
         "--mtu",
     );
     expect_usage(&["demo", "--count", "0"], "--count");
+    expect_usage(
+        &["echo", "--dev", "tap:x", "--ip", "10.0.0.1/24", "--raw", "255"],
+        "--raw",
+    );
 
     let dir = std::env::temp_dir();
     let cfg = dir.join(format!("blink-bad-config-{}", std::process::id()));
