@@ -377,3 +377,25 @@ fn connect_picks_a_port_whose_replies_hash_to_this_core() {
     }
     close_all_and_check(p, &socks);
 }
+
+#[test]
+fn jumbo_datagrams_span_several_mbufs() {
+    let mut p = pair_with_mtu(UdpConfig::default(), 9000);
+    let srv = udp_socket(&mut p.b).unwrap();
+    udp_bind(&mut p.b, srv, sa(B_IP, 9)).unwrap();
+    let cli = udp_socket(&mut p.a).unwrap();
+    let mut buf = vec![0u8; 9000];
+    for n in [2049usize, 4000, 8972] {
+        let data = pattern(n, n);
+        udp_sendmsg(&mut p.a, cli, &data, Some(sa(B_IP, 9))).unwrap();
+        p.settle();
+        let r = udp_recvmsg(&mut p.b, srv, &mut buf).unwrap();
+        assert_eq!(&buf[..r.len], &data[..], "size {n}");
+    }
+    assert_eq!(
+        udp_sendmsg(&mut p.a, cli, &vec![0u8; 8973], Some(sa(B_IP, 9))),
+        Err(UdpErr::MessageTooLong { len: 9001, mtu: 9000 })
+    );
+    assert_eq!(p.b.core.mib.udp[UdpMib::InCsumErrors], 0);
+    close_all_and_check(p, &[(true, cli), (false, srv)]);
+}

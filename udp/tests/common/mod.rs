@@ -38,10 +38,18 @@ pub struct Pair {
 }
 
 pub fn pair(cfg: UdpConfig) -> Pair {
+    pair_with_mtu(cfg, 1500)
+}
+
+pub fn pair_with_mtu(cfg: UdpConfig, mtu: usize) -> Pair {
     let pool = pool();
     let vc = VirtualClock::new();
     let clock = Clock::virtual_clock(&vc);
-    let (wa, wb) = wire_pair(("a", "b"), (EthAddr(A_MAC), EthAddr(B_MAC)), &WireConfig::default());
+    let wcfg = WireConfig {
+        mtu,
+        ..Default::default()
+    };
+    let (wa, wb) = wire_pair(("a", "b"), (EthAddr(A_MAC), EthAddr(B_MAC)), &wcfg);
     let mut a = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
     let mut b = Stack::new(0, 1, clock, &pool, StackConfig::default());
     let ia = a.add_device(Box::new(wa), 0);
