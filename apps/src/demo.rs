@@ -1,13 +1,17 @@
 //! `blink demo`: two blink hosts joined by the in-memory wire, each on its own core (thread).
 //! Host A resolves B with ARP, pings it, and sends a datagram of a protocol B does not speak
-//! (B answers ICMP "protocol unreachable"); then both print their counters. It grows as
-//! TCP, UDP, raw sockets, fragments and tunnels land.
+//! (B answers ICMP "protocol unreachable"), exchanges UDP datagrams with B's UDP echo (and
+//! hears "port unreachable" on a connected socket to a closed port), and a raw protocol-89
+//! packet with B's raw echo; then both print their counters. It grows as TCP, fragments and
+//! tunnels land.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use blink_glue::raw::{raw_close, raw_init, raw_recvmsg, raw_sendmsg, raw_socket, RawConfig};
+use blink_glue::udp::{udp_close, udp_connect, udp_init, udp_recvmsg, udp_sendmsg, udp_socket, UdpConfig, UdpErr};
 use blink_ipv4::icmp::icmp_send_echo;
 use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
 use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
@@ -17,8 +21,10 @@ use blink_netcore::skbuff::SkBuff;
 use blink_netcore::snmp::IcmpMib;
 use clap::Args;
 
+use crate::echo::DgramEcho;
+
 use crate::args::{usage, DevArgs, DevKind};
-use crate::setup::{configure, mac_for, new_pool, report, run_loop, SetupError};
+use crate::setup::{configure, mac_for, new_pool, report, SetupError};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -74,12 +80,40 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     configure(&mut sb, Box::new(wb), &b_args, &[b_ip])?;
     println!("blink demo: host A {a_ip} (core 0) <-> wire <-> host B {b_ip} (core 1)");
 
-    // Host B runs on its own core until A is done.
+    // Host B echoes UDP port 7 and raw protocol 89 (OSPF's number, unused here) on its own
+    // core until A is done.
+    let mut echo_b = DgramEcho::open(&mut sb, Some(7), Some(89)).map_err(usage)?;
+    udp_init(&mut sa, UdpConfig::default());
+    raw_init(&mut sa, RawConfig::default());
     let stop = Arc::new(AtomicBool::new(false));
     let stop_b = stop.clone();
     let b = std::thread::spawn(move || {
-        run_loop(&mut sb, &stop_b, None, None);
+        // run_loop's body plus the echo service after each poll.
+        let mut idle = 0u32;
+        while !stop_b.load(Ordering::Relaxed) {
+            let n = sb.poll();
+            echo_b.service(&mut sb);
+            sb.flush_tx();
+            if n > 0 {
+                idle = 0;
+            } else {
+                idle = idle.saturating_add(1);
+                if idle > 256 {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        }
         sb.flush_tx();
+        if let Some(h) = echo_b.udp {
+            let _ = udp_close(&mut sb, h);
+        }
+        if let Some(h) = echo_b.raw {
+            let _ = raw_close(&mut sb, h);
+        }
+        println!(
+            "host B echoed {} UDP datagrams and {} raw packets",
+            echo_b.udp_echoed, echo_b.raw_echoed
+        );
         sb
     });
 
@@ -142,6 +176,9 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
         }
     }
 
+    udp_exchange(&mut sa, b_addr, a.dev.mtu as usize);
+    raw_exchange(&mut sa, b_addr);
+
     stop.store(true, Ordering::Relaxed);
     let sb = b
         .join()
@@ -155,4 +192,96 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     drop(sb);
     println!("mbufs in use after both hosts stopped: {}", pool.in_use());
     Ok(())
+}
+
+/// UDP: datagrams of a few sizes up to the MTU to B's echo port, each checked on return; then
+/// one to a closed port from a connected socket, whose ICMP error the next call reports.
+fn udp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, mtu: usize) {
+    let Ok(h) = udp_socket(sa) else { return };
+    if let Err(e) = udp_connect(sa, h, SocketAddrV4::new(b_addr, 7)) {
+        println!("udp: connect {b_addr}:7: {e}");
+        return;
+    }
+    let max = mtu.saturating_sub(28);
+    let mut buf = vec![0u8; max.max(1)];
+    let (mut ok, mut sizes) = (0, 0);
+    for len in [1usize, 64, 512, max] {
+        if len == 0 || len > max {
+            continue;
+        }
+        sizes += 1;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        if let Err(e) = udp_sendmsg(sa, h, &data, None) {
+            println!("udp: send {len} bytes: {e}");
+            continue;
+        }
+        let t0 = sa.core.clock.now_ns();
+        let mut got = None;
+        poll_until(sa, Duration::from_secs(1), |s| {
+            got = udp_recvmsg(s, h, &mut buf).ok();
+            got.is_some()
+        });
+        match got {
+            Some(r) if buf[..r.len] == data[..] => {
+                ok += 1;
+                println!(
+                    "udp echo {b_addr}:7: {len} bytes back intact in {:.1} us",
+                    sa.core.clock.now_ns().saturating_sub(t0) as f64 / 1e3
+                );
+            }
+            Some(r) => println!("udp echo {b_addr}:7: {len} bytes sent, {} different bytes back", r.len),
+            None => println!("udp echo {b_addr}:7: {len} bytes: no echo within 1 s"),
+        }
+    }
+    println!("udp: {ok} of {sizes} datagrams echoed");
+    let _ = udp_close(sa, h);
+
+    let Ok(c) = udp_socket(sa) else { return };
+    if udp_connect(sa, c, SocketAddrV4::new(b_addr, 9)).is_ok() && udp_sendmsg(sa, c, b"anyone on 9?", None).is_ok() {
+        let mut err = None;
+        poll_until(sa, Duration::from_secs(2), |s| match udp_recvmsg(s, c, &mut buf) {
+            Err(UdpErr::WouldBlock) => false,
+            r => {
+                err = Some(r);
+                true
+            }
+        });
+        match err {
+            Some(Err(e)) => println!("udp to closed port {b_addr}:9: {e}"),
+            Some(Ok(_)) => println!("udp to closed port {b_addr}:9: unexpected answer"),
+            None => println!("udp to closed port {b_addr}:9: no error within 2 s"),
+        }
+    }
+    let _ = udp_close(sa, c);
+}
+
+/// Raw: one protocol-89 packet to B's raw echo; the answer arrives IP header first.
+fn raw_exchange(sa: &mut Stack, b_addr: Ipv4Addr) {
+    let Ok(h) = raw_socket(sa, 89) else { return };
+    let msg = b"hello, protocol 89";
+    if let Err(e) = raw_sendmsg(sa, h, msg, Some(b_addr)) {
+        println!("raw: send: {e}");
+        let _ = raw_close(sa, h);
+        return;
+    }
+    let mut buf = [0u8; 256];
+    let mut got = None;
+    poll_until(sa, Duration::from_secs(1), |s| {
+        got = raw_recvmsg(s, h, &mut buf).ok();
+        got.is_some()
+    });
+    match got {
+        Some(r) => {
+            let ihl = ((buf[0] & 0x0f) as usize * 4).min(r.len);
+            println!(
+                "raw protocol 89 from {}: {} bytes ({}-byte IP header + payload), payload {}",
+                r.from,
+                r.len,
+                ihl,
+                if &buf[ihl..r.len] == msg { "intact" } else { "DIFFERENT" }
+            );
+        }
+        None => println!("raw protocol 89 to {b_addr}: no echo within 1 s"),
+    }
+    let _ = raw_close(sa, h);
 }

@@ -11,7 +11,14 @@ fn demo_runs_and_leaks_nothing() {
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(s.contains("ping: 5 sent, 5 received, 0% loss"), "{s}");
     assert!(s.contains("ICMP protocol unreachable received"), "{s}");
-    assert!(s.contains("Icmp.OutDestUnreachs 1"), "{s}");
+    // Protocol 253 and the UDP datagram to closed port 9.
+    assert!(s.contains("Icmp.OutDestUnreachs 2"), "{s}");
+    assert!(s.contains("udp: 4 of 4 datagrams echoed"), "{s}");
+    assert!(s.contains("udp to closed port 10.0.0.2:9: connection refused"), "{s}");
+    assert!(
+        s.contains("raw protocol 89 from 10.0.0.2: 38 bytes (20-byte IP header + payload), payload intact"),
+        "{s}"
+    );
     assert!(s.contains("10.0.0.2 dev 0 lladdr 02:62:6c:00:00:02 REACHABLE"), "{s}");
     assert!(s.contains("mbufs in use after both hosts stopped: 0"), "{s}");
 }
@@ -62,6 +69,10 @@ fn bad_configuration_exits_2_and_names_the_field() {
         "--mtu",
     );
     expect_usage(&["demo", "--count", "0"], "--count");
+    expect_usage(
+        &["echo", "--dev", "tap:x", "--ip", "10.0.0.1/24", "--raw", "255"],
+        "--raw",
+    );
 
     let dir = std::env::temp_dir();
     let cfg = dir.join(format!("blink-bad-config-{}", std::process::id()));

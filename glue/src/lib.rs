@@ -5,4 +5,6 @@
 
 pub use blink_ipv4 as ipv4;
 pub use blink_netcore as netcore;
+pub use blink_raw as raw;
 pub use blink_tcp as tcp;
+pub use blink_udp as udp;

@@ -106,13 +106,17 @@ pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
     ip_local_deliver_finish(stack, skb);
 }
 
-/// Linux: ip_local_deliver_finish() / ip_protocol_deliver_rcu(). Pull the IP header and hand
-/// the packet to the registered transport protocol; answer "protocol unreachable" when none is.
+/// Linux: ip_local_deliver_finish() / ip_protocol_deliver_rcu(). Raw sockets get their copies
+/// first (raw_local_deliver), then the IP header is pulled and the packet goes to the
+/// registered transport protocol; "protocol unreachable" only when neither took it.
 fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
     let (proto, hlen) = {
         let h = Ipv4Hdr::new_unchecked(skb.data());
         (h.protocol(), h.header_len())
     };
+    // Before the pull, so each clone starts at the IP header as raw sockets deliver it
+    // (Linux's raw_rcv pushes back to the network header; a clone here cannot push).
+    let raw = stack.has_raw_handler() && stack.with_raw(|s, r| r.raw_local_deliver(s, &skb, proto)) == Some(true);
     skb.skb_pull(hlen);
     skb.skb_reset_transport_header();
     if proto == crate::iphdr::IPPROTO_ICMP {
@@ -123,6 +127,12 @@ fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
     if stack.has_protocol(proto) {
         stack.core.mib.ip.inc(IpMib::InDelivers);
         stack.with_protocol(proto, |s, p| p.handler(s, skb));
+        return;
+    }
+    if raw {
+        // Delivered to raw sockets only: consumed, not dropped (Linux: consume_skb).
+        stack.core.mib.ip.inc(IpMib::InDelivers);
+        drop(skb);
         return;
     }
     stack.core.mib.ip.inc(IpMib::InUnknownProtos);

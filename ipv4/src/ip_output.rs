@@ -11,6 +11,7 @@ use blink_netcore::EthAddr;
 use crate::dev::{dev_queue_xmit, eth_header};
 use crate::iphdr::{Ipv4Hdr, Ipv4Repr, IPV4_MIN_HLEN};
 use crate::neighbour::neigh_resolve_output;
+use crate::route::FibRoute;
 use crate::stack::Stack;
 use crate::Ipv4Error;
 
@@ -33,30 +34,12 @@ pub struct IpTx {
 /// header, route, resolve the next hop and queue the frame. On error the skb is dropped and
 /// counted, and the error says why.
 pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Result<(), Ipv4Error> {
-    let route = if tx.dst.is_broadcast() {
-        None
-    } else {
-        match stack.fib.lookup(tx.dst) {
-            Some(r) => Some(r.clone()),
-            None => {
-                stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
-                return Err(Ipv4Error::NoRoute(tx.dst));
-            }
-        }
+    let Some((route, dev, prefsrc)) = ip_route_output(stack, tx.dst) else {
+        stack.core.mib.ip.inc(IpMib::OutNoRoutes);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+        return Err(Ipv4Error::NoRoute(tx.dst));
     };
-    // The limited broadcast leaves by the first device with an address.
-    let (dev, src) = match &route {
-        Some(r) => (r.dev, tx.src.unwrap_or(r.prefsrc)),
-        None => {
-            let Some(d) = stack.devs.iter().find(|d| !d.addrs.is_empty()) else {
-                stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
-                return Err(Ipv4Error::NoRoute(tx.dst));
-            };
-            (d.ifindex, tx.src.unwrap_or(d.addrs[0].addr))
-        }
-    };
+    let src = tx.src.unwrap_or(prefsrc);
     let mtu = stack.devs[dev as usize].mtu;
     let payload_len = skb.len();
     if payload_len + IPV4_MIN_HLEN > mtu {
@@ -90,6 +73,63 @@ pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Re
     skb.dev = dev;
     stack.core.mib.ip.inc(IpMib::OutRequests);
     ip_finish_output2(stack, skb, route.map(|r| r.nexthop(tx.dst)), dev);
+    Ok(())
+}
+
+/// Linux: ip_route_output_key(), reduced to what a host needs: the route (None for the
+/// limited broadcast, which leaves by the first device with an address), the output device
+/// and the preferred source address.
+fn ip_route_output(stack: &Stack, dst: Ipv4Addr) -> Option<(Option<FibRoute>, u16, Ipv4Addr)> {
+    if dst.is_broadcast() {
+        let d = stack.devs.iter().find(|d| !d.addrs.is_empty())?;
+        return Some((None, d.ifindex, d.addrs[0].addr));
+    }
+    let r = stack.fib.lookup(dst)?.clone();
+    let (dev, src) = (r.dev, r.prefsrc);
+    Some((Some(r), dev, src))
+}
+
+/// The output half of Linux's raw_send_hdrinc(): `skb->data` is at an IP header the caller
+/// built and checked (version 4, IHL >= 5, whole header present). As Linux does, the stack
+/// owns tot_len and the header checksum, and fills the id and the source when they are 0;
+/// everything else (options included) goes out as written. Routed by the header's
+/// destination. On error the skb is dropped and counted.
+pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Error> {
+    let (dst, src, id, hlen) = {
+        let h = Ipv4Hdr::new_unchecked(skb.data());
+        (h.dst(), h.src(), h.id(), h.header_len())
+    };
+    let Some((route, dev, prefsrc)) = ip_route_output(stack, dst) else {
+        stack.core.mib.ip.inc(IpMib::OutNoRoutes);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+        return Err(Ipv4Error::NoRoute(dst));
+    };
+    let (len, mtu) = (skb.len(), stack.devs[dev as usize].mtu);
+    if len > mtu || len > u16::MAX as usize {
+        stack.core.mib.ip.inc(IpMib::FragFails);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+        return Err(Ipv4Error::MessageTooLong { len, mtu });
+    }
+    let new_id = if id == 0 { stack.next_ip_id() } else { id };
+    let Some(buf) = skb.data_mut() else {
+        stack.core.mib.ip.inc(IpMib::OutDiscards);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        return Err(Ipv4Error::NoBuffers);
+    };
+    {
+        let mut h = Ipv4Hdr::new_unchecked(&mut buf[..hlen]);
+        h.set_total_len(len as u16);
+        h.set_id(new_id);
+        if src.is_unspecified() {
+            h.set_src(prefsrc);
+        }
+        h.fill_checksum();
+    }
+    skb.skb_reset_network_header();
+    skb.protocol = ETH_P_IP;
+    skb.dev = dev;
+    stack.core.mib.ip.inc(IpMib::OutRequests);
+    ip_finish_output2(stack, skb, route.map(|r| r.nexthop(dst)), dev);
     Ok(())
 }
 

@@ -23,7 +23,7 @@ pub mod stack;
 use std::net::Ipv4Addr;
 
 pub use iphdr::Ipv4Cidr;
-pub use stack::{InetProtocol, Stack, StackConfig};
+pub use stack::{InetProtocol, RawDeliver, Stack, StackConfig};
 
 /// Errors of the IPv4 layer.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

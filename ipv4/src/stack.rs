@@ -36,6 +36,17 @@ pub trait InetProtocol: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
+/// The raw-socket layer's receive hook (Linux: `raw_local_deliver()`, which
+/// `ip_local_deliver_finish()` calls before the protocol handler). IPv4 never names the raw
+/// crate: it registers here, as protocols do with `inet_add_protocol`.
+pub trait RawDeliver: Send {
+    /// Offer a locally delivered packet (`skb->data` at the IP header) to every raw socket
+    /// of `protocol`; each match gets its own clone (shared buffers, no copy). True when at
+    /// least one socket took it.
+    fn raw_local_deliver(&mut self, stack: &mut Stack, skb: &SkBuff, protocol: u8) -> bool;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
 /// Stack-wide settings (Linux: the ipv4 sysctls).
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -93,6 +104,7 @@ pub struct Stack {
     pub icmp: IcmpState,
     pub cfg: StackConfig,
     protos: Vec<Option<Box<dyn InetProtocol>>>,
+    raw: Option<Box<dyn RawDeliver>>,
     ip_id: u16,
     /// Wall-clock time at clock zero, for pcap timestamps.
     epoch: Duration,
@@ -116,6 +128,7 @@ impl Stack {
             icmp,
             cfg,
             protos: (0..256).map(|_| None).collect(),
+            raw: None,
             ip_id: (cpu as u16).wrapping_mul(0x9e37),
             epoch,
         }
@@ -214,6 +227,24 @@ impl Stack {
         let mut h = self.protos[proto as usize].take()?;
         let r = f(self, h.as_mut());
         self.protos[proto as usize] = Some(h);
+        Some(r)
+    }
+
+    /// Install the raw-socket receive hook; returns the one it replaces.
+    pub fn set_raw_handler(&mut self, h: Box<dyn RawDeliver>) -> Option<Box<dyn RawDeliver>> {
+        self.raw.replace(h)
+    }
+
+    pub fn has_raw_handler(&self) -> bool {
+        self.raw.is_some()
+    }
+
+    /// Run `f` with the raw hook and the stack, both mutable (taken out for the call, like
+    /// `with_protocol`).
+    pub fn with_raw<R>(&mut self, f: impl FnOnce(&mut Stack, &mut dyn RawDeliver) -> R) -> Option<R> {
+        let mut h = self.raw.take()?;
+        let r = f(self, h.as_mut());
+        self.raw = Some(h);
         Some(r)
     }
 
