@@ -88,7 +88,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mib: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(8);
     let conns: usize = args.next().and_then(|v| v.parse().ok()).unwrap_or(4);
-    assert!(conns >= 1 && conns <= POOL / 1024, "CONNECTIONS: 1..={}", POOL / 1024);
+    assert!((1..=POOL / 1024).contains(&conns), "CONNECTIONS: 1..={}", POOL / 1024);
     let total = mib << 20;
     let (wa, wb) = wire_pair(
         ("client", "server"),
