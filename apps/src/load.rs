@@ -1,6 +1,7 @@
 //! `blink load`: an HTTP load generator on glue, like mTCP's epwget or ab. `-n` requests in
 //! total over `-c` concurrent connections, each carrying up to `--keepalive` requests; then
-//! requests/s, failures, latency percentiles, bytes, and with `--sha256` the bodies' hash.
+//! requests/s, failures, latency percentiles (from the connect for a connection's first
+//! request, like ab), bytes, and with `--sha256` the bodies' hash.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
@@ -100,6 +101,8 @@ struct Flow {
     in_flight: bool,
     /// Request bytes not yet taken by the socket.
     unsent: usize,
+    /// No request sent yet: the first one's latency counts from the connect (as ab's does).
+    fresh: bool,
 }
 
 #[derive(Default)]
@@ -158,6 +161,7 @@ impl Load {
                 hasher: None,
                 in_flight: false,
                 unsent: 0,
+                fresh: true,
             };
             match glue.tcp_connect(self.target.ip, self.target.port, Some(flow)) {
                 Ok(_) => {
@@ -182,7 +186,10 @@ impl Load {
             f.in_flight = true;
             f.phase = Phase::Head;
             f.head.clear();
-            f.started = Instant::now();
+            if !f.fresh {
+                f.started = Instant::now();
+            }
+            f.fresh = false;
             f.hasher = self.sha.then(Sha256::new);
             f.body_len = 0;
             f.unsent = if f.budget == 0 {
@@ -402,6 +409,24 @@ impl GlueHandler<Flow> for Load {
     }
 }
 
+/// httpd's TCP settings, with the local ports starting at a random point of the range.
+///
+/// Why: blink's TCP hands out ephemeral ports from the bottom of the range in every new
+/// process, so a second run reuses the first run's 4-tuples while the server still holds
+/// them in TIME-WAIT (the server closes first in HTTP/1.0), and each such SYN stalls for a
+/// retransmission. Linux avoids this with RFC 6056 port randomization in the kernel; until
+/// blink's TCP does the same, a random window start keeps consecutive runs apart.
+fn load_tcp_config() -> blink_glue::tcp::TcpConfig {
+    use std::hash::{BuildHasher, Hasher};
+    let mut cfg = http_tcp_config();
+    let (lo, hi) = cfg.ephemeral_ports;
+    // At least 8192 ports stay in the window; RandomState is seeded per process.
+    let span = (hi - lo).saturating_sub(8192).max(1) as u64;
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    cfg.ephemeral_ports = (lo + (r % span) as u16, hi);
+    cfg
+}
+
 /// The `p`-th percentile of sorted values (nearest rank).
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -423,7 +448,7 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         return Err(usage("--timeout: must be a positive number of seconds").into());
     }
-    let mut glue: Glue<Flow> = build_glue(&a.dev, http_tcp_config(), 65536)?;
+    let mut glue: Glue<Flow> = build_glue(&a.dev, load_tcp_config(), 65536)?;
     let host = format!("{}:{}", target.ip, target.port);
     let req = |close: bool| {
         format!(

@@ -221,6 +221,49 @@ fn ab_new_connection_per_request_against_blink_httpd() {
 }
 
 #[test]
+fn bad_usage_exits_2_naming_the_option() {
+    let out = run(&[blink(), "httpd", "--port", "80"]);
+    assert_eq!(out.status.code(), Some(2), "httpd needs --size or --root");
+    let out = run(&[blink(), "httpd", "--size", "10", "--root", "/tmp"]);
+    assert_eq!(out.status.code(), Some(2), "--size and --root exclude each other");
+    let out = run(&[
+        blink(),
+        "httpd",
+        "--size",
+        "10",
+        "--dev",
+        "wire",
+        "--ip",
+        "10.200.9.2/24",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dev wire"));
+    for (url, what) in [
+        ("https://10.200.9.1/", "http://"),
+        ("http://example.org/", "IPv4"),
+        ("http://10.200.9.1:x/", "port"),
+    ] {
+        let out = run(&[blink(), "load", "--url", url, "--dev", "tap:x", "--ip", "10.200.9.2/24"]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--url") && err.contains(what), "{url}: {err}");
+    }
+    let out = run(&[
+        blink(),
+        "load",
+        "--url",
+        "http://10.200.9.1/",
+        "-n",
+        "0",
+        "--dev",
+        "tap:x",
+        "--ip",
+        "10.200.9.2/24",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn blink_load_against_python_http_server() {
     if !require_root("blink_load_against_python_http_server") {
         return;
@@ -267,7 +310,8 @@ fn blink_load_against_python_http_server() {
         "-n",
         "400",
         "-c",
-        "8",
+        // http.server listens with a backlog of 5: stay under it.
+        "4",
         "--keepalive",
         "4",
         "--sha256",
