@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 
+use blink_glue::netcore::drivers::impair::ImpairConfig;
 use blink_glue::netcore::drivers::wire::{wire_pair, WireConfig};
 use blink_glue::netcore::jiffies::{Clock, VirtualClock};
 use blink_glue::netcore::{EthAddr, Mempool, MempoolConfig};
@@ -31,6 +32,16 @@ pub fn cfg() -> TcpConfig {
 }
 
 pub fn pair<U>(tcp_a: TcpConfig, tcp_b: TcpConfig) -> Pair<U> {
+    pair_with(tcp_a, tcp_b, None, None)
+}
+
+/// A pair whose A side goes through the builder's fault injection and pcap capture.
+pub fn pair_with<U>(
+    tcp_a: TcpConfig,
+    tcp_b: TcpConfig,
+    impair_a: Option<ImpairConfig>,
+    pcap_a: Option<&std::path::Path>,
+) -> Pair<U> {
     let pool = Mempool::new(&MempoolConfig {
         n: 16384,
         ..Default::default()
@@ -39,15 +50,20 @@ pub fn pair<U>(tcp_a: TcpConfig, tcp_b: TcpConfig) -> Pair<U> {
     let vc = VirtualClock::new();
     let clock = Clock::virtual_clock(&vc);
     let (wa, wb) = wire_pair(("a", "b"), (A_MAC, B_MAC), &WireConfig::default());
-    let a = GlueBuilder::new()
+    let mut ab = GlueBuilder::new()
         .device(Box::new(wa))
         .addr("10.0.0.1/24".parse().unwrap())
         .static_arp(B_IP, B_MAC)
         .pool(pool.clone())
         .clock(clock.clone())
-        .tcp(tcp_a)
-        .build()
-        .unwrap();
+        .tcp(tcp_a);
+    if let Some(cfg) = impair_a {
+        ab = ab.impair(cfg);
+    }
+    if let Some(p) = pcap_a {
+        ab = ab.pcap(p);
+    }
+    let a = ab.build().unwrap();
     let b = GlueBuilder::new()
         .device(Box::new(wb))
         .addr("10.0.0.2/24".parse().unwrap())
