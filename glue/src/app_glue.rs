@@ -225,6 +225,45 @@ impl<U> Glue<U> {
     // ------------------------------------------------------------------ pull API
 
     /// Next socket with data (or end of stream) to read (app_glue_get_next_reader).
+    ///
+    /// The pull loop of a discard server (no callbacks):
+    ///
+    /// ```
+    /// # use blink_glue::netcore::{drivers::wire::{wire_pair, WireConfig}, EthAddr};
+    /// # let (a, _b) = wire_pair(("a", "b"), (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])), &WireConfig::default());
+    /// use blink_glue::{Glue, GlueBuilder, GlueError};
+    /// let mut glue: Glue<u64> = GlueBuilder::new().device(Box::new(a)).addr("10.0.0.1/24".parse().unwrap()).build().unwrap();
+    /// glue.tcp_listen(9, 128).unwrap();
+    /// let mut buf = [0u8; 4096];
+    /// for _ in 0..10 {
+    ///     glue.periodic();
+    ///     while let Some(l) = glue.next_listener() {
+    ///         while let Ok(Some(s)) = glue.accept(l) {
+    ///             glue.set_user_data(s, 0).unwrap(); // bytes discarded so far
+    ///         }
+    ///     }
+    ///     while let Some(s) = glue.next_reader() {
+    ///         loop {
+    ///             match glue.recv(s, &mut buf) {
+    ///                 Ok(0) => {
+    ///                     let total = glue.close(s).unwrap();
+    ///                     println!("discarded {total:?} bytes");
+    ///                     break;
+    ///                 }
+    ///                 Ok(n) => *glue.user_data_mut(s).unwrap() += n as u64,
+    ///                 Err(GlueError::WouldBlock) => break,
+    ///                 Err(_) => {
+    ///                     let _ = glue.close(s);
+    ///                     break;
+    ///                 }
+    ///             }
+    ///         }
+    ///     }
+    ///     while let Some(closed) = glue.next_closed() {
+    ///         println!("{:?} ended: {:?}", closed.sock, closed.reason);
+    ///     }
+    /// }
+    /// ```
     pub fn next_reader(&mut self) -> Option<Socket> {
         self.next_from(evbit::READABLE)
     }
