@@ -482,6 +482,108 @@ mod tests {
         );
     }
 
+    /// Two glue instances on the in-memory wire: the server runs `Httpd`, the client writes
+    /// raw bytes and collects everything until the server closes.
+    fn exchange(content: Content, request: &[u8]) -> (Vec<u8>, HttpStats) {
+        use blink_glue::netcore::drivers::wire::{wire_pair, WireConfig};
+        use blink_glue::netcore::jiffies::{Clock, VirtualClock};
+        use blink_glue::netcore::{EthAddr, Mempool, MempoolConfig};
+        use blink_glue::GlueBuilder;
+        let pool = Mempool::new(&MempoolConfig {
+            n: 4096,
+            ..Default::default()
+        })
+        .unwrap();
+        let vc = VirtualClock::new();
+        let clock = Clock::virtual_clock(&vc);
+        let (wa, wb) = wire_pair(
+            ("c", "s"),
+            (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])),
+            &WireConfig::default(),
+        );
+        let tcp = TcpConfig {
+            timewait_ms: 1000,
+            ..http_tcp_config()
+        };
+        let build = |dev: blink_glue::netcore::drivers::wire::WireDev, ip: &str| {
+            GlueBuilder::new()
+                .device(Box::new(dev))
+                .addr(ip.parse().unwrap())
+                .pool(pool.clone())
+                .clock(clock.clone())
+                .tcp(tcp.clone())
+        };
+        let mut client: Glue<()> = build(wa, "10.0.0.1/24").build().unwrap();
+        let mut server: Glue<Conn> = build(wb, "10.0.0.2/24").build().unwrap();
+        let l = server.tcp_listen(80, 16).unwrap();
+        let c = client.tcp_connect("10.0.0.2".parse().unwrap(), 80, None).unwrap();
+        let mut httpd = Httpd::new(content);
+        let (mut sent, mut got, mut eof) = (0, Vec::new(), false);
+        let mut buf = [0u8; 4096];
+        for _ in 0..100_000 {
+            let n = client.periodic() + server.periodic_with(&mut httpd);
+            vc.advance_ms(if n == 0 { 1 } else { 0 });
+            if sent < request.len() {
+                sent += client.send(c, &request[sent..]).unwrap_or(0);
+            }
+            while let Ok(n) = client.recv(c, &mut buf) {
+                if n == 0 {
+                    eof = true;
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            if eof {
+                break;
+            }
+        }
+        assert!(eof, "the server closed the connection");
+        client.close(c).unwrap();
+        server.close(l).unwrap();
+        for _ in 0..10_000 {
+            if client.protocol_sockets() == 0 && server.protocol_sockets() == 0 {
+                break;
+            }
+            client.periodic();
+            server.periodic_with(&mut httpd);
+            vc.advance_ms(1);
+        }
+        assert_eq!(client.protocol_sockets() + server.protocol_sockets(), 0);
+        drop((client, server));
+        assert_eq!(pool.in_use(), 0, "mbufs leaked");
+        (got, httpd.stats)
+    }
+
+    #[test]
+    fn pipelined_requests_answered_in_order_on_the_wire() {
+        let body: Rc<[u8]> = b"0123456789".to_vec().into();
+        let req = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /4 HTTP/1.1\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n";
+        let (got, st) = exchange(Content::Fixed(body), req);
+        let text = String::from_utf8(got).unwrap();
+        let statuses: Vec<&str> = text
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &text[i + 9..i + 12])
+            .collect();
+        assert_eq!(statuses, ["200", "200", "405", "200"], "{text}");
+        assert_eq!(
+            text.matches("0123456789").count(),
+            2,
+            "GET bodies only, not HEAD's: {text}"
+        );
+        assert_eq!(text.matches("Connection: keep-alive").count(), 3);
+        assert!(text.ends_with("Connection: close\r\n\r\n0123456789"), "{text}");
+        assert_eq!(st.requests, 4, "nothing after Connection: close is answered");
+    }
+
+    #[test]
+    fn garbage_gets_400_and_close_on_the_wire() {
+        let (got, st) = exchange(Content::Fixed(b"x".to_vec().into()), b"\x01\x02 nonsense\r\n\r\n");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+        assert!(text.contains("Connection: close"));
+        assert_eq!(st.status_4xx, 1);
+    }
+
     #[test]
     fn traversal_is_refused() {
         let dir = std::env::temp_dir().join(format!("blink-httpd-unit-{}", std::process::id()));
