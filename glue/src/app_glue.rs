@@ -23,6 +23,15 @@ use blink_tcp::{with_tcp, TcpErr};
 use crate::socket::{evbit, SockKind, SockTable, Socket};
 use crate::{CloseReason, GlueError};
 
+// TCP's event bits serve as glue's list bits as they are: keep the two in step.
+const _: () = assert!(
+    ev::READABLE == evbit::READABLE
+        && ev::WRITABLE == evbit::WRITABLE
+        && ev::ACCEPT == evbit::ACCEPT
+        && ev::CONNECTED == evbit::CONNECTED
+        && ev::CLOSED == evbit::CLOSED
+);
+
 /// A socket that finished, as the closed list and [`GlueHandler::on_closed`] report it. The
 /// socket is already released: its handle is stale, and its user data comes back here.
 #[derive(Debug)]
