@@ -4,4 +4,6 @@ pub mod args;
 pub mod bench;
 pub mod demo;
 pub mod echo;
+pub mod httpd;
+pub mod load;
 pub mod setup;

@@ -1,7 +1,7 @@
 //! The `blink` command.
 
 use blink_apps::setup::SetupError;
-use blink_apps::{bench, demo, echo};
+use blink_apps::{bench, demo, echo, httpd, load};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -23,6 +23,10 @@ enum Cmd {
     Echo(echo::EchoArgs),
     /// Benchmarks between two blink stacks on the in-memory wire: TCP bulk, rr, crr.
     Bench(bench::BenchArgs),
+    /// HTTP/1.1 server with keep-alive on a device (like mTCP's epserver).
+    Httpd(httpd::HttpdArgs),
+    /// HTTP load generator: requests/s, failures, latency percentiles (like epwget/ab).
+    Load(load::LoadArgs),
 }
 
 fn main() {
@@ -32,6 +36,8 @@ fn main() {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Echo(a) => echo::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Httpd(a) => httpd::run(a),
+        Cmd::Load(a) => load::run(a),
     };
     match r {
         Ok(()) => {}

@@ -194,3 +194,52 @@ pub fn report(stack: &Stack, label: &str) {
     }
     println!("mbufs in use: {}", stack.pool_in_use());
 }
+
+/// A glue instance on the device chosen with --dev (TAP only: the wire needs a peer in this
+/// process, DPDK needs its feature), for the subcommands written on glue (httpd, load).
+pub fn build_glue<U>(
+    args: &DevArgs,
+    tcp: blink_glue::tcp::TcpConfig,
+    pool_size: usize,
+) -> Result<blink_glue::Glue<U>, SetupError> {
+    use blink_glue::{GlueBuilder, GlueError};
+    args.check_supported()?;
+    let addrs = args.addresses()?;
+    if addrs.is_empty() {
+        return Err(usage("--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)").into());
+    }
+    let mut b = match args.dev_kind()? {
+        DevKind::Tap(name) => GlueBuilder::new().tap(&name, args.mtu as usize),
+        DevKind::Wire => {
+            return Err(
+                usage("--dev wire: the in-memory wire needs a peer stack in this process; use --dev tap:NAME").into(),
+            )
+        }
+        DevKind::Dpdk => return Err(usage("--dev dpdk: this blink was built without the `dpdk` feature").into()),
+    };
+    for a in addrs {
+        b = b.addr(a);
+    }
+    if let Some(cfg) = args.impair.filter(|c| !c.is_noop()) {
+        eprintln!("impair: {cfg}");
+        b = b.impair(cfg);
+    }
+    if let Some(p) = &args.pcap {
+        b = b.pcap(p.clone());
+    }
+    if let Some(gw) = args.gw {
+        b = b.gateway(gw);
+    }
+    b.pool_size(pool_size).tcp(tcp).build().map_err(|e| match e {
+        GlueError::Config { field, msg } => {
+            // Name the command-line option, not the builder method.
+            let opt = match field.as_str() {
+                "route" => "gw",
+                "addr" => "ip",
+                f => f,
+            };
+            SetupError::Usage(usage(format!("--{opt}: {msg}")))
+        }
+        e => SetupError::Runtime(e.to_string()),
+    })
+}

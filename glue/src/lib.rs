@@ -1,7 +1,56 @@
 //! app_glue: where every protocol meets the application (IPAugenblick's app_glue, re-made).
 //!
-//! The callback API, the stack builder and the multi-core runtime arrive with their issue; for
-//! now glue re-exports the protocols so applications depend on glue alone.
+//! - [`GlueBuilder`] assembles one core's stack: devices (wire, TAP, fault injection, pcap),
+//!   addresses, routes, static neighbours, the buffer pool, the clock and TCP settings.
+//! - [`Glue::periodic`] is one poll pass; events land on lists the application pulls
+//!   (`next_reader`, ...) or that [`Glue::dispatch`] turns into [`GlueHandler`] calls.
+//! - Sockets are [`Socket`] handles with typed per-socket user data (`Glue<U>`).
+//!
+//! A TCP echo server, driven by callbacks:
+//!
+//! ```
+//! use blink_glue::{Glue, GlueHandler, Socket};
+//!
+//! struct Echo;
+//! impl GlueHandler<()> for Echo {
+//!     fn on_readable(&mut self, glue: &mut Glue<()>, s: Socket) {
+//!         let mut buf = [0u8; 2048];
+//!         while let Ok(n) = glue.recv(s, &mut buf) {
+//!             if n == 0 {
+//!                 let _ = glue.close(s);
+//!                 break;
+//!             }
+//!             // An echo that drops what does not fit keeps the example short.
+//!             let _ = glue.send(s, &buf[..n]);
+//!         }
+//!     }
+//! }
+//!
+//! # use blink_glue::netcore::{drivers::wire::{wire_pair, WireConfig}, EthAddr};
+//! # let (a, _b) = wire_pair(("a", "b"), (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])), &WireConfig::default());
+//! let mut glue: Glue<()> = blink_glue::GlueBuilder::new()
+//!     .device(Box::new(a))
+//!     .addr("10.0.0.1/24".parse().unwrap())
+//!     .build()
+//!     .unwrap();
+//! glue.tcp_listen(7, 128).unwrap();
+//! for _ in 0..10 {
+//!     glue.periodic_with(&mut Echo);
+//! }
+//! ```
+//!
+//! Multi-core: each core will own one `Glue` (shared nothing); the runtime that starts them
+//! and the cross-core message rings arrive with their issue, so the builder takes 1 core now.
+
+pub mod app_glue;
+pub mod builder;
+pub mod error;
+pub mod socket;
+
+pub use app_glue::{Closed, Glue, GlueHandler};
+pub use builder::{mac_for, GlueBuilder};
+pub use error::{CloseReason, GlueError};
+pub use socket::{SockKind, Socket};
 
 pub use blink_ipv4 as ipv4;
 pub use blink_netcore as netcore;
