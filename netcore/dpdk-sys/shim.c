@@ -95,12 +95,19 @@ void blink_rte_mbuf_set_seg(struct rte_mbuf *m, uint16_t data_off, uint16_t data
 	m->next = next;
 }
 
+void blink_rte_mbuf_set_seg_next(struct rte_mbuf *m, struct rte_mbuf *next)
+{
+	m->next = next;
+}
+
 void blink_rte_mbuf_set_pkt(struct rte_mbuf *m, uint32_t pkt_len, uint16_t nb_segs, uint64_t ol_flags, uint8_t l2_len,
 			    uint16_t l3_len, uint8_t l4_len)
 {
 	m->pkt_len = pkt_len;
 	m->nb_segs = nb_segs;
-	m->ol_flags = ol_flags;
+	/* Keep the attach state: an indirect mbuf that lost RTE_MBUF_F_INDIRECT would go back to the
+	 * pool without releasing the direct mbuf it points into. */
+	m->ol_flags = (m->ol_flags & (RTE_MBUF_F_INDIRECT | RTE_MBUF_F_EXTERNAL)) | ol_flags;
 	m->l2_len = l2_len;
 	m->l3_len = l3_len;
 	m->l4_len = l4_len;

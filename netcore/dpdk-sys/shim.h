@@ -47,6 +47,7 @@ void blink_rte_mbuf_rx_info(const struct rte_mbuf *m, struct blink_rx_info *out)
 
 /* Set one segment's data window and chain link. */
 void blink_rte_mbuf_set_seg(struct rte_mbuf *m, uint16_t data_off, uint16_t data_len, struct rte_mbuf *next);
+void blink_rte_mbuf_set_seg_next(struct rte_mbuf *m, struct rte_mbuf *next);
 /* Set the first segment's packet fields: total length, segment count, offload flags and header
  * lengths (what the PMD reads to fill checksums). */
 void blink_rte_mbuf_set_pkt(struct rte_mbuf *m, uint32_t pkt_len, uint16_t nb_segs, uint64_t ol_flags, uint8_t l2_len,
