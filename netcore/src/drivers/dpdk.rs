@@ -790,6 +790,18 @@ impl NetDevice for DpdkDev {
     }
 }
 
+impl Drop for DpdkDev {
+    /// Stop and close the port (net_tap removes its kernel interface); buffers the PMD held go
+    /// back to the pool. Buffers blink still holds stay valid: the pool is never freed.
+    fn drop(&mut self) {
+        // SAFETY: the port was started by `open` and is used by nobody else.
+        unsafe {
+            ffi::rte_eth_dev_stop(self.port);
+            ffi::rte_eth_dev_close(self.port);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
