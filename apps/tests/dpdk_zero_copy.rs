@@ -5,7 +5,11 @@
 //! The stack runs in this process: the test thread moves into a fresh network namespace
 //! (unshare), initialises EAL there with a net_tap vdev (its kernel interface appears in that
 //! namespace), and the kernel's `nc` sends to blink through it. A recording wrapper around the
-//! DPDK device notes which rte_mbufs the driver handed up. Compiled only with `dpdk`.
+//! DPDK device notes which rte_mbufs the driver handed up. A second net_tap port then checks
+//! the transmit checksum paths: a CHECKSUM_PARTIAL UDP datagram leaves through the PMD's
+//! offload (port 0) and through blink's software fallback (port 1, offload turned off), and
+//! the kernel, which drops datagrams with bad checksums, receives both. Compiled only with
+//! `dpdk`; one test function, because EAL initialises once per process.
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -16,11 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use blink_glue::ipv4::{Stack, StackConfig};
+use blink_glue::netcore::checksum::{csum_fold, ip_fast_csum, pseudo_header_ipv4};
 use blink_glue::netcore::drivers::dpdk::{eal_init, DpdkConfig, DpdkDev};
 use blink_glue::netcore::if_ether::EthAddr;
 use blink_glue::netcore::jiffies::Clock;
 use blink_glue::netcore::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
-use blink_glue::netcore::{Mempool, MempoolConfig};
+use blink_glue::netcore::skbuff::IpSummed;
+use blink_glue::netcore::{Mempool, MempoolConfig, SkBuff};
 use blink_glue::tcp::{tcp, tcp_accept, tcp_close, tcp_init, tcp_listen, tcp_state, with_tcp, TcpConfig, TcpState};
 use common::require_root;
 
@@ -68,6 +74,9 @@ impl NetDevice for Recorder {
     fn stats(&self) -> DevStats {
         self.inner.stats()
     }
+    fn extra_stats(&self) -> Vec<(String, u64)> {
+        self.inner.extra_stats()
+    }
 }
 
 fn sh(cmd: &str) {
@@ -85,7 +94,7 @@ fn dpdk_rx_payload_is_the_pmd_mbuf_and_pools_drain() {
     assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET)");
     sh("ip link set lo up");
     let eal = format!(
-        "--no-huge -m 512 --no-pci --vdev=net_tap0,iface=zctap0 -l 0 --file-prefix=blink-zc-{} --no-telemetry",
+        "--no-huge -m 512 --no-pci --vdev=net_tap0,iface=zctap0 --vdev=net_tap1,iface=zctap1 -l 0 --file-prefix=blink-zc-{} --no-telemetry",
         std::process::id()
     );
     eal_init(&eal).expect("EAL");
@@ -186,6 +195,49 @@ fn dpdk_rx_payload_is_the_pmd_mbuf_and_pools_drain() {
     assert_eq!(foreign, 0, "buffers the PMD did not deliver reached the application");
     tcp_close(&mut stack, listener).unwrap();
 
+    // Transmit checksums: port 0 (the stack's, offload on) and port 1 (offload off).
+    let mut soft = DpdkDev::open(
+        &DpdkConfig {
+            port: 1,
+            tx_csum_offload: false,
+            ..Default::default()
+        },
+        &pool,
+    )
+    .expect("port 1");
+    sh("ip addr add 10.200.66.1/24 dev zctap1 && ip link set zctap1 up");
+    let offloaded = send_partial_udp(
+        &mut stack,
+        None,
+        "zctap0",
+        [10, 200, 65, 2],
+        [10, 200, 65, 1],
+        b"offloaded",
+    );
+    assert_eq!(
+        offloaded.trim(),
+        "offloaded",
+        "kernel did not accept the offloaded datagram"
+    );
+    let software = send_partial_udp(
+        &mut stack,
+        Some(&mut soft),
+        "zctap1",
+        [10, 200, 66, 2],
+        [10, 200, 66, 1],
+        b"software",
+    );
+    assert_eq!(
+        software.trim(),
+        "software",
+        "kernel did not accept the software-checksummed datagram"
+    );
+    let extra = |d: &dyn NetDevice, k: &str| d.extra_stats().into_iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    assert_eq!(extra(&*stack.devs[0].dev, "dpdk.tx_csum_offload"), Some(1));
+    assert_eq!(extra(&soft, "dpdk.tx_csum_sw"), Some(1));
+    assert_eq!(extra(&soft, "dpdk.tx_csum_offload"), Some(0));
+    drop(soft);
+
     // Let the last ACKs and the FIN exchange finish, then every buffer must be back.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && (pool.in_use() != 0 || pool.rte_in_use() != rte_start) {
@@ -204,4 +256,80 @@ fn dpdk_rx_payload_is_the_pmd_mbuf_and_pools_drain() {
         rte_start,
         "DPDK pool in-use count did not return to its start"
     );
+}
+
+/// Send one UDP datagram marked CHECKSUM_PARTIAL (its checksum field holds only the
+/// pseudo-header sum, as Linux and DPDK expect) to a kernel socket at `dst`:5555 through
+/// `dev` (or the stack's port 0), and return what the kernel socket received ("" if the
+/// kernel dropped it, e.g. for a bad checksum).
+fn send_partial_udp(
+    stack: &mut Stack,
+    dev: Option<&mut DpdkDev>,
+    iface: &str,
+    src: [u8; 4],
+    dst: [u8; 4],
+    payload: &[u8],
+) -> String {
+    let dst_s = format!("{}.{}.{}.{}", dst[0], dst[1], dst[2], dst[3]);
+    let py = format!(
+        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('{dst_s}',5555));\
+         s.settimeout(10);print(s.recv(2048).decode())"
+    );
+    let listener = Command::new("python3")
+        .args(["-c", &py])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    // Give the socket a moment to bind (a lost race shows as an empty result, not a hang).
+    std::thread::sleep(Duration::from_millis(500));
+    // `ip` runs in this thread's namespace (/sys still shows the one it was mounted in).
+    let link = Command::new("ip")
+        .args(["-o", "link", "show", iface])
+        .output()
+        .expect("ip");
+    let link = String::from_utf8_lossy(&link.stdout).into_owned();
+    let kmac = link
+        .split("link/ether ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next());
+    let kmac: Vec<u8> = kmac
+        .unwrap_or_else(|| panic!("no MAC in {link}"))
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    let smac = match &dev {
+        Some(d) => d.mac(),
+        None => stack.devs[0].dev.mac(),
+    };
+    let udp_len = 8 + payload.len();
+    let mut f = Vec::new();
+    f.extend_from_slice(&kmac);
+    f.extend_from_slice(&smac.0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let tot = (20 + udp_len) as u16;
+    let mut ip = [0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    ip[2..4].copy_from_slice(&tot.to_be_bytes());
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    let c = ip_fast_csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    // The pseudo-header sum, not complemented: a receiver would reject it as a checksum.
+    let phdr = !csum_fold(pseudo_header_ipv4(src, dst, 17, udp_len as u16));
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&5555u16.to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&phdr.to_be_bytes());
+    f.extend_from_slice(payload);
+    let mut skb = SkBuff::from_slice(&mut stack.core.cache, &f).expect("skb");
+    skb.ip_summed = IpSummed::Partial;
+    let mut burst = Burst::new();
+    burst.push(skb);
+    let sent = match dev {
+        Some(d) => d.tx_burst(0, &mut burst),
+        None => stack.devs[0].dev.tx_burst(0, &mut burst),
+    };
+    assert_eq!(sent, 1, "tx_burst took the datagram");
+    let out = listener.wait_with_output().expect("python3");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

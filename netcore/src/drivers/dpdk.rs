@@ -123,6 +123,8 @@ pub struct DpdkConfig {
     pub nb_txd: u16,
     /// Toeplitz key for RSS (the stack's key).
     pub rss_key: [u8; 40],
+    /// Use the PMD's tx checksum offloads when offered (off: software fills them).
+    pub tx_csum_offload: bool,
 }
 
 impl Default for DpdkConfig {
@@ -134,6 +136,7 @@ impl Default for DpdkConfig {
             nb_rxd: 1024,
             nb_txd: 1024,
             rss_key: RSS_KEY_DEFAULT,
+            tx_csum_offload: true,
         }
     }
 }
@@ -263,7 +266,12 @@ impl DpdkDev {
             rx_capa: info.rx_offload_capa,
             tx_capa: info.tx_offload_capa,
             rx_enabled: info.rx_offload_capa & WANT_RX,
-            tx_enabled: info.tx_offload_capa & WANT_TX,
+            tx_enabled: info.tx_offload_capa
+                & if cfg.tx_csum_offload {
+                    WANT_TX
+                } else {
+                    ffi::RTE_ETH_TX_OFFLOAD_MULTI_SEGS
+                },
             rss_capa: info.flow_type_rss_offloads,
             rss_hf: info.flow_type_rss_offloads & WANT_RSS,
         };
