@@ -195,6 +195,29 @@ fn dpdk_rx_payload_is_the_pmd_mbuf_and_pools_drain() {
     assert_eq!(foreign, 0, "buffers the PMD did not deliver reached the application");
     tcp_close(&mut stack, listener).unwrap();
 
+    // Clear errors for ports and queues the device does not have.
+    let e = DpdkDev::open(
+        &DpdkConfig {
+            port: 1,
+            nb_queues: 64,
+            ..Default::default()
+        },
+        &pool,
+    )
+    .err()
+    .expect("64 queues on net_tap");
+    assert!(e.to_string().contains("supports at most"), "{e}");
+    let e = DpdkDev::open(
+        &DpdkConfig {
+            port: 7,
+            ..Default::default()
+        },
+        &pool,
+    )
+    .err()
+    .expect("port 7 does not exist");
+    assert!(e.to_string().contains("port 7 does not exist"), "{e}");
+
     // Transmit checksums: port 0 (the stack's, offload on) and port 1 (offload off).
     let mut soft = DpdkDev::open(
         &DpdkConfig {
