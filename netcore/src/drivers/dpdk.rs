@@ -162,6 +162,16 @@ impl fmt::Display for Offloads {
     }
 }
 
+/// Outcome of turning one skb into an rte_mbuf chain.
+enum Built {
+    Chain(*mut ffi::rte_mbuf),
+    /// The pool is empty: keep the skb for a later try.
+    NoBuf,
+    /// The frame can never be sent (empty, or too large for a PMD that cannot chain):
+    /// consumed and counted.
+    Drop,
+}
+
 /// Driver counters beyond the port's own statistics.
 #[derive(Debug, Clone, Copy, Default)]
 struct SwStats {
@@ -178,6 +188,7 @@ struct SwStats {
     tx_full: u64,
     tx_prepare_err: u64,
     tx_too_big: u64,
+    tx_empty: u64,
     rx_dropped: u64,
 }
 
@@ -471,7 +482,7 @@ impl DpdkDev {
     }
 
     /// Build the rte_mbuf chain for one skb. None when the pool is empty (counted).
-    fn build_chain(&mut self, skb: &SkBuff, ol_flags: u64, hdr_lens: (u8, u16, u8)) -> Option<*mut ffi::rte_mbuf> {
+    fn build_chain(&mut self, skb: &SkBuff, ol_flags: u64, hdr_lens: (u8, u16, u8)) -> Built {
         let mp = self.pool.rte_mempool();
         let mut first: *mut ffi::rte_mbuf = std::ptr::null_mut();
         let mut last: *mut ffi::rte_mbuf = std::ptr::null_mut();
@@ -503,7 +514,7 @@ impl DpdkDev {
                     // SAFETY: as above.
                     unsafe { ffi::blink_rte_pktmbuf_free(first) };
                 }
-                return None;
+                return Built::NoBuf;
             }
             // SAFETY: mi is fresh and direct; `direct` is a live segment of the same pool
             // (held by `skb` for the duration of this call, and by the attach afterwards).
@@ -520,30 +531,31 @@ impl DpdkDev {
             nb += 1;
         }
         if first.is_null() {
-            return None;
+            self.sw.tx_empty += 1;
+            return Built::Drop;
         }
         let (l2, l3, l4) = hdr_lens;
         // SAFETY: `first` heads the chain just built.
         unsafe { ffi::blink_rte_mbuf_set_pkt(first, skb.len() as u32, nb, ol_flags, l2, l3, l4) };
         self.sw.tx_segs += nb as u64;
-        Some(first)
+        Built::Chain(first)
     }
 
     /// Copy the whole frame into one fresh rte_mbuf (foreign buffers, or a PMD without
     /// multi-segment transmit).
-    fn build_copy(&mut self, skb: &SkBuff, ol_flags: u64, hdr_lens: (u8, u16, u8)) -> Option<*mut ffi::rte_mbuf> {
+    fn build_copy(&mut self, skb: &SkBuff, ol_flags: u64, hdr_lens: (u8, u16, u8)) -> Built {
         let mut m = match self.pool.alloc() {
             Some(m) => m,
             None => {
                 self.sw.tx_nombuf += 1;
-                return None;
+                return Built::NoBuf;
             }
         };
         let len = skb.len();
         if len > m.tailroom() {
             // Larger than one buffer and the PMD cannot chain: it cannot be sent.
             self.sw.tx_too_big += 1;
-            return None;
+            return Built::Drop;
         }
         let dst = m.append(len).expect("room checked");
         let mut o = 0;
@@ -559,7 +571,7 @@ impl DpdkDev {
         let mi = unsafe { ffi::blink_rte_pktmbuf_alloc(mp) };
         if mi.is_null() {
             self.sw.tx_nombuf += 1;
-            return None;
+            return Built::NoBuf;
         }
         let (l2, l3, l4) = hdr_lens;
         // SAFETY: as in build_chain; `m` keeps `rte` alive until the attach holds it.
@@ -569,7 +581,7 @@ impl DpdkDev {
             ffi::blink_rte_mbuf_set_pkt(mi, len as u32, 1, ol_flags, l2, l3, l4);
         }
         drop(m);
-        Some(mi)
+        Built::Chain(mi)
     }
 
     /// Offload flags and header lengths for one skb; fills the checksum in software when the
@@ -693,6 +705,7 @@ impl NetDevice for DpdkDev {
         }
         let mut chains: [*mut ffi::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut built = 0usize;
+        let mut bad_at = None;
         for skb in pkts.iter_mut() {
             let (ol, lens) = self.tx_offload(skb);
             if skb.is_nonlinear() && !self.features.has(NetdevFeatures::SG) && !self.warned_sg {
@@ -704,14 +717,24 @@ impl NetDevice for DpdkDev {
                 self.warned_sg = true;
             }
             match self.build_chain(skb, ol, lens) {
-                Some(c) => {
+                Built::Chain(c) => {
                     chains[built] = c;
                     built += 1;
                 }
-                None => break,
+                Built::NoBuf => break,
+                Built::Drop => {
+                    bad_at = Some(built);
+                    break;
+                }
             }
         }
         if built == 0 {
+            // An unsendable frame at the head is consumed (counted above) so it cannot block
+            // the queue, as the TAP driver does with frames the kernel refuses.
+            if bad_at == Some(0) {
+                pkts.remove(0);
+                return 1;
+            }
             return 0;
         }
         let mut ready = built as u16;
@@ -719,7 +742,9 @@ impl NetDevice for DpdkDev {
             // SAFETY: `chains[..built]` are valid packets for this port.
             ready = unsafe { ffi::blink_rte_eth_tx_prepare(self.port, queue, chains.as_mut_ptr(), built as u16) };
             if (ready as usize) < built {
+                // rte_eth_tx_prepare stops at the first packet the NIC cannot take as built.
                 self.sw.tx_prepare_err += 1;
+                bad_at = Some(ready as usize);
             }
         }
         // SAFETY: as above.
@@ -737,6 +762,11 @@ impl NetDevice for DpdkDev {
         for skb in pkts.drain(..sent) {
             self.tx_bytes += skb.len() as u64;
         }
+        // The PMD took everything before an unsendable frame: consume that one too.
+        if bad_at == Some(sent) && !pkts.is_empty() {
+            pkts.remove(0);
+            return sent + 1;
+        }
         sent
     }
 
@@ -748,7 +778,7 @@ impl NetDevice for DpdkDev {
             tx_packets: s.opackets,
             tx_bytes: s.obytes.max(self.tx_bytes),
             rx_dropped: self.sw.rx_dropped,
-            tx_dropped: self.sw.tx_nombuf,
+            tx_dropped: self.sw.tx_too_big + self.sw.tx_empty + self.sw.tx_prepare_err,
             rx_errors: s.ierrors,
             tx_errors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
@@ -791,6 +821,7 @@ impl NetDevice for DpdkDev {
             ("dpdk.tx_full".into(), self.sw.tx_full),
             ("dpdk.tx_prepare_err".into(), self.sw.tx_prepare_err),
             ("dpdk.tx_too_big".into(), self.sw.tx_too_big),
+            ("dpdk.tx_empty".into(), self.sw.tx_empty),
             ("dpdk.rx_dropped".into(), self.sw.rx_dropped),
         ];
         v.push(("dpdk.mempool_in_use".into(), self.pool.rte_in_use() as u64));
