@@ -51,6 +51,8 @@ fn start_echo(tag: &str, net: u8) -> (Netns, BlinkProc) {
             "7",
             "--duration",
             "600",
+            "--stats",
+            "0.5",
         ],
     );
     b.wait_line("tcp echo 7", Duration::from_secs(60));
@@ -112,6 +114,9 @@ fn dpdk_net_tap_answers_ping_and_echoes_100_mib() {
     // Every frame went through the DPDK port: the PMD's counters saw the transfer.
     assert!(counter(&stdout, "dpdk.ipackets") > 50_000, "{stdout}");
     assert!(counter(&stdout, "dpdk.opackets") > 50_000, "{stdout}");
+    // The periodic --stats line carries the port's drop counters.
+    let line = stdout.lines().find(|l| l.contains("missed") && l.contains("nombuf"));
+    assert!(line.is_some(), "no --stats line with port counters:\n{stdout}");
 }
 
 /// net_tap advertises IPv4/TCP/UDP checksum offloads: blink enables them, marks the frames the
@@ -218,4 +223,42 @@ fn dpdk_no_ports_names_devbind() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("dpdk-devbind.py"), "{err}");
+}
+
+/// EAL without `--no-huge` on a machine without hugepages: exit 2, and the message says how to
+/// run without them or reserve them.
+#[test]
+fn dpdk_no_hugepages_suggests_no_huge() {
+    if !require_root("dpdk_no_hugepages_suggests_no_huge") {
+        return;
+    }
+    let reserved = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if reserved > 0 {
+        eprintln!("skipped: this machine has {reserved} hugepages reserved");
+        return;
+    }
+    let eal = format!(
+        "--no-pci -l 0 --file-prefix=blink-nohuge-{} --no-telemetry",
+        std::process::id()
+    );
+    let out = std::process::Command::new(blink())
+        .args([
+            "echo",
+            "--dev",
+            "dpdk",
+            "--eal",
+            &eal,
+            "--ip",
+            "10.200.67.2/24",
+            "--tcp",
+            "7",
+        ])
+        .output()
+        .expect("run blink");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--no-huge -m 512"), "{err}");
 }
