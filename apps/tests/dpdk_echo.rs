@@ -171,6 +171,10 @@ fn dpdk_net_tap_checksum_offloads_are_used() {
         "{stdout}"
     );
     assert_eq!(counter(&stdout, "dpdk.tx_copied"), 0, "{stdout}");
+    // Link up, and RSS configured (with the stack's Toeplitz key) for the IPv4 flow types
+    // net_tap offers; net_tap does not deliver a per-packet hash (no RSS_HASH rx offload).
+    assert_eq!(counter(&stdout, "dpdk.link_up"), 1, "{stdout}");
+    assert_ne!(counter(&stdout, "dpdk.rss_hf"), 0, "{stdout}");
     assert!(stdout.contains("mbufs in use after shutdown: 0"), "{stdout}");
 }
 
