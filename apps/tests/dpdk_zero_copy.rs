@@ -222,12 +222,15 @@ fn dpdk_rx_payload_is_the_pmd_mbuf_and_pools_drain() {
     let mut soft = DpdkDev::open(
         &DpdkConfig {
             port: 1,
+            // Two queue pairs, as two stack cores would use.
+            nb_queues: 2,
             tx_csum_offload: false,
             ..Default::default()
         },
         &pool,
     )
     .expect("port 1");
+    assert_eq!(soft.nb_queues(), 2);
     sh("ip addr add 10.200.66.1/24 dev zctap1 && ip link set zctap1 up");
     let offloaded = send_partial_udp(
         &mut stack,
@@ -349,7 +352,8 @@ fn send_partial_udp(
     let mut burst = Burst::new();
     burst.push(skb);
     let sent = match dev {
-        Some(d) => d.tx_burst(0, &mut burst),
+        // The second port's datagram leaves by its second queue pair.
+        Some(d) => d.tx_burst(1, &mut burst),
         None => stack.devs[0].dev.tx_burst(0, &mut burst),
     };
     assert_eq!(sent, 1, "tx_burst took the datagram");
