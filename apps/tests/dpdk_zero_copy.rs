@@ -349,6 +349,9 @@ fn send_partial_udp(
     f.extend_from_slice(payload);
     let mut skb = SkBuff::from_slice(&mut stack.core.cache, &f).expect("skb");
     skb.ip_summed = IpSummed::Partial;
+    // Like TCP's retransmit queue, keep a clone sharing the header: a software checksum must
+    // not be written into the shared buffer.
+    let keep = skb.skb_clone(&mut stack.core.cache).expect("clone");
     let mut burst = Burst::new();
     burst.push(skb);
     let sent = match dev {
@@ -357,6 +360,12 @@ fn send_partial_udp(
         None => stack.devs[0].dev.tx_burst(0, &mut burst),
     };
     assert_eq!(sent, 1, "tx_burst took the datagram");
+    assert_eq!(
+        &keep.data()[40..42],
+        &phdr.to_be_bytes(),
+        "the clone's header was written"
+    );
+    drop(keep);
     let out = listener.wait_with_output().expect("python3");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

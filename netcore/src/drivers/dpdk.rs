@@ -26,7 +26,7 @@ use blink_dpdk_sys as ffi;
 
 use crate::checksum::{csum_block_add, csum_fold, csum_partial, pseudo_header_ipv4};
 use crate::if_ether::EthAddr;
-use crate::mbuf::{Mbuf, Mempool};
+use crate::mbuf::{Mbuf, Mempool, MempoolCache};
 use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures, BURST};
 use crate::rss::{RssHashType, RSS_KEY_DEFAULT};
 use crate::skbuff::{IpSummed, SkBuff};
@@ -189,6 +189,9 @@ struct SwStats {
     tx_prepare_err: u64,
     tx_too_big: u64,
     tx_empty: u64,
+    /// CHECKSUM_PARTIAL frames whose checksum could not be filled (unparsable, or no buffer
+    /// for a private copy): sent as they are, the receiver drops them.
+    tx_csum_err: u64,
     rx_dropped: u64,
 }
 
@@ -201,6 +204,8 @@ pub struct DpdkDev {
     mac: EthAddr,
     mtu: usize,
     pool: Mempool,
+    /// For the software-checksum fallback's private copies.
+    cache: MempoolCache,
     features: NetdevFeatures,
     offloads: Offloads,
     sw: SwStats,
@@ -397,6 +402,7 @@ impl DpdkDev {
             mac: EthAddr(addr.addr_bytes),
             mtu,
             pool: pool.clone(),
+            cache: pool.cache(),
             features,
             offloads: off,
             sw: SwStats::default(),
@@ -614,8 +620,21 @@ impl DpdkDev {
             );
             self.warned_csum = true;
         }
+        if skb.skb_header_cloned() {
+            // TCP keeps a clone of what it sends: writing the checksum needs a private header
+            // (Linux: skb_checksum_help's skb_cow_head). Only on this fallback path.
+            match skb.skb_copy(&mut self.cache) {
+                Some(c) => *skb = c,
+                None => {
+                    self.sw.tx_csum_err += 1;
+                    return (0, (0, 0, 0));
+                }
+            }
+        }
         if Self::tx_csum_sw(skb) {
             self.sw.tx_csum_sw += 1;
+        } else {
+            self.sw.tx_csum_err += 1;
         }
         (0, (0, 0, 0))
     }
@@ -822,6 +841,7 @@ impl NetDevice for DpdkDev {
             ("dpdk.tx_prepare_err".into(), self.sw.tx_prepare_err),
             ("dpdk.tx_too_big".into(), self.sw.tx_too_big),
             ("dpdk.tx_empty".into(), self.sw.tx_empty),
+            ("dpdk.tx_csum_err".into(), self.sw.tx_csum_err),
             ("dpdk.rx_dropped".into(), self.sw.rx_dropped),
         ];
         v.push(("dpdk.mempool_in_use".into(), self.pool.rte_in_use() as u64));
