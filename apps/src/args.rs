@@ -27,8 +27,10 @@ pub struct DevArgs {
     /// Device: `wire` (in-memory, demo only), `tap:NAME` (Linux TAP) or `dpdk`.
     #[arg(long, default_value = "wire")]
     pub dev: String,
-    /// DPDK EAL arguments (with --dev dpdk).
-    #[arg(long)]
+    /// DPDK EAL arguments (with --dev dpdk), as one string, e.g.
+    /// "--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0 --file-prefix=blink1".
+    // The value itself starts with `--`: let clap take it as a value.
+    #[arg(long, value_name = "EAL ARGS", allow_hyphen_values = true)]
     pub eal: Option<String>,
     /// Address and prefix length of the stack, e.g. 10.200.0.2/24.
     #[arg(long, value_name = "A.B.C.D/LEN", value_parser = parse_cidr)]

@@ -82,11 +82,15 @@ pub fn build_stack(args: &DevArgs) -> Result<Stack, SetupError> {
     if addrs.is_empty() {
         return Err(usage("--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)").into());
     }
+    let kind = args.dev_kind()?;
+    if kind == DevKind::Dpdk {
+        return build_dpdk_stack(args, &addrs);
+    }
     let pool = new_pool(8192);
     let clock = Clock::monotonic();
     let mut stack = Stack::new(0, 1, clock, &pool, StackConfig::default());
     let mac = mac_for(addrs.first().copied());
-    let dev: Box<dyn NetDevice> = match args.dev_kind()? {
+    let dev: Box<dyn NetDevice> = match kind {
         DevKind::Tap(name) => Box::new(
             TapDev::open(&name, 1, mac, args.mtu as usize, pool.cache())
                 .map_err(|e| SetupError::Runtime(e.to_string()))?,
@@ -96,9 +100,57 @@ pub fn build_stack(args: &DevArgs) -> Result<Stack, SetupError> {
                 usage("--dev wire: the in-memory wire needs a peer stack in this process; use `blink demo`").into(),
             )
         }
-        DevKind::Dpdk => return Err(usage("--dev dpdk: this blink was built without the `dpdk` feature").into()),
+        DevKind::Dpdk => unreachable!("handled above"),
     };
     configure(&mut stack, dev, args, &addrs)?;
+    Ok(stack)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn build_dpdk_stack(_args: &DevArgs, _addrs: &[Ipv4Cidr]) -> Result<Stack, SetupError> {
+    Err(usage("--dev dpdk: this blink was built without the `dpdk` feature (cargo build --features dpdk)").into())
+}
+
+/// --dev dpdk: EAL from --eal, a DPDK mempool (so received rte_mbufs become skbs in place),
+/// then port 0 with one rx/tx queue pair.
+#[cfg(feature = "dpdk")]
+fn build_dpdk_stack(args: &DevArgs, addrs: &[Ipv4Cidr]) -> Result<Stack, SetupError> {
+    use blink_netcore::drivers::dpdk::{eal_init, DpdkConfig, DpdkDev, DpdkError};
+    let derr = |e: DpdkError| {
+        if e.is_usage() {
+            SetupError::Usage(usage(e.to_string()))
+        } else {
+            SetupError::Runtime(e.to_string())
+        }
+    };
+    let eal = args.eal.as_deref().ok_or_else(|| {
+        usage("--dev dpdk needs --eal \"EAL ARGS\", e.g. --eal \"--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0\"")
+    })?;
+    eal_init(eal).map_err(derr)?;
+    let pool = Mempool::new_dpdk(&MempoolConfig {
+        name: "blink".into(),
+        n: 8192,
+        ..Default::default()
+    })
+    .map_err(|e| SetupError::Usage(usage(e.to_string())))?;
+    let clock = Clock::monotonic();
+    let mut stack = Stack::new(0, 1, clock, &pool, StackConfig::default());
+    let cfg = DpdkConfig {
+        port: 0,
+        nb_queues: args.cores,
+        mtu: args.mtu as usize,
+        ..Default::default()
+    };
+    let dev = DpdkDev::open(&cfg, &pool).map_err(derr)?;
+    eprintln!(
+        "dpdk: port {} ({}) mac {} link {}; offloads: {}",
+        dev.port(),
+        dev.driver(),
+        dev.mac(),
+        if dev.link_up() { "up" } else { "down" },
+        dev.offloads()
+    );
+    configure(&mut stack, Box::new(dev), args, addrs)?;
     Ok(stack)
 }
 
@@ -117,9 +169,12 @@ pub fn stats_line(stack: &Stack) -> String {
     let m = &stack.core.mib;
     let d = stack.devs.first().map(|d| d.dev.stats()).unwrap_or_default();
     format!(
-        "rx {} tx {} | Ip.InReceives {} Ip.InDelivers {} Ip.OutRequests {} | Icmp.InEchos {} Icmp.OutEchoReps {} | drops {} | mbufs in use {}",
+        "rx {} tx {} missed {} nombuf {} errors {} | Ip.InReceives {} Ip.InDelivers {} Ip.OutRequests {} | Icmp.InEchos {} Icmp.OutEchoReps {} | drops {} | mbufs in use {}",
         d.rx_packets,
         d.tx_packets,
+        d.rx_missed,
+        d.rx_nombuf,
+        d.rx_errors + d.tx_errors,
         m.ip[IpMib::InReceives],
         m.ip[IpMib::InDelivers],
         m.ip[IpMib::OutRequests],
@@ -163,7 +218,7 @@ pub fn report(stack: &Stack, label: &str) {
     for d in &stack.devs {
         let s = d.dev.stats();
         println!(
-            "dev {} ({}) mac {} mtu {}: rx {} pkts {} bytes, tx {} pkts {} bytes, rx_dropped {} rx_nombuf {} tx_errors {}",
+            "dev {} ({}) mac {} mtu {}: rx {} pkts {} bytes, tx {} pkts {} bytes, rx_dropped {} rx_nombuf {} rx_missed {} rx_errors {} tx_errors {} link {}",
             d.ifindex,
             d.name(),
             d.mac,
@@ -174,7 +229,10 @@ pub fn report(stack: &Stack, label: &str) {
             s.tx_bytes,
             s.rx_dropped,
             s.rx_nombuf,
-            s.tx_errors
+            s.rx_missed,
+            s.rx_errors,
+            s.tx_errors,
+            if d.dev.link_up() { "up" } else { "down" }
         );
         for (k, v) in d.dev.extra_stats() {
             if v != 0 {

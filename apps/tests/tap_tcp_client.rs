@@ -69,7 +69,7 @@ fn blink_client_to_kernel(tag: &str, net: u8, bytes: usize, impair: Option<&str>
         let mut pending = 0..0;
         let mut sent = 0usize;
         let mut shut = false;
-        let deadline = Instant::now() + Duration::from_secs(240);
+        let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             assert!(Instant::now() < deadline, "blink client timed out after {sent} bytes");
             stack.poll();

@@ -1,4 +1,5 @@
-//! Packet buffers: `Mempool` and `Mbuf` (heap backend).
+//! Packet buffers: `Mempool` and `Mbuf`, over a heap pool or (feature `dpdk`) DPDK's
+//! `rte_mempool` / `rte_mbuf`.
 //!
 //! The model is DPDK's `rte_mempool` + `rte_mbuf`: a pool pre-allocates `n` fixed-size buffers
 //! once, each with a small descriptor (refcount, data offset, data length, next segment) and
@@ -10,6 +11,14 @@
 //! descriptor. Anything that changes a buffer's bytes or its descriptor needs a unique handle
 //! (`refcnt == 1`), which is how `skb_clone` keeps retransmit queues and in-flight packets
 //! from stepping on each other, and how this module stays sound with shared buffers.
+//!
+//! The DPDK backend (`Mempool::new_dpdk`) keeps the same descriptor, placed in the private area
+//! of each `rte_mbuf` (`priv_size = size_of::<MbufHdr>()`), with `buf` pointing at the
+//! rte_mbuf's own data room. A frame the PMD delivered is adopted as an `Mbuf` in place
+//! (`Mbuf::from_rte`): no copy, and everything above netcore sees the usual API. Rust handles
+//! together hold one DPDK reference; when the last handle goes, the segment goes back through
+//! `rte_pktmbuf_free_seg`, which returns it to the pool unless a PMD still holds an indirect
+//! mbuf attached to it for transmit (see drivers/dpdk.rs).
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -20,6 +29,9 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::skbuff::SkbMeta;
+
+#[cfg(feature = "dpdk")]
+use blink_dpdk_sys as dpdk;
 
 /// Headroom reserved in front of received or freshly allocated data (DPDK's default).
 pub const RTE_PKTMBUF_HEADROOM: u16 = 128;
@@ -39,6 +51,8 @@ pub enum MempoolError {
         buf_size: usize,
         headroom: u16,
     },
+    #[error("mempool {name}: rte_pktmbuf_pool_create failed: {reason} (with --no-huge give EAL enough memory, e.g. -m 512; or lower the pool size)")]
+    Dpdk { name: String, reason: String },
 }
 
 /// Pool configuration (`rte_pktmbuf_pool_create` arguments).
@@ -78,6 +92,9 @@ pub(crate) struct MbufHdr {
     data_len: UnsafeCell<u16>,
     next: UnsafeCell<Option<Mbuf>>,
     pool: *const PoolInner,
+    /// DPDK backend: the `rte_mbuf` whose private area holds this descriptor (null on the heap).
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    rte: *mut u8,
     /// The private area: metadata of the skb hosted by this mbuf (see skbuff.rs).
     pub(crate) skb: UnsafeCell<SkbMeta>,
 }
@@ -92,6 +109,11 @@ pub(crate) struct PoolInner {
     headroom: u16,
     buf_size: usize,
     cache_size: usize,
+    /// DPDK backend: the `rte_mempool` (null for the heap backend; then `hdrs` holds the buffers).
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    rte_mp: *mut u8,
+    /// Number of buffers (`hdrs.len()` on the heap).
+    n: usize,
 }
 
 // SAFETY: the raw pointers inside the descriptors point into `_mem`, owned by the same
@@ -153,6 +175,7 @@ impl Mempool {
                     data_len: UnsafeCell::new(0),
                     next: UnsafeCell::new(None),
                     pool: std::ptr::null(),
+                    rte: std::ptr::null_mut(),
                     skb: UnsafeCell::new(SkbMeta::new()),
                 }
             })
@@ -166,6 +189,8 @@ impl Mempool {
             headroom: cfg.headroom,
             buf_size: cfg.buf_size,
             cache_size: cfg.cache_size.clamp(1, cfg.n),
+            rte_mp: std::ptr::null_mut(),
+            n: cfg.n,
         });
         let p = Arc::as_ptr(&inner);
         // Back-pointers are written once, before any handle exists; nothing else can see them.
@@ -183,7 +208,7 @@ impl Mempool {
 
     /// Number of buffers the pool was created with.
     pub fn capacity(&self) -> usize {
-        self.inner.hdrs.len()
+        self.inner.n
     }
 
     /// Buffers currently held by the stack or an application (not in the ring or a cache).
@@ -194,6 +219,11 @@ impl Mempool {
 
     /// Buffers waiting in the shared free ring (excludes per-core caches).
     pub fn available(&self) -> usize {
+        #[cfg(feature = "dpdk")]
+        if !self.inner.rte_mp.is_null() {
+            // SAFETY: rte_mp is the live pool created in new_dpdk (never freed).
+            return unsafe { dpdk::rte_mempool_avail_count(self.inner.rte_mp as *const _) } as usize;
+        }
         self.inner.free.len()
     }
 
@@ -203,6 +233,10 @@ impl Mempool {
 
     /// Allocate straight from the shared ring (slow path; cores use a [`MempoolCache`]).
     pub fn alloc(&self) -> Option<Mbuf> {
+        #[cfg(feature = "dpdk")]
+        if !self.inner.rte_mp.is_null() {
+            return self.inner.alloc_rte();
+        }
         let idx = self.inner.free.pop()?;
         Some(self.inner.take(idx))
     }
@@ -220,6 +254,182 @@ impl Mempool {
     /// True when `m` came from this pool.
     pub fn owns(&self, m: &Mbuf) -> bool {
         std::ptr::eq(m.hdr().pool, Arc::as_ptr(&self.inner))
+    }
+}
+
+#[cfg(feature = "dpdk")]
+impl Mempool {
+    /// DPDK: rte_pktmbuf_pool_create() with a private area large enough for blink's descriptor
+    /// (and the skb metadata inside it). EAL must be initialised. Headroom is DPDK's
+    /// RTE_PKTMBUF_HEADROOM, as PMDs assume.
+    pub fn new_dpdk(cfg: &MempoolConfig) -> Result<Mempool, MempoolError> {
+        let bad_size = cfg.buf_size <= RTE_PKTMBUF_HEADROOM as usize || cfg.buf_size > u16::MAX as usize;
+        if bad_size {
+            return Err(MempoolError::BadSize {
+                name: cfg.name.clone(),
+                buf_size: cfg.buf_size,
+                headroom: RTE_PKTMBUF_HEADROOM,
+            });
+        }
+        if cfg.n == 0 || cfg.n > u32::MAX as usize / 2 {
+            return Err(MempoolError::BadCount {
+                name: cfg.name.clone(),
+                got: cfg.n,
+                max: u32::MAX as usize / 2,
+            });
+        }
+        let priv_size = std::mem::size_of::<MbufHdr>();
+        const { assert!(std::mem::size_of::<MbufHdr>().is_multiple_of(8) && std::mem::size_of::<MbufHdr>() < 65536) };
+        // The private area starts right after the 128-byte, cache-aligned rte_mbuf, so it is
+        // 64-byte aligned like MbufHdr.
+        const { assert!(dpdk::RTE_MBUF_SIZE.is_multiple_of(std::mem::align_of::<MbufHdr>())) };
+        let cname = std::ffi::CString::new(cfg.name.as_str()).map_err(|_| MempoolError::Dpdk {
+            name: cfg.name.clone(),
+            reason: "name contains NUL".into(),
+        })?;
+        let cache = cfg.cache_size.min(dpdk::RTE_MEMPOOL_CACHE_MAX_SIZE as usize) as u32;
+        // SAFETY: plain FFI call with valid arguments; EAL is initialised by the caller (a
+        // failure is reported through a NULL return and rte_errno).
+        let mp = unsafe {
+            dpdk::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                cfg.n as u32,
+                cache,
+                priv_size as u16,
+                cfg.buf_size as u16,
+                dpdk::rte_socket_id() as i32,
+            )
+        };
+        if mp.is_null() {
+            // SAFETY: rte_strerror returns a static or thread-local string.
+            let reason = unsafe {
+                let e = dpdk::blink_rte_errno();
+                std::ffi::CStr::from_ptr(dpdk::rte_strerror(e))
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(MempoolError::Dpdk {
+                name: cfg.name.clone(),
+                reason,
+            });
+        }
+        Ok(Mempool {
+            inner: Arc::new(PoolInner {
+                name: cfg.name.clone(),
+                hdrs: Box::new([]),
+                _mem: Box::new([]),
+                free: ArrayQueue::new(1),
+                in_use: AtomicUsize::new(0),
+                headroom: RTE_PKTMBUF_HEADROOM,
+                buf_size: cfg.buf_size,
+                cache_size: cache as usize,
+                rte_mp: mp as *mut u8,
+                n: cfg.n,
+            }),
+        })
+    }
+
+    /// The `rte_mempool` behind a DPDK pool (null for a heap pool): what rx queues take.
+    pub fn rte_mempool(&self) -> *mut dpdk::rte_mempool {
+        self.inner.rte_mp as *mut dpdk::rte_mempool
+    }
+
+    /// DPDK's own in-use count (rte_mempool_in_use_count): buffers held by blink *and* by the
+    /// PMD (posted rx descriptors, frames in flight). 0 for a heap pool.
+    pub fn rte_in_use(&self) -> usize {
+        if self.inner.rte_mp.is_null() {
+            return 0;
+        }
+        // SAFETY: the pool is live (never freed).
+        unsafe { dpdk::rte_mempool_in_use_count(self.inner.rte_mp as *const _) as usize }
+    }
+}
+
+#[cfg(feature = "dpdk")]
+impl PoolInner {
+    fn alloc_rte(self: &Arc<Self>) -> Option<Mbuf> {
+        // SAFETY: rte_mp is a live pktmbuf pool.
+        let m = unsafe { dpdk::blink_rte_pktmbuf_alloc(self.rte_mp as *mut dpdk::rte_mempool) };
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: a freshly allocated segment of this pool with no other owner.
+        Some(unsafe { self.adopt(m) })
+    }
+
+    /// Make an `Mbuf` of one rte_mbuf segment this pool owns: (re)write the descriptor in its
+    /// private area from the rte_mbuf's own fields. No data is copied.
+    ///
+    /// # Safety
+    /// `m` must be a segment of this pool with rte refcnt 1 that nothing else uses.
+    unsafe fn adopt(self: &Arc<Self>, m: *mut dpdk::rte_mbuf) -> Mbuf {
+        let mut info = dpdk::blink_rx_info::default();
+        dpdk::blink_rte_mbuf_rx_info(m, &mut info);
+        let hdr = (m as *mut u8).add(dpdk::RTE_MBUF_SIZE) as *mut MbufHdr;
+        if self.in_use.fetch_add(1, Ordering::AcqRel) == 0 {
+            // As in `take`: outstanding buffers keep the pool descriptor alive.
+            Arc::increment_strong_count(Arc::as_ptr(self));
+        }
+        // The previous owner's descriptor is dead (its last handle released it, leaving the
+        // skb metadata empty); overwrite it without dropping. Costs one write of the private
+        // area per packet, as DPDK's own per-mbuf init does.
+        std::ptr::write(
+            hdr,
+            MbufHdr {
+                refcnt: AtomicU32::new(1),
+                idx: u32::MAX,
+                buf: info.buf_addr as *mut u8,
+                buf_len: info.buf_len,
+                data_off: UnsafeCell::new(info.data_off),
+                data_len: UnsafeCell::new(info.data_len),
+                next: UnsafeCell::new(None),
+                pool: Arc::as_ptr(self),
+                rte: m as *mut u8,
+                skb: UnsafeCell::new(SkbMeta::new()),
+            },
+        );
+        Mbuf(NonNull::new_unchecked(hdr))
+    }
+}
+
+#[cfg(feature = "dpdk")]
+impl Mbuf {
+    /// Adopt a frame a PMD delivered (all its segments, chained with `next`) without copying.
+    ///
+    /// # Safety
+    /// `m` must come from `rte_eth_rx_burst` on a queue set up with `pool`'s rte_mempool, and
+    /// be used once.
+    pub unsafe fn from_rte(pool: &Mempool, m: *mut dpdk::rte_mbuf) -> Mbuf {
+        let mut head = pool.inner.adopt(m);
+        let mut info = dpdk::blink_rx_info::default();
+        dpdk::blink_rte_mbuf_rx_info(m, &mut info);
+        let mut segs: arrayvec::ArrayVec<Mbuf, 64> = arrayvec::ArrayVec::new();
+        let mut next = info.next;
+        while !next.is_null() {
+            dpdk::blink_rte_mbuf_rx_info(next, &mut info);
+            let seg = pool.inner.adopt(next);
+            next = info.next;
+            if segs.try_push(seg).is_err() {
+                // Longer than any PMD chains a frame: the rest goes back; the caller sees a
+                // short frame and its length checks drop it.
+                dpdk::blink_rte_pktmbuf_free(next);
+                break;
+            }
+        }
+        // Link back to front so each set_next sees a unique handle.
+        let mut rest: Option<Mbuf> = None;
+        while let Some(mut s) = segs.pop() {
+            let _ = s.set_next(rest);
+            rest = Some(s);
+        }
+        let _ = head.set_next(rest);
+        head
+    }
+
+    /// The rte_mbuf behind this buffer (null for a heap buffer): what the PMD sees.
+    #[inline]
+    pub fn rte_mbuf(&self) -> *mut dpdk::rte_mbuf {
+        self.hdr().rte as *mut dpdk::rte_mbuf
     }
 }
 
@@ -256,6 +466,17 @@ impl MempoolCache {
     /// rte_pktmbuf_alloc(): None when the pool is exhausted (the caller counts the drop).
     #[inline]
     pub fn alloc(&mut self) -> Option<Mbuf> {
+        // One predictable branch per allocation: DPDK's rte_pktmbuf_alloc has its own per-lcore
+        // cache, so the DPDK backend skips ours.
+        #[cfg(feature = "dpdk")]
+        if !self.pool.inner.rte_mp.is_null() {
+            let m = self.pool.inner.alloc_rte();
+            match m {
+                Some(_) => self.allocs += 1,
+                None => self.failures += 1,
+            }
+            return m;
+        }
         let idx = match self.local.pop() {
             Some(i) => i,
             None => {
@@ -555,13 +776,25 @@ unsafe fn release(p: NonNull<MbufHdr>) {
     // Dropping the rest of the chain frees each segment whose count also reaches zero.
     let rest = (*h.next.get()).take();
     drop(rest);
-    let pool = &*h.pool;
-    // The free ring has room for every buffer, so the push cannot fail.
+    // Read everything needed before the buffer goes back: with DPDK, the next owner rewrites
+    // the whole descriptor.
+    let pool_ptr = h.pool;
+    let pool = &*pool_ptr;
+    #[cfg(feature = "dpdk")]
+    if !h.rte.is_null() {
+        // Our handles held one DPDK reference: give it back. The segment returns to the pool
+        // now, or when the PMD frees the last indirect mbuf still attached to it (transmit).
+        dpdk::blink_rte_pktmbuf_free_seg(h.rte as *mut dpdk::rte_mbuf);
+    } else {
+        // The free ring has room for every buffer, so the push cannot fail.
+        let _ = pool.free.push(h.idx);
+    }
+    #[cfg(not(feature = "dpdk"))]
     let _ = pool.free.push(h.idx);
     if pool.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
         // Last outstanding buffer: give back the strong count taken in `take`. This may free
         // the pool, so it must be the very last access.
-        Arc::decrement_strong_count(h.pool);
+        Arc::decrement_strong_count(pool_ptr);
     }
 }
 

@@ -415,6 +415,12 @@ pub fn tcp_set_state(sk: &mut TcpSock, stack: &mut Stack, new: TcpState) {
 /// Linux: tcp_done(). The connection is over: stop its timers, free what it queued to send,
 /// and tell the application.
 pub fn tcp_done(sk: &mut TcpSock, stack: &mut Stack) {
+    tcp_done_ev(sk, stack, ev::CLOSED | ev::READABLE | ev::WRITABLE);
+}
+
+/// `tcp_done` raising only `events` (a connection handed to TIME-WAIT finished normally: its
+/// writers were shut down long ago and need no wake-up).
+pub fn tcp_done_ev(sk: &mut TcpSock, stack: &mut Stack, events: u8) {
     if matches!(sk.state, TcpState::SynSent | TcpState::SynRecv) && sk.error.is_some() {
         stack.core.mib.tcp.inc(TcpMib::AttemptFails);
     }
@@ -432,7 +438,7 @@ pub fn tcp_done(sk: &mut TcpSock, stack: &mut Stack) {
     sk.sacked_out = 0;
     sk.lost_out = 0;
     sk.retrans_out = 0;
-    sk.raise(ev::CLOSED | ev::READABLE | ev::WRITABLE);
+    sk.raise(events);
 }
 
 /// Linux: tcp_reset(). The peer reset the connection.

@@ -192,7 +192,7 @@ impl TcpProto {
         let t = sk.tuple();
         let mut tw = TcpTimewaitSock::from_sock(sk, stack.core.jiffies);
         // From TIME-WAIT to closed: CurrEstab and the reset counters do not move.
-        crate::tcp::tcp_done(sk, stack);
+        crate::tcp::tcp_done_ev(sk, stack, ev::CLOSED);
         if self.tables.ehash.get(&t) == Some(&h) {
             self.tables.ehash.remove(&t);
         }

@@ -13,7 +13,7 @@ use crate::if_ether::EthAddr;
 use crate::jiffies::Clock;
 use crate::mbuf::MempoolCache;
 use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
-use crate::skbuff::SkBuff;
+use crate::skbuff::{IpSummed, SkBuff};
 
 /// Probabilities (0..=1) and delay of the injected faults.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -204,6 +204,11 @@ impl<D: NetDevice> Impair<D> {
                         if let Some(d) = c.data_mut() {
                             d[byte] ^= 1 << bit;
                         }
+                    }
+                    // A device's "checksum verified" no longer holds for the damaged copy
+                    // (DPDK rx offload): software must check it again and drop it.
+                    if c.ip_summed == IpSummed::Unnecessary {
+                        c.ip_summed = IpSummed::None;
                     }
                     skb = c;
                     self.stats.corrupted += 1;
@@ -442,6 +447,27 @@ mod tests {
         drop((imp, imp2, c, c2));
         assert_eq!(p.in_use(), 0);
         assert_eq!(p2.in_use(), 0);
+    }
+
+    #[test]
+    fn corruption_voids_the_devices_checksum_verdict() {
+        let cfg = ImpairConfig {
+            corrupt: 1.0,
+            seed: 5,
+            ..Default::default()
+        };
+        let (p, _vc, mut imp, _b) = setup(cfg, 64);
+        let mut c = p.cache();
+        let mut skb = SkBuff::from_slice(&mut c, &[0u8; 64]).unwrap();
+        skb.ip_summed = IpSummed::Unnecessary;
+        imp.shape(skb, false, 0);
+        let mut got = Burst::new();
+        imp.rx_burst(0, &mut got);
+        assert_eq!(got.len(), 1);
+        assert_eq!(imp.impair_stats().corrupted, 1);
+        assert_eq!(got[0].ip_summed, IpSummed::None);
+        drop((got, imp, c));
+        assert_eq!(p.in_use(), 0);
     }
 
     #[test]
