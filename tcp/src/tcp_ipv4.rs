@@ -38,13 +38,24 @@ pub struct TcpProto {
     next_port: u16,
 }
 
+/// Where the ephemeral-port search starts: a random point of the range (RFC 6056), so a new
+/// process does not walk straight into the tuples its predecessor left in the peer's
+/// TIME-WAIT.
+fn random_port((lo, hi): (u16, u16)) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    let span = (hi - lo) as u64 + 1;
+    lo + (h.finish() % span) as u16
+}
+
 impl TcpProto {
     pub fn new(cfg: TcpConfig) -> TcpProto {
         TcpProto {
             socks: SockSlab::default(),
             tw: SockSlab::default(),
             tables: InetHashTables::default(),
-            next_port: cfg.ephemeral_ports.0,
+            next_port: random_port(cfg.ephemeral_ports),
             cfg,
             ready: Vec::new(),
             isn_key: std::collections::hash_map::RandomState::new(),
