@@ -2,7 +2,6 @@
 //! namespace the test creates: EAL runs inside it (`ip netns exec`), so the vdev's kernel-side
 //! interface appears there, and the test gives it an address once blink is up.
 //! No hugepages: EAL runs with `--no-huge -m 512`. Compiled only with the `dpdk` feature.
-//! (UDP echo is not checked here: `echo --udp` arrives with the UDP work, not on this branch.)
 #![cfg(feature = "dpdk")]
 
 mod common;
@@ -78,15 +77,18 @@ fn sha256_of(ns: &Netns, path: &str) -> String {
 }
 
 #[test]
-fn dpdk_net_tap_answers_ping_and_echoes_100_mib() {
-    if !require_root("dpdk_net_tap_answers_ping_and_echoes_100_mib") {
+fn dpdk_net_tap_answers_ping_echoes_udp_and_100_mib() {
+    if !require_root("dpdk_net_tap_answers_ping_echoes_udp_and_100_mib") {
         return;
     }
-    let (ns, b) = start_echo("dpdkecho", 61, &[]);
+    let (ns, b) = start_echo("dpdkecho", 61, &["--udp", "7"]);
     let ping = ns.exec(&["ping", "-c", "20", "-i", "0.05", "-W", "2", "10.200.61.2"]);
     let ping_out = String::from_utf8_lossy(&ping.stdout).into_owned();
     assert!(ping.status.success(), "ping failed:\n{ping_out}");
     assert!(ping_out.contains(" 0% packet loss"), "{ping_out}");
+    // UDP echo of every datagram size 1..=1472 through the PMD.
+    let out = ns.exec_ok(&["python3", "-c", UDP_SIZES_PY, "10.200.61.2"]);
+    assert!(out.contains("UDP_OK 1472"), "{out}");
 
     let dir = std::env::temp_dir().join(format!("blink-dpdkecho-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -14,33 +14,6 @@ use common::*;
 
 const BLINK_IP: &str = "10.200.3.2";
 
-/// Every size 1..=1472 to UDP port 7; each must come back byte for byte. A datagram may be
-/// retried (the first can wait on ARP), but a wrong payload fails at once.
-const UDP_SIZES: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2.0)
-dst = (sys.argv[1], 7)
-ok = 0
-for n in range(1, 1473):
-    data = bytes(((i * 31 + n * 7) ^ (i >> 8)) & 0xff for i in range(n))
-    for attempt in range(3):
-        s.sendto(data, dst)
-        try:
-            back, src = s.recvfrom(4096)
-        except socket.timeout:
-            continue
-        if src != dst or back != data:
-            print("MISMATCH size", n, "from", src, "got", len(back), "bytes")
-            sys.exit(1)
-        ok += 1
-        break
-    else:
-        print("TIMEOUT size", n)
-        sys.exit(1)
-print("UDP_OK", ok)
-"#;
-
 /// A kernel raw socket of protocol 89: the echo comes back from blink with the same payload.
 const RAW_89: &str = r#"
 import socket, sys
@@ -107,7 +80,7 @@ fn kernel_talks_udp_and_raw_to_blink_over_tap() {
         "{banner}"
     );
 
-    let out = ns.exec_ok(&["python3", "-c", UDP_SIZES, BLINK_IP]);
+    let out = ns.exec_ok(&["python3", "-c", UDP_SIZES_PY, BLINK_IP]);
     assert!(out.contains("UDP_OK 1472"), "{out}");
 
     // nc -u: one line out, the same line back.

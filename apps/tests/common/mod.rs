@@ -179,3 +179,30 @@ impl Drop for BlinkProc {
         let _ = self.child.wait();
     }
 }
+
+/// Every size 1..=1472 to UDP port 7; each must come back byte for byte. A datagram may be
+/// retried (the first can wait on ARP), but a wrong payload fails at once.
+pub const UDP_SIZES_PY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2.0)
+dst = (sys.argv[1], 7)
+ok = 0
+for n in range(1, 1473):
+    data = bytes(((i * 31 + n * 7) ^ (i >> 8)) & 0xff for i in range(n))
+    for attempt in range(3):
+        s.sendto(data, dst)
+        try:
+            back, src = s.recvfrom(4096)
+        except socket.timeout:
+            continue
+        if src != dst or back != data:
+            print("MISMATCH size", n, "from", src, "got", len(back), "bytes")
+            sys.exit(1)
+        ok += 1
+        break
+    else:
+        print("TIMEOUT size", n)
+        sys.exit(1)
+print("UDP_OK", ok)
+"#;
