@@ -363,7 +363,12 @@ fn neigh_timer_handler(stack: &mut Stack, data: u64) {
                 let mut q = std::mem::take(&mut n.arp_queue);
                 stack.timers.mod_timer(timer, now + p.gc_stale_time_ms);
                 stack.core.mib.arp.inc(ArpMib::ResFailed);
-                log::info!("arp: no reply from {ip} after {} requests", p.mcast_solicit);
+                // Warn: an unresolved neighbour is the first thing a user of a new setup hits
+                // (wrong address, peer down, NIC bound elsewhere), and only a counter says so.
+                log::warn!(
+                    "arp: {ip} not resolved after {} requests: no reply, its packets are dropped (Arp.ResFailed)",
+                    p.mcast_solicit
+                );
                 while let Some(skb) = q.skb_dequeue() {
                     stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
                     stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
@@ -382,6 +387,7 @@ fn neigh_timer_handler(stack: &mut Stack, data: u64) {
         NudState::Probe => {
             if n.probes >= p.ucast_solicit {
                 n.state = NudState::Failed;
+                log::warn!("arp: {ip} stopped answering after {} unicast probes", p.ucast_solicit);
                 stack.core.mib.arp.inc(ArpMib::ResFailed);
                 stack.timers.mod_timer(timer, now + p.gc_stale_time_ms);
             } else {
