@@ -492,7 +492,8 @@ pub fn tcp_sendmsg(sk: &mut TcpSock, stack: &mut Stack, data: &[u8]) -> Result<u
             }
         }
         let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnData);
+            // Out of buffers: accept what fit; the caller sees a short write (the pool's
+            // exhaustion is visible in its in-use count).
             break;
         };
         // Payload only: headers go in their own skb on transmit.
@@ -630,7 +631,8 @@ pub fn tcp_close(sk: &mut TcpSock, stack: &mut Stack) {
     sk.orphan = true;
     if sk.recv_queued() > 0 {
         sk.receive_queue.purge();
-        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnData);
+        // Unread data at close: reset, not FIN (RFC 2525 2.17; Linux: TCPAbortOnClose).
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnClose);
         tcp_abort(sk, stack);
         return;
     }

@@ -238,7 +238,8 @@ fn close_with_unread_data_sends_rst() {
         ),
     );
     s.assert_counters(&[
-        ("TcpExt.TCPAbortOnData", 1),
+        ("TcpExt.TCPAbortOnClose", 1),
+        ("TcpExt.TCPAbortOnData", 0),
         ("Tcp.EstabResets", 1),
         ("Tcp.OutRsts", 2),
         ("Tcp.CurrEstab", 0),
