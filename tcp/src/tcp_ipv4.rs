@@ -432,10 +432,19 @@ impl TcpProto {
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
-        let (backlog, pending) = {
+        let (backlog, pending, queued) = {
             let ls = self.socks.get(l).expect("listener exists");
-            (ls.backlog, ls.syn_pending + ls.accept_queue.len() as u32)
+            let queued = ls.accept_queue.len() as u32;
+            (ls.backlog, ls.syn_pending + queued, queued)
         };
+        if queued >= backlog {
+            // The accept queue itself is full: a cookie could not be accepted either, so the
+            // SYN is dropped and the peer retries (Linux: tcp_conn_request, sk_acceptq_is_full).
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            return;
+        }
         if pending >= backlog {
             if self.cfg.syncookies {
                 // Backlog full: answer statelessly (Linux: tcp_syncookies = 1).

@@ -506,3 +506,34 @@ fn harness_rejects_early_segment() {
         ),
     );
 }
+
+/// With SYN cookies on, a full accept queue still drops the SYN rather than answering with a
+/// cookie: the connection the cookie would make could not be queued either (Linux:
+/// tcp_conn_request checks sk_acceptq_is_full first). Cookies are for a full SYN backlog.
+#[test]
+fn full_accept_queue_drops_syn_even_with_cookies() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080 backlog 1
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0     < . 1:1(0) ack 1 win 65535
+0.1   ports 8080 40001
+0.1   < S 0:0(0) win 65535 <mss 1000>
+0.1   expect_counter TcpExt.ListenOverflows 1
+0.2   ports 8080 40000
+0.2   accept
+0.2   < R 1:1(0) win 0
+0.2   close
+0.3   close listener
+",
+    );
+    s.assert_counters(&[
+        ("TcpExt.ListenOverflows", 1),
+        ("TcpExt.ListenDrops", 1),
+        ("TcpExt.SyncookiesSent", 0),
+        ("Tcp.PassiveOpens", 1),
+    ]);
+    s.assert_clean();
+}
