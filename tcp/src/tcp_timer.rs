@@ -181,6 +181,14 @@ pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
         TcpState::FinWait2 if sk.orphan => tcp_done(sk, stack),
         TcpState::Established | TcpState::CloseWait | TcpState::FinWait2 => {
             let Some((idle, intvl, cnt)) = sk.keepalive else { return };
+            if sk.packets_out > 0 || !sk.write_queue.is_empty() {
+                // Data in flight or waiting: the retransmission / persist timer watches the
+                // peer, probes would only add noise (Linux: tcp_keepalive_timer resched).
+                if let Some(t) = sk.keepalive_timer {
+                    stack.timers.mod_timer(t, now + idle);
+                }
+                return;
+            }
             let quiet = now.saturating_sub(sk.rcv_tstamp);
             if quiet < idle && sk.keepalive_probes_sent == 0 {
                 if let Some(t) = sk.keepalive_timer {

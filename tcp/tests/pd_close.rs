@@ -332,3 +332,35 @@ fn time_wait_killed_by_reset() {
     s.assert_counters(&[("TcpExt.TW", 0), ("Tcp.OutRsts", 1), ("Tcp.CurrEstab", 0)]);
     s.assert_clean();
 }
+
+/// Keepalive stays quiet while data is in flight: the retransmission timer is what watches the
+/// peer then (Linux: tcp_keepalive_timer reschedules when packets_out or the write queue is
+/// non-empty). Here keepalive would fire at 1 s; only the RTO retransmissions go out.
+#[test]
+fn keepalive_silent_with_data_in_flight() {
+    let c = TcpConfig {
+        keepalive: Some((1_000, 500, 2)),
+        ..cfg()
+    };
+    let mut s = run(
+        c,
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.3   > P. 1:1001(1000) ack 1
+0.7   > P. 1:1001(1000) ack 1
+1.5   > P. 1:1001(1000) ack 1
+2.0   < . 1:1(0) ack 1001 win 65535
+2.0   expect_state ESTAB
+3.0   > . 1000:1000(0) ack 1 <>
+3.0   < . 1:1(0) ack 1001 win 65535
+3.1   < R 1:1(0) win 0
+3.1   close
+3.1   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("Tcp.RetransSegs", 3), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
