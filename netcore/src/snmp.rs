@@ -70,7 +70,7 @@ mib_enum!(
     TcpExtMib, "TcpExt", [SyncookiesSent, SyncookiesRecv, SyncookiesFailed, EmbryonicRsts,
     ListenOverflows, ListenDrops, TCPTimeouts, TCPSackRecovery, TCPRenoRecovery, TCPFastRetrans,
     TCPLossProbes, DelayedACKs, TCPChallengeACK, PAWSEstab, TCPAbortOnData, TCPAbortOnTimeout,
-    TW, TWRecycled, TCPAbortOnClose]
+    TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge]
 );
 
 mib_enum!(

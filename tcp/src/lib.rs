@@ -39,6 +39,8 @@ pub const TCP_DELACK_MIN_MS: u64 = 40;
 /// Floor of RACK's reordering window (ns); the window is otherwise min_rtt / 4 (RFC 8985).
 pub const TCP_RACK_REO_WND_MIN_NS: u64 = 1_000_000;
 pub const TCP_DELACK_MAX_MS: u64 = 200;
+/// At most one challenge ACK per socket in this many ms (Linux: tcp_invalid_ratelimit).
+pub const TCP_INVALID_RATELIMIT_MS: u64 = 500;
 /// Linux: net.ipv4.tcp_syn_retries / tcp_synack_retries / tcp_retries2.
 pub const TCP_SYN_RETRIES: u32 = 6;
 pub const TCP_SYNACK_RETRIES: u32 = 5;

@@ -257,6 +257,8 @@ pub struct TcpSock {
     pub keepalive_probes_sent: u32,
     /// Jiffies of the last segment received (keepalive idle time).
     pub rcv_tstamp: u64,
+    /// Jiffies of the last challenge ACK (None: never), for its rate limit.
+    pub last_oow_ack_time: Option<u64>,
     /// Offset added to our timestamps (randomized per connection like Linux's ts_offset).
     pub ts_offset: u32,
     /// TIME-WAIT length and orphan FIN-WAIT-2 timeout, ms (from TcpConfig).
@@ -340,6 +342,7 @@ impl TcpSock {
             keepalive: None,
             keepalive_probes_sent: 0,
             rcv_tstamp: 0,
+            last_oow_ack_time: None,
             ts_offset: 0,
             timewait_ms: 60_000,
             fin_timeout_ms: 60_000,

@@ -537,3 +537,32 @@ fn full_accept_queue_drops_syn_even_with_cookies() {
     ]);
     s.assert_clean();
 }
+
+/// Challenge ACKs are rate limited per socket: at most one per 500 ms (Linux:
+/// tcp_invalid_ratelimit); the ones held back count as TcpExt TCPACKSkippedChallenge.
+#[test]
+fn challenge_acks_rate_limited() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   < R. 500:500(0) ack 1 win 0
+0.1   > . 1:1(0) ack 1 <>
+0.2   < R. 600:600(0) ack 1 win 0
+0.3   < S 700:700(0) win 65535
+0.59  expect_state ESTAB
+0.6   < R. 800:800(0) ack 1 win 0
+0.6   > . 1:1(0) ack 1 <>
+0.7   < R 1:1(0) win 0
+0.7   close
+0.7   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPChallengeACK", 2),
+        ("TcpExt.TCPACKSkippedChallenge", 2),
+        ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
