@@ -19,6 +19,7 @@ use blink_netcore::drivers::wire::{wire_pair, WireConfig};
 use blink_netcore::jiffies::Clock;
 use blink_netcore::skbuff::SkBuff;
 use blink_netcore::snmp::IcmpMib;
+use blink_netcore::Mempool;
 use clap::Args;
 
 use crate::echo::DgramEcho;
@@ -35,6 +36,22 @@ pub struct DemoArgs {
     pub count: u16,
 }
 
+/// println! unless `quiet` (`blink stat` runs the same exchange without the narration).
+macro_rules! say {
+    ($quiet:expr, $($t:tt)*) => {
+        if !$quiet {
+            println!($($t)*);
+        }
+    };
+}
+
+/// The two hosts after the exchange, stopped, with the pool they share.
+pub struct DemoHosts {
+    pub a: Stack,
+    pub b: Stack,
+    pub pool: Mempool,
+}
+
 /// Poll `stack` until `done` says so or `timeout` passes.
 fn poll_until(stack: &mut Stack, timeout: Duration, mut done: impl FnMut(&mut Stack) -> bool) -> bool {
     let t0 = Instant::now();
@@ -49,6 +66,18 @@ fn poll_until(stack: &mut Stack, timeout: Duration, mut done: impl FnMut(&mut St
 }
 
 pub fn run(a: DemoArgs) -> Result<(), SetupError> {
+    let h = exchange(&a, false)?;
+    report(&h.a, "host A (core 0)");
+    report(&h.b, "host B (core 1)");
+    let pool = h.pool.clone();
+    drop(h);
+    println!("mbufs in use after both hosts stopped: {}", pool.in_use());
+    Ok(())
+}
+
+/// The demo's exchange (ARP, ping, ICMP errors, UDP and raw echo), narrated unless `quiet`;
+/// returns both hosts stopped, their counters final.
+pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
     a.dev.check_supported()?;
     if a.dev.dev_kind()? != DevKind::Wire {
         return Err(usage("--dev: the demo runs on the in-memory wire only (use `blink echo` for TAP)").into());
@@ -78,7 +107,10 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
         ..a.dev.clone()
     };
     configure(&mut sb, Box::new(wb), &b_args, &[b_ip])?;
-    println!("blink demo: host A {a_ip} (core 0) <-> wire <-> host B {b_ip} (core 1)");
+    say!(
+        quiet,
+        "blink demo: host A {a_ip} (core 0) <-> wire <-> host B {b_ip} (core 1)"
+    );
 
     // Host B echoes UDP port 7 and raw protocol 89 (OSPF's number, unused here) on its own
     // core until A is done.
@@ -110,9 +142,11 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
         if let Some(h) = echo_b.raw {
             let _ = raw_close(&mut sb, h);
         }
-        println!(
+        say!(
+            quiet,
             "host B echoed {} UDP datagrams and {} raw packets",
-            echo_b.udp_echoed, echo_b.raw_echoed
+            echo_b.udp_echoed,
+            echo_b.raw_echoed
         );
         sb
     });
@@ -121,7 +155,7 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     for seq in 0..a.count {
         let t0 = sa.core.clock.now_ns();
         if let Err(e) = icmp_send_echo(&mut sa, b_addr, 0x626c, seq, 56) {
-            println!("ping {b_addr}: seq={seq}: {e}");
+            say!(quiet, "ping {b_addr}: seq={seq}: {e}");
             continue;
         }
         let got = poll_until(&mut sa, Duration::from_secs(1), |s| {
@@ -129,7 +163,8 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
         });
         if got {
             let r = *sa.icmp.echo_replies.iter().find(|r| r.seq == seq).expect("found");
-            println!(
+            say!(
+                quiet,
                 "ping {}: {} bytes, seq={} time={:.1} us{}",
                 r.from,
                 r.len,
@@ -139,10 +174,11 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
             );
             answered += 1;
         } else {
-            println!("ping {b_addr}: seq={seq}: no reply within 1 s");
+            say!(quiet, "ping {b_addr}: seq={seq}: no reply within 1 s");
         }
     }
-    println!(
+    say!(
+        quiet,
         "ping: {} sent, {} received, {:.0}% loss",
         a.count,
         answered,
@@ -165,7 +201,8 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
             let ok = poll_until(&mut sa, Duration::from_secs(2), |s| {
                 s.core.mib.icmp[IcmpMib::InDestUnreachs] > before
             });
-            println!(
+            say!(
+                quiet,
                 "protocol 253 to {b_addr}: {}",
                 if ok {
                     "ICMP protocol unreachable received"
@@ -176,8 +213,8 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
         }
     }
 
-    udp_exchange(&mut sa, b_addr, a.dev.mtu as usize);
-    raw_exchange(&mut sa, b_addr);
+    udp_exchange(&mut sa, b_addr, a.dev.mtu as usize, quiet);
+    raw_exchange(&mut sa, b_addr, quiet);
 
     stop.store(true, Ordering::Relaxed);
     let sb = b
@@ -186,20 +223,15 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     sa.flush_tx();
     // Drain what is still in flight so the buffer report is exact.
     sa.poll();
-    report(&sa, "host A (core 0)");
-    report(&sb, "host B (core 1)");
-    drop(sa);
-    drop(sb);
-    println!("mbufs in use after both hosts stopped: {}", pool.in_use());
-    Ok(())
+    Ok(DemoHosts { a: sa, b: sb, pool })
 }
 
 /// UDP: datagrams of a few sizes up to the MTU to B's echo port, each checked on return; then
 /// one to a closed port from a connected socket, whose ICMP error the next call reports.
-fn udp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, mtu: usize) {
+fn udp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, mtu: usize, quiet: bool) {
     let Ok(h) = udp_socket(sa) else { return };
     if let Err(e) = udp_connect(sa, h, SocketAddrV4::new(b_addr, 7)) {
-        println!("udp: connect {b_addr}:7: {e}");
+        say!(quiet, "udp: connect {b_addr}:7: {e}");
         return;
     }
     let max = mtu.saturating_sub(28);
@@ -212,7 +244,7 @@ fn udp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, mtu: usize) {
         sizes += 1;
         let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
         if let Err(e) = udp_sendmsg(sa, h, &data, None) {
-            println!("udp: send {len} bytes: {e}");
+            say!(quiet, "udp: send {len} bytes: {e}");
             continue;
         }
         let t0 = sa.core.clock.now_ns();
@@ -224,16 +256,21 @@ fn udp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, mtu: usize) {
         match got {
             Some(r) if buf[..r.len] == data[..] => {
                 ok += 1;
-                println!(
+                say!(
+                    quiet,
                     "udp echo {b_addr}:7: {len} bytes back intact in {:.1} us",
                     sa.core.clock.now_ns().saturating_sub(t0) as f64 / 1e3
                 );
             }
-            Some(r) => println!("udp echo {b_addr}:7: {len} bytes sent, {} different bytes back", r.len),
-            None => println!("udp echo {b_addr}:7: {len} bytes: no echo within 1 s"),
+            Some(r) => say!(
+                quiet,
+                "udp echo {b_addr}:7: {len} bytes sent, {} different bytes back",
+                r.len
+            ),
+            None => say!(quiet, "udp echo {b_addr}:7: {len} bytes: no echo within 1 s"),
         }
     }
-    println!("udp: {ok} of {sizes} datagrams echoed");
+    say!(quiet, "udp: {ok} of {sizes} datagrams echoed");
     let _ = udp_close(sa, h);
 
     let Ok(c) = udp_socket(sa) else { return };
@@ -247,20 +284,20 @@ fn udp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, mtu: usize) {
             }
         });
         match err {
-            Some(Err(e)) => println!("udp to closed port {b_addr}:9: {e}"),
-            Some(Ok(_)) => println!("udp to closed port {b_addr}:9: unexpected answer"),
-            None => println!("udp to closed port {b_addr}:9: no error within 2 s"),
+            Some(Err(e)) => say!(quiet, "udp to closed port {b_addr}:9: {e}"),
+            Some(Ok(_)) => say!(quiet, "udp to closed port {b_addr}:9: unexpected answer"),
+            None => say!(quiet, "udp to closed port {b_addr}:9: no error within 2 s"),
         }
     }
     let _ = udp_close(sa, c);
 }
 
 /// Raw: one protocol-89 packet to B's raw echo; the answer arrives IP header first.
-fn raw_exchange(sa: &mut Stack, b_addr: Ipv4Addr) {
+fn raw_exchange(sa: &mut Stack, b_addr: Ipv4Addr, quiet: bool) {
     let Ok(h) = raw_socket(sa, 89) else { return };
     let msg = b"hello, protocol 89";
     if let Err(e) = raw_sendmsg(sa, h, msg, Some(b_addr)) {
-        println!("raw: send: {e}");
+        say!(quiet, "raw: send: {e}");
         let _ = raw_close(sa, h);
         return;
     }
@@ -273,7 +310,8 @@ fn raw_exchange(sa: &mut Stack, b_addr: Ipv4Addr) {
     match got {
         Some(r) => {
             let ihl = ((buf[0] & 0x0f) as usize * 4).min(r.len);
-            println!(
+            say!(
+                quiet,
                 "raw protocol 89 from {}: {} bytes ({}-byte IP header + payload), payload {}",
                 r.from,
                 r.len,
@@ -281,7 +319,7 @@ fn raw_exchange(sa: &mut Stack, b_addr: Ipv4Addr) {
                 if &buf[ihl..r.len] == msg { "intact" } else { "DIFFERENT" }
             );
         }
-        None => println!("raw protocol 89 to {b_addr}: no echo within 1 s"),
+        None => say!(quiet, "raw protocol 89 to {b_addr}: no echo within 1 s"),
     }
     let _ = raw_close(sa, h);
 }

@@ -7,3 +7,4 @@ pub mod echo;
 pub mod httpd;
 pub mod load;
 pub mod setup;
+pub mod stat;

@@ -1,7 +1,7 @@
 //! The `blink` command.
 
 use blink_apps::setup::SetupError;
-use blink_apps::{bench, demo, echo, httpd, load};
+use blink_apps::{bench, demo, echo, httpd, load, stat};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -27,6 +27,8 @@ enum Cmd {
     Httpd(httpd::HttpdArgs),
     /// HTTP load generator: requests/s, failures, latency percentiles (like epwget/ab).
     Load(load::LoadArgs),
+    /// Per-core counters (/proc/net/snmp names plus blink's own) after the demo's exchange.
+    Stat(stat::StatArgs),
 }
 
 fn main() {
@@ -38,6 +40,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Httpd(a) => httpd::run(a),
         Cmd::Load(a) => load::run(a),
+        Cmd::Stat(a) => stat::run(a),
     };
     match r {
         Ok(()) => {}

@@ -97,3 +97,111 @@ fn bench_prints_json_for_every_workload() {
     }
     expect_usage(&["bench", "--workloads", "bogus"], "--workloads");
 }
+
+/// One section's counters: (section, [(name, value)]).
+type Table = (String, Vec<(String, u64)>);
+
+/// `blink stat`'s text output split per core: (core header, its tables).
+fn stat_tables(s: &str) -> Vec<(String, Vec<Table>)> {
+    let mut cores: Vec<(String, Vec<Table>)> = Vec::new();
+    let mut names: Option<(String, Vec<String>)> = None;
+    for line in s.lines() {
+        if let Some(core) = line.strip_prefix("# ") {
+            cores.push((core.to_string(), Vec::new()));
+            continue;
+        }
+        let (sec, rest) = line
+            .split_once(':')
+            .unwrap_or_else(|| panic!("not a table line: {line}"));
+        let fields: Vec<String> = rest.split_whitespace().map(String::from).collect();
+        match names.take() {
+            None => names = Some((sec.to_string(), fields)),
+            Some((nsec, n)) => {
+                assert_eq!(nsec, sec, "a names line then a values line of the same section");
+                assert_eq!(n.len(), fields.len(), "{sec}: as many values as names");
+                let vals = n
+                    .into_iter()
+                    .zip(
+                        fields
+                            .iter()
+                            .map(|v| v.parse::<u64>().unwrap_or_else(|_| panic!("{sec}: {v}"))),
+                    )
+                    .collect();
+                cores
+                    .last_mut()
+                    .expect("a core header first")
+                    .1
+                    .push((sec.to_string(), vals));
+            }
+        }
+    }
+    assert!(names.is_none(), "a names line without values");
+    cores
+}
+
+fn counter(tables: &[Table], sec: &str, name: &str) -> u64 {
+    let (_, vals) = tables
+        .iter()
+        .find(|(s, _)| s == sec)
+        .unwrap_or_else(|| panic!("no {sec}"));
+    vals.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no {sec}.{name}"))
+        .1
+}
+
+#[test]
+fn stat_prints_every_table_per_core() {
+    let out = run(&[blink(), "stat"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!s.contains("ping:"), "the exchange runs quietly: {s}");
+    let cores = stat_tables(&s);
+    assert_eq!(cores.len(), 2, "{s}");
+    assert_eq!(cores[0].0, "core 0 (host A)");
+    assert_eq!(cores[1].0, "core 1 (host B)");
+    for (core, tables) in &cores {
+        let secs: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(secs, ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Drop"], "{core}");
+    }
+    let (a, b) = (&cores[0].1, &cores[1].1);
+    // The demo's exchange, seen from both ends: 5 pings answered; B refused protocol 253 and
+    // port 9; 4 UDP datagrams echoed; A's raw socket and B's raw echo each took one packet.
+    assert_eq!(counter(a, "Icmp", "OutEchos"), 5, "{s}");
+    assert_eq!(counter(a, "Icmp", "InEchoReps"), 5, "{s}");
+    assert_eq!(counter(b, "Icmp", "InEchos"), 5, "{s}");
+    assert_eq!(counter(b, "Icmp", "OutDestUnreachs"), 2, "{s}");
+    assert_eq!(counter(a, "Icmp", "InDestUnreachs"), 2, "{s}");
+    assert_eq!(counter(b, "Udp", "NoPorts"), 1, "{s}");
+    assert!(counter(a, "Udp", "InDatagrams") >= 4, "{s}");
+    assert!(counter(b, "Udp", "OutDatagrams") >= 4, "{s}");
+    assert!(counter(a, "Ip", "InReceives") >= 12, "{s}");
+}
+
+#[test]
+fn stat_json_has_every_counter_per_core() {
+    let out = run(&[blink(), "stat", "--json"]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    let s = s.trim();
+    assert!(
+        s.starts_with("{\"cores\": [{\"core\": 0, \"host\": \"A\", \"counters\": {\"Ip\": {"),
+        "{s}"
+    );
+    assert!(
+        s.contains("{\"core\": 1, \"host\": \"B\", \"counters\": {\"Ip\": {"),
+        "{s}"
+    );
+    assert_eq!(s.lines().count(), 1, "one JSON document");
+    assert_eq!(s.matches('{').count(), s.matches('}').count(), "balanced: {s}");
+    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Drop"] {
+        assert_eq!(
+            s.matches(&format!("\"{sec}\": {{")).count(),
+            2,
+            "{sec} on both cores: {s}"
+        );
+    }
+    // The text and JSON forms carry the same figures: B answered 5 echo requests.
+    let b = &s[s.find("\"host\": \"B\"").unwrap()..];
+    assert!(b.contains("\"InEchos\": 5,"), "{s}");
+}

@@ -3,7 +3,8 @@
 //! Protocols raise events on their sockets (Linux's `sk_data_ready`, `sk_write_space`,
 //! `sk_state_change`); [`Glue::periodic`] collects them into event lists, and the application
 //! either pulls them (`next_reader`, `next_writer`, `next_listener`, `next_connected`,
-//! `next_closed`) or has [`Glue::dispatch`] call its [`GlueHandler`].
+//! `next_closed`, `next_error`) or has [`Glue::dispatch`] call its [`GlueHandler`]. TCP, UDP
+//! and raw sockets share the lists; UDP and raw calls live in `dgram.rs`.
 //!
 //! Events are edge-triggered, as in app_glue: a socket is put on the readable list when data
 //! arrives, and on the writable list when send space opens after a send was refused (or
@@ -23,13 +24,18 @@ use blink_tcp::{with_tcp, TcpErr};
 use crate::socket::{evbit, SockKind, SockTable, Socket};
 use crate::{CloseReason, GlueError};
 
-// TCP's event bits serve as glue's list bits as they are: keep the two in step.
+// TCP's event bits serve as glue's list bits as they are, and UDP's and raw's readable and
+// writable bits too: keep them in step (UDP's ERROR is translated, it collides with ACCEPT).
 const _: () = assert!(
     ev::READABLE == evbit::READABLE
         && ev::WRITABLE == evbit::WRITABLE
         && ev::ACCEPT == evbit::ACCEPT
         && ev::CONNECTED == evbit::CONNECTED
         && ev::CLOSED == evbit::CLOSED
+        && blink_udp::ev::READABLE == evbit::READABLE
+        && blink_udp::ev::WRITABLE == evbit::WRITABLE
+        && blink_raw::ev::READABLE == evbit::READABLE
+        && blink_raw::ev::WRITABLE == evbit::WRITABLE
 );
 
 /// A socket that finished, as the closed list and [`GlueHandler::on_closed`] report it. The
@@ -57,19 +63,26 @@ pub trait GlueHandler<U> {
     /// The connection ended by itself (reset, timeout, or finished after a shutdown). Not
     /// called for sockets the application closed.
     fn on_closed(&mut self, _glue: &mut Glue<U>, _closed: Closed<U>) {}
+    /// A UDP socket has an ICMP error pending (port unreachable, ...): the next call on it
+    /// returns it as `GlueError::Icmp`, once; the socket stays open (Linux: sk_error_report).
+    fn on_error(&mut self, _glue: &mut Glue<U>, _sock: Socket) {}
 }
 
 /// One core's stack with its sockets' event lists and user data.
 pub struct Glue<U> {
-    stack: Stack,
+    pub(crate) stack: Stack,
     pool: Mempool,
     tcp: SockTable<U>,
+    pub(crate) udp: SockTable<U>,
+    pub(crate) raw: SockTable<U>,
     readers: VecDeque<Socket>,
     writers: VecDeque<Socket>,
     listeners: VecDeque<Socket>,
     connected: VecDeque<Socket>,
     /// Sockets that ended by themselves, with why; released when taken.
     closed: VecDeque<(Socket, CloseReason)>,
+    /// Datagram sockets with an ICMP error pending.
+    errors: VecDeque<Socket>,
     /// Scratch for collecting protocol events (reused: no allocation per poll).
     events: Vec<(SockHandle, u8)>,
 }
@@ -80,11 +93,14 @@ impl<U> Glue<U> {
             stack,
             pool,
             tcp: SockTable::default(),
+            udp: SockTable::default(),
+            raw: SockTable::default(),
             readers: VecDeque::new(),
             writers: VecDeque::new(),
             listeners: VecDeque::new(),
             connected: VecDeque::new(),
             closed: VecDeque::new(),
+            errors: VecDeque::new(),
             events: Vec::new(),
         }
     }
@@ -109,13 +125,40 @@ impl<U> Glue<U> {
 
     /// Sockets the application holds (open, not yet closed or reported closed).
     pub fn open_sockets(&self) -> usize {
-        self.tcp.len()
+        self.tcp.len() + self.udp.len() + self.raw.len()
     }
 
     /// Sockets the protocols still hold, including ones closing on their own (TIME-WAIT,
     /// FIN-WAIT): zero once every connection has fully finished.
     pub fn protocol_sockets(&mut self) -> usize {
         with_tcp(&mut self.stack, |t, _| t.socks.len()).unwrap_or(0)
+            + blink_udp::with_udp(&mut self.stack, |u, _| u.socks.len()).unwrap_or(0)
+            + blink_raw::with_raw(&mut self.stack, |r, _| r.socks.len()).unwrap_or(0)
+    }
+
+    /// glue's record table for sockets of `kind`.
+    pub(crate) fn table(&self, kind: SockKind) -> &SockTable<U> {
+        match kind {
+            SockKind::Tcp => &self.tcp,
+            SockKind::Udp => &self.udp,
+            SockKind::Raw => &self.raw,
+        }
+    }
+
+    pub(crate) fn table_mut(&mut self, kind: SockKind) -> &mut SockTable<U> {
+        match kind {
+            SockKind::Tcp => &mut self.tcp,
+            SockKind::Udp => &mut self.udp,
+            SockKind::Raw => &mut self.raw,
+        }
+    }
+
+    /// `s`'s protocol handle if `s` is open, else `BadHandle`.
+    pub(crate) fn live(&self, s: Socket) -> Result<SockHandle, GlueError> {
+        match self.table(s.kind()).get(s.handle()) {
+            Some(_) => Ok(s.handle()),
+            None => Err(GlueError::BadHandle),
+        }
     }
 
     // ------------------------------------------------------------------ poll
@@ -137,7 +180,7 @@ impl<U> Glue<U> {
     }
 
     /// Call `handler` for every listed event, then transmit what the callbacks sent.
-    /// Order: connected, accept, readable, writable, closed.
+    /// Order: connected, accept, readable, writable, error, closed.
     pub fn dispatch<H: GlueHandler<U>>(&mut self, handler: &mut H) {
         // The lists are only filled by collect_events, so callbacks cannot make these loop.
         while let Some(s) = self.next_connected() {
@@ -153,6 +196,9 @@ impl<U> Glue<U> {
         }
         while let Some(s) = self.next_writer() {
             handler.on_writable(self, s);
+        }
+        while let Some(s) = self.next_error() {
+            handler.on_error(self, s);
         }
         while let Some(c) = self.next_closed() {
             handler.on_closed(self, c);
@@ -206,7 +252,41 @@ impl<U> Glue<U> {
                 self.writers.push_back(s);
             }
         }
+        // Datagram sockets: no connection state, just readable/writable and UDP's errors.
+        events.clear();
+        let _ = blink_udp::udp_events(&mut self.stack, &mut events);
+        for &(h, bits) in &events {
+            let mut b = bits & (evbit::READABLE | evbit::WRITABLE);
+            if bits & blink_udp::ev::ERROR != 0 {
+                b |= evbit::ERROR;
+            }
+            self.list_dgram(Socket::udp(h), b);
+        }
+        events.clear();
+        let _ = blink_raw::raw_events(&mut self.stack, &mut events);
+        for &(h, bits) in &events {
+            self.list_dgram(Socket::raw(h), bits & (evbit::READABLE | evbit::WRITABLE));
+        }
         self.events = events;
+    }
+
+    /// Put datagram socket `s` on the lists of `bits` (evbit) it is not on yet.
+    fn list_dgram(&mut self, s: Socket, bits: u8) {
+        let Some(e) = self.table_mut(s.kind()).get_mut(s.handle()) else {
+            // Not one of ours (made straight through blink_udp/blink_raw) or closed meanwhile.
+            return;
+        };
+        let new = bits & !e.queued;
+        e.queued |= new;
+        if new & evbit::READABLE != 0 {
+            self.readers.push_back(s);
+        }
+        if new & evbit::WRITABLE != 0 {
+            self.writers.push_back(s);
+        }
+        if new & evbit::ERROR != 0 {
+            self.errors.push_back(s);
+        }
     }
 
     /// Pop `list` until a socket that is still open and still flagged for it.
@@ -216,13 +296,11 @@ impl<U> Glue<U> {
                 evbit::READABLE => &mut self.readers,
                 evbit::WRITABLE => &mut self.writers,
                 evbit::ACCEPT => &mut self.listeners,
+                evbit::ERROR => &mut self.errors,
                 _ => &mut self.connected,
             };
             let s = list.pop_front()?;
-            let e = match s.kind() {
-                SockKind::Tcp => self.tcp.get_mut(s.handle()),
-            };
-            if let Some(e) = e {
+            if let Some(e) = self.table_mut(s.kind()).get_mut(s.handle()) {
                 if e.queued & which != 0 {
                     e.queued &= !which;
                     return Some(s);
@@ -288,6 +366,12 @@ impl<U> Glue<U> {
         self.next_from(evbit::ACCEPT)
     }
 
+    /// Next datagram socket with an ICMP error pending; the next call on it returns the
+    /// error (`GlueError::Icmp`), and the socket stays open.
+    pub fn next_error(&mut self) -> Option<Socket> {
+        self.next_from(evbit::ERROR)
+    }
+
     /// Next socket whose active open completed.
     pub fn next_connected(&mut self) -> Option<Socket> {
         self.next_from(evbit::CONNECTED)
@@ -315,9 +399,10 @@ impl<U> Glue<U> {
     // ------------------------------------------------------------------ sockets
 
     fn tcp_handle(&self, s: Socket) -> Result<SockHandle, GlueError> {
+        let h = self.live(s)?;
         match s.kind() {
-            SockKind::Tcp if self.tcp.get(s.handle()).is_some() => Ok(s.handle()),
-            SockKind::Tcp => Err(GlueError::BadHandle),
+            SockKind::Tcp => Ok(h),
+            SockKind::Udp | SockKind::Raw => Err(GlueError::NotSupported("a TCP call on a datagram socket")),
         }
     }
 
@@ -362,12 +447,17 @@ impl<U> Glue<U> {
         }))
     }
 
-    /// Close: graceful (FIN after queued data), or a reset if unread data remains. The
-    /// handle is stale afterwards; its user data is returned.
+    /// Close: TCP closes gracefully (FIN after queued data), or resets if unread data
+    /// remains; UDP and raw sockets free their queued datagrams. The handle is stale
+    /// afterwards; its user data is returned.
     pub fn close(&mut self, s: Socket) -> Result<Option<U>, GlueError> {
-        let h = self.tcp_handle(s)?;
-        let r = blink_tcp::tcp_close(&mut self.stack, h);
-        let data = self.tcp.remove(h).and_then(|e| e.data);
+        let h = self.live(s)?;
+        let r: Result<(), GlueError> = match s.kind() {
+            SockKind::Tcp => blink_tcp::tcp_close(&mut self.stack, h).map_err(Into::into),
+            SockKind::Udp => blink_udp::udp_close(&mut self.stack, h).map_err(Into::into),
+            SockKind::Raw => blink_raw::raw_close(&mut self.stack, h).map_err(Into::into),
+        };
+        let data = self.table_mut(s.kind()).remove(h).and_then(|e| e.data);
         r?;
         Ok(data)
     }
@@ -397,20 +487,25 @@ impl<U> Glue<U> {
 
     /// Attach `data` to `s`; returns what was attached before.
     pub fn set_user_data(&mut self, s: Socket, data: U) -> Result<Option<U>, GlueError> {
-        let e = self.tcp.get_mut(self.tcp_handle(s)?).ok_or(GlueError::BadHandle)?;
+        let e = self
+            .table_mut(s.kind())
+            .get_mut(s.handle())
+            .ok_or(GlueError::BadHandle)?;
         Ok(e.data.replace(data))
     }
 
     pub fn user_data(&self, s: Socket) -> Option<&U> {
-        self.tcp.get(s.handle()).and_then(|e| e.data.as_ref())
+        self.table(s.kind()).get(s.handle()).and_then(|e| e.data.as_ref())
     }
 
     pub fn user_data_mut(&mut self, s: Socket) -> Option<&mut U> {
-        self.tcp.get_mut(s.handle()).and_then(|e| e.data.as_mut())
+        self.table_mut(s.kind())
+            .get_mut(s.handle())
+            .and_then(|e| e.data.as_mut())
     }
 
     pub fn take_user_data(&mut self, s: Socket) -> Option<U> {
-        self.tcp.get_mut(s.handle()).and_then(|e| e.data.take())
+        self.table_mut(s.kind()).get_mut(s.handle()).and_then(|e| e.data.take())
     }
 
     // ------------------------------------------------------------------ send
@@ -436,8 +531,12 @@ impl<U> Glue<U> {
     }
 
     /// Copying send; returns the bytes taken (fewer than `data.len()`, possibly 0, when the
-    /// send buffer fills: the writable event follows).
+    /// send buffer fills: the writable event follows). On a connected UDP or raw socket it
+    /// sends one datagram to the peer (see [`Glue::send_to`]).
     pub fn send(&mut self, s: Socket, data: &[u8]) -> Result<usize, GlueError> {
+        if s.kind() != SockKind::Tcp {
+            return self.send_to(s, data, None);
+        }
         let h = self.tcp_handle(s)?;
         Ok(blink_tcp::tcp_send(&mut self.stack, h, data)?)
     }
@@ -479,7 +578,12 @@ impl<U> Glue<U> {
     // ------------------------------------------------------------------ receive
 
     /// Copying receive. `Ok(0)` is the end of the stream; `Err(WouldBlock)` means nothing yet.
+    /// On a UDP or raw socket it reads one datagram (an empty one is `Ok(0)`; use
+    /// [`Glue::recv_from`] for its source and truncation).
     pub fn recv(&mut self, s: Socket, buf: &mut [u8]) -> Result<usize, GlueError> {
+        if s.kind() != SockKind::Tcp {
+            return self.recv_from(s, buf).map(|r| r.len);
+        }
         let h = self.tcp_handle(s)?;
         match blink_tcp::tcp_recv(&mut self.stack, h, buf) {
             Ok(n) => Ok(n),

@@ -1,5 +1,5 @@
 //! Building a glue instance: devices, addresses, routes, static neighbours, the buffer pool,
-//! clock and TCP settings (IPAugenblick's `app_glue_init` plus its interface file).
+//! clock and TCP, UDP and raw settings (IPAugenblick's `app_glue_init` plus its interface file).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -12,7 +12,9 @@ use blink_netcore::jiffies::Clock;
 use blink_netcore::netdevice::NetDevice;
 use blink_netcore::pcap::PcapDumper;
 use blink_netcore::{EthAddr, Mempool, MempoolConfig};
+use blink_raw::RawConfig;
 use blink_tcp::TcpConfig;
+use blink_udp::UdpConfig;
 
 use crate::{Glue, GlueError};
 
@@ -68,6 +70,8 @@ pub struct GlueBuilder {
     clock: Option<Clock>,
     stack_cfg: StackConfig,
     tcp: TcpConfig,
+    udp: UdpConfig,
+    raw: RawConfig,
     err: Option<GlueError>,
 }
 
@@ -89,6 +93,8 @@ impl GlueBuilder {
             clock: None,
             stack_cfg: StackConfig::default(),
             tcp: TcpConfig::default(),
+            udp: UdpConfig::default(),
+            raw: RawConfig::default(),
             err: None,
         }
     }
@@ -223,6 +229,18 @@ impl GlueBuilder {
         self
     }
 
+    /// UDP settings (receive buffer, checksum, ...).
+    pub fn udp(mut self, cfg: UdpConfig) -> Self {
+        self.udp = cfg;
+        self
+    }
+
+    /// Raw socket settings.
+    pub fn raw(mut self, cfg: RawConfig) -> Self {
+        self.raw = cfg;
+        self
+    }
+
     fn config(field: &str, msg: impl Into<String>) -> GlueError {
         GlueError::Config {
             field: field.into(),
@@ -310,6 +328,8 @@ impl GlueBuilder {
             neigh_add_static(&mut stack, ip, mac, dev);
         }
         blink_tcp::tcp_init(&mut stack, self.tcp);
+        blink_udp::udp_init(&mut stack, self.udp);
+        blink_raw::raw_init(&mut stack, self.raw);
         Ok(Glue::from_parts(stack, pool))
     }
 }

@@ -2,7 +2,9 @@
 
 use std::net::Ipv4Addr;
 
+use blink_raw::RawErr;
 use blink_tcp::{TcpErr, TcpError};
+use blink_udp::{SockErr, UdpErr};
 
 /// Why a connection ended (what `errno` a kernel socket would report on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,21 @@ pub enum GlueError {
     /// The operation does not apply to this kind of socket (e.g. accept on a connection).
     #[error("operation not supported on this socket: {0}")]
     NotSupported(&'static str),
+    /// The address is not one of this stack's (EADDRNOTAVAIL).
+    #[error("address {0} is not local")]
+    AddrNotAvailable(Ipv4Addr),
+    /// bind on a socket that is already bound (EINVAL on Linux).
+    #[error("socket is already bound")]
+    AlreadyBound,
+    /// A datagram larger than the path allows (EMSGSIZE).
+    #[error("message of {len} bytes exceeds the MTU {mtu}")]
+    MessageTooLong { len: usize, mtu: usize },
+    /// An ICMP error reported to a datagram socket (its `sk_err`), returned once.
+    #[error("{0}")]
+    Icmp(SockErr),
+    /// A raw IP_HDRINCL packet whose IP header is unusable.
+    #[error("bad IP header: {0}")]
+    BadHeader(&'static str),
     /// Bad builder configuration: `field` names the setting.
     #[error("{field}: {msg}")]
     Config { field: String, msg: String },
@@ -88,6 +105,44 @@ impl From<TcpErr> for GlueError {
     }
 }
 
+impl From<UdpErr> for GlueError {
+    fn from(e: UdpErr) -> Self {
+        match e {
+            UdpErr::BadHandle => GlueError::BadHandle,
+            UdpErr::WouldBlock => GlueError::WouldBlock,
+            UdpErr::NotConnected => GlueError::NotConnected,
+            UdpErr::AddrInUse(a) => GlueError::AddrInUse(a.port()),
+            UdpErr::AddrNotAvailable(a) => GlueError::AddrNotAvailable(a),
+            UdpErr::AlreadyBound => GlueError::AlreadyBound,
+            UdpErr::NoPorts => GlueError::NoPorts,
+            UdpErr::MessageTooLong { len, mtu } => GlueError::MessageTooLong { len, mtu },
+            UdpErr::NoRoute(a) => GlueError::NoRoute(a),
+            UdpErr::NoMemory => GlueError::NoMemory,
+            UdpErr::InvalidArgument(m) => GlueError::InvalidArgument(m),
+            UdpErr::Sock(e) => GlueError::Icmp(e),
+            // glue registers UDP itself, so this means the stack was assembled by hand.
+            UdpErr::NoUdp => GlueError::NotSupported("UDP is not registered on this stack"),
+        }
+    }
+}
+
+impl From<RawErr> for GlueError {
+    fn from(e: RawErr) -> Self {
+        match e {
+            RawErr::BadHandle => GlueError::BadHandle,
+            RawErr::WouldBlock => GlueError::WouldBlock,
+            RawErr::NotConnected => GlueError::NotConnected,
+            RawErr::AddrNotAvailable(a) => GlueError::AddrNotAvailable(a),
+            RawErr::MessageTooLong { len, mtu } => GlueError::MessageTooLong { len, mtu },
+            RawErr::NoRoute(a) => GlueError::NoRoute(a),
+            RawErr::BadHeader(m) => GlueError::BadHeader(m),
+            RawErr::NoMemory => GlueError::NoMemory,
+            RawErr::InvalidArgument(m) => GlueError::InvalidArgument(m),
+            RawErr::NoRaw => GlueError::NotSupported("raw sockets are not set up on this stack"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +161,17 @@ mod tests {
             msg: "only 1".into(),
         };
         assert_eq!(e.to_string(), "cores: only 1");
+    }
+
+    #[test]
+    fn datagram_errors_map_without_errno() {
+        let a = std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 53);
+        assert_eq!(GlueError::from(UdpErr::AddrInUse(a)), GlueError::AddrInUse(53));
+        assert_eq!(
+            GlueError::from(UdpErr::Sock(SockErr::ConnRefused)),
+            GlueError::Icmp(SockErr::ConnRefused)
+        );
+        assert_eq!(GlueError::from(RawErr::BadHandle), GlueError::BadHandle);
+        assert_eq!(GlueError::from(RawErr::BadHeader("ihl")), GlueError::BadHeader("ihl"));
     }
 }

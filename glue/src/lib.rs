@@ -4,7 +4,8 @@
 //!   addresses, routes, static neighbours, the buffer pool, the clock and TCP settings.
 //! - [`Glue::periodic`] is one poll pass; events land on lists the application pulls
 //!   (`next_reader`, ...) or that [`Glue::dispatch`] turns into [`GlueHandler`] calls.
-//! - Sockets are [`Socket`] handles with typed per-socket user data (`Glue<U>`).
+//! - Sockets (TCP, UDP, raw) are [`Socket`] handles with typed per-socket user data
+//!   (`Glue<U>`); UDP and raw calls are in [`dgram`].
 //!
 //! A TCP echo server, driven by callbacks:
 //!
@@ -44,11 +45,13 @@
 
 pub mod app_glue;
 pub mod builder;
+pub mod dgram;
 pub mod error;
 pub mod socket;
 
 pub use app_glue::{Closed, Glue, GlueHandler};
 pub use builder::{mac_for, GlueBuilder};
+pub use dgram::RecvFrom;
 pub use error::{CloseReason, GlueError};
 pub use socket::{SockKind, Socket};
 

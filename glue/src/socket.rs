@@ -2,9 +2,8 @@
 //! which event lists the socket already sits on).
 //!
 //! Each protocol keeps its sockets in its own generational slab, so a [`Socket`] is the
-//! protocol's handle plus the kind that says which slab it belongs to. UDP and raw sockets
-//! slot in as further [`SockKind`]s with their own table here; the event lists and callbacks
-//! are already kind-neutral.
+//! protocol's handle plus the kind that says which slab it belongs to. glue keeps one
+//! [`SockTable`] per kind; the event lists and callbacks are kind-neutral.
 
 use blink_netcore::sock::SockHandle;
 
@@ -14,6 +13,10 @@ use blink_netcore::sock::SockHandle;
 pub enum SockKind {
     /// A TCP connection or listener.
     Tcp,
+    /// A UDP socket (bound, connected or neither).
+    Udp,
+    /// A raw IPv4 socket of one protocol number.
+    Raw,
 }
 
 /// An application's handle to a socket: cheap to copy, and stale (an error, never a crash)
@@ -32,18 +35,33 @@ impl Socket {
         }
     }
 
+    pub(crate) fn udp(handle: SockHandle) -> Socket {
+        Socket {
+            kind: SockKind::Udp,
+            handle,
+        }
+    }
+
+    pub(crate) fn raw(handle: SockHandle) -> Socket {
+        Socket {
+            kind: SockKind::Raw,
+            handle,
+        }
+    }
+
     pub fn kind(self) -> SockKind {
         self.kind
     }
 
-    /// The protocol's own handle (for calls straight into `blink_tcp`).
+    /// The protocol's own handle (for calls straight into `blink_tcp`, `blink_udp` or
+    /// `blink_raw`, as [`Socket::kind`] says).
     pub fn handle(self) -> SockHandle {
         self.handle
     }
 }
 
-/// Event bits glue tracks per socket: the same meaning as TCP's `ev` bits, kept separate so
-/// UDP and raw map onto them too.
+/// Event bits glue tracks per socket: the same meaning as TCP's `ev` bits; UDP's and raw's
+/// READABLE/WRITABLE share the values, UDP's ERROR maps onto [`evbit::ERROR`].
 pub mod evbit {
     pub const READABLE: u8 = 0x01;
     pub const WRITABLE: u8 = 0x02;
@@ -51,6 +69,8 @@ pub mod evbit {
     pub const CONNECTED: u8 = 0x08;
     /// On the closed list.
     pub const CLOSED: u8 = 0x10;
+    /// On the error list: a datagram socket has an ICMP error pending (sk_error_report).
+    pub const ERROR: u8 = 0x20;
 }
 
 /// glue's record of one open socket.
