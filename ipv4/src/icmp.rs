@@ -145,11 +145,11 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         let ip = Ipv4Hdr::new_unchecked(skb.skb_network_header());
         (ip.src(), ip.dst(), ip.tos())
     };
-    if matches!(skb.pkt_type, PacketType::Broadcast | PacketType::Multicast) || stack.is_broadcast_addr(dst) {
-        if stack.cfg.icmp_echo_ignore_broadcasts {
-            // Consumed on purpose (smurf protection), counted as InEchos already.
-            return;
-        }
+    if (matches!(skb.pkt_type, PacketType::Broadcast | PacketType::Multicast) || stack.is_broadcast_addr(dst))
+        && stack.cfg.icmp_echo_ignore_broadcasts
+    {
+        // Consumed on purpose (smurf protection), counted as InEchos already.
+        return;
     }
     let Some(mut reply) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.icmp.inc(IcmpMib::OutErrors);

@@ -129,7 +129,7 @@ impl Stack {
             cfg,
             protos: (0..256).map(|_| None).collect(),
             raw: None,
-            ip_id: (cpu as u16).wrapping_mul(0x9e37),
+            ip_id: cpu.wrapping_mul(0x9e37),
             epoch,
         }
     }

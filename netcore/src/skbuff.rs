@@ -214,7 +214,7 @@ impl SkbMeta {
             }
             // SAFETY: the host's refcount is 1 (held by the SkBuff that owns `self`, borrowed
             // mutably here), so no clone reads this buffer.
-            return Some(unsafe { host_buf_mut(h) });
+            return Some(unsafe { host_buf_mut(h as *const MbufHdr) });
         }
         self.head.as_mut().and_then(|m| m.buf_mut())
     }
@@ -369,7 +369,7 @@ impl SkbMeta {
 
     /// Linux: skb_reserve(). Only on an empty skb: move data and tail forward.
     pub fn skb_reserve(&mut self, len: usize) -> bool {
-        if self.len() != 0 || self.tail as usize + len > self.end as usize {
+        if !self.is_empty() || self.tail as usize + len > self.end as usize {
             return false;
         }
         self.data += len as u16;
@@ -637,10 +637,11 @@ unsafe fn host_buf(h: &MbufHdr) -> &[u8] {
 }
 
 /// # Safety
-/// `h` must be live and referenced by nobody else.
+/// `h` must be live, its buffer referenced by nobody else, and the caller must bound the
+/// returned lifetime by its own exclusive borrow of the owning SkBuff.
 #[inline]
-unsafe fn host_buf_mut(h: &MbufHdr) -> &mut [u8] {
-    let m = std::mem::ManuallyDrop::new(Mbuf::from_raw(h as *const MbufHdr));
+unsafe fn host_buf_mut<'a>(h: *const MbufHdr) -> &'a mut [u8] {
+    let m = std::mem::ManuallyDrop::new(Mbuf::from_raw(h));
     let b = m.buf();
     std::slice::from_raw_parts_mut(b.as_ptr() as *mut u8, b.len())
 }

@@ -652,7 +652,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         }
         let was_ooo = !sk.ooo_queue.is_empty();
         sk.rcv_nxt = cb.end_seq;
-        if skb.len() > 0 {
+        if !skb.is_empty() {
             sk.receive_queue.skb_queue_tail(skb);
             sk.raise(ev::READABLE);
         }
@@ -711,7 +711,7 @@ fn tcp_ofo_queue(sk: &mut TcpSock) -> bool {
         if c.tcp_flags & TCPHDR_FIN != 0 {
             fin = true;
         }
-        if skb.len() > 0 {
+        if !skb.is_empty() {
             sk.receive_queue.skb_queue_tail(skb);
             sk.raise(ev::READABLE);
         }

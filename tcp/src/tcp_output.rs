@@ -407,10 +407,11 @@ pub fn tcp_xmit_retransmit_queue(sk: &mut TcpSock, stack: &mut Stack) {
             break;
         }
         let s = sk.rtx_queue[i].cb::<TcpSkbCb>().sacked;
-        if s & TCPCB_LOST != 0 && s & (TCPCB_SACKED_ACKED | TCPCB_SACKED_RETRANS) == 0 {
-            if !tcp_retransmit_skb(sk, stack, i) {
-                break;
-            }
+        if s & TCPCB_LOST != 0
+            && s & (TCPCB_SACKED_ACKED | TCPCB_SACKED_RETRANS) == 0
+            && !tcp_retransmit_skb(sk, stack, i)
+        {
+            break;
         }
         i += 1;
     }
