@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blink_glue::raw::{raw_close, raw_init, raw_recvmsg, raw_sendmsg, raw_socket, RawConfig};
+use blink_glue::tcp::{tcp_accept, tcp_close, tcp_connect, tcp_init, tcp_listen, tcp_recv, tcp_send, tcp_shutdown};
+use blink_glue::tcp::{with_tcp, TcpConfig, TcpErr};
 use blink_glue::udp::{udp_close, udp_connect, udp_init, udp_recvmsg, udp_sendmsg, udp_socket, UdpConfig, UdpErr};
 use blink_ipv4::icmp::icmp_send_echo;
 use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
@@ -19,6 +21,7 @@ use blink_netcore::drivers::wire::{wire_pair, WireConfig};
 use blink_netcore::jiffies::Clock;
 use blink_netcore::skbuff::SkBuff;
 use blink_netcore::snmp::IcmpMib;
+use blink_netcore::sock::SockHandle;
 use blink_netcore::Mempool;
 use clap::Args;
 
@@ -115,6 +118,8 @@ pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
     // Host B echoes UDP port 7 and raw protocol 89 (OSPF's number, unused here) on its own
     // core until A is done.
     let mut echo_b = DgramEcho::open(&mut sb, Some(7), Some(89)).map_err(usage)?;
+    let mut tcp_b = TcpEcho::open(&mut sb);
+    tcp_init(&mut sa, TcpConfig::default());
     udp_init(&mut sa, UdpConfig::default());
     raw_init(&mut sa, RawConfig::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -125,6 +130,7 @@ pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
         while !stop_b.load(Ordering::Relaxed) {
             let n = sb.poll();
             echo_b.service(&mut sb);
+            tcp_b.service(&mut sb);
             sb.flush_tx();
             if n > 0 {
                 idle = 0;
@@ -144,9 +150,10 @@ pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
         }
         say!(
             quiet,
-            "host B echoed {} UDP datagrams and {} raw packets",
+            "host B echoed {} UDP datagrams, {} raw packets and {} TCP bytes",
             echo_b.udp_echoed,
-            echo_b.raw_echoed
+            echo_b.raw_echoed,
+            tcp_b.echoed
         );
         sb
     });
@@ -215,6 +222,7 @@ pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
 
     udp_exchange(&mut sa, b_addr, a.dev.mtu as usize, quiet);
     raw_exchange(&mut sa, b_addr, quiet);
+    tcp_exchange(&mut sa, b_addr, quiet);
 
     stop.store(true, Ordering::Relaxed);
     let sb = b
@@ -322,4 +330,132 @@ fn raw_exchange(sa: &mut Stack, b_addr: Ipv4Addr, quiet: bool) {
         None => say!(quiet, "raw protocol 89 to {b_addr}: no echo within 1 s"),
     }
     let _ = raw_close(sa, h);
+}
+
+/// Host B's TCP echo (RFC 862) on port 7: each connection's bytes go back as they arrive, with
+/// back-pressure (what the send buffer refuses waits; nothing more is read meanwhile).
+struct TcpEcho {
+    listener: Option<SockHandle>,
+    /// (connection, bytes read but not yet sent back, end of stream seen)
+    conns: Vec<(SockHandle, Vec<u8>, bool)>,
+    echoed: u64,
+}
+
+impl TcpEcho {
+    fn open(s: &mut Stack) -> TcpEcho {
+        tcp_init(s, TcpConfig::default());
+        TcpEcho {
+            listener: tcp_listen(s, 7, 16).ok(),
+            conns: Vec::new(),
+            echoed: 0,
+        }
+    }
+
+    fn service(&mut self, s: &mut Stack) {
+        if let Some(l) = self.listener {
+            while let Ok(Some(c)) = tcp_accept(s, l) {
+                self.conns.push((c, Vec::new(), false));
+            }
+        }
+        let mut buf = [0u8; 16 * 1024];
+        let echoed = &mut self.echoed;
+        self.conns.retain_mut(|(h, pending, eof)| {
+            loop {
+                if !pending.is_empty() {
+                    match tcp_send(s, *h, pending) {
+                        Ok(n) => {
+                            pending.drain(..n);
+                            *echoed += n as u64;
+                        }
+                        Err(TcpErr::WouldBlock) => {}
+                        Err(_) => {
+                            let _ = tcp_close(s, *h);
+                            return false;
+                        }
+                    }
+                    if !pending.is_empty() {
+                        break;
+                    }
+                }
+                if *eof {
+                    break;
+                }
+                match tcp_recv(s, *h, &mut buf) {
+                    Ok(0) => *eof = true,
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    Err(TcpErr::WouldBlock) => break,
+                    Err(_) => {
+                        let _ = tcp_close(s, *h);
+                        return false;
+                    }
+                }
+            }
+            if *eof && pending.is_empty() {
+                let _ = tcp_close(s, *h);
+                return false;
+            }
+            true
+        });
+    }
+}
+
+/// TCP: 1 MiB to B's echo port and back, compared byte for byte; A shuts down its side when
+/// everything is written, B closes after echoing it all, and A waits for the handshake to end.
+fn tcp_exchange(sa: &mut Stack, b_addr: Ipv4Addr, quiet: bool) {
+    const TOTAL: usize = 1 << 20;
+    let c = match tcp_connect(sa, b_addr, 7) {
+        Ok(c) => c,
+        Err(e) => {
+            say!(quiet, "tcp: connect {b_addr}:7: {e}");
+            return;
+        }
+    };
+    let data: Vec<u8> = (0..TOTAL).map(|i| (i.wrapping_mul(7) ^ (i >> 8)) as u8).collect();
+    let mut back = Vec::with_capacity(TOTAL);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut sent, mut shut, mut eof) = (0, false, false);
+    let t0 = Instant::now();
+    while !eof && t0.elapsed() < Duration::from_secs(10) {
+        sa.poll();
+        if sent < TOTAL {
+            match tcp_send(sa, c, &data[sent..]) {
+                Ok(n) => sent += n,
+                Err(TcpErr::WouldBlock) => {}
+                Err(e) => {
+                    say!(quiet, "tcp: send: {e}");
+                    break;
+                }
+            }
+        } else if !shut {
+            shut = tcp_shutdown(sa, c).is_ok();
+        }
+        loop {
+            match tcp_recv(sa, c, &mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => back.extend_from_slice(&buf[..n]),
+                Err(TcpErr::WouldBlock) => break,
+                Err(e) => {
+                    say!(quiet, "tcp: recv: {e}");
+                    eof = true;
+                    break;
+                }
+            }
+        }
+    }
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    say!(
+        quiet,
+        "tcp echo {b_addr}:7: {} of {} bytes back, {} ({ms:.1} ms, connect included)",
+        back.len(),
+        TOTAL,
+        if back == data { "intact" } else { "DIFFERENT" }
+    );
+    let _ = tcp_close(sa, c);
+    // A closed first: it ends in TIME-WAIT (a small sock, no buffers); wait for the rest.
+    poll_until(sa, Duration::from_secs(2), |s| {
+        with_tcp(s, |t, _| t.socks.len()).unwrap_or(0) == 0
+    });
 }

@@ -19,6 +19,14 @@ fn demo_runs_and_leaks_nothing() {
         s.contains("raw protocol 89 from 10.0.0.2: 38 bytes (20-byte IP header + payload), payload intact"),
         "{s}"
     );
+    assert!(
+        s.contains("tcp echo 10.0.0.2:7: 1048576 of 1048576 bytes back, intact"),
+        "{s}"
+    );
+    assert!(
+        s.contains("Tcp.ActiveOpens 1") && s.contains("Tcp.PassiveOpens 1"),
+        "{s}"
+    );
     assert!(s.contains("10.0.0.2 dev 0 lladdr 02:62:6c:00:00:02 REACHABLE"), "{s}");
     assert!(s.contains("mbufs in use after both hosts stopped: 0"), "{s}");
 }
