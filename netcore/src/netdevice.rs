@@ -44,6 +44,11 @@ impl NetdevFeatures {
     pub const SG: Self = Self(1 << 8);
 
     #[inline]
+    /// These features minus `f`.
+    pub fn without(self, f: NetdevFeatures) -> NetdevFeatures {
+        Self(self.0 & !f.0)
+    }
+
     pub fn has(self, f: NetdevFeatures) -> bool {
         self.0 & f.0 == f.0
     }

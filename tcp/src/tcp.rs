@@ -257,6 +257,8 @@ pub struct TcpSock {
     pub keepalive_probes_sent: u32,
     /// Jiffies of the last segment received (keepalive idle time).
     pub rcv_tstamp: u64,
+    /// The route's device fills TCP checksums (CHECKSUM_PARTIAL on transmit).
+    pub tx_csum_offload: bool,
     /// Jiffies of the last challenge ACK (None: never), for its rate limit.
     pub last_oow_ack_time: Option<u64>,
     /// Offset added to our timestamps (randomized per connection like Linux's ts_offset).
@@ -343,6 +345,7 @@ impl TcpSock {
             keepalive_probes_sent: 0,
             rcv_tstamp: 0,
             last_oow_ack_time: None,
+            tx_csum_offload: false,
             ts_offset: 0,
             timewait_ms: 60_000,
             fin_timeout_ms: 60_000,

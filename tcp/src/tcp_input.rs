@@ -15,6 +15,13 @@ use crate::tcphdr::*;
 /// Settle MSS, window scaling, timestamps and SACK from a SYN (passive side) or SYN-ACK.
 pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t: &FourTuple) {
     sk.advmss = route_advmss(stack, t.raddr);
+    // Decided once per connection, not per segment: the route (and its device) is fixed.
+    sk.tx_csum_offload = stack.fib.lookup(t.raddr).is_some_and(|r| {
+        stack.devs[r.dev as usize]
+            .dev
+            .features()
+            .has(blink_netcore::netdevice::NetdevFeatures::TXCSUM_TCP)
+    });
     tcp_negotiate_rx_opt(&mut sk.rx_opt, o, stack.core.jiffies);
     sk.mss_cache = sk.rx_opt.mss_clamp.min(sk.advmss) as u32;
     if sk.rx_opt.tstamp_ok {

@@ -10,7 +10,8 @@ use arrayvec::ArrayVec;
 use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
 use blink_ipv4::iphdr::IPPROTO_TCP;
 use blink_ipv4::Stack;
-use blink_netcore::skbuff::{Frag, SkBuff, MAX_SKB_FRAGS};
+use blink_netcore::checksum::{csum_fold, pseudo_header_ipv4};
+use blink_netcore::skbuff::{Frag, IpSummed, SkBuff, MAX_SKB_FRAGS};
 use blink_netcore::snmp::{DropReason, TcpMib};
 
 use crate::tcp::{TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TCPCB_SACKED_ACKED, TCPCB_SACKED_RETRANS};
@@ -116,12 +117,19 @@ pub fn tcp_transmit(
         // Cannot overflow: payload frags are at most MAX_SKB_FRAGS.
         let _ = skb.skb_add_frag(f);
     }
-    let csum = {
+    let csum = if sk.tx_csum_offload {
+        // CHECKSUM_PARTIAL (Linux: tcp_v4_send_check with hardware checksumming): the field
+        // holds the pseudo-header sum and the device adds the segment's sum to it.
+        skb.ip_summed = IpSummed::Partial;
+        let p = pseudo_header_ipv4(sk.saddr.octets(), sk.daddr.octets(), IPPROTO_TCP, skb.len() as u16);
+        !csum_fold(p)
+    } else {
         let mut segs: ArrayVec<&[u8], { MAX_SKB_FRAGS + 1 }> = ArrayVec::new();
         segs.extend(skb.segments());
         tcp_v4_check(sk.saddr.octets(), sk.daddr.octets(), &segs)
     };
     skb.data_mut().expect("fresh header skb")[16..18].copy_from_slice(&csum.to_be_bytes());
+    skb.skb_reset_transport_header();
     stack.core.mib.tcp.inc(TcpMib::OutSegs);
     if flags & TCPHDR_ACK != 0 {
         sk.ack_pending = false;

@@ -303,8 +303,15 @@ impl<D: NetDevice> NetDevice for Impair<D> {
     fn nb_queues(&self) -> u16 {
         self.inner.nb_queues()
     }
+    /// The inner device's features without transmit checksum offload: corruption models the
+    /// wire, after the checksum, so outgoing checksums must be complete before a frame can be
+    /// corrupted here (a NIC filling them later would bless the damage).
     fn features(&self) -> NetdevFeatures {
-        self.inner.features()
+        self.inner
+            .features()
+            .without(NetdevFeatures::TXCSUM_IPV4)
+            .without(NetdevFeatures::TXCSUM_TCP)
+            .without(NetdevFeatures::TXCSUM_UDP)
     }
 
     fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
