@@ -14,14 +14,8 @@ use crate::tcphdr::*;
 
 /// Settle MSS, window scaling, timestamps and SACK from a SYN (passive side) or SYN-ACK.
 pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t: &FourTuple) {
-    sk.advmss = route_advmss(stack, t.raddr);
     // Decided once per connection, not per segment: the route (and its device) is fixed.
-    sk.tx_csum_offload = stack.fib.lookup(t.raddr).is_some_and(|r| {
-        stack.devs[r.dev as usize]
-            .dev
-            .features()
-            .has(blink_netcore::netdevice::NetdevFeatures::TXCSUM_TCP)
-    });
+    (sk.advmss, sk.tx_csum_offload) = tcp_route(stack, t.raddr);
     tcp_negotiate_rx_opt(&mut sk.rx_opt, o, stack.core.jiffies);
     sk.mss_cache = sk.rx_opt.mss_clamp.min(sk.advmss) as u32;
     if sk.rx_opt.tstamp_ok {
@@ -30,14 +24,18 @@ pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t:
     }
 }
 
-/// The MSS we announce towards `raddr`: the route's MTU less the IP and TCP headers.
-pub fn route_advmss(stack: &Stack, raddr: std::net::Ipv4Addr) -> u16 {
-    let mtu = stack
-        .fib
-        .lookup(raddr)
-        .map(|r| stack.devs[r.dev as usize].mtu)
-        .unwrap_or(1500);
-    (mtu.saturating_sub(40)).clamp(88, 65495) as u16
+/// What the route towards `raddr` gives a connection, from one FIB lookup: the MSS we
+/// announce (the device MTU less the IP and TCP headers) and whether the device fills TCP
+/// checksums.
+pub fn tcp_route(stack: &Stack, raddr: std::net::Ipv4Addr) -> (u16, bool) {
+    let dev = stack.fib.lookup(raddr).map(|r| &stack.devs[r.dev as usize]);
+    let mtu = dev.map_or(1500, |d| d.mtu);
+    let offload = dev.is_some_and(|d| {
+        d.dev
+            .features()
+            .has(blink_netcore::netdevice::NetdevFeatures::TXCSUM_TCP)
+    });
+    ((mtu.saturating_sub(40)).clamp(88, 65495) as u16, offload)
 }
 
 /// The option half of the negotiation (Linux: tcp_parse_options into tcp_options_received +

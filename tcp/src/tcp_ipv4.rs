@@ -201,23 +201,23 @@ impl TcpProto {
     fn inet_twsk_hashdance(&mut self, stack: &mut Stack, h: SockHandle) {
         let sk = self.socks.get_mut(h).expect("exists");
         let t = sk.tuple();
-        let mut tw = TcpTimewaitSock::from_sock(sk, stack.core.jiffies);
+        let tw = TcpTimewaitSock::from_sock(sk, stack.core.jiffies);
         // From TIME-WAIT to closed: CurrEstab and the reset counters do not move.
         crate::tcp::tcp_done_ev(sk, stack, ev::CLOSED);
         if self.tables.ehash.get(&t) == Some(&h) {
             self.tables.ehash.remove(&t);
         }
-        let timeout = tw.timeout_ms;
-        let Some(twh) = self.tw.insert(tw.clone()) else {
+        let Some(twh) = self.tw.insert(tw) else {
             // No room for the TIME-WAIT sock: Linux then just closes (TCPTimeWaitOverflow).
             return;
         };
+        // The timer's data names the sock, so it is made once the sock has its handle.
+        let tw = self.tw.get_mut(twh).expect("inserted");
         let timer = stack
             .timers
             .timer_setup(TCP_TIMER_FN, TimerKind::TimeWait.data(twh.to_u56()));
-        stack.timers.mod_timer(timer, stack.core.jiffies + timeout);
+        stack.timers.mod_timer(timer, stack.core.jiffies + tw.timeout_ms);
         tw.timer = Some(timer);
-        *self.tw.get_mut(twh).expect("inserted") = tw;
         // An older TIME-WAIT sock for the same tuple cannot exist (it would have been found
         // before this connection was created), but never leak one.
         if let Some(old) = self.tables.twhash.insert(t, twh) {
@@ -670,12 +670,8 @@ impl TcpProto {
         sk.snd_nxt = iss.wrapping_add(1);
         sk.write_seq = iss.wrapping_add(1);
         sk.state = TcpState::SynSent;
-        let mtu = stack
-            .fib
-            .lookup(daddr)
-            .map(|r| stack.devs[r.dev as usize].mtu)
-            .unwrap_or(1500);
-        sk.advmss = (mtu.saturating_sub(40)).clamp(88, 65495) as u16;
+        // The SYN-ACK's options settle the rest (tcp_negotiate_options).
+        sk.advmss = crate::tcp_input::tcp_route(stack, daddr).0;
         sk.mss_cache = sk.advmss as u32;
         sk.rto_ms = crate::TCP_TIMEOUT_INIT_MS;
         let h = self.socks.insert(sk).ok_or(TcpErr::NoMemory)?;
