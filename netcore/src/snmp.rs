@@ -70,7 +70,8 @@ mib_enum!(
     TcpExtMib, "TcpExt", [SyncookiesSent, SyncookiesRecv, SyncookiesFailed, EmbryonicRsts,
     ListenOverflows, ListenDrops, TCPTimeouts, TCPSackRecovery, TCPRenoRecovery, TCPFastRetrans,
     TCPLossProbes, DelayedACKs, TCPChallengeACK, PAWSEstab, TCPAbortOnData, TCPAbortOnTimeout,
-    TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge]
+    TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge, TCPSynRetrans, TCPACKSkippedSynRecv,
+    TCPReqQFullDrop, TCPReqQFullDoCookies]
 );
 
 mib_enum!(

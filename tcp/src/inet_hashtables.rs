@@ -19,6 +19,8 @@ pub struct FourTuple {
 pub struct InetHashTables {
     /// Linux: ehash (ESTABLISHED .. TIME-WAIT, and SYN-SENT / SYN-RECV).
     pub ehash: HashMap<FourTuple, SockHandle>,
+    /// Request socks (SYN-RECV; Linux keeps them in ehash too).
+    pub reqhash: HashMap<FourTuple, SockHandle>,
     /// TIME-WAIT sockets (Linux keeps them in ehash too; a separate map keeps the established
     /// lookup free of a type check).
     pub twhash: HashMap<FourTuple, SockHandle>,

@@ -17,10 +17,17 @@ pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t:
     // Decided once per connection, not per segment: the route (and its device) is fixed.
     (sk.advmss, sk.tx_csum_offload) = tcp_route(stack, t.raddr);
     tcp_negotiate_rx_opt(&mut sk.rx_opt, o, stack.core.jiffies);
-    sk.mss_cache = sk.rx_opt.mss_clamp.min(sk.advmss) as u32;
-    if sk.rx_opt.tstamp_ok {
-        // Timestamps take 12 bytes of every segment.
-        sk.mss_cache = sk.mss_cache.saturating_sub(12).max(64);
+    sk.mss_cache = tcp_mss_cache(&sk.rx_opt, sk.advmss);
+}
+
+/// The payload a full segment carries: the smaller of the peer's MSS and ours, less the
+/// timestamp option that every segment carries when negotiated (12 bytes).
+pub fn tcp_mss_cache(rx: &crate::tcp::RxOpt, advmss: u16) -> u32 {
+    let mss = rx.mss_clamp.min(advmss) as u32;
+    if rx.tstamp_ok {
+        mss.saturating_sub(12).max(64)
+    } else {
+        mss
     }
 }
 

@@ -15,11 +15,11 @@ use blink_netcore::snmp::{DropReason, TcpExtMib, TcpMib};
 use blink_netcore::sock::{SockHandle, SockSlab};
 
 use crate::inet_hashtables::{FourTuple, InetHashTables};
-use crate::tcp::{ev, TcpError, TcpSkbCb, TcpSock, TcpState};
+use crate::tcp::{ev, RxOpt, TcpError, TcpSkbCb, TcpSock, TcpState};
 use crate::tcp_cong::cong_by_name;
 use crate::tcp_input::{tcp_rcv_state_process, tcp_rcv_synsent};
-use crate::tcp_minisocks::{TcpTimewaitSock, TwStatus};
-use crate::tcp_output::{tcp_send_syn, tcp_send_synack};
+use crate::tcp_minisocks::{ReqVerdict, TcpRequestSock, TcpTimewaitSock, TwStatus};
+use crate::tcp_output::tcp_send_syn;
 use crate::tcp_timer::{TimerKind, TCP_TIMER_FN};
 use crate::tcphdr::*;
 use crate::{TcpConfig, TcpErr};
@@ -27,6 +27,8 @@ use crate::{TcpConfig, TcpErr};
 /// The TCP instance of one core: its sockets, hash tables and settings.
 pub struct TcpProto {
     pub socks: SockSlab<TcpSock>,
+    /// Request socks of connections in SYN-RECV (tcp_minisocks.rs), hashed in `tables.reqhash`.
+    pub reqs: SockSlab<TcpRequestSock>,
     /// TIME-WAIT socks (tcp_minisocks.rs), hashed by tuple in `tables.twhash`.
     pub tw: SockSlab<TcpTimewaitSock>,
     pub tables: InetHashTables,
@@ -53,6 +55,7 @@ impl TcpProto {
     pub fn new(cfg: TcpConfig) -> TcpProto {
         TcpProto {
             socks: SockSlab::default(),
+            reqs: SockSlab::default(),
             tw: SockSlab::default(),
             tables: InetHashTables::default(),
             next_port: random_port(cfg.ephemeral_ports),
@@ -79,15 +82,22 @@ impl TcpProto {
         let ca = cong_by_name(&self.cfg.congestion).unwrap_or_else(|| cong_by_name("cubic").expect("cubic exists"));
         let mut sk = TcpSock::new(ca, self.cfg.sndbuf, self.cfg.rcvbuf);
         sk.nodelay = self.cfg.nodelay;
-        sk.rx_opt.rcv_wscale = self.cfg.rcv_wscale();
-        // What we are willing to use; the handshake keeps what the peer offers too.
-        sk.rx_opt.tstamp_ok = self.cfg.timestamps;
-        sk.rx_opt.sack_ok = self.cfg.sack;
-        sk.rx_opt.wscale_ok = self.cfg.window_scaling;
+        sk.rx_opt = self.rx_opt_allowed();
         sk.keepalive = self.cfg.keepalive;
         sk.timewait_ms = self.cfg.timewait_ms;
         sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
         sk
+    }
+
+    /// The options we are willing to use; the handshake keeps those the peer offers too.
+    fn rx_opt_allowed(&self) -> RxOpt {
+        RxOpt {
+            rcv_wscale: self.cfg.rcv_wscale(),
+            tstamp_ok: self.cfg.timestamps,
+            sack_ok: self.cfg.sack,
+            wscale_ok: self.cfg.window_scaling,
+            ..Default::default()
+        }
     }
 
     /// Allocate the socket's timers (freed in `destroy`).
@@ -114,12 +124,7 @@ impl TcpProto {
             if let Some(p) = sk.parent.take() {
                 // A connection that died before being accepted leaves the listener's counts.
                 if let Some(l) = self.socks.get_mut(p) {
-                    let before = l.accept_queue.len();
                     l.accept_queue.retain(|&c| c != h);
-                    // Not in the accept queue: it was still counted as a pending SYN.
-                    if before == l.accept_queue.len() {
-                        l.syn_pending = l.syn_pending.saturating_sub(1);
-                    }
                 }
                 // Nobody will ever accept it: it is an orphan now.
                 if let Some(sk) = self.socks.get_mut(h) {
@@ -171,21 +176,17 @@ impl TcpProto {
             }
             self.post_process(stack, c);
         }
-        if was_listener {
-            // Connections still in the handshake are forgotten, as Linux drops its request
-            // socks: the handshake's last ACK then finds no socket and gets a reset.
-            let embryos: Vec<SockHandle> = self
-                .socks
+        if was_listener && sk.syn_pending > 0 {
+            // Connections still in the handshake are forgotten (Linux: inet_csk_listen_stop
+            // drops the request socks): the handshake's last ACK then finds no socket and
+            // gets a reset.
+            let reqs: Vec<SockHandle> = self
+                .reqs
                 .handles()
-                .filter(|&c| self.socks.get(c).is_some_and(|s| s.parent == Some(h)))
+                .filter(|&r| self.reqs.get(r).is_some_and(|q| q.listener == h))
                 .collect();
-            for c in embryos {
-                if let Some(child) = self.socks.get_mut(c) {
-                    child.parent = None;
-                    child.orphan = true;
-                    crate::tcp::tcp_done(child, stack);
-                }
-                self.post_process(stack, c);
+            for r in reqs {
+                self.reqsk_queue_drop(stack, r);
             }
         }
         self.ready.retain(|&r| r != h);
@@ -364,6 +365,10 @@ impl TcpProto {
             self.accept_ready(stack, h);
             return;
         }
+        if let Some(&rh) = self.tables.reqhash.get(&t) {
+            self.tcp_req_rcv(stack, rh, skb, &opts);
+            return;
+        }
         let mut tw_isn = None;
         if let Some(&twh) = self.tables.twhash.get(&t) {
             match self.tcp_timewait_rcv(stack, twh, &skb, &opts) {
@@ -434,38 +439,165 @@ impl TcpProto {
         }
         let (backlog, pending, queued) = {
             let ls = self.socks.get(l).expect("listener exists");
-            let queued = ls.accept_queue.len() as u32;
-            (ls.backlog, ls.syn_pending + queued, queued)
+            (ls.backlog, ls.syn_pending, ls.accept_queue.len() as u32)
         };
-        if queued >= backlog {
-            // The accept queue itself is full: a cookie could not be accepted either, so the
-            // SYN is dropped and the peer retries (Linux: tcp_conn_request, sk_acceptq_is_full).
-            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
-            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
-            return;
-        }
+        // Linux (tcp_conn_request) bounds the SYN queue (request socks) and the accept queue
+        // by the backlog separately.
+        let mut want_cookie = false;
         if pending >= backlog {
-            if self.cfg.syncookies {
-                // Backlog full: answer statelessly (Linux: tcp_syncookies = 1).
-                let idx = crate::syncookies::mss_index(opts.mss.unwrap_or(536));
-                let cookie = self
-                    .cookies
-                    .make(&t, cb.seq, crate::syncookies::cookie_minute(stack), idx);
-                let mss = crate::syncookies::MSS_TABLE[idx as usize];
-                let win = self.cfg.rcvbuf.min(65535) as u16;
-                crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win);
-                drop(skb);
+            if !self.cfg.syncookies {
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPReqQFullDrop);
+                stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
                 return;
             }
+            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPReqQFullDoCookies);
+            want_cookie = true;
+        }
+        if queued >= backlog {
+            // The accept queue itself is full: a cookie could not be accepted either, so the
+            // SYN is dropped and the peer retries (Linux: sk_acceptq_is_full).
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
             stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
-        let mut sk = self.new_child(stack, &t, cb.seq, cb.window, l, isn);
+        if want_cookie {
+            // SYN queue full: answer statelessly (Linux: tcp_syncookies = 1).
+            let idx = crate::syncookies::mss_index(opts.mss.unwrap_or(536));
+            let cookie = self
+                .cookies
+                .make(&t, cb.seq, crate::syncookies::cookie_minute(stack), idx);
+            let mss = crate::syncookies::MSS_TABLE[idx as usize];
+            let win = self.cfg.rcvbuf.min(65535) as u16;
+            crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win);
+            drop(skb);
+            return;
+        }
+        // Linux: tcp_conn_request(). A request sock, not a full socket, until the handshake
+        // completes.
+        let (advmss, tx_csum_offload) = crate::tcp_input::tcp_route(stack, t.raddr);
+        let mut rx_opt = self.rx_opt_allowed();
+        crate::tcp_input::tcp_negotiate_rx_opt(&mut rx_opt, opts, stack.core.jiffies);
+        let (iss, ts_offset) = self.isn(&t, stack.core.now_ns);
+        let req = TcpRequestSock {
+            tuple: t,
+            listener: l,
+            rcv_isn: cb.seq,
+            snt_isn: isn.unwrap_or(iss),
+            ts_offset,
+            rx_opt,
+            advmss,
+            tx_csum_offload,
+            snd_wnd: cb.window,
+            rcv_wnd: self.cfg.rcvbuf.min(65535) as u16,
+            num_retrans: 0,
+            num_timeout: 0,
+            snt_synack_ns: stack.core.now_ns,
+            last_oow_ack_time: None,
+            timer: None,
+        };
+        let Some(rh) = self.reqs.insert(req) else {
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            return;
+        };
+        let timer = stack
+            .timers
+            .timer_setup(TCP_TIMER_FN, TimerKind::ReqTimeout.data(rh.to_u56()));
+        let req = self.reqs.get_mut(rh).expect("just inserted");
+        stack.timers.mod_timer(timer, stack.core.jiffies + req.timeout_ms());
+        req.timer = Some(timer);
+        req.send_synack(stack);
+        self.tables.reqhash.insert(t, rh);
+        if let Some(ls) = self.socks.get_mut(l) {
+            ls.syn_pending += 1;
+        }
+        drop(skb);
+    }
+
+    /// A segment for a connection in SYN-RECV (Linux: the TCP_NEW_SYN_RECV case of
+    /// tcp_v4_rcv with tcp_check_req).
+    fn tcp_req_rcv(&mut self, stack: &mut Stack, rh: SockHandle, skb: SkBuff, opts: &TcpOptions) {
+        let cb = *skb.cb::<TcpSkbCb>();
+        let now = stack.core.jiffies;
+        let req = self.reqs.get_mut(rh).expect("hashed request socks exist");
+        let (verdict, paws_reject) = req.check_req(&cb, opts);
+        if paws_reject {
+            stack.core.mib.tcp_ext.inc(TcpExtMib::PAWSEstab);
+        }
+        match verdict {
+            ReqVerdict::Discard => stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified),
+            ReqVerdict::RetransmitSynack => {
+                if !req_oow_rate_limited(req, stack, &cb) {
+                    // Linux: inet_rtx_syn_ack, and the timer restarts from now.
+                    req.num_retrans += 1;
+                    stack.core.mib.tcp.inc(TcpMib::RetransSegs);
+                    stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSynRetrans);
+                    req.send_synack(stack);
+                    if let Some(t) = req.timer {
+                        stack.timers.mod_timer(t, now + req.timeout_ms());
+                    }
+                }
+                drop(skb);
+            }
+            ReqVerdict::Ack => {
+                if !req_oow_rate_limited(req, stack, &cb) {
+                    req.send_ack(stack);
+                }
+                stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+            }
+            ReqVerdict::Reset => {
+                let t = req.tuple;
+                tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+            }
+            ReqVerdict::Embryonic => {
+                stack.core.mib.tcp.inc(TcpMib::AttemptFails);
+                if cb.tcp_flags & TCPHDR_RST == 0 {
+                    let t = req.tuple;
+                    tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+                }
+                stack.core.mib.tcp_ext.inc(TcpExtMib::EmbryonicRsts);
+                self.reqsk_queue_drop(stack, rh);
+                drop(skb);
+            }
+            ReqVerdict::Promote => self.tcp_v4_syn_recv_sock(stack, rh, skb, opts),
+        }
+    }
+
+    /// Linux: tcp_v4_syn_recv_sock() + tcp_create_openreq_child() + tcp_child_process(). The
+    /// handshake's final ACK turns request sock `rh` into a full socket, which then processes
+    /// the ACK (and any data on it) and goes to the listener's accept queue.
+    fn tcp_v4_syn_recv_sock(&mut self, stack: &mut Stack, rh: SockHandle, skb: SkBuff, opts: &TcpOptions) {
+        let req = self.reqs.get(rh).expect("hashed request socks exist").clone();
+        let l = req.listener;
+        let Some(ls) = self.socks.get(l) else {
+            self.reqsk_queue_drop(stack, rh);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        };
+        if ls.accept_queue.len() as u32 >= ls.backlog {
+            // The accept queue is full: drop the ACK and keep the request sock; its SYN-ACK
+            // retransmissions make the peer ACK again later (Linux: listen_overflow with
+            // tcp_abort_on_overflow = 0).
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
+            stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            return;
+        }
+        let t = req.tuple;
+        let mut sk = self.new_child(stack, &t, req.rcv_isn, req.snd_wnd, l, req.snt_isn, req.ts_offset);
         sk.state = TcpState::SynRecv;
-        crate::tcp_input::tcp_negotiate_options(&mut sk, stack, opts, &t);
+        sk.rx_opt = req.rx_opt;
+        sk.advmss = req.advmss;
+        sk.tx_csum_offload = req.tx_csum_offload;
+        sk.mss_cache = crate::tcp_input::tcp_mss_cache(&sk.rx_opt, sk.advmss);
+        sk.rcv_wnd = req.rcv_wnd as u32;
+        // The handshake RTT: from the first SYN-ACK, unless it was sent again (Karn).
+        sk.syn_stamp_ns = Some(req.snt_synack_ns);
+        sk.retransmits = req.num_retrans;
+        self.reqsk_queue_drop(stack, rh);
         let Some(h) = self.socks.insert(sk) else {
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
@@ -475,17 +607,48 @@ impl TcpProto {
         self.tables.bind_ref(t.lport);
         let sk = self.socks.get_mut(h).expect("just inserted");
         Self::setup_timers(stack, sk, h);
-        tcp_send_synack(sk, stack);
-        crate::tcp_output::tcp_arm_rto(sk, stack, true);
-        if let Some(ls) = self.socks.get_mut(l) {
-            ls.syn_pending += 1;
-        }
-        drop(skb);
+        tcp_rcv_state_process(sk, stack, skb, opts);
+        self.post_process(stack, h);
+        self.accept_ready(stack, h);
     }
 
-    /// A connection born from listener `l` for a SYN with `peer_isn` (Linux:
-    /// tcp_create_openreq_child).
-    /// `isn` overrides the initial sequence number (a tuple taken over from TIME-WAIT).
+    /// Free request sock `rh`: its timer, its hash entry, its place in the listener's SYN
+    /// count (Linux: inet_csk_reqsk_queue_drop).
+    fn reqsk_queue_drop(&mut self, stack: &mut Stack, rh: SockHandle) {
+        let Some(req) = self.reqs.remove(rh) else { return };
+        if let Some(t) = req.timer {
+            stack.timers.timer_free(t);
+        }
+        if self.tables.reqhash.get(&req.tuple) == Some(&rh) {
+            self.tables.reqhash.remove(&req.tuple);
+        }
+        if let Some(ls) = self.socks.get_mut(req.listener) {
+            ls.syn_pending = ls.syn_pending.saturating_sub(1);
+        }
+    }
+
+    /// Linux: reqsk_timer_handler(). Send the SYN-ACK again with a doubled timeout, or give
+    /// up after tcp_synack_retries (no counter but TCPTimeouts, as in Linux).
+    fn reqsk_timer_handler(&mut self, stack: &mut Stack, rh: SockHandle) {
+        let Some(req) = self.reqs.get_mut(rh) else { return };
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPTimeouts);
+        if req.num_timeout >= crate::TCP_SYNACK_RETRIES {
+            self.reqsk_queue_drop(stack, rh);
+            return;
+        }
+        req.num_timeout += 1;
+        req.num_retrans += 1;
+        stack.core.mib.tcp.inc(TcpMib::RetransSegs);
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSynRetrans);
+        req.send_synack(stack);
+        if let Some(t) = req.timer {
+            stack.timers.mod_timer(t, stack.core.jiffies + req.timeout_ms());
+        }
+    }
+
+    /// A connection born from listener `l` for a SYN with `peer_isn`, answered with our
+    /// `iss` (Linux: tcp_create_openreq_child).
+    #[allow(clippy::too_many_arguments)]
     fn new_child(
         &self,
         stack: &Stack,
@@ -493,17 +656,14 @@ impl TcpProto {
         peer_isn: u32,
         window: u16,
         l: SockHandle,
-        isn: Option<u32>,
+        iss: u32,
+        tsoff: u32,
     ) -> TcpSock {
         let mut sk = self.new_sock();
         sk.saddr = t.laddr;
         sk.sport = t.lport;
         sk.daddr = t.raddr;
         sk.dport = t.rport;
-        let (mut iss, tsoff) = self.isn(t, stack.core.now_ns);
-        if let Some(i) = isn {
-            iss = i;
-        }
         sk.iss = iss;
         sk.ts_offset = tsoff;
         sk.snd_una = iss;
@@ -542,13 +702,12 @@ impl TcpProto {
             return;
         }
         stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesRecv);
-        let mut sk = self.new_child(stack, &t, peer_isn, cb.window, l, None);
         // The cookie was our ISN.
         let iss = cb.ack_seq.wrapping_sub(1);
-        sk.iss = iss;
+        let (_, tsoff) = self.isn(&t, stack.core.now_ns);
+        let mut sk = self.new_child(stack, &t, peer_isn, cb.window, l, iss, tsoff);
+        // The returning ACK acknowledges the cookie SYN-ACK.
         sk.snd_una = cb.ack_seq;
-        sk.snd_nxt = cb.ack_seq;
-        sk.write_seq = cb.ack_seq;
         let mss = crate::syncookies::MSS_TABLE[idx as usize];
         sk.rx_opt = Default::default();
         sk.rx_opt.mss_clamp = mss;
@@ -567,10 +726,6 @@ impl TcpProto {
         crate::tcp::tcp_set_state(sk, stack, TcpState::Established);
         stack.core.mib.tcp.inc(TcpMib::PassiveOpens);
         sk.raise(crate::tcp::ev::CONNECTED | crate::tcp::ev::WRITABLE);
-        if let Some(ls) = self.socks.get_mut(l) {
-            // accept_ready moves it to the queue and undoes this count.
-            ls.syn_pending += 1;
-        }
         // The ACK may carry data: let the connection process it.
         let sk = self.socks.get_mut(h).expect("inserted");
         tcp_rcv_state_process(sk, stack, skb, &TcpOptions::default());
@@ -587,7 +742,6 @@ impl TcpProto {
         }
         sk.ev_pending &= !ev::CONNECTED;
         if let Some(l) = self.socks.get_mut(p) {
-            l.syn_pending = l.syn_pending.saturating_sub(1);
             l.accept_queue.push_back(h);
             l.raise(ev::ACCEPT);
             self.post_process(_stack, p);
@@ -736,6 +890,10 @@ impl TcpProto {
 
     /// A TCP timer fired for `h` (dispatched from the wheel via TCP_TIMER_FN).
     pub fn on_timer(&mut self, stack: &mut Stack, kind: TimerKind, h: SockHandle) {
+        if kind == TimerKind::ReqTimeout {
+            self.reqsk_timer_handler(stack, h);
+            return;
+        }
         if kind == TimerKind::TimeWait {
             // Linux: tw_timer_handler -> inet_twsk_kill, counted as TcpExt TW.
             if self.tw.get(h).is_some() {
@@ -746,13 +904,32 @@ impl TcpProto {
         }
         let Some(sk) = self.socks.get_mut(h) else { return };
         match kind {
-            TimerKind::TimeWait => {}
+            TimerKind::TimeWait | TimerKind::ReqTimeout => {}
             TimerKind::Retransmit => crate::tcp_timer::tcp_retransmit_timer(sk, stack),
             TimerKind::Delack => crate::tcp_timer::tcp_delack_timer(sk, stack),
             TimerKind::Keepalive => crate::tcp_timer::tcp_keepalive_timer(sk, stack),
         }
         self.post_process(stack, h);
     }
+}
+
+/// Linux: tcp_oow_rate_limited() for a request sock: at most one answer to out-of-window
+/// segments and retransmitted SYNs per 500 ms (data segments are never limited: they are not
+/// part of an ACK loop). Counted as TcpExt TCPACKSkippedSynRecv.
+fn req_oow_rate_limited(req: &mut TcpRequestSock, stack: &mut Stack, cb: &TcpSkbCb) -> bool {
+    if cb.end_seq != cb.seq && cb.tcp_flags & TCPHDR_SYN == 0 {
+        return false;
+    }
+    let now = stack.core.jiffies;
+    if req
+        .last_oow_ack_time
+        .is_some_and(|t| now.saturating_sub(t) < crate::TCP_INVALID_RATELIMIT_MS)
+    {
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPACKSkippedSynRecv);
+        return true;
+    }
+    req.last_oow_ack_time = Some(now);
+    false
 }
 
 /// Send one segment that belongs to no socket (a reset, a cookie SYN-ACK): header in a fresh

@@ -1,5 +1,11 @@
-//! TIME-WAIT sockets. Linux: net/ipv4/tcp_minisocks.c (`tcp_time_wait`,
-//! `tcp_timewait_state_process`) and inet_timewait_sock.c.
+//! The small sockets of a connection's two ends: request socks (SYN-RECV) and TIME-WAIT
+//! socks. Linux: net/ipv4/tcp_minisocks.c (`tcp_check_req`, `tcp_time_wait`,
+//! `tcp_timewait_state_process`), request_sock.c and inet_timewait_sock.c.
+//!
+//! A SYN to a listener creates a `TcpRequestSock` (about a hundred bytes, one timer), not a
+//! full socket: a SYN flood or a slow handshake costs no buffers, queues or congestion state.
+//! The handshake's final ACK promotes it to a full socket (Linux: tcp_v4_syn_recv_sock), which
+//! goes to the listener's accept queue.
 //!
 //! A connection that reaches TIME-WAIT no longer needs its buffers, queues, congestion state or
 //! three timers: only what is needed to answer the peer's last segments and to judge whether a
@@ -10,12 +16,159 @@
 //! may take over a tuple whose TIME-WAIT has lasted a second (Linux: tcp_tw_reuse).
 
 use blink_ipv4::Stack;
+use blink_netcore::sock::SockHandle;
 use blink_netcore::timer::TimerId;
 
 use crate::inet_hashtables::FourTuple;
-use crate::tcp::{TcpSkbCb, TcpSock};
+use crate::tcp::{RxOpt, TcpSkbCb, TcpSock};
 use crate::tcp_ipv4::tcp_v4_send_stateless;
 use crate::tcphdr::*;
+
+/// Linux: struct tcp_request_sock (with inet_request_sock and request_sock): what a SYN-RECV
+/// connection needs until its handshake completes.
+#[derive(Debug, Clone)]
+pub struct TcpRequestSock {
+    pub tuple: FourTuple,
+    /// The listener that will own the connection.
+    pub listener: SockHandle,
+    /// The peer's initial sequence number.
+    pub rcv_isn: u32,
+    /// Ours.
+    pub snt_isn: u32,
+    pub ts_offset: u32,
+    /// The negotiated options (MSS clamp, window scales, SACK, timestamps and `ts_recent`).
+    pub rx_opt: RxOpt,
+    /// The MSS we announced and whether the route's device fills TCP checksums.
+    pub advmss: u16,
+    pub tx_csum_offload: bool,
+    /// The peer's window from its SYN (never scaled).
+    pub snd_wnd: u16,
+    /// The window our SYN-ACK announced (never scaled; Linux: rsk_rcv_wnd).
+    pub rcv_wnd: u16,
+    /// SYN-ACKs sent again for any reason (a sample of the handshake RTT needs none).
+    pub num_retrans: u32,
+    /// Timer expiries so far: the SYN-ACK backoff and the give-up count.
+    pub num_timeout: u32,
+    /// When the first SYN-ACK went out (ns), for the handshake RTT sample.
+    pub snt_synack_ns: u64,
+    /// Rate limit of out-of-window ACKs (Linux: last_oow_ack_time).
+    pub last_oow_ack_time: Option<u64>,
+    pub timer: Option<TimerId>,
+}
+
+/// What `check_req` decided about a segment for a request sock (Linux: the outcomes of
+/// tcp_check_req).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReqVerdict {
+    /// Nothing more to do (the segment is dropped).
+    Discard,
+    /// The peer retransmitted its SYN: send the SYN-ACK again (if not rate limited).
+    RetransmitSynack,
+    /// Out of window or a PAWS reject: answer with an ACK (if not rate limited), drop.
+    Ack,
+    /// An ACK of something we never sent: answer with a reset; the request sock stays.
+    Reset,
+    /// A reset or SYN in window: the handshake is over (counted as Tcp AttemptFails and
+    /// TcpExt EmbryonicRsts); answer a SYN with a reset.
+    Embryonic,
+    /// The handshake's final ACK: promote to a full socket.
+    Promote,
+}
+
+impl TcpRequestSock {
+    /// Linux: tcp_check_req(). Judge a segment for this request sock; updates `ts_recent`.
+    /// `paws_reject` is reported separately so the caller can count it (PAWSEstab).
+    pub fn check_req(&mut self, cb: &TcpSkbCb, opts: &TcpOptions) -> (ReqVerdict, bool) {
+        let mut flags = cb.tcp_flags;
+        let rst = flags & TCPHDR_RST != 0;
+        let tsval = if self.rx_opt.tstamp_ok {
+            opts.ts.map(|(v, _)| v)
+        } else {
+            None
+        };
+        // PAWS (RFC 7323 5.3): an older timestamp than the SYN's marks an old duplicate.
+        let paws_reject = !rst && tsval.is_some_and(|v| before(v, self.rx_opt.ts_recent));
+        if cb.seq == self.rcv_isn && flags == TCPHDR_SYN && !paws_reject {
+            return (ReqVerdict::RetransmitSynack, false);
+        }
+        // RFC 9293 3.10.7.4: an unacceptable ACK in a non-synchronized state gets a reset.
+        if flags & TCPHDR_ACK != 0 && cb.ack_seq != self.snt_isn.wrapping_add(1) {
+            return (ReqVerdict::Reset, paws_reject);
+        }
+        let rcv_nxt = self.rcv_isn.wrapping_add(1);
+        if paws_reject || !tcp_in_window(cb.seq, cb.end_seq, rcv_nxt, rcv_nxt.wrapping_add(self.rcv_wnd as u32)) {
+            let v = if rst { ReqVerdict::Discard } else { ReqVerdict::Ack };
+            return (v, paws_reject);
+        }
+        if let Some(v) = tsval {
+            if !after(cb.seq, rcv_nxt) {
+                self.rx_opt.ts_recent = v;
+            }
+        }
+        if cb.seq == self.rcv_isn {
+            // The SYN itself lies before the window, which starts at rcv_isn + 1.
+            flags &= !TCPHDR_SYN;
+        }
+        if flags & (TCPHDR_RST | TCPHDR_SYN) != 0 {
+            return (ReqVerdict::Embryonic, false);
+        }
+        if flags & TCPHDR_ACK == 0 {
+            return (ReqVerdict::Discard, false);
+        }
+        (ReqVerdict::Promote, false)
+    }
+
+    /// Linux: tcp_v4_send_synack() / tcp_make_synack(). A SYN-ACK with the negotiated options;
+    /// a request sock has no queue, so it goes out like a reset, from a fresh skb.
+    pub fn send_synack(&self, stack: &mut Stack) -> bool {
+        let tsval = (stack.core.jiffies as u32).wrapping_add(self.ts_offset);
+        let opts = crate::tcp_output::syn_options_from(&self.rx_opt, self.advmss, tsval, true);
+        tcp_v4_send_stateless(
+            stack,
+            &self.tuple,
+            self.snt_isn,
+            self.rcv_isn.wrapping_add(1),
+            TCPHDR_SYN | TCPHDR_ACK,
+            self.rcv_wnd,
+            &opts,
+        )
+    }
+
+    /// Linux: tcp_v4_reqsk_send_ack(). An ACK from SYN-RECV for an out-of-window segment.
+    pub fn send_ack(&self, stack: &mut Stack) {
+        let mut opts = TcpOptions::default();
+        if self.rx_opt.tstamp_ok {
+            let tsval = (stack.core.jiffies as u32).wrapping_add(self.ts_offset);
+            opts.ts = Some((tsval, self.rx_opt.ts_recent));
+        }
+        tcp_v4_send_stateless(
+            stack,
+            &self.tuple,
+            self.snt_isn.wrapping_add(1),
+            self.rcv_isn.wrapping_add(1),
+            TCPHDR_ACK,
+            self.rcv_wnd,
+            &opts,
+        );
+    }
+
+    /// The SYN-ACK retransmission timeout after `num_timeout` expiries (Linux: reqsk_timeout:
+    /// TCP_TIMEOUT_INIT doubled each time, at most TCP_RTO_MAX).
+    pub fn timeout_ms(&self) -> u64 {
+        (crate::TCP_TIMEOUT_INIT_MS << self.num_timeout.min(16)).min(crate::TCP_RTO_MAX_MS)
+    }
+}
+
+/// Linux: tcp_in_window(). Does `[seq, end_seq)` touch the window `[s_win, e_win]`?
+fn tcp_in_window(seq: u32, end_seq: u32, s_win: u32, e_win: u32) -> bool {
+    if seq == s_win {
+        return true;
+    }
+    if after(end_seq, s_win) && before(seq, e_win) {
+        return true;
+    }
+    seq == e_win && seq == end_seq
+}
 
 /// Linux: struct tcp_timewait_sock (the part blink needs).
 #[derive(Debug, Clone)]
@@ -187,6 +340,110 @@ mod tests {
         }
     }
 
+    fn req() -> TcpRequestSock {
+        TcpRequestSock {
+            tuple: tw().tuple,
+            listener: SockHandle::from_u56(1),
+            rcv_isn: 1000,
+            snt_isn: 9000,
+            ts_offset: 0,
+            rx_opt: RxOpt {
+                tstamp_ok: true,
+                ts_recent: 500,
+                ..Default::default()
+            },
+            advmss: 1460,
+            tx_csum_offload: false,
+            snd_wnd: 65535,
+            rcv_wnd: 65535,
+            num_retrans: 0,
+            num_timeout: 0,
+            snt_synack_ns: 0,
+            last_oow_ack_time: None,
+            timer: None,
+        }
+    }
+
+    fn ack(seq: u32, len: u32, flags: u8, ack: u32) -> TcpSkbCb {
+        TcpSkbCb {
+            ack_seq: ack,
+            ..seg(seq, len, flags | TCPHDR_ACK)
+        }
+    }
+
+    #[test]
+    fn req_handshake_ack_promotes_and_updates_ts_recent() {
+        let mut r = req();
+        assert_eq!(
+            r.check_req(&ack(1001, 0, 0, 9001), &ts(600)),
+            (ReqVerdict::Promote, false)
+        );
+        assert_eq!(r.rx_opt.ts_recent, 600);
+        // Data on the final ACK is fine too.
+        assert_eq!(
+            r.check_req(&ack(1001, 100, TCPHDR_PSH, 9001), &ts(600)).0,
+            ReqVerdict::Promote
+        );
+    }
+
+    #[test]
+    fn req_retransmitted_syn_and_bad_acks() {
+        let mut r = req();
+        assert_eq!(
+            r.check_req(&seg(1000, 1, TCPHDR_SYN), &ts(500)).0,
+            ReqVerdict::RetransmitSynack
+        );
+        // An ACK of something never sent: reset, whatever its sequence number.
+        assert_eq!(r.check_req(&ack(1001, 0, 0, 9005), &ts(600)).0, ReqVerdict::Reset);
+        // No ACK and nothing else: dropped.
+        assert_eq!(r.check_req(&seg(1001, 10, TCPHDR_PSH), &ts(600)).0, ReqVerdict::Discard);
+        // Out of window: an ACK answers it.
+        assert_eq!(
+            r.check_req(&ack(1001 + 70_000, 0, 0, 9001), &ts(600)).0,
+            ReqVerdict::Ack
+        );
+        assert_eq!(r.check_req(&ack(900, 0, 0, 9001), &ts(600)).0, ReqVerdict::Ack);
+    }
+
+    #[test]
+    fn req_paws_rejects_older_timestamps() {
+        let mut r = req();
+        assert_eq!(r.check_req(&ack(1001, 0, 0, 9001), &ts(400)), (ReqVerdict::Ack, true));
+        assert_eq!(r.rx_opt.ts_recent, 500);
+    }
+
+    #[test]
+    fn req_reset_or_new_syn_in_window_ends_the_handshake() {
+        let mut r = req();
+        assert_eq!(
+            r.check_req(&seg(1001, 0, TCPHDR_RST), &ts(600)).0,
+            ReqVerdict::Embryonic
+        );
+        assert_eq!(
+            r.check_req(&seg(1500, 1, TCPHDR_SYN), &ts(600)).0,
+            ReqVerdict::Embryonic
+        );
+        // A reset outside the window is ignored silently.
+        assert_eq!(
+            r.check_req(&seg(500_000, 0, TCPHDR_RST), &ts(600)).0,
+            ReqVerdict::Discard
+        );
+    }
+
+    #[test]
+    fn req_timeout_backs_off_to_rto_max() {
+        let mut r = req();
+        let t: Vec<u64> = (0..5)
+            .map(|n| {
+                r.num_timeout = n;
+                r.timeout_ms()
+            })
+            .collect();
+        assert_eq!(t, [1000, 2000, 4000, 8000, 16000]);
+        r.num_timeout = 10;
+        assert_eq!(r.timeout_ms(), crate::TCP_RTO_MAX_MS);
+    }
+
     fn seg(seq: u32, len: u32, flags: u8) -> TcpSkbCb {
         TcpSkbCb {
             seq,
@@ -272,5 +529,21 @@ mod tests {
             ..tw()
         };
         assert_eq!(t.reuse_isn(), 1, "ISN 0 is avoided");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// The point of request and TIME-WAIT socks is their size: a SYN flood or a busy server's
+    /// TIME-WAIT population must cost a small fraction of a full socket.
+    #[test]
+    fn minisocks_are_small() {
+        let full = std::mem::size_of::<crate::tcp::TcpSock>();
+        let req = std::mem::size_of::<super::TcpRequestSock>();
+        let tw = std::mem::size_of::<super::TcpTimewaitSock>();
+        println!("TcpSock {full} B, TcpRequestSock {req} B, TcpTimewaitSock {tw} B");
+        assert!(req <= 128, "TcpRequestSock is {req} bytes");
+        assert!(tw <= 96, "TcpTimewaitSock is {tw} bytes");
+        assert!(req * 4 <= full);
     }
 }

@@ -23,6 +23,8 @@ pub enum TimerKind {
     Keepalive = 2,
     /// The timer of a TIME-WAIT sock; the handle is in `TcpProto::tw`.
     TimeWait = 3,
+    /// The SYN-ACK timer of a request sock; the handle is in `TcpProto::reqs`.
+    ReqTimeout = 4,
 }
 
 impl TimerKind {
@@ -35,7 +37,8 @@ impl TimerKind {
             0 => TimerKind::Retransmit,
             1 => TimerKind::Delack,
             2 => TimerKind::Keepalive,
-            _ => TimerKind::TimeWait,
+            3 => TimerKind::TimeWait,
+            _ => TimerKind::ReqTimeout,
         };
         (k, SockHandle::from_u56(d & ((1 << 56) - 1)))
     }

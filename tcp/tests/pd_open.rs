@@ -223,9 +223,11 @@ fn syn_retransmission_backoff_and_timeout() {
     s.assert_clean();
 }
 
-/// A SYN-ACK nobody acknowledges is retransmitted after 1, 2, 4, 8, 16 s (five retries,
-/// net.ipv4.tcp_synack_retries); a retransmitted SYN is answered at once; the embryonic
-/// connection is dropped at 63 s and a late ACK then gets a reset from the listener.
+/// A SYN-ACK nobody acknowledges is retransmitted with a doubling timeout (five retries,
+/// net.ipv4.tcp_synack_retries); a retransmitted SYN is answered at once and restarts the
+/// timer from then (Linux: inet_rtx_syn_ack + mod_timer_pending), so the retries come at 1, 2
+/// (the answer), 4, 8, 16 and 32 s; the request sock is dropped at 64 s — silently, as in
+/// Linux (no AttemptFails) — and a late ACK then gets a reset from the listener.
 #[test]
 fn synack_retransmission_and_timeout() {
     let mut s = run(
@@ -237,20 +239,26 @@ fn synack_retransmission_and_timeout() {
 1     > S. 0:0(0) ack 1 <mss 1460,sackOK>
 2     < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
 2     > S. 0:0(0) ack 1 <mss 1460,sackOK>
-3     > S. 0:0(0) ack 1 <mss 1460,sackOK>
-7     > S. 0:0(0) ack 1 <mss 1460,sackOK>
-15    > S. 0:0(0) ack 1 <mss 1460,sackOK>
-31    > S. 0:0(0) ack 1 <mss 1460,sackOK>
-63    accept none
-63.1  < . 1:1(0) ack 1 win 65535
-63.1  > R 1:1(0) <>
-64    close listener
+# A second copy within 500 ms is not answered (TCPACKSkippedSynRecv).
+2.2   < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
+4     > S. 0:0(0) ack 1 <mss 1460,sackOK>
+8     > S. 0:0(0) ack 1 <mss 1460,sackOK>
+16    > S. 0:0(0) ack 1 <mss 1460,sackOK>
+32    > S. 0:0(0) ack 1 <mss 1460,sackOK>
+63.9  expect_counter TcpExt.TCPTimeouts 5
+64    accept none
+64    expect_counter TcpExt.TCPTimeouts 6
+64.1  < . 1:1(0) ack 1 win 65535
+64.1  > R 1:1(0) <>
+65    close listener
 ",
     );
     s.assert_counters(&[
         ("Tcp.PassiveOpens", 0),
         ("Tcp.RetransSegs", 6),
-        ("Tcp.AttemptFails", 1),
+        ("TcpExt.TCPSynRetrans", 6),
+        ("TcpExt.TCPACKSkippedSynRecv", 1),
+        ("Tcp.AttemptFails", 0),
         ("Tcp.OutRsts", 1),
         ("Tcp.CurrEstab", 0),
     ]);
@@ -563,6 +571,158 @@ fn challenge_acks_rate_limited() {
         ("TcpExt.TCPChallengeACK", 2),
         ("TcpExt.TCPACKSkippedChallenge", 2),
         ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
+
+/// SYN-RECV is a request sock (Linux: tcp_check_req): a reset in window, or a SYN (here with
+/// an ACK) in window, ends the handshake (Tcp AttemptFails, TcpExt EmbryonicRsts; a SYN is
+/// answered with a reset), and the peer's final ACK then finds no connection.
+#[test]
+fn syn_recv_reset_and_syn_in_window_end_the_handshake() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0.1   < R 1:1(0) win 0
+0.2   < . 1:1(0) ack 1 win 65535
+0.2   > R 1:1(0) <>
+0.3   ports 8080 40001
+0.3   < S 0:0(0) win 65535 <mss 1000>
+0.3   > S. 0:0(0) ack 1 <mss 1460>
+0.4   < S. 100:100(0) ack 1 win 65535
+0.4   > R 1:1(0) <>
+0.5   accept none
+0.5   close listener
+",
+    );
+    s.assert_counters(&[
+        ("Tcp.AttemptFails", 2),
+        ("TcpExt.EmbryonicRsts", 2),
+        ("Tcp.OutRsts", 2),
+        ("Tcp.PassiveOpens", 0),
+        ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
+
+/// In SYN-RECV an ACK of something never sent gets a reset (RFC 9293 3.10.7.4) and an
+/// out-of-window segment an ACK; neither ends the handshake, which the right ACK completes.
+#[test]
+fn syn_recv_bad_ack_and_out_of_window() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0.1   < . 1:1(0) ack 5 win 65535
+0.1   > R 5:5(0) <>
+0.2   < . 100000:100000(0) ack 1 win 65535
+0.2   > . 1:1(0) ack 1 <>
+0.3   < . 1:1(0) ack 1 win 65535
+0.3   accept
+0.3   expect_state ESTAB
+0.4   < R 1:1(0) win 0
+0.4   close
+0.5   close listener
+",
+    );
+    s.assert_counters(&[
+        ("Tcp.PassiveOpens", 1),
+        ("Tcp.AttemptFails", 0),
+        ("Tcp.OutRsts", 1),
+        ("Tcp.EstabResets", 1),
+    ]);
+    s.assert_clean();
+}
+
+/// The SYN queue and the accept queue are bounded by the backlog separately (Linux). A final
+/// ACK that finds the accept queue full is dropped (ListenOverflows) and the request sock
+/// stays; its retransmitted SYN-ACK draws another ACK, which gets in once the application
+/// accepted.
+#[test]
+fn final_ack_with_full_accept_queue_waits_for_synack_retransmission() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080 backlog 2
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0     ports 8080 40001
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0.1   ports 8080 40000
+0.1   < . 1:1(0) ack 1 win 65535
+0.2   ports 8080 40002
+0.2   < S 0:0(0) win 65535 <mss 1000>
+0.2   > S. 0:0(0) ack 1 <mss 1460>
+0.3   ports 8080 40001
+0.3   < . 1:1(0) ack 1 win 65535
+0.4   ports 8080 40002
+0.4   < . 1:1(0) ack 1 win 65535
+0.4   expect_counter TcpExt.ListenOverflows 1
+0.5   ports 8080 40000
+0.5   accept
+0.5   < R 1:1(0) win 0
+0.5   close
+1.1   ports 8080 40002
+1.2   > S. 0:0(0) ack 1 <mss 1460>
+1.25  < . 1:1(0) ack 1 win 65535
+1.3   ports 8080 40001
+1.3   accept
+1.3   < R 1:1(0) win 0
+1.3   close
+1.4   ports 8080 40002
+1.4   accept
+1.4   expect_state ESTAB
+1.4   < R 1:1(0) win 0
+1.4   close
+1.5   close listener
+",
+    );
+    s.assert_counters(&[
+        ("TcpExt.ListenOverflows", 1),
+        ("TcpExt.ListenDrops", 1),
+        ("Tcp.PassiveOpens", 3),
+        ("Tcp.EstabResets", 3),
+        ("TcpExt.TCPSynRetrans", 1),
+    ]);
+    s.assert_clean();
+}
+
+/// Without SYN cookies a full SYN queue drops new SYNs (TcpExt TCPReqQFullDrop, ListenDrops),
+/// while the connection already in SYN-RECV completes.
+#[test]
+fn full_syn_queue_without_cookies_drops_syn() {
+    let c = TcpConfig {
+        syncookies: false,
+        ..cfg()
+    };
+    let mut s = run(
+        c,
+        "
+0     socket listen 8080 backlog 1
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 <mss 1460>
+0     ports 8080 40001
+0     < S 0:0(0) win 65535 <mss 1000>
+0     expect_counter TcpExt.TCPReqQFullDrop 1
+0.1   ports 8080 40000
+0.1   < . 1:1(0) ack 1 win 65535
+0.1   accept
+0.1   < R 1:1(0) win 0
+0.1   close
+0.2   close listener
+",
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPReqQFullDrop", 1),
+        ("TcpExt.ListenDrops", 1),
+        ("TcpExt.ListenOverflows", 0),
+        ("Tcp.PassiveOpens", 1),
     ]);
     s.assert_clean();
 }

@@ -516,6 +516,8 @@ impl Script {
         assert_eq!(n, 0, "sockets left at the end");
         let (tw, ports) = with_tcp(&mut self.stack, |t, _| (t.tw.len(), t.tables.bound_ports())).unwrap();
         assert_eq!(tw, 0, "TIME-WAIT socks left at the end");
+        let reqs = with_tcp(&mut self.stack, |t, _| t.reqs.len()).unwrap();
+        assert_eq!(reqs, 0, "request socks left at the end");
         assert_eq!(ports, 0, "ports still bound at the end");
         self.stack.flush_tx();
         self.collect();
