@@ -216,6 +216,7 @@ pub fn tcp_events(stack: &mut Stack, out: &mut Vec<(SockHandle, u8)>) -> Result<
     with_tcp(stack, |t, _| {
         for h in t.ready.drain(..) {
             if let Some(sk) = t.socks.get_mut(h) {
+                sk.on_ready = false;
                 if sk.ev_pending != 0 {
                     out.push((h, sk.ev_pending));
                     sk.ev_pending = 0;

@@ -270,6 +270,8 @@ pub struct TcpSock {
     // ---- events ----
     /// Event bits raised since the application last looked.
     pub ev_pending: u8,
+    /// On `TcpProto::ready` (so joining it is O(1), not a search of the list).
+    pub on_ready: bool,
     /// The send buffer was full when the application last tried (wake on space).
     pub snd_blocked: bool,
 }
@@ -350,6 +352,7 @@ impl TcpSock {
             timewait_ms: 60_000,
             fin_timeout_ms: 60_000,
             ev_pending: 0,
+            on_ready: false,
             snd_blocked: false,
         };
         sk.ca_ops.init(&mut sk.cong);

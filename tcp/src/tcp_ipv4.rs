@@ -138,7 +138,8 @@ impl TcpProto {
             }
         }
         let sk = self.socks.get_mut(h).expect("exists");
-        if sk.ev_pending != 0 && !sk.orphan && !self.ready.contains(&h) {
+        if sk.ev_pending != 0 && !sk.orphan && !sk.on_ready {
+            sk.on_ready = true;
             self.ready.push(h);
         }
     }
@@ -189,7 +190,9 @@ impl TcpProto {
                 self.reqsk_queue_drop(stack, r);
             }
         }
-        self.ready.retain(|&r| r != h);
+        if sk.on_ready {
+            self.ready.retain(|&r| r != h);
+        }
         // Queues free their buffers on drop.
         drop(sk);
     }
@@ -787,7 +790,8 @@ impl TcpProto {
                 cs.raise(ev::READABLE);
             }
             cs.raise(ev::WRITABLE);
-            if !self.ready.contains(&c) {
+            if !cs.on_ready {
+                cs.on_ready = true;
                 self.ready.push(c);
             }
         }
