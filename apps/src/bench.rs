@@ -29,6 +29,11 @@ pub struct BenchArgs {
     /// Workloads to run (comma-separated): bulk, rr, crr.
     #[arg(long, default_value = "bulk,rr,crr")]
     pub workloads: String,
+    /// Stop each workload after this much work instead of after --secs: MiB for bulk,
+    /// transactions for rr, connections for crr. A fixed amount of work gives stable
+    /// instruction counts under `valgrind --tool=callgrind`.
+    #[arg(long)]
+    pub iters: Option<u64>,
     /// Print `{"results": [...]}` JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -87,6 +92,23 @@ impl Pair {
     }
 }
 
+/// When a workload stops: after a time, or after a fixed amount of work (`--iters`).
+#[derive(Clone, Copy)]
+struct Limit {
+    dur: Duration,
+    iters: Option<u64>,
+}
+
+impl Limit {
+    /// True while the workload should go on, having done `done` units of work.
+    fn more(&self, t0: Instant, done: u64) -> bool {
+        match self.iters {
+            Some(n) => done < n,
+            None => t0.elapsed() < self.dur,
+        }
+    }
+}
+
 /// One result line (DESIGN.md's `blink bench --json` schema).
 pub struct BenchResult {
     pub workload: &'static str,
@@ -102,7 +124,7 @@ fn pattern() -> Vec<u8> {
         .collect()
 }
 
-fn bulk(secs: f64) -> Result<BenchResult, String> {
+fn bulk(lim: Limit) -> Result<BenchResult, String> {
     let mut p = pair(TcpConfig {
         sndbuf: 4 << 20,
         rcvbuf: 4 << 20,
@@ -114,8 +136,7 @@ fn bulk(secs: f64) -> Result<BenchResult, String> {
     let mut rbuf = vec![0u8; 256 * 1024];
     let (mut sent, mut rcvd) = (0usize, 0usize);
     let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    while t0.elapsed() < dur {
+    while lim.more(t0, (rcvd >> 20) as u64) {
         loop {
             let off = sent % pat.len();
             let n = tcp::tcp_send(&mut p.a, c, &pat[off..]).map_err(|e| e.to_string())?;
@@ -158,7 +179,7 @@ fn bulk(secs: f64) -> Result<BenchResult, String> {
     })
 }
 
-fn rr(secs: f64) -> Result<BenchResult, String> {
+fn rr(lim: Limit) -> Result<BenchResult, String> {
     let mut p = pair(TcpConfig {
         nodelay: true,
         ..Default::default()
@@ -169,8 +190,7 @@ fn rr(secs: f64) -> Result<BenchResult, String> {
     let mut buf = [0u8; 64];
     let mut n_trans = 0u64;
     let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    while t0.elapsed() < dur {
+    while lim.more(t0, n_trans) {
         for _ in 0..64 {
             if tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())? != 64 {
                 return Err("rr: request not accepted".into());
@@ -217,7 +237,7 @@ fn recv_exact(p: &mut Pair, on_a: bool, h: SockHandle, buf: &mut [u8]) -> Result
     Err("timed out waiting for data".into())
 }
 
-fn crr(secs: f64) -> Result<BenchResult, String> {
+fn crr(lim: Limit) -> Result<BenchResult, String> {
     // Short TIME-WAIT so the client's ports recycle within the run (TIME-WAIT reuse is not
     // implemented yet); everything else is the default configuration.
     let mut p = pair(TcpConfig {
@@ -230,8 +250,7 @@ fn crr(secs: f64) -> Result<BenchResult, String> {
     let mut buf = [0u8; 64];
     let mut n = 0u64;
     let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    while t0.elapsed() < dur {
+    while lim.more(t0, n) {
         let (c, s) = p.connect(l, 5003)?;
         tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())?;
         recv_exact(&mut p, false, s, &mut buf)?;
@@ -260,12 +279,19 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if !(a.secs > 0.0 && a.secs.is_finite()) {
         return Err(usage("--secs: must be a positive number").into());
     }
+    if a.iters == Some(0) {
+        return Err(usage("--iters: must be at least 1").into());
+    }
+    let lim = Limit {
+        dur: Duration::from_secs_f64(a.secs),
+        iters: a.iters,
+    };
     let mut results = Vec::new();
     for w in a.workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let r = match w {
-            "bulk" => bulk(a.secs),
-            "rr" => rr(a.secs),
-            "crr" => crr(a.secs),
+            "bulk" => bulk(lim),
+            "rr" => rr(lim),
+            "crr" => crr(lim),
             _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr)")).into()),
         };
         let r = r.map_err(|e| SetupError::Runtime(format!("bench {w}: {e}")))?;
