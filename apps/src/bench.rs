@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// instruction counts under `valgrind --tool=callgrind`.
     #[arg(long)]
     pub iters: Option<u64>,
+    /// bulk: send and receive buffer of each end, KiB. The default, 256 KiB, is the
+    /// arrangement PERFORMANCE.md measured smoltcp in, so the figures compare directly.
+    #[arg(long, default_value_t = 256)]
+    pub buf: u32,
     /// Print `{"results": [...]}` JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +101,8 @@ impl Pair {
 struct Limit {
     dur: Duration,
     iters: Option<u64>,
+    /// bulk's socket buffers, bytes.
+    buf: u32,
 }
 
 impl Limit {
@@ -126,8 +132,8 @@ fn pattern() -> Vec<u8> {
 
 fn bulk(lim: Limit) -> Result<BenchResult, String> {
     let mut p = pair(TcpConfig {
-        sndbuf: 4 << 20,
-        rcvbuf: 4 << 20,
+        sndbuf: lim.buf,
+        rcvbuf: lim.buf,
         ..Default::default()
     });
     let l = tcp::tcp_listen(&mut p.b, 5001, 16).map_err(|e| e.to_string())?;
@@ -175,7 +181,13 @@ fn bulk(lim: Limit) -> Result<BenchResult, String> {
         workload: "bulk",
         value: gbit,
         unit: "Gbit/s",
-        note: format!("{} MiB verified in {:.2} s, {} retransmits", rcvd >> 20, el, retrans),
+        note: format!(
+            "{} MiB verified in {:.2} s, {} KiB buffers, {} retransmits",
+            rcvd >> 20,
+            el,
+            lim.buf >> 10,
+            retrans
+        ),
     })
 }
 
@@ -279,12 +291,16 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if !(a.secs > 0.0 && a.secs.is_finite()) {
         return Err(usage("--secs: must be a positive number").into());
     }
+    if !(4..=1 << 20).contains(&a.buf) {
+        return Err(usage("--buf: must be between 4 and 1048576 KiB").into());
+    }
     if a.iters == Some(0) {
         return Err(usage("--iters: must be at least 1").into());
     }
     let lim = Limit {
         dur: Duration::from_secs_f64(a.secs),
         iters: a.iters,
+        buf: a.buf.saturating_mul(1024),
     };
     let mut results = Vec::new();
     for w in a.workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
