@@ -295,7 +295,8 @@ impl Stack {
             let q = self.devs[i].queue;
             let n = self.devs[i].dev.rx_burst(q, &mut burst);
             rx += n;
-            for skb in burst {
+            // drain, not into_iter: moving the burst into an iterator copies its whole array.
+            for skb in burst.drain(..) {
                 crate::dev::netif_receive_skb(self, i as u16, skb);
             }
         }

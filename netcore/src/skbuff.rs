@@ -181,6 +181,29 @@ impl SkbMeta {
         }
     }
 
+    /// Reset to the state of `new()` in place, field by field. The metadata of a free mbuf
+    /// holds no buffer references (`clear` ran when its last skb went, or it was never used),
+    /// so nothing needs dropping, and writing ~30 bytes of fields instead of building and
+    /// copying the whole struct (frag array included, ~400 bytes) matters once per packet.
+    #[inline]
+    fn reinit(&mut self) {
+        debug_assert!(self.head.is_none() && self.frags.is_empty() && !self.link.is_linked());
+        self.frags_len = 0;
+        self.mac_header = UNSET;
+        self.network_header = UNSET;
+        self.transport_header = UNSET;
+        self.protocol = 0;
+        self.dev = 0;
+        self.queue = 0;
+        self.rss_hash = 0;
+        self.hash_type = RssHashType::None;
+        self.ip_summed = IpSummed::None;
+        self.csum = 0;
+        self.pkt_type = PacketType::Host;
+        self.tstamp = 0;
+        self.cb = [0; SKB_CB_SIZE / 8];
+    }
+
     /// The mbuf hosting this metadata.
     #[inline]
     fn host(&self) -> &MbufHdr {
@@ -664,7 +687,7 @@ impl SkBuff {
         let (d, t, e) = (host.data_off(), host.data_off() + host.data_len(), host.buf_len());
         let mut skb = SkBuff { host };
         let meta = skb.meta_mut();
-        *meta = SkbMeta::new();
+        meta.reinit();
         meta.head = head;
         meta.data = d as u16;
         meta.tail = t as u16;
@@ -727,7 +750,7 @@ impl SkBuff {
         };
         let mut c = SkBuff { host };
         let cm = c.meta_mut();
-        *cm = SkbMeta::new();
+        cm.reinit();
         cm.head = Some(head);
         cm.data = m.data;
         cm.tail = m.tail;

@@ -147,14 +147,11 @@ impl NetDevice for WireDev {
         let hash = self.cfg.queues > 1 || self.cfg.rxhash;
         let mut sent = 0;
         let mut bytes = 0;
-        // Frames are taken from the front; a full ring stops the burst (NIC tx ring full).
-        let mut rest = Burst::new();
-        let mut full = false;
-        for mut skb in pkts.drain(..) {
-            if full {
-                rest.push(skb);
-                continue;
-            }
+        // Frames are taken from the front; a full ring stops the burst (NIC tx ring full) and
+        // the refused frames stay in `pkts` (only then is the burst rebuilt).
+        let mut rest: Option<Burst> = None;
+        let mut it = pkts.drain(..);
+        while let Some(mut skb) = it.next() {
             let len = skb.len() as u64;
             skb.reset_for_rx();
             let mut q = 0;
@@ -172,12 +169,18 @@ impl NetDevice for WireDev {
                     bytes += len;
                 }
                 Err(skb) => {
-                    full = true;
-                    rest.push(skb);
+                    let mut r = Burst::new();
+                    r.push(skb);
+                    r.extend(it.by_ref());
+                    rest = Some(r);
+                    break;
                 }
             }
         }
-        *pkts = rest;
+        drop(it);
+        if let Some(r) = rest {
+            *pkts = r;
+        }
         self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
         self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
         sent
