@@ -554,6 +554,14 @@ impl TcpOptions {
     /// caller's business (Linux checks `tstamp_ok`/`sack_ok` here).
     pub fn parse(opts: &[u8], syn: bool) -> TcpOptions {
         let mut o = TcpOptions::default();
+        // Fast path: an established segment from a Linux-like peer carries exactly NOP NOP
+        // TIMESTAMP, 12 bytes (Linux: tcp_parse_aligned_timestamp() in tcp_fast_parse_options).
+        if opts.len() == TCPOLEN_TSTAMP_ALIGNED
+            && opts[..4] == [TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP as u8]
+        {
+            o.ts = Some((be32(&opts[4..8]), be32(&opts[8..12])));
+            return o;
+        }
         let mut i = 0;
         while i < opts.len() {
             let kind = opts[i];
