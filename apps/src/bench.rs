@@ -4,6 +4,7 @@
 //! - bulk: one TCP connection moving data one way; the receiver checks every byte.
 //! - rr: 64-byte request / 64-byte response on one connection (TCP_NODELAY).
 //! - crr: connect, 64 bytes each way, close, repeated.
+//! - udp: 64-byte datagrams one way; the receiver checks every byte and the order.
 //!
 //! Figures only: nothing here asserts a time.
 
@@ -16,6 +17,7 @@ use blink_glue::netcore::jiffies::Clock;
 use blink_glue::netcore::sock::SockHandle;
 use blink_glue::netcore::{EthAddr, Mempool, MempoolConfig};
 use blink_glue::tcp::{self, TcpConfig, TcpErr, TcpState};
+use blink_glue::udp::{self, UdpConfig, UdpErr};
 use clap::Args;
 
 use crate::args::usage;
@@ -26,11 +28,11 @@ pub struct BenchArgs {
     /// Seconds per workload.
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
-    /// Workloads to run (comma-separated): bulk, rr, crr.
-    #[arg(long, default_value = "bulk,rr,crr")]
+    /// Workloads to run (comma-separated): bulk, rr, crr, udp.
+    #[arg(long, default_value = "bulk,rr,crr,udp")]
     pub workloads: String,
     /// Stop each workload after this much work instead of after --secs: MiB for bulk,
-    /// transactions for rr, connections for crr. A fixed amount of work gives stable
+    /// transactions for rr, connections for crr, thousands of datagrams for udp. A fixed amount of work gives stable
     /// instruction counts under `valgrind --tool=callgrind`.
     #[arg(long)]
     pub iters: Option<u64>,
@@ -287,6 +289,75 @@ fn crr(lim: Limit) -> Result<BenchResult, String> {
     })
 }
 
+/// The 64-byte datagram number `seq`: the number itself, then bytes derived from it, so the
+/// receiver can check both the order and every byte.
+fn datagram(seq: u64, out: &mut [u8; 64]) {
+    out[..8].copy_from_slice(&seq.to_le_bytes());
+    for (i, b) in out[8..].iter_mut().enumerate() {
+        *b = (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 3) as u8;
+    }
+}
+
+fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
+    let mut p = pair(TcpConfig::default());
+    udp::udp_init(&mut p.a, UdpConfig::default());
+    udp::udp_init(&mut p.b, UdpConfig::default());
+    let e = |e: UdpErr| e.to_string();
+    let rx = udp::udp_socket(&mut p.b).map_err(e)?;
+    let dst = std::net::SocketAddrV4::new(B_IP, 5004);
+    udp::udp_bind(&mut p.b, rx, dst).map_err(e)?;
+    let tx = udp::udp_socket(&mut p.a).map_err(e)?;
+    udp::udp_connect(&mut p.a, tx, dst).map_err(e)?;
+    let (mut out, mut want, mut buf) = ([0u8; 64], [0u8; 64], [0u8; 128]);
+    let (mut sent, mut rcvd, mut lost) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    while lim.more(t0, rcvd / 1000) {
+        // One receive burst's worth per round: the receiver drains its socket every round,
+        // so its buffer never overflows in the steady state (losses would be counted below).
+        for _ in 0..32 {
+            datagram(sent, &mut out);
+            udp::udp_sendmsg(&mut p.a, tx, &out, None).map_err(e)?;
+            sent += 1;
+        }
+        p.poll();
+        loop {
+            match udp::udp_recvmsg(&mut p.b, rx, &mut buf) {
+                Ok(r) => {
+                    if r.len != 64 {
+                        return Err(format!("udp: datagram of {} bytes", r.len));
+                    }
+                    let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                    if seq < rcvd + lost || seq >= sent {
+                        return Err(format!("udp: datagram {seq} out of order"));
+                    }
+                    lost += seq - (rcvd + lost);
+                    datagram(seq, &mut want);
+                    if buf[..64] != want {
+                        return Err(format!("udp: datagram {seq} corrupted"));
+                    }
+                    rcvd += 1;
+                }
+                Err(UdpErr::WouldBlock) => break,
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let _ = (udp::udp_close(&mut p.a, tx), udp::udp_close(&mut p.b, rx));
+    for _ in 0..100 {
+        p.poll();
+    }
+    Ok(BenchResult {
+        workload: "udp",
+        value: rcvd as f64 / el,
+        unit: "pkt/s",
+        note: format!(
+            "{rcvd} datagrams of 64 B verified, {lost} lost; {} mbufs in use after",
+            p.pool.in_use()
+        ),
+    })
+}
+
 pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if !(a.secs > 0.0 && a.secs.is_finite()) {
         return Err(usage("--secs: must be a positive number").into());
@@ -308,7 +379,8 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
             "bulk" => bulk(lim),
             "rr" => rr(lim),
             "crr" => crr(lim),
-            _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr)")).into()),
+            "udp" => udp_oneway(lim),
+            _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr, udp)")).into()),
         };
         let r = r.map_err(|e| SetupError::Runtime(format!("bench {w}: {e}")))?;
         if !a.json {

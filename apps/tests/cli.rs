@@ -97,7 +97,7 @@ fn bench_prints_json_for_every_workload() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(s.starts_with("{\"results\": ["), "{s}");
-    for w in ["bulk", "rr", "crr"] {
+    for w in ["bulk", "rr", "crr", "udp"] {
         assert!(
             s.contains(&format!("\"workload\": \"{w}\", \"peer\": \"blink\"")),
             "{s}"
