@@ -289,13 +289,13 @@ fn crr(lim: Limit) -> Result<BenchResult, String> {
     })
 }
 
-/// The 64-byte datagram number `seq`: the number itself, then bytes derived from it, so the
-/// receiver can check both the order and every byte.
-fn datagram(seq: u64, out: &mut [u8; 64]) {
+/// The 64-byte datagram number `seq`: the number itself, then 56 bytes of `pat` at an offset
+/// that moves with `seq`, so the receiver can check both the order and every byte (a slice
+/// copy and compare: the bench must not cost more than the stack it measures).
+fn datagram(pat: &[u8], seq: u64, out: &mut [u8; 64]) {
     out[..8].copy_from_slice(&seq.to_le_bytes());
-    for (i, b) in out[8..].iter_mut().enumerate() {
-        *b = (seq.wrapping_mul(31).wrapping_add(i as u64 * 7) >> 3) as u8;
-    }
+    let off = (seq as usize).wrapping_mul(8) % (pat.len() - 56);
+    out[8..].copy_from_slice(&pat[off..off + 56]);
 }
 
 fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
@@ -308,6 +308,7 @@ fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
     udp::udp_bind(&mut p.b, rx, dst).map_err(e)?;
     let tx = udp::udp_socket(&mut p.a).map_err(e)?;
     udp::udp_connect(&mut p.a, tx, dst).map_err(e)?;
+    let pat = pattern();
     let (mut out, mut want, mut buf) = ([0u8; 64], [0u8; 64], [0u8; 128]);
     let (mut sent, mut rcvd, mut lost) = (0u64, 0u64, 0u64);
     let t0 = Instant::now();
@@ -315,7 +316,7 @@ fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
         // One receive burst's worth per round: the receiver drains its socket every round,
         // so its buffer never overflows in the steady state (losses would be counted below).
         for _ in 0..32 {
-            datagram(sent, &mut out);
+            datagram(&pat, sent, &mut out);
             udp::udp_sendmsg(&mut p.a, tx, &out, None).map_err(e)?;
             sent += 1;
         }
@@ -331,7 +332,7 @@ fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
                         return Err(format!("udp: datagram {seq} out of order"));
                     }
                     lost += seq - (rcvd + lost);
-                    datagram(seq, &mut want);
+                    datagram(&pat, seq, &mut want);
                     if buf[..64] != want {
                         return Err(format!("udp: datagram {seq} corrupted"));
                     }
