@@ -561,7 +561,13 @@ fn skippable(wheel: &Wheel) -> u64 {
 ///
 /// Linux: run_timer_softirq() / __run_timers() in kernel/time/timer.c.
 pub fn run_timers<C>(ctx: &mut C, timers: fn(&mut C) -> &mut Timers<C>, now: u64) -> usize {
-    timers(ctx).advance(now);
+    let t = timers(ctx);
+    if now <= t.now && t.expired.is_empty() && t.deferred.is_empty() {
+        // Same jiffy and nothing queued: nothing can run (the poll loop comes here many times
+        // per jiffy). Skipping the epoch bump changes nothing: epochs only order queued entries.
+        return 0;
+    }
+    t.advance(now);
     let mut ran = 0;
     while let Some((func, data)) = timers(ctx).next_expired() {
         func(ctx, data);
