@@ -284,6 +284,7 @@ impl SkbMeta {
     }
 
     /// True when the linear buffer is shared with a clone (Linux: `skb_header_cloned`).
+    #[inline]
     pub fn skb_header_cloned(&self) -> bool {
         match &self.head {
             Some(m) => !m.is_unique(),
@@ -291,6 +292,7 @@ impl SkbMeta {
         }
     }
 
+    #[inline]
     pub fn frags(&self) -> &[Frag] {
         &self.frags
     }
@@ -326,6 +328,7 @@ impl SkbMeta {
 
     /// Linux: skb_put(). Extend the linear data at the tail; None if non-linear, shared or
     /// without room.
+    #[inline]
     pub fn skb_put(&mut self, len: usize) -> Option<&mut [u8]> {
         if len > self.skb_tailroom() || self.skb_header_cloned() {
             return None;
@@ -347,6 +350,7 @@ impl SkbMeta {
     }
 
     /// Linux: skb_push(). Prepend `len` bytes of header in the headroom.
+    #[inline]
     pub fn skb_push(&mut self, len: usize) -> Option<&mut [u8]> {
         if len > self.data as usize || self.skb_header_cloned() {
             return None;
@@ -358,6 +362,7 @@ impl SkbMeta {
 
     /// Linux: skb_pull(). Remove `len` bytes from the front of the linear area; pulling the
     /// whole linear area (a payload-less segment) is legal. False if `len > headlen`.
+    #[inline]
     pub fn skb_pull(&mut self, len: usize) -> bool {
         if len > self.headlen() {
             return false;
@@ -456,11 +461,18 @@ impl SkbMeta {
     /// missing bytes from fragments into the tailroom when needed (rare: only devices that
     /// split headers across segments need it). False when the packet is shorter or there is
     /// no room.
+    #[inline]
     pub fn pskb_may_pull(&mut self, len: usize) -> bool {
+        // Every layer asks on every packet, and the header is nearly always linear already:
+        // keep that answer inline and the copying out of line (Linux does the same split).
+        len <= self.headlen() || self.__pskb_pull_tail(len)
+    }
+
+    /// The slow half of pskb_may_pull (Linux: __pskb_pull_tail()).
+    #[cold]
+    #[inline(never)]
+    fn __pskb_pull_tail(&mut self, len: usize) -> bool {
         let hl = self.headlen();
-        if len <= hl {
-            return true;
-        }
         if len > self.len() || self.skb_header_cloned() {
             return false;
         }
@@ -494,6 +506,7 @@ impl SkbMeta {
 
     /// Linux: skb_add_rx_frag() / skb_fill_page_desc(). Append a fragment; gives it back when
     /// all MAX_SKB_FRAGS slots are used.
+    #[inline]
     pub fn skb_add_frag(&mut self, frag: Frag) -> Result<(), Frag> {
         if self.frags.is_full() {
             return Err(frag);
@@ -505,23 +518,28 @@ impl SkbMeta {
 
     // ---- header offsets (Linux: skb_reset_*_header, skb_*_header, skb_*_offset) ----
 
+    #[inline]
     pub fn skb_reset_mac_header(&mut self) {
         self.mac_header = self.data;
     }
 
+    #[inline]
     pub fn skb_reset_network_header(&mut self) {
         self.network_header = self.data;
     }
 
     /// Network header at `offset` bytes past `data`.
+    #[inline]
     pub fn skb_set_network_header(&mut self, offset: usize) {
         self.network_header = self.data + offset as u16;
     }
 
+    #[inline]
     pub fn skb_reset_transport_header(&mut self) {
         self.transport_header = self.data;
     }
 
+    #[inline]
     pub fn skb_set_transport_header(&mut self, offset: usize) {
         self.transport_header = self.data + offset as u16;
     }
@@ -538,6 +556,7 @@ impl SkbMeta {
         self.transport_header != UNSET
     }
 
+    #[inline]
     fn from_mark(&self, mark: u16) -> &[u8] {
         if mark == UNSET || mark > self.tail {
             return &[];
@@ -551,11 +570,13 @@ impl SkbMeta {
     }
 
     /// Linear bytes from the network header to the tail (empty when unset).
+    #[inline]
     pub fn skb_network_header(&self) -> &[u8] {
         self.from_mark(self.network_header)
     }
 
     /// Linear bytes from the transport header to the tail (empty when unset).
+    #[inline]
     pub fn skb_transport_header(&self) -> &[u8] {
         self.from_mark(self.transport_header)
     }
