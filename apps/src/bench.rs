@@ -4,6 +4,7 @@
 //! - bulk: one TCP connection moving data one way; the receiver checks every byte.
 //! - rr: 64-byte request / 64-byte response on one connection (TCP_NODELAY).
 //! - crr: connect, 64 bytes each way, close, repeated.
+//! - udp: 64-byte datagrams one way; the receiver checks every byte and the order.
 //!
 //! Figures only: nothing here asserts a time.
 
@@ -16,6 +17,7 @@ use blink_glue::netcore::jiffies::Clock;
 use blink_glue::netcore::sock::SockHandle;
 use blink_glue::netcore::{EthAddr, Mempool, MempoolConfig};
 use blink_glue::tcp::{self, TcpConfig, TcpErr, TcpState};
+use blink_glue::udp::{self, UdpConfig, UdpErr};
 use clap::Args;
 
 use crate::args::usage;
@@ -26,9 +28,23 @@ pub struct BenchArgs {
     /// Seconds per workload.
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
-    /// Workloads to run (comma-separated): bulk, rr, crr.
-    #[arg(long, default_value = "bulk,rr,crr")]
+    /// Workloads to run (comma-separated): bulk, rr, crr, udp.
+    #[arg(long, default_value = "bulk,rr,crr,udp")]
     pub workloads: String,
+    /// Stop each workload after this much work instead of after --secs: MiB for bulk,
+    /// transactions for rr, connections for crr, thousands of datagrams for udp. A fixed amount of work gives stable
+    /// instruction counts under `valgrind --tool=callgrind`.
+    #[arg(long)]
+    pub iters: Option<u64>,
+    /// bulk: send and receive buffer of each end, KiB. The default, 256 KiB, is the
+    /// arrangement PERFORMANCE.md measured smoltcp in, so the figures compare directly.
+    #[arg(long, default_value_t = 256)]
+    pub buf: u32,
+    /// Let the in-memory wire declare TCP/UDP checksum offload, as veth does (checksums left
+    /// partial by the sender, frames marked verified on arrival). Off by default: smoltcp's
+    /// figures in PERFORMANCE.md were taken with software checksums.
+    #[arg(long)]
+    pub offload: bool,
     /// Print `{"results": [...]}` JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -42,7 +58,7 @@ struct Pair {
     pool: Mempool,
 }
 
-fn pair(cfg: TcpConfig) -> Pair {
+fn pair(cfg: TcpConfig, lim: Limit) -> Pair {
     let pool = Mempool::new(&MempoolConfig {
         name: "bench".into(),
         n: 65536,
@@ -53,7 +69,10 @@ fn pair(cfg: TcpConfig) -> Pair {
     let (wa, wb) = wire_pair(
         ("a", "b"),
         (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])),
-        &WireConfig::default(),
+        &WireConfig {
+            csum_offload: lim.offload,
+            ..Default::default()
+        },
     );
     let mut a = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
     let mut b = Stack::new(0, 1, clock, &pool, StackConfig::default());
@@ -87,6 +106,27 @@ impl Pair {
     }
 }
 
+/// When a workload stops: after a time, or after a fixed amount of work (`--iters`).
+#[derive(Clone, Copy)]
+struct Limit {
+    dur: Duration,
+    iters: Option<u64>,
+    /// bulk's socket buffers, bytes.
+    buf: u32,
+    /// The wire declares checksum offload (`--offload`).
+    offload: bool,
+}
+
+impl Limit {
+    /// True while the workload should go on, having done `done` units of work.
+    fn more(&self, t0: Instant, done: u64) -> bool {
+        match self.iters {
+            Some(n) => done < n,
+            None => t0.elapsed() < self.dur,
+        }
+    }
+}
+
 /// One result line (DESIGN.md's `blink bench --json` schema).
 pub struct BenchResult {
     pub workload: &'static str,
@@ -102,20 +142,22 @@ fn pattern() -> Vec<u8> {
         .collect()
 }
 
-fn bulk(secs: f64) -> Result<BenchResult, String> {
-    let mut p = pair(TcpConfig {
-        sndbuf: 4 << 20,
-        rcvbuf: 4 << 20,
-        ..Default::default()
-    });
+fn bulk(lim: Limit) -> Result<BenchResult, String> {
+    let mut p = pair(
+        TcpConfig {
+            sndbuf: lim.buf,
+            rcvbuf: lim.buf,
+            ..Default::default()
+        },
+        lim,
+    );
     let l = tcp::tcp_listen(&mut p.b, 5001, 16).map_err(|e| e.to_string())?;
     let (c, s) = p.connect(l, 5001)?;
     let pat = pattern();
     let mut rbuf = vec![0u8; 256 * 1024];
     let (mut sent, mut rcvd) = (0usize, 0usize);
     let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    while t0.elapsed() < dur {
+    while lim.more(t0, (rcvd >> 20) as u64) {
         loop {
             let off = sent % pat.len();
             let n = tcp::tcp_send(&mut p.a, c, &pat[off..]).map_err(|e| e.to_string())?;
@@ -154,23 +196,31 @@ fn bulk(secs: f64) -> Result<BenchResult, String> {
         workload: "bulk",
         value: gbit,
         unit: "Gbit/s",
-        note: format!("{} MiB verified in {:.2} s, {} retransmits", rcvd >> 20, el, retrans),
+        note: format!(
+            "{} MiB verified in {:.2} s, {} KiB buffers, {} retransmits",
+            rcvd >> 20,
+            el,
+            lim.buf >> 10,
+            retrans
+        ),
     })
 }
 
-fn rr(secs: f64) -> Result<BenchResult, String> {
-    let mut p = pair(TcpConfig {
-        nodelay: true,
-        ..Default::default()
-    });
+fn rr(lim: Limit) -> Result<BenchResult, String> {
+    let mut p = pair(
+        TcpConfig {
+            nodelay: true,
+            ..Default::default()
+        },
+        lim,
+    );
     let l = tcp::tcp_listen(&mut p.b, 5002, 16).map_err(|e| e.to_string())?;
     let (c, s) = p.connect(l, 5002)?;
     let req = [0x5au8; 64];
     let mut buf = [0u8; 64];
     let mut n_trans = 0u64;
     let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    while t0.elapsed() < dur {
+    while lim.more(t0, n_trans) {
         for _ in 0..64 {
             if tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())? != 64 {
                 return Err("rr: request not accepted".into());
@@ -217,21 +267,23 @@ fn recv_exact(p: &mut Pair, on_a: bool, h: SockHandle, buf: &mut [u8]) -> Result
     Err("timed out waiting for data".into())
 }
 
-fn crr(secs: f64) -> Result<BenchResult, String> {
+fn crr(lim: Limit) -> Result<BenchResult, String> {
     // Short TIME-WAIT so the client's ports recycle within the run (TIME-WAIT reuse is not
     // implemented yet); everything else is the default configuration.
-    let mut p = pair(TcpConfig {
-        nodelay: true,
-        timewait_ms: 10,
-        ..Default::default()
-    });
+    let mut p = pair(
+        TcpConfig {
+            nodelay: true,
+            timewait_ms: 10,
+            ..Default::default()
+        },
+        lim,
+    );
     let l = tcp::tcp_listen(&mut p.b, 5003, 4096).map_err(|e| e.to_string())?;
     let req = [0xa5u8; 64];
     let mut buf = [0u8; 64];
     let mut n = 0u64;
     let t0 = Instant::now();
-    let dur = Duration::from_secs_f64(secs);
-    while t0.elapsed() < dur {
+    while lim.more(t0, n) {
         let (c, s) = p.connect(l, 5003)?;
         tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())?;
         recv_exact(&mut p, false, s, &mut buf)?;
@@ -256,21 +308,108 @@ fn crr(secs: f64) -> Result<BenchResult, String> {
     })
 }
 
+/// The 64-byte datagram number `seq`: the number itself, then 56 bytes of `pat` at an offset
+/// that moves with `seq`, so the receiver can check both the order and every byte (a slice
+/// copy and compare: the bench must not cost more than the stack it measures).
+fn datagram(pat: &[u8], seq: u64, out: &mut [u8; 64]) {
+    out[..8].copy_from_slice(&seq.to_le_bytes());
+    let off = (seq as usize).wrapping_mul(8) % (pat.len() - 56);
+    out[8..].copy_from_slice(&pat[off..off + 56]);
+}
+
+fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
+    let mut p = pair(TcpConfig::default(), lim);
+    udp::udp_init(&mut p.a, UdpConfig::default());
+    udp::udp_init(&mut p.b, UdpConfig::default());
+    let e = |e: UdpErr| e.to_string();
+    let rx = udp::udp_socket(&mut p.b).map_err(e)?;
+    let dst = std::net::SocketAddrV4::new(B_IP, 5004);
+    udp::udp_bind(&mut p.b, rx, dst).map_err(e)?;
+    let tx = udp::udp_socket(&mut p.a).map_err(e)?;
+    udp::udp_connect(&mut p.a, tx, dst).map_err(e)?;
+    let pat = pattern();
+    let (mut out, mut want, mut buf) = ([0u8; 64], [0u8; 64], [0u8; 128]);
+    let (mut sent, mut rcvd, mut lost) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    while lim.more(t0, rcvd / 1000) {
+        // One receive burst's worth per round: the receiver drains its socket every round,
+        // so its buffer never overflows in the steady state (losses would be counted below).
+        for _ in 0..32 {
+            datagram(&pat, sent, &mut out);
+            udp::udp_sendmsg(&mut p.a, tx, &out, None).map_err(e)?;
+            sent += 1;
+        }
+        p.poll();
+        loop {
+            match udp::udp_recvmsg(&mut p.b, rx, &mut buf) {
+                Ok(r) => {
+                    if r.len != 64 {
+                        return Err(format!("udp: datagram of {} bytes", r.len));
+                    }
+                    let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                    if seq < rcvd + lost || seq >= sent {
+                        return Err(format!("udp: datagram {seq} out of order"));
+                    }
+                    lost += seq - (rcvd + lost);
+                    datagram(&pat, seq, &mut want);
+                    if buf[..64] != want {
+                        return Err(format!("udp: datagram {seq} corrupted"));
+                    }
+                    rcvd += 1;
+                }
+                Err(UdpErr::WouldBlock) => break,
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let _ = (udp::udp_close(&mut p.a, tx), udp::udp_close(&mut p.b, rx));
+    for _ in 0..100 {
+        p.poll();
+    }
+    Ok(BenchResult {
+        workload: "udp",
+        value: rcvd as f64 / el,
+        unit: "pkt/s",
+        note: format!(
+            "{rcvd} datagrams of 64 B verified, {lost} lost; {} mbufs in use after",
+            p.pool.in_use()
+        ),
+    })
+}
+
 pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if !(a.secs > 0.0 && a.secs.is_finite()) {
         return Err(usage("--secs: must be a positive number").into());
     }
+    if !(4..=1 << 20).contains(&a.buf) {
+        return Err(usage("--buf: must be between 4 and 1048576 KiB").into());
+    }
+    if a.iters == Some(0) {
+        return Err(usage("--iters: must be at least 1").into());
+    }
+    let lim = Limit {
+        dur: Duration::from_secs_f64(a.secs),
+        iters: a.iters,
+        buf: a.buf.saturating_mul(1024),
+        offload: a.offload,
+    };
     let mut results = Vec::new();
     for w in a.workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let r = match w {
-            "bulk" => bulk(a.secs),
-            "rr" => rr(a.secs),
-            "crr" => crr(a.secs),
-            _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr)")).into()),
+            "bulk" => bulk(lim),
+            "rr" => rr(lim),
+            "crr" => crr(lim),
+            "udp" => udp_oneway(lim),
+            _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr, udp)")).into()),
         };
         let r = r.map_err(|e| SetupError::Runtime(format!("bench {w}: {e}")))?;
         if !a.json {
-            println!("{:<5} blink  {:>12.3} {:<8} ({})", r.workload, r.value, r.unit, r.note);
+            let csum = if a.offload { "; checksum offload" } else { "" };
+            println!(
+                "{:<5} blink  {:>12.3} {:<8} ({}{csum})",
+                r.workload, r.value, r.unit, r.note
+            );
         }
         results.push(r);
     }

@@ -97,12 +97,25 @@ fn bench_prints_json_for_every_workload() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(s.starts_with("{\"results\": ["), "{s}");
-    for w in ["bulk", "rr", "crr"] {
+    for w in ["bulk", "rr", "crr", "udp"] {
         assert!(
             s.contains(&format!("\"workload\": \"{w}\", \"peer\": \"blink\"")),
             "{s}"
         );
     }
+    // With checksum offload on the wire every byte is still verified by the bench itself.
+    let out = run(&[
+        blink(),
+        "bench",
+        "--secs",
+        "0.1",
+        "--offload",
+        "--workloads",
+        "bulk,udp",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.contains("checksum offload"), "{s}");
     expect_usage(&["bench", "--workloads", "bogus"], "--workloads");
 }
 

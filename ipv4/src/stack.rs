@@ -33,6 +33,10 @@ pub trait InetProtocol: Send {
     /// Linux: net_protocol.err_handler. An ICMP error about a packet of this protocol;
     /// `inner` holds the quoted IP header and at least 8 bytes of the transport header.
     fn err_handler(&mut self, _stack: &mut Stack, _icmp_type: u8, _code: u8, _info: u32, _inner: &[u8]) {}
+    /// Called after each receive burst has been processed (Linux: the end of a NAPI poll,
+    /// where GRO flushes): per-burst work a protocol deferred, such as TCP's ACKs, which go
+    /// out once per burst instead of once per pair of segments.
+    fn flush(&mut self, _stack: &mut Stack) {}
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
@@ -104,6 +108,8 @@ pub struct Stack {
     pub icmp: IcmpState,
     pub cfg: StackConfig,
     protos: Vec<Option<Box<dyn InetProtocol>>>,
+    /// Numbers of the registered protocols, for the per-burst flush.
+    proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
     ip_id: u16,
     /// Wall-clock time at clock zero, for pcap timestamps.
@@ -128,6 +134,7 @@ impl Stack {
             icmp,
             cfg,
             protos: (0..256).map(|_| None).collect(),
+            proto_nums: Vec::new(),
             raw: None,
             ip_id: cpu.wrapping_mul(0x9e37),
             epoch,
@@ -214,6 +221,7 @@ impl Stack {
             return Err(Ipv4Error::ProtocolTaken(proto));
         }
         *slot = Some(handler);
+        self.proto_nums.push(proto);
         Ok(())
     }
 
@@ -295,12 +303,26 @@ impl Stack {
             let q = self.devs[i].queue;
             let n = self.devs[i].dev.rx_burst(q, &mut burst);
             rx += n;
-            for skb in burst {
+            // drain, not into_iter: moving the burst into an iterator copies its whole array.
+            for skb in burst.drain(..) {
                 crate::dev::netif_receive_skb(self, i as u16, skb);
+            }
+            if n > 0 {
+                self.flush_protocols();
             }
         }
         self.flush_tx();
         rx
+    }
+
+    /// Run every protocol's end-of-burst work (`InetProtocol::flush`). `poll` calls it after
+    /// each receive burst; a loop that feeds `netif_receive_skb` itself should call it after
+    /// each batch.
+    pub fn flush_protocols(&mut self) {
+        for i in 0..self.proto_nums.len() {
+            let p = self.proto_nums[i];
+            self.with_protocol(p, |s, h| h.flush(s));
+        }
     }
 
     /// Hand every queued frame to its device (`dev_queue_xmit`'s deferred half). Frames the

@@ -100,6 +100,12 @@ impl Clock {
         }
     }
 
+    /// True for the real clock, whose reads cost a system-call-like vDSO call (the virtual
+    /// clock of tests is a plain load and moves only when the test says so).
+    pub fn is_monotonic(&self) -> bool {
+        matches!(self, Clock::Monotonic { .. })
+    }
+
     /// The current jiffy: whole milliseconds since the clock's start.
     ///
     /// Linux: `jiffies` (include/linux/jiffies.h), here read rather than a global.
@@ -110,6 +116,23 @@ impl Clock {
     /// Time since the clock's start.
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.now_ns())
+    }
+}
+
+/// A free-running CPU cycle counter (x86's TSC, DPDK's `rte_rdtsc()`), or None where there is
+/// none. Only differences of nearby reads on one core are meaningful; the poll loop uses it to
+/// decide whether enough time may have passed to be worth reading the real clock.
+#[inline]
+pub fn cycles() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC has no preconditions and exists on every x86_64 CPU; it only reads
+        // the time-stamp counter.
+        Some(unsafe { core::arch::x86_64::_rdtsc() })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
     }
 }
 

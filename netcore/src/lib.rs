@@ -21,6 +21,7 @@ pub mod rss;
 pub mod skbuff;
 pub mod snmp;
 pub mod sock;
+pub mod stack_lf;
 pub mod timer;
 
 pub use if_ether::EthAddr;

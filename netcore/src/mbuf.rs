@@ -26,9 +26,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::skbuff::SkbMeta;
+use crate::stack_lf::StackLf;
 
 #[cfg(feature = "dpdk")]
 use blink_dpdk_sys as dpdk;
@@ -104,7 +103,8 @@ pub(crate) struct PoolInner {
     hdrs: Box<[MbufHdr]>,
     /// Backing store of all data rooms; never touched directly after set-up.
     _mem: Box<[UnsafeCell<u8>]>,
-    free: ArrayQueue<u32>,
+    /// Free buffers, most recently freed on top (see stack_lf.rs for why LIFO).
+    free: StackLf,
     in_use: AtomicUsize,
     headroom: u16,
     buf_size: usize,
@@ -161,10 +161,13 @@ impl Mempool {
         }
         let mem: Box<[UnsafeCell<u8>]> = (0..cfg.n * cfg.buf_size).map(|_| UnsafeCell::new(0)).collect();
         let base = mem.as_ptr() as *mut u8;
-        let free = ArrayQueue::new(cfg.n);
+        let free = StackLf::new(cfg.n);
+        // Pushed highest first so the first allocations come out in address order.
+        for i in (0..cfg.n).rev() {
+            free.push(i as u32);
+        }
         let hdrs: Box<[MbufHdr]> = (0..cfg.n)
             .map(|i| {
-                free.push(i as u32).expect("free ring sized to n");
                 MbufHdr {
                     refcnt: AtomicU32::new(0),
                     idx: i as u32,
@@ -318,7 +321,7 @@ impl Mempool {
                 name: cfg.name.clone(),
                 hdrs: Box::new([]),
                 _mem: Box::new([]),
-                free: ArrayQueue::new(1),
+                free: StackLf::new(1),
                 in_use: AtomicUsize::new(0),
                 headroom: RTE_PKTMBUF_HEADROOM,
                 buf_size: cfg.buf_size,
@@ -481,11 +484,10 @@ impl MempoolCache {
             Some(i) => i,
             None => {
                 let want = (self.pool.inner.cache_size / 2).max(1);
-                for _ in 0..want {
-                    match self.pool.inner.free.pop() {
-                        Some(i) => self.local.push(i),
-                        None => break,
-                    }
+                // Taken top first; reversed so the most recently freed buffer (warmest in
+                // cache) is handed out first.
+                if self.pool.inner.free.pop_bulk(want, &mut self.local) > 1 {
+                    self.local.reverse();
                 }
                 match self.local.pop() {
                     Some(i) => i,
@@ -513,7 +515,7 @@ impl MempoolCache {
 impl Drop for MempoolCache {
     fn drop(&mut self) {
         for idx in self.local.drain(..) {
-            let _ = self.pool.inner.free.push(idx);
+            self.pool.inner.free.push(idx);
         }
     }
 }
@@ -786,11 +788,10 @@ unsafe fn release(p: NonNull<MbufHdr>) {
         // now, or when the PMD frees the last indirect mbuf still attached to it (transmit).
         dpdk::blink_rte_pktmbuf_free_seg(h.rte as *mut dpdk::rte_mbuf);
     } else {
-        // The free ring has room for every buffer, so the push cannot fail.
-        let _ = pool.free.push(h.idx);
+        pool.free.push(h.idx);
     }
     #[cfg(not(feature = "dpdk"))]
-    let _ = pool.free.push(h.idx);
+    pool.free.push(h.idx);
     if pool.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
         // Last outstanding buffer: give back the strong count taken in `take`. This may free
         // the pool, so it must be the very last access.

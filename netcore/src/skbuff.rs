@@ -181,6 +181,29 @@ impl SkbMeta {
         }
     }
 
+    /// Reset to the state of `new()` in place, field by field. The metadata of a free mbuf
+    /// holds no buffer references (`clear` ran when its last skb went, or it was never used),
+    /// so nothing needs dropping, and writing ~30 bytes of fields instead of building and
+    /// copying the whole struct (frag array included, ~400 bytes) matters once per packet.
+    #[inline]
+    fn reinit(&mut self) {
+        debug_assert!(self.head.is_none() && self.frags.is_empty() && !self.link.is_linked());
+        self.frags_len = 0;
+        self.mac_header = UNSET;
+        self.network_header = UNSET;
+        self.transport_header = UNSET;
+        self.protocol = 0;
+        self.dev = 0;
+        self.queue = 0;
+        self.rss_hash = 0;
+        self.hash_type = RssHashType::None;
+        self.ip_summed = IpSummed::None;
+        self.csum = 0;
+        self.pkt_type = PacketType::Host;
+        self.tstamp = 0;
+        self.cb = [0; SKB_CB_SIZE / 8];
+    }
+
     /// The mbuf hosting this metadata.
     #[inline]
     fn host(&self) -> &MbufHdr {
@@ -261,6 +284,7 @@ impl SkbMeta {
     }
 
     /// True when the linear buffer is shared with a clone (Linux: `skb_header_cloned`).
+    #[inline]
     pub fn skb_header_cloned(&self) -> bool {
         match &self.head {
             Some(m) => !m.is_unique(),
@@ -268,6 +292,7 @@ impl SkbMeta {
         }
     }
 
+    #[inline]
     pub fn frags(&self) -> &[Frag] {
         &self.frags
     }
@@ -303,6 +328,7 @@ impl SkbMeta {
 
     /// Linux: skb_put(). Extend the linear data at the tail; None if non-linear, shared or
     /// without room.
+    #[inline]
     pub fn skb_put(&mut self, len: usize) -> Option<&mut [u8]> {
         if len > self.skb_tailroom() || self.skb_header_cloned() {
             return None;
@@ -324,6 +350,7 @@ impl SkbMeta {
     }
 
     /// Linux: skb_push(). Prepend `len` bytes of header in the headroom.
+    #[inline]
     pub fn skb_push(&mut self, len: usize) -> Option<&mut [u8]> {
         if len > self.data as usize || self.skb_header_cloned() {
             return None;
@@ -335,6 +362,7 @@ impl SkbMeta {
 
     /// Linux: skb_pull(). Remove `len` bytes from the front of the linear area; pulling the
     /// whole linear area (a payload-less segment) is legal. False if `len > headlen`.
+    #[inline]
     pub fn skb_pull(&mut self, len: usize) -> bool {
         if len > self.headlen() {
             return false;
@@ -433,11 +461,18 @@ impl SkbMeta {
     /// missing bytes from fragments into the tailroom when needed (rare: only devices that
     /// split headers across segments need it). False when the packet is shorter or there is
     /// no room.
+    #[inline]
     pub fn pskb_may_pull(&mut self, len: usize) -> bool {
+        // Every layer asks on every packet, and the header is nearly always linear already:
+        // keep that answer inline and the copying out of line (Linux does the same split).
+        len <= self.headlen() || self.__pskb_pull_tail(len)
+    }
+
+    /// The slow half of pskb_may_pull (Linux: __pskb_pull_tail()).
+    #[cold]
+    #[inline(never)]
+    fn __pskb_pull_tail(&mut self, len: usize) -> bool {
         let hl = self.headlen();
-        if len <= hl {
-            return true;
-        }
         if len > self.len() || self.skb_header_cloned() {
             return false;
         }
@@ -471,6 +506,7 @@ impl SkbMeta {
 
     /// Linux: skb_add_rx_frag() / skb_fill_page_desc(). Append a fragment; gives it back when
     /// all MAX_SKB_FRAGS slots are used.
+    #[inline]
     pub fn skb_add_frag(&mut self, frag: Frag) -> Result<(), Frag> {
         if self.frags.is_full() {
             return Err(frag);
@@ -482,23 +518,28 @@ impl SkbMeta {
 
     // ---- header offsets (Linux: skb_reset_*_header, skb_*_header, skb_*_offset) ----
 
+    #[inline]
     pub fn skb_reset_mac_header(&mut self) {
         self.mac_header = self.data;
     }
 
+    #[inline]
     pub fn skb_reset_network_header(&mut self) {
         self.network_header = self.data;
     }
 
     /// Network header at `offset` bytes past `data`.
+    #[inline]
     pub fn skb_set_network_header(&mut self, offset: usize) {
         self.network_header = self.data + offset as u16;
     }
 
+    #[inline]
     pub fn skb_reset_transport_header(&mut self) {
         self.transport_header = self.data;
     }
 
+    #[inline]
     pub fn skb_set_transport_header(&mut self, offset: usize) {
         self.transport_header = self.data + offset as u16;
     }
@@ -515,6 +556,7 @@ impl SkbMeta {
         self.transport_header != UNSET
     }
 
+    #[inline]
     fn from_mark(&self, mark: u16) -> &[u8] {
         if mark == UNSET || mark > self.tail {
             return &[];
@@ -528,11 +570,13 @@ impl SkbMeta {
     }
 
     /// Linear bytes from the network header to the tail (empty when unset).
+    #[inline]
     pub fn skb_network_header(&self) -> &[u8] {
         self.from_mark(self.network_header)
     }
 
     /// Linear bytes from the transport header to the tail (empty when unset).
+    #[inline]
     pub fn skb_transport_header(&self) -> &[u8] {
         self.from_mark(self.transport_header)
     }
@@ -664,7 +708,7 @@ impl SkBuff {
         let (d, t, e) = (host.data_off(), host.data_off() + host.data_len(), host.buf_len());
         let mut skb = SkBuff { host };
         let meta = skb.meta_mut();
-        *meta = SkbMeta::new();
+        meta.reinit();
         meta.head = head;
         meta.data = d as u16;
         meta.tail = t as u16;
@@ -727,7 +771,7 @@ impl SkBuff {
         };
         let mut c = SkBuff { host };
         let cm = c.meta_mut();
-        *cm = SkbMeta::new();
+        cm.reinit();
         cm.head = Some(head);
         cm.data = m.data;
         cm.tail = m.tail;

@@ -5,10 +5,12 @@
 //! Each core owns one [`Timers`]. The timers themselves live in a per-core slab of
 //! `TimerList`s addressed by [`TimerId`]; the wheel (`hierarchical_hash_wheel_timer`'s plain
 //! `QuadWheelWithOverflow`, one tick per jiffy) holds only a `Copy` pair
-//! `(slab index, generation)`. Nothing is ever removed from the wheel: `mod_timer` and
-//! `del_timer` bump the slot's generation, and an entry whose generation no longer matches is
-//! dropped when its slot comes round. That keeps every operation O(1) whatever the number of
-//! armed timers, with no allocation beyond the wheel's own slot vectors.
+//! `(slab index, generation)`. Nothing is ever removed from the wheel: `mod_timer` filing a new
+//! entry (and `timer_free`) bumps the slot's generation, and an entry whose generation no
+//! longer matches, or whose timer is not pending, is dropped when its slot comes round.
+//! `del_timer` only clears the pending flag, so a timer re-armed after it may adopt its entry.
+//! That keeps every operation O(1) whatever the number of armed timers, with no allocation
+//! beyond the wheel's own slot vectors.
 //!
 //! # Bounded ticks: two wheels half a block apart
 //!
@@ -249,6 +251,7 @@ impl<C> Timers<C> {
     ///
     /// Linux: mod_timer() in kernel/time/timer.c.
     pub fn mod_timer(&mut self, id: TimerId, expires: u64) -> bool {
+        let now = self.now;
         let Some(t) = self.slot_mut(id, "mod_timer") else {
             return false;
         };
@@ -256,6 +259,16 @@ impl<C> Timers<C> {
         if was_pending && expires >= t.entry_at {
             t.expires = expires;
             return true;
+        }
+        if !was_pending && t.entry_at > now && expires >= t.entry_at {
+            // Deleted, but its entry (carrying the current generation: del_timer leaves it)
+            // is still on a wheel and surfaces no later than the new expiry: adopt it, as
+            // above. A timer deleted and re-armed for every packet (the retransmission and
+            // delayed-ACK timers of a request/response flow) then costs no wheel work.
+            t.expires = expires;
+            t.pending = true;
+            self.armed += 1;
+            return false;
         }
         t.generation = t.generation.wrapping_add(1);
         t.expires = expires;
@@ -276,7 +289,8 @@ impl<C> Timers<C> {
         let Some(t) = self.slot_mut(id, "del_timer") else {
             return false;
         };
-        t.generation = t.generation.wrapping_add(1);
+        // The generation stays: the timer's entry, wherever it is, is ignored while the timer
+        // is not pending, and mod_timer may adopt it again (see there).
         let was_pending = t.pending;
         t.pending = false;
         if was_pending {
@@ -309,7 +323,10 @@ impl<C> Timers<C> {
             return;
         }
         self.del_timer(id);
-        self.slab[id.0 as usize].in_use = false;
+        let t = &mut self.slab[id.0 as usize];
+        // Entries of this owner must never be adopted by the next one.
+        t.generation = t.generation.wrapping_add(1);
+        t.in_use = false;
         self.free.push(id.0);
     }
 
@@ -426,6 +443,8 @@ impl<C> Timers<C> {
         for idx in 0..self.slab.len() as u32 {
             let t = &mut self.slab[idx as usize];
             if !t.pending {
+                // Its entry went with the old wheels: nothing left for mod_timer to adopt.
+                t.entry_at = 0;
                 continue;
             }
             t.generation = t.generation.wrapping_add(1);
@@ -542,7 +561,13 @@ fn skippable(wheel: &Wheel) -> u64 {
 ///
 /// Linux: run_timer_softirq() / __run_timers() in kernel/time/timer.c.
 pub fn run_timers<C>(ctx: &mut C, timers: fn(&mut C) -> &mut Timers<C>, now: u64) -> usize {
-    timers(ctx).advance(now);
+    let t = timers(ctx);
+    if now <= t.now && t.expired.is_empty() && t.deferred.is_empty() {
+        // Same jiffy and nothing queued: nothing can run (the poll loop comes here many times
+        // per jiffy). Skipping the epoch bump changes nothing: epochs only order queued entries.
+        return 0;
+    }
+    t.advance(now);
     let mut ran = 0;
     while let Some((func, data)) = timers(ctx).next_expired() {
         func(ctx, data);
@@ -801,6 +826,49 @@ mod tests {
         assert_eq!(ctx.run(1_000_004), 0);
         assert_eq!(ctx.run(1_000_005), 1);
         assert_eq!(ctx.fired, vec![(0, 1_000_005)]);
+    }
+
+    #[test]
+    fn delete_and_rearm_adopts_the_entry_and_fires_exactly() {
+        // The request/response pattern: armed, deleted, re-armed later, many times over.
+        let mut ctx = Ctx::new(0);
+        let a = ctx.setup(record, 0);
+        let mut expires = 0;
+        for j in 1..=100u64 {
+            ctx.timers.mod_timer(a, j + 40);
+            assert!(ctx.timers.del_timer(a));
+            assert_eq!(ctx.run(j), 0, "a deleted timer never runs");
+            expires = j + 40 + j % 3;
+            assert!(!ctx.timers.mod_timer(a, expires), "was not pending");
+            assert_eq!(ctx.timers.timer_expires(a), Some(expires));
+            assert!(ctx.timers.del_timer(a));
+        }
+        assert_eq!(ctx.timers.armed(), 0);
+        // Re-armed for good: runs once, at exactly its jiffy, and no earlier entry fires it.
+        let now = ctx.timers.now();
+        assert!(!ctx.timers.mod_timer(a, expires));
+        for j in now + 1..expires {
+            assert_eq!(ctx.run(j), 0, "jiffy {j}");
+        }
+        assert_eq!(ctx.run(expires), 1);
+        for j in expires + 1..expires + 300 {
+            assert_eq!(ctx.run(j), 0, "jiffy {j}");
+        }
+        assert_eq!(ctx.fired, vec![(0, expires)]);
+        // Deleted and re-armed *earlier* than its entry: a new entry fires it on time.
+        let now = ctx.timers.now();
+        ctx.timers.mod_timer(a, now + 50);
+        ctx.timers.del_timer(a);
+        ctx.timers.mod_timer(a, now + 5);
+        for j in now + 1..now + 5 {
+            assert_eq!(ctx.run(j), 0);
+        }
+        assert_eq!(ctx.run(now + 5), 1);
+        for j in now + 6..now + 100 {
+            assert_eq!(ctx.run(j), 0, "the old entry must not fire it again");
+        }
+        assert_eq!(ctx.fired.len(), 2);
+        assert_eq!(ctx.timers.armed(), 0);
     }
 
     #[test]

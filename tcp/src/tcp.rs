@@ -226,6 +226,9 @@ pub struct TcpSock {
     pub rcv_segs_since_ack: u32,
     /// Send ACKs immediately for this many more segments (quick ack mode).
     pub quickack: u32,
+    /// Two full segments arrived since the last ACK: one is owed at the end of this receive
+    /// burst (what GRO gives Linux: one ACK per aggregated burst, not per pair of segments).
+    pub ack_at_burst_end: bool,
 
     // ---- flags and user settings ----
     pub nodelay: bool,
@@ -329,6 +332,7 @@ impl TcpSock {
             ack_pending: false,
             rcv_segs_since_ack: 0,
             quickack: 0,
+            ack_at_burst_end: false,
             nodelay: false,
             cork: false,
             fin_queued: false,

@@ -731,8 +731,10 @@ fn tcp_ofo_queue(sk: &mut TcpSock) -> bool {
     fin
 }
 
-/// Linux: tcp_event_data_recv() + __tcp_ack_snd_check(): ACK every second full segment, at
-/// once in quick-ack mode, otherwise after the delayed-ACK timeout.
+/// Linux: tcp_event_data_recv() + __tcp_ack_snd_check(): ACK at once in quick-ack mode;
+/// after a second full segment, at the end of the receive burst (as GRO makes Linux do:
+/// a burst of segments aggregated into one gets one ACK), otherwise after the delayed-ACK
+/// timeout.
 fn tcp_event_data_recv(sk: &mut TcpSock, stack: &mut Stack, len: u32) {
     if len >= sk.mss_cache.min(536) {
         sk.rcv_segs_since_ack += 1;
@@ -741,9 +743,21 @@ fn tcp_event_data_recv(sk: &mut TcpSock, stack: &mut Stack, len: u32) {
         sk.quickack -= 1;
         tcp_send_ack(sk, stack);
     } else if sk.rcv_segs_since_ack >= 2 {
-        tcp_send_ack(sk, stack);
+        // The delayed-ACK timer stays armed as a backstop for a receive path that never
+        // flushes its bursts; the burst-end ACK (or any segment we send first) disarms it.
+        sk.ack_at_burst_end = true;
+        tcp_send_delayed_ack(sk, stack);
     } else {
         tcp_send_delayed_ack(sk, stack);
+    }
+}
+
+/// End of a receive burst (called through `TcpProto`'s `InetProtocol::flush` for each socket
+/// that set `ack_at_burst_end`): send the ACK it owes unless a data segment already carried it.
+pub fn tcp_ack_burst_flush(sk: &mut TcpSock, stack: &mut Stack) {
+    sk.ack_at_burst_end = false;
+    if sk.ack_pending {
+        tcp_send_ack(sk, stack);
     }
 }
 

@@ -35,6 +35,8 @@ pub struct TcpProto {
     pub cfg: TcpConfig,
     /// Sockets with events the application has not collected (each at most once).
     pub ready: Vec<SockHandle>,
+    /// Sockets owing an ACK at the end of the current receive burst (tcp_ack_burst_flush).
+    ack_backlog: Vec<SockHandle>,
     isn_key: std::collections::hash_map::RandomState,
     cookies: crate::syncookies::CookieSecret,
     next_port: u16,
@@ -61,6 +63,7 @@ impl TcpProto {
             next_port: random_port(cfg.ephemeral_ports),
             cfg,
             ready: Vec::new(),
+            ack_backlog: Vec::new(),
             isn_key: std::collections::hash_map::RandomState::new(),
             cookies: Default::default(),
         }
@@ -138,6 +141,10 @@ impl TcpProto {
             }
         }
         let sk = self.socks.get_mut(h).expect("exists");
+        // At most one entry per socket that received in this burst (a burst is 32 frames).
+        if sk.ack_at_burst_end && !self.ack_backlog.contains(&h) {
+            self.ack_backlog.push(h);
+        }
         if sk.ev_pending != 0 && !sk.orphan && !sk.on_ready {
             sk.on_ready = true;
             self.ready.push(h);
@@ -990,6 +997,18 @@ impl InetProtocol for TcpProto {
 
     fn handler(&mut self, stack: &mut Stack, skb: SkBuff) {
         self.tcp_v4_rcv(stack, skb);
+    }
+
+    /// The ACKs deferred to the end of the burst (tcp_input.rs: tcp_event_data_recv).
+    fn flush(&mut self, stack: &mut Stack) {
+        let mut list = std::mem::take(&mut self.ack_backlog);
+        for &h in &list {
+            if let Some(sk) = self.socks.get_mut(h) {
+                crate::tcp_input::tcp_ack_burst_flush(sk, stack);
+            }
+        }
+        list.clear();
+        self.ack_backlog = list;
     }
 
     /// Linux: tcp_v4_err(). A hard error (port/protocol unreachable) kills a connection still

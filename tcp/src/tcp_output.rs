@@ -98,6 +98,49 @@ pub fn tcp_transmit(
     opts: &TcpOptions,
     window: Option<u16>,
 ) -> bool {
+    __tcp_transmit(
+        sk,
+        stack,
+        |h| {
+            for f in payload {
+                // Cannot overflow: payload frags are at most MAX_SKB_FRAGS.
+                let _ = h.skb_add_frag(f);
+            }
+        },
+        seq,
+        flags,
+        opts,
+        window,
+    )
+}
+
+/// Reference the payload of queued segment `p` from header skb `h` (its linear area, then
+/// its fragments), sharing the buffers by refcount. The per-segment form of
+/// [`payload_frags`], without the intermediate array.
+fn add_payload_refs(h: &mut SkBuff, p: &SkBuff) {
+    if p.headlen() > 0 {
+        let f = Frag::new(p.head_mbuf().clone(), p.data_offset(), p.headlen()).expect("inside the buffer");
+        let _ = h.skb_add_frag(f);
+    }
+    for f in p.frags() {
+        if h.skb_add_frag(f.clone()).is_err() {
+            break;
+        }
+    }
+}
+
+/// The body of tcp_transmit: `add_payload` attaches the payload to the fresh header skb.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn __tcp_transmit(
+    sk: &mut TcpSock,
+    stack: &mut Stack,
+    add_payload: impl FnOnce(&mut SkBuff),
+    seq: u32,
+    flags: u8,
+    opts: &TcpOptions,
+    window: Option<u16>,
+) -> bool {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.drops.inc(DropReason::NoMem);
         return false;
@@ -113,10 +156,7 @@ pub fn tcp_transmit(
         return false;
     };
     tcp_build_header(h, sk.sport, sk.dport, seq, ack, flags, win, opts);
-    for f in payload {
-        // Cannot overflow: payload frags are at most MAX_SKB_FRAGS.
-        let _ = skb.skb_add_frag(f);
-    }
+    add_payload(&mut skb);
     let csum = if sk.tx_csum_offload {
         // CHECKSUM_PARTIAL (Linux: tcp_v4_send_check with hardware checksumming): the field
         // holds the pseudo-header sum and the device adds the segment's sum to it.
@@ -124,9 +164,7 @@ pub fn tcp_transmit(
         let p = pseudo_header_ipv4(sk.saddr.octets(), sk.daddr.octets(), IPPROTO_TCP, skb.len() as u16);
         !csum_fold(p)
     } else {
-        let mut segs: ArrayVec<&[u8], { MAX_SKB_FRAGS + 1 }> = ArrayVec::new();
-        segs.extend(skb.segments());
-        tcp_v4_check(sk.saddr.octets(), sk.daddr.octets(), &segs)
+        tcp_v4_check_skb(sk.saddr.octets(), sk.daddr.octets(), &skb)
     };
     skb.data_mut().expect("fresh header skb")[16..18].copy_from_slice(&csum.to_be_bytes());
     skb.skb_reset_transport_header();
@@ -320,8 +358,7 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
             flags |= TCPHDR_PSH;
         }
         let opts = established_options(sk, stack, len as usize);
-        let frags = payload_frags(&skb);
-        tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None);
+        __tcp_transmit(sk, stack, |h| add_payload_refs(h, &skb), cb.seq, flags, &opts, None);
         {
             let c = skb.cb_mut::<TcpSkbCb>();
             c.tx_count = 1;

@@ -17,6 +17,7 @@ use crate::if_ether::EthAddr;
 use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
 use crate::ring::Ring;
 use crate::rss::{rss_hash_frame, Reta, Toeplitz};
+use crate::skbuff::IpSummed;
 
 /// Wire configuration (both ends alike).
 #[derive(Debug, Clone)]
@@ -28,6 +29,12 @@ pub struct WireConfig {
     pub ring_size: usize,
     /// Compute and report the RSS hash even with one queue.
     pub rxhash: bool,
+    /// Declare TCP/UDP checksum offload, as veth does: senders leave those checksums partial
+    /// (CHECKSUM_PARTIAL) and such frames arrive marked verified (CHECKSUM_UNNECESSARY), since
+    /// nothing on an in-memory link can damage them. Frames with complete checksums are
+    /// verified by the receiver as usual. An [`super::impair::Impair`] wrapper hides the
+    /// transmit offload, so impaired traffic keeps complete, checked checksums.
+    pub csum_offload: bool,
 }
 
 impl Default for WireConfig {
@@ -37,6 +44,7 @@ impl Default for WireConfig {
             queues: 1,
             ring_size: 4096,
             rxhash: false,
+            csum_offload: false,
         }
     }
 }
@@ -116,12 +124,18 @@ impl NetDevice for WireDev {
     }
 
     fn features(&self) -> NetdevFeatures {
-        let sg = NetdevFeatures::SG;
+        let mut f = NetdevFeatures::SG;
         if self.cfg.queues > 1 || self.cfg.rxhash {
-            sg | NetdevFeatures::RXHASH
-        } else {
-            sg
+            f = f | NetdevFeatures::RXHASH;
         }
+        if self.cfg.csum_offload {
+            f = f
+                | NetdevFeatures::TXCSUM_TCP
+                | NetdevFeatures::TXCSUM_UDP
+                | NetdevFeatures::RXCSUM_TCP
+                | NetdevFeatures::RXCSUM_UDP;
+        }
+        f
     }
 
     fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
@@ -147,16 +161,17 @@ impl NetDevice for WireDev {
         let hash = self.cfg.queues > 1 || self.cfg.rxhash;
         let mut sent = 0;
         let mut bytes = 0;
-        // Frames are taken from the front; a full ring stops the burst (NIC tx ring full).
-        let mut rest = Burst::new();
-        let mut full = false;
-        for mut skb in pkts.drain(..) {
-            if full {
-                rest.push(skb);
-                continue;
-            }
+        // Frames are taken from the front; a full ring stops the burst (NIC tx ring full) and
+        // the refused frames stay in `pkts` (only then is the burst rebuilt).
+        let mut rest: Option<Burst> = None;
+        let mut it = pkts.drain(..);
+        while let Some(mut skb) = it.next() {
             let len = skb.len() as u64;
+            let offloaded = self.cfg.csum_offload && skb.ip_summed == IpSummed::Partial;
             skb.reset_for_rx();
+            if offloaded {
+                skb.ip_summed = IpSummed::Unnecessary;
+            }
             let mut q = 0;
             if hash {
                 if let Some((h, t)) = rss_hash_frame(&self.toeplitz, skb.data()) {
@@ -172,12 +187,18 @@ impl NetDevice for WireDev {
                     bytes += len;
                 }
                 Err(skb) => {
-                    full = true;
-                    rest.push(skb);
+                    let mut r = Burst::new();
+                    r.push(skb);
+                    r.extend(it.by_ref());
+                    rest = Some(r);
+                    break;
                 }
             }
         }
-        *pkts = rest;
+        drop(it);
+        if let Some(r) = rest {
+            *pkts = r;
+        }
         self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
         self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
         sent
@@ -229,6 +250,38 @@ mod tests {
         assert_eq!(a.stats().tx_packets, 3);
         assert_eq!(b.stats().rx_bytes, 180);
         drop(got);
+        drop(c);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn checksum_offload_marks_only_partial_frames_verified() {
+        let p = Mempool::new(&MempoolConfig {
+            n: 64,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut c = p.cache();
+        for offload in [false, true] {
+            let cfg = WireConfig {
+                csum_offload: offload,
+                ..Default::default()
+            };
+            let (mut a, mut b) = wire_pair(("a", "b"), macs(), &cfg);
+            assert_eq!(a.features().has(NetdevFeatures::TXCSUM_TCP), offload);
+            let mut burst = Burst::new();
+            for summed in [IpSummed::Partial, IpSummed::None] {
+                let mut skb = SkBuff::from_slice(&mut c, &[7u8; 60]).unwrap();
+                skb.ip_summed = summed;
+                burst.push(skb);
+            }
+            assert_eq!(a.tx_burst(0, &mut burst), 2);
+            let mut got = Burst::new();
+            assert_eq!(b.rx_burst(0, &mut got), 2);
+            let want = if offload { IpSummed::Unnecessary } else { IpSummed::None };
+            assert_eq!(got[0].ip_summed, want, "offloaded frame, offload {offload}");
+            assert_eq!(got[1].ip_summed, IpSummed::None, "complete checksum is checked");
+        }
         drop(c);
         assert_eq!(p.in_use(), 0);
     }
