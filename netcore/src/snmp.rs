@@ -71,7 +71,8 @@ mib_enum!(
     ListenOverflows, ListenDrops, TCPTimeouts, TCPSackRecovery, TCPRenoRecovery, TCPFastRetrans,
     TCPLossProbes, DelayedACKs, TCPChallengeACK, PAWSEstab, TCPAbortOnData, TCPAbortOnTimeout,
     TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge, TCPSynRetrans, TCPACKSkippedSynRecv,
-    TCPReqQFullDrop, TCPReqQFullDoCookies]
+    TCPReqQFullDrop, TCPReqQFullDoCookies, TCPRcvQDrop, TCPOFODrop, OfoPruned,
+    TCPSACKReneging]
 );
 
 mib_enum!(
@@ -86,7 +87,8 @@ mib_enum!(
     DropReason, "Drop", [NotSpecified, NoMem, PktTooSmall, OtherHost, UnhandledProto, EthHdr,
     ArpHdr, ArpNotForUs, IpCsum, IpInHdr, IpInAddrErrors, IpNoProto, IpOutNoRoutes, IpFrag,
     IpTtlZero, NeighFailed, NeighQueueFull, TxQueueFull, TxError, IcmpCsum, IcmpHdr,
-    IcmpRateLimit, TcpCsum, UdpCsum, NoSocket, SocketRcvBuff, DevNotUp, RingFull, Oversize]
+    IcmpRateLimit, TcpCsum, UdpCsum, NoSocket, SocketRcvBuff, DevNotUp, RingFull, Oversize,
+    ProtoMem, TcpOfoDrop]
 );
 
 /// Per-core counters of one MIB section.

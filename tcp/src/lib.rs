@@ -74,6 +74,12 @@ pub struct TcpConfig {
     /// second old (Linux: net.ipv4.tcp_tw_reuse = 1; Linux's default 2 means loopback only,
     /// and blink has no loopback, so the default here is off).
     pub tw_reuse: bool,
+    /// Global TCP memory limits, in percent of the core's mbuf pool (Linux: tcp_mem's
+    /// pressure and max). Above `pressure`, sockets that already have data queued take no more
+    /// (the write returns short and `ev::WRITABLE` follows the next ACK); above `max`, received
+    /// data is dropped (out-of-order queues pruned first), so the pool keeps buffers for the
+    /// driver to receive the ACKs that free memory.
+    pub tcp_mem_pct: (u8, u8),
 }
 
 impl Default for TcpConfig {
@@ -93,6 +99,7 @@ impl Default for TcpConfig {
             syncookies: true,
             ephemeral_ports: (32768, 60999),
             tw_reuse: false,
+            tcp_mem_pct: (75, 90),
         }
     }
 }
@@ -213,7 +220,8 @@ pub fn tcp_state(stack: &mut Stack, h: SockHandle) -> Result<TcpState, TcpErr> {
 
 /// Collect (socket, event bits) for every socket with news since the last call.
 pub fn tcp_events(stack: &mut Stack, out: &mut Vec<(SockHandle, u8)>) -> Result<(), TcpErr> {
-    with_tcp(stack, |t, _| {
+    with_tcp(stack, |t, stack| {
+        t.tcp_mem_wake(stack);
         for h in t.ready.drain(..) {
             if let Some(sk) = t.socks.get_mut(h) {
                 sk.on_ready = false;

@@ -277,6 +277,13 @@ pub struct TcpSock {
     pub on_ready: bool,
     /// The send buffer was full when the application last tried (wake on space).
     pub snd_blocked: bool,
+    /// A send was refused for lack of memory (global pressure or an empty pool): wake the
+    /// writer when memory is back (`TcpProto::mem_waiters`), not only on this socket's ACKs.
+    pub mem_blocked: bool,
+    /// On `TcpProto::mem_waiters`.
+    pub on_mem_waiters: bool,
+    /// TcpConfig::tcp_mem_pct (pressure, max), percent of the mbuf pool.
+    pub tcp_mem_pct: (u8, u8),
 }
 
 impl TcpSock {
@@ -358,6 +365,9 @@ impl TcpSock {
             ev_pending: 0,
             on_ready: false,
             snd_blocked: false,
+            mem_blocked: false,
+            on_mem_waiters: false,
+            tcp_mem_pct: (75, 90),
         };
         sk.ca_ops.init(&mut sk.cong);
         sk
@@ -381,6 +391,24 @@ impl TcpSock {
     /// Room left in the send buffer (Linux: sk_stream_wspace).
     pub fn send_space(&self) -> u32 {
         self.sndbuf.saturating_sub(self.send_queued())
+    }
+
+    /// The most skbs the receive and out-of-order queues may hold together. The byte limit
+    /// (`rcvbuf`) alone would let a peer sending tiny segments pin one mbuf per byte; this
+    /// allows 2.8x what a full window of full-sized segments needs (Linux accounts truesize
+    /// against rcvbuf to the same end).
+    pub fn rcv_skb_limit(&self) -> usize {
+        (self.rcvbuf as usize / 512).max(64)
+    }
+
+    /// The same bound for the write queue (tiny zero-copy sends hold an mbuf each).
+    pub fn snd_skb_limit(&self) -> usize {
+        (self.sndbuf as usize / 512).max(64)
+    }
+
+    /// Forget the SACK blocks we report (the out-of-order data they described is gone).
+    pub fn selective_acks_clear(&mut self) {
+        self.num_sacks = 0;
     }
 
     /// Bytes waiting to be read.
@@ -475,6 +503,25 @@ pub fn tcp_abort(sk: &mut TcpSock, stack: &mut Stack) {
     tcp_done(sk, stack);
 }
 
+// ------------------------------------------------------------------ memory
+
+/// Is the core's mbuf pool at least `pct` percent in use? (Linux: sk_memory_allocated()
+/// against sysctl_tcp_mem.) The pool's own in-use count is the accounting: every buffer TCP
+/// queues comes from it, and so do the driver's receive buffers that must stay available.
+/// One atomic load.
+pub fn tcp_mem_over(stack: &Stack, pct: u8) -> bool {
+    let pool = stack.core.cache.pool();
+    pool.in_use() * 100 >= pool.capacity() * pct as usize
+}
+
+/// Linux: sk_stream_memory_free() + sk_wmem_schedule(). May this socket queue another skb?
+/// A socket with nothing queued may always queue one, so every connection can make progress
+/// and gets its `ev::WRITABLE` from the ACK of what it queued.
+fn sk_wmem_schedule(sk: &TcpSock, stack: &Stack) -> bool {
+    let queued = sk.write_queue.len();
+    queued == 0 || (queued < sk.snd_skb_limit() && !tcp_mem_over(stack, sk.tcp_mem_pct.0))
+}
+
 // ------------------------------------------------------------------ user calls
 
 /// Linux: tcp_sendmsg(). Copy `data` into segments of at most one MSS, appending to the last
@@ -504,9 +551,15 @@ pub fn tcp_sendmsg(sk: &mut TcpSock, stack: &mut Stack, data: &[u8]) -> Result<u
                 continue;
             }
         }
+        if !sk_wmem_schedule(sk, stack) {
+            // Memory pressure: a short write; `ev::WRITABLE` follows when memory is back.
+            sk.mem_blocked = true;
+            break;
+        }
         let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-            // Out of buffers: accept what fit; the caller sees a short write (the pool's
-            // exhaustion is visible in its in-use count).
+            // Out of buffers: accept what fit; the caller sees a short write and
+            // `ev::WRITABLE` when the pool has buffers again.
+            sk.mem_blocked = true;
             break;
         };
         // Payload only: headers go in their own skb on transmit.
@@ -541,8 +594,16 @@ pub fn tcp_send_mbuf(sk: &mut TcpSock, stack: &mut Stack, m: Mbuf) -> Result<(),
         sk.snd_blocked = true;
         return Err((m, TcpErr::WouldBlock));
     }
+    if !sk_wmem_schedule(sk, stack) {
+        sk.snd_blocked = true;
+        sk.mem_blocked = true;
+        return Err((m, TcpErr::WouldBlock));
+    }
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        return Err((m, TcpErr::NoMemory));
+        // The pool is empty for the moment: try again on `ev::WRITABLE`.
+        sk.snd_blocked = true;
+        sk.mem_blocked = true;
+        return Err((m, TcpErr::WouldBlock));
     };
     if let Err(f) = skb.skb_add_frag(Frag::from_mbuf(m)) {
         return Err((f.into_mbuf(), TcpErr::NoMemory));

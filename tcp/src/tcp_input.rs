@@ -656,6 +656,19 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
         return;
     }
+    let in_order = !after(cb.seq, sk.rcv_nxt);
+    if !tcp_try_rmem_schedule(sk, stack, in_order) {
+        // Dropped for memory; the ACK tells the peer what we still need.
+        let (counter, reason) = if in_order {
+            (TcpExtMib::TCPRcvQDrop, DropReason::ProtoMem)
+        } else {
+            (TcpExtMib::TCPOFODrop, DropReason::TcpOfoDrop)
+        };
+        stack.core.mib.tcp_ext.inc(counter);
+        stack.core.mib.kfree_skb_reason(skb, reason);
+        tcp_send_ack(sk, stack);
+        return;
+    }
     if !after(cb.seq, sk.rcv_nxt) {
         // In order (possibly overlapping what we have: trim the front).
         let dup = sk.rcv_nxt.wrapping_sub(cb.seq);
@@ -699,6 +712,37 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     tcp_update_sack_blocks(sk, cb.seq);
     sk.quickack = sk.quickack.max(1);
     tcp_send_ack(sk, stack);
+}
+
+/// Linux: tcp_try_rmem_schedule(). May one more skb be queued? Not beyond the socket's skb
+/// bound, nor with the pool above `tcp_mem` max. In-order data may first reclaim what the
+/// out-of-order queue holds (Linux: tcp_prune_ofo_queue): the peer sends it again, and
+/// in-order data is what lets the application and the window move.
+fn tcp_try_rmem_schedule(sk: &mut TcpSock, stack: &mut Stack, in_order: bool) -> bool {
+    let fits = |sk: &TcpSock, stack: &Stack| {
+        sk.receive_queue.len() + sk.ooo_queue.len() < sk.rcv_skb_limit()
+            && !crate::tcp::tcp_mem_over(stack, sk.tcp_mem_pct.1)
+    };
+    if fits(sk, stack) {
+        return true;
+    }
+    if !in_order || sk.ooo_queue.is_empty() {
+        return false;
+    }
+    tcp_prune_ofo_queue(sk, stack);
+    fits(sk, stack)
+}
+
+/// Linux: tcp_prune_ofo_queue(). Drop the whole out-of-order queue (Linux drops from the far
+/// end until enough is freed; with skb counts as the measure, all of it is simplest) and
+/// forget the SACK blocks that described it, so the sender retransmits it.
+fn tcp_prune_ofo_queue(sk: &mut TcpSock, stack: &mut Stack) {
+    stack.core.mib.tcp_ext.inc(TcpExtMib::OfoPruned);
+    for skb in sk.ooo_queue.drain(..) {
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPOFODrop);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
+    }
+    sk.selective_acks_clear();
 }
 
 /// Linux: tcp_ofo_queue(). Move segments that became in-order to the receive queue; returns

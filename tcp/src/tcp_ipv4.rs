@@ -35,6 +35,8 @@ pub struct TcpProto {
     pub cfg: TcpConfig,
     /// Sockets with events the application has not collected (each at most once).
     pub ready: Vec<SockHandle>,
+    /// Sockets whose writes were refused for memory, woken when the pool is below pressure.
+    mem_waiters: Vec<SockHandle>,
     /// Sockets owing an ACK at the end of the current receive burst (tcp_ack_burst_flush).
     ack_backlog: Vec<SockHandle>,
     isn_key: std::collections::hash_map::RandomState,
@@ -64,6 +66,7 @@ impl TcpProto {
             cfg,
             ready: Vec::new(),
             ack_backlog: Vec::new(),
+            mem_waiters: Vec::new(),
             isn_key: std::collections::hash_map::RandomState::new(),
             cookies: Default::default(),
         }
@@ -89,6 +92,7 @@ impl TcpProto {
         sk.keepalive = self.cfg.keepalive;
         sk.timewait_ms = self.cfg.timewait_ms;
         sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
+        sk.tcp_mem_pct = self.cfg.tcp_mem_pct;
         sk
     }
 
@@ -141,6 +145,10 @@ impl TcpProto {
             }
         }
         let sk = self.socks.get_mut(h).expect("exists");
+        if sk.mem_blocked && !sk.on_mem_waiters {
+            sk.on_mem_waiters = true;
+            self.mem_waiters.push(h);
+        }
         // At most one entry per socket that received in this burst (a burst is 32 frames).
         if sk.ack_at_burst_end && !self.ack_backlog.contains(&h) {
             self.ack_backlog.push(h);
@@ -148,6 +156,26 @@ impl TcpProto {
         if sk.ev_pending != 0 && !sk.orphan && !sk.on_ready {
             sk.on_ready = true;
             self.ready.push(h);
+        }
+    }
+
+    /// Memory is back below pressure: wake the writers refused for lack of it (Linux:
+    /// sk_stream_write_space after memory was reclaimed). Checked after every receive burst,
+    /// which is when ACKs free send buffers, and whenever the application collects events
+    /// (memory also comes back without any traffic: the application freed buffers, or the
+    /// last ACKs came in an earlier burst).
+    pub(crate) fn tcp_mem_wake(&mut self, stack: &mut Stack) {
+        if self.mem_waiters.is_empty() || crate::tcp::tcp_mem_over(stack, self.cfg.tcp_mem_pct.0) {
+            return;
+        }
+        let list = std::mem::take(&mut self.mem_waiters);
+        for &h in &list {
+            let Some(sk) = self.socks.get_mut(h) else { continue };
+            sk.on_mem_waiters = false;
+            if std::mem::take(&mut sk.mem_blocked) {
+                sk.raise(ev::WRITABLE);
+                self.post_process(stack, h);
+            }
         }
     }
 
@@ -1001,6 +1029,7 @@ impl InetProtocol for TcpProto {
 
     /// The ACKs deferred to the end of the burst (tcp_input.rs: tcp_event_data_recv).
     fn flush(&mut self, stack: &mut Stack) {
+        self.tcp_mem_wake(stack);
         let mut list = std::mem::take(&mut self.ack_backlog);
         for &h in &list {
             if let Some(sk) = self.socks.get_mut(h) {

@@ -153,9 +153,24 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
     sk.dupacks = 0;
     sk.retrans_out = 0;
     sk.lost_out = 0;
+    // A SACKed segment at the head of the queue: the cumulative ACK stopped at data the
+    // receiver had SACKed, so it dropped it again (reneging, RFC 2018 8; blink itself does so
+    // under memory pressure). Forget every SACK mark and resend it all (Linux:
+    // tcp_check_sack_reneging + tcp_timeout_mark_lost).
+    let reneg = sk
+        .rtx_queue
+        .front()
+        .is_some_and(|s| s.cb::<TcpSkbCb>().sacked & TCPCB_SACKED_ACKED != 0);
+    if reneg {
+        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSACKReneging);
+        sk.sacked_out = 0;
+    }
     for skb in sk.rtx_queue.iter_mut() {
         let c = skb.cb_mut::<TcpSkbCb>();
         c.sacked &= !crate::tcp::TCPCB_SACKED_RETRANS;
+        if reneg {
+            c.sacked &= !TCPCB_SACKED_ACKED;
+        }
         if c.sacked & TCPCB_SACKED_ACKED == 0 {
             c.sacked |= TCPCB_LOST;
             sk.lost_out += 1;

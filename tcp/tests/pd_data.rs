@@ -3,6 +3,7 @@
 
 mod script;
 
+use blink_tcp::TcpConfig;
 use script::{cfg, run, ACCEPTED_SACK};
 
 /// A lone segment is ACKed after the 40 ms delayed-ACK timer, every second full segment at
@@ -220,5 +221,65 @@ fn paws_drops_old_timestamp() {
 ",
     );
     s.assert_counters(&[("TcpExt.PAWSEstab", 1), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
+
+/// Tiny out-of-order segments cannot pin the mbuf pool: the receive and out-of-order queues
+/// hold at most `rcv_skb_limit()` skbs (127 for a 64 KiB buffer) whatever their byte count;
+/// beyond it out-of-order data is dropped (TcpExt TCPOFODrop), and in-order data reclaims the
+/// out-of-order queue (OfoPruned) — the SACK blocks that described it go too.
+#[test]
+fn tiny_out_of_order_segments_are_bounded_and_pruned() {
+    let mut script = String::from(ACCEPTED_SACK);
+    for i in 0..140u32 {
+        let s = 2 + 2 * i;
+        script += &format!("0.1   < . {s}:{}(1) ack 1 win 65535\n0.1   > . 1:1(0) ack 1\n", s + 1);
+    }
+    script += "
+0.1   expect_counter TcpExt.TCPOFODrop 13
+0.2   < . 1:2(1) ack 1 win 65535
+0.2   > . 1:1(0) ack 2 <>
+0.2   expect_counter TcpExt.OfoPruned 1
+0.2   expect_counter TcpExt.TCPOFODrop 140
+0.3   read 1
+0.3   close
+0.3   > F. 1:1(0) ack 2
+0.35  < F. 2:2(0) ack 2 win 65535
+0.35  > . 2:2(0) ack 3
+1.4   close listener
+";
+    let mut s = run(cfg(), &script);
+    s.assert_counters(&[("TcpExt.TCPRcvQDrop", 0), ("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
+
+/// Global memory pressure (TcpConfig::tcp_mem_pct, here 0%: always): a socket with data
+/// queued takes no more (a short write; the ACK wakes the writer), and received data is
+/// dropped (TcpExt TCPRcvQDrop) with an ACK that tells the peer what is missing.
+#[test]
+fn memory_pressure_short_writes_and_drops_received_data() {
+    let c = TcpConfig {
+        tcp_mem_pct: (0, 0),
+        ..cfg()
+    };
+    let mut s = run(
+        c,
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 3000 => 1000
+0.1   > P. 1:1001(1000) ack 1
+0.15  < P. 1:101(100) ack 1001 win 65535
+0.15  > . 1001:1001(0) ack 1
+0.15  expect_counter TcpExt.TCPRcvQDrop 1
+0.2   write 3000 => 1000
+0.2   > P. 1001:2001(1000) ack 1
+0.25  < . 1:1(0) ack 2001 win 65535
+0.3   < R 1:1(0) win 0
+0.3   close
+0.3   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("TcpExt.TCPRcvQDrop", 1)]);
     s.assert_clean();
 }

@@ -347,3 +347,31 @@ fn zero_window_by_pure_window_update() {
     s.assert_counters(&[("Tcp.RetransSegs", 0), ("Tcp.CurrEstab", 0)]);
     s.assert_clean();
 }
+
+/// A receiver may drop data it has SACKed (reneging, RFC 2018 8; blink does under memory
+/// pressure). The cumulative ACK then stops at a SACKed segment; at the next timeout the SACK
+/// marks are forgotten and that segment is sent again, instead of waiting forever for an ACK
+/// of data the sender believes delivered (Linux: tcp_check_sack_reneging).
+#[test]
+fn sack_reneging_resends_sacked_data_after_timeout() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 2000
+0.1   > . 1:1001(1000) ack 1
+0.1   > P. 1001:2001(1000) ack 1
+0.15  < . 1:1(0) ack 1 win 65535 <sack 1001:2001,nop,nop>
+0.3   > . 1:1001(1000) ack 1
+0.35  < . 1:1(0) ack 1001 win 65535
+0.762 > P. 1001:2001(1000) ack 1
+0.8   < . 1:1(0) ack 2001 win 65535
+0.9   < R 1:1(0) win 0
+0.9   close
+0.9   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("TcpExt.TCPSACKReneging", 1), ("Tcp.RetransSegs", 2)]);
+    s.assert_clean();
+}
