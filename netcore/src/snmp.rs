@@ -70,7 +70,9 @@ mib_enum!(
     TcpExtMib, "TcpExt", [SyncookiesSent, SyncookiesRecv, SyncookiesFailed, EmbryonicRsts,
     ListenOverflows, ListenDrops, TCPTimeouts, TCPSackRecovery, TCPRenoRecovery, TCPFastRetrans,
     TCPLossProbes, DelayedACKs, TCPChallengeACK, PAWSEstab, TCPAbortOnData, TCPAbortOnTimeout,
-    TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge]
+    TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge, TCPLossProbeRecovery, TCPLostRetransmit,
+    TCPSACKReorder, TCPDSACKRecv, TCPDSACKOfoRecv, TCPDSACKOldSent, TCPDSACKOfoSent, TCPDSACKIgnoredDubious,
+    TCPDSACKUndo, TCPLossUndo, TCPFullUndo]
 );
 
 mib_enum!(

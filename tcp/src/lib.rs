@@ -17,6 +17,7 @@ pub mod tcp_input;
 pub mod tcp_ipv4;
 pub mod tcp_minisocks;
 pub mod tcp_output;
+pub mod tcp_recovery;
 pub mod tcp_timer;
 pub mod tcphdr;
 
@@ -74,6 +75,9 @@ pub struct TcpConfig {
     /// second old (Linux: net.ipv4.tcp_tw_reuse = 1; Linux's default 2 means loopback only,
     /// and blink has no loopback, so the default here is off).
     pub tw_reuse: bool,
+    /// Tail loss probes (RACK-TLP, RFC 8985; Linux: net.ipv4.tcp_early_retrans = 3, the
+    /// default). Off, a lost tail waits for the RTO.
+    pub tlp: bool,
 }
 
 impl Default for TcpConfig {
@@ -93,6 +97,7 @@ impl Default for TcpConfig {
             syncookies: true,
             ephemeral_ports: (32768, 60999),
             tw_reuse: false,
+            tlp: true,
         }
     }
 }

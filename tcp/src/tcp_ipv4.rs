@@ -87,6 +87,7 @@ impl TcpProto {
         sk.keepalive = self.cfg.keepalive;
         sk.timewait_ms = self.cfg.timewait_ms;
         sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
+        sk.tlp = self.cfg.tlp;
         sk
     }
 

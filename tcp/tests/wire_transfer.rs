@@ -123,6 +123,16 @@ fn lossy(loss: f64, seed: u64) {
     let (hs, hr) = transfer(&mut p, size(256), usize::MAX);
     assert_eq!(hs, hr, "seed {seed}");
     assert!(p.a.core.mib.tcp[blink_netcore::snmp::TcpMib::RetransSegs] > 0);
+    eprintln!(
+        "loss {loss}: virtual time {} ms; A: {:?}",
+        p.vc.now_ns() / 1_000_000,
+        p.a.core
+            .mib
+            .nonzero()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TcpExt") || k.contains("Retrans"))
+            .collect::<Vec<_>>()
+    );
     check_clean_end(&mut p);
 }
 
