@@ -212,15 +212,19 @@ pub fn tcp_rack_mark_lost(sk: &mut TcpSock, stack: &mut Stack) -> bool {
     if timeout_ns == 0 {
         return false;
     }
+    tcp_rack_arm_reo(sk, stack, timeout_ns);
+    true
+}
+
+/// Arm the reordering timer in place of the RTO: at least one jiffy (Linux adds
+/// TCP_TIMEOUT_MIN), never later than the RTO.
+fn tcp_rack_arm_reo(sk: &mut TcpSock, stack: &mut Stack, timeout_ns: u64) {
     if let Some(t) = sk.retransmit_timer {
-        // At least one jiffy (Linux adds TCP_TIMEOUT_MIN), never later than the RTO.
-        let ms = timeout_ns.div_ceil(1_000_000) + 1;
-        let ms = ms.min(sk.rto_backed_off_ms());
+        let ms = (timeout_ns.div_ceil(1_000_000) + 1).min(sk.rto_backed_off_ms());
         sk.icsk_pending = XmitTimer::ReoTimeout;
         sk.probe0 = false;
         stack.timers.mod_timer(t, stack.core.jiffies + ms);
     }
-    true
 }
 
 /// Linux: tcp_rack_reo_timeout(). The reordering window has passed for segments RACK held
@@ -236,8 +240,10 @@ pub fn tcp_rack_reo_timeout(sk: &mut TcpSock, stack: &mut Stack) {
         tcp_xmit_retransmit_queue(sk, stack);
     }
     if timeout_ns > 0 {
-        sk.rack.advanced = true;
-        tcp_rack_mark_lost(sk, stack);
+        // Some segments may still be merely reordered: look again when their window ends.
+        // (Armed here, not through tcp_rack_mark_lost, which does nothing in recovery: the
+        // socket must never be left without a timer while data is in flight.)
+        tcp_rack_arm_reo(sk, stack, timeout_ns);
     } else {
         tcp_rearm_rto(sk, stack);
     }

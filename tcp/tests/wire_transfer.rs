@@ -146,9 +146,10 @@ fn transfer_5pct_loss() {
     lossy(0.05, 12);
 }
 
-/// 20% loss in both directions plus duplication, reordering and corruption. Recovery here
-/// leans on retransmission timeouts (lost retransmissions are found only by the RTO), so
-/// virtual time runs to ~50 minutes for 256 MiB; wall time stays a few seconds.
+/// 20% loss in both directions plus duplication, reordering and corruption. With an RTT of
+/// tens of microseconds every retransmission timeout costs 10^4 RTTs, so the timeouts left
+/// (a lost probe or retransmission with nothing sent after it, ~1,300 per 256 MiB) still
+/// set the virtual time: ~12 minutes; wall time stays a few seconds.
 #[test]
 fn transfer_20pct_loss_with_dup_reorder_corrupt() {
     let imp = ImpairConfig {
