@@ -200,6 +200,9 @@ pub struct TcpSock {
     /// When the last retransmission timeout fired, ns: segments sent before it give no RTT
     /// sample (Karn).
     pub rto_stamp_ns: u64,
+    /// Our timestamp clock at that timeout (None: none yet): an echo older than it is of a
+    /// segment sent before the timeout.
+    pub rto_stamp_ts: Option<u32>,
     /// RACK loss detection (RFC 8985; tcp_recovery.rs).
     pub rack: Rack,
     /// Undo of spurious recoveries (undo_marker, undo_retrans, prior_ssthresh, retrans_stamp).
@@ -334,6 +337,7 @@ impl TcpSock {
             highest_sack: 0,
             min_rtt_us: u32::MAX,
             rto_stamp_ns: 0,
+            rto_stamp_ts: None,
             rack: Rack::default(),
             undo: Undo::default(),
             icsk_pending: XmitTimer::Retrans,

@@ -540,9 +540,10 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
                 // timestamp of the last in-sequence segment, not of a duplicate (RFC 7323
                 // 4.3), so the ACK of a retransmission made needless by lost ACKs carries
                 // a pre-timeout echo and would measure the outage (RTO inflation).
+                // (Compared in the timestamp clock itself: jiffies and the ns clock round
+                // differently, and a sample wrongly refused keeps the RTO backed off.)
                 let ms = tcp_time_stamp(sk, stack).wrapping_sub(ecr);
-                let since_rto_ms = stack.core.now_ns.saturating_sub(sk.rto_stamp_ns) / 1_000_000;
-                if ms < 60_000 && ms as u64 <= since_rto_ms {
+                if ms < 60_000 && sk.rto_stamp_ts.is_none_or(|t| !before(ecr, t)) {
                     rtt_us = Some(ms.max(1) * 1000);
                 }
             }

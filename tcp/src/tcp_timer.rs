@@ -162,6 +162,7 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
     }
     sk.tlp_high_seq = None;
     sk.rto_stamp_ns = stack.core.now_ns;
+    sk.rto_stamp_ts = Some(tcp_time_stamp(sk, stack));
     sk.cong.cwnd = 1;
     sk.cong.cwnd_cnt = 0;
     sk.ca_state = CaState::Loss;
