@@ -148,8 +148,8 @@ fn transfer_5pct_loss() {
 
 /// 20% loss in both directions plus duplication, reordering and corruption. With an RTT of
 /// tens of microseconds every retransmission timeout costs 10^4 RTTs, so the timeouts left
-/// (a lost probe or retransmission with nothing sent after it, ~1,300 per 256 MiB) still
-/// set the virtual time: ~12 minutes; wall time stays a few seconds.
+/// (a lost probe or retransmission with nothing sent after it, ~2,000 per 256 MiB) still
+/// set the virtual time: ~22 minutes; wall time stays a few seconds.
 #[test]
 fn transfer_20pct_loss_with_dup_reorder_corrupt() {
     let imp = ImpairConfig {
