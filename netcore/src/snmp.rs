@@ -72,7 +72,9 @@ mib_enum!(
     TCPLossProbes, DelayedACKs, TCPChallengeACK, PAWSEstab, TCPAbortOnData, TCPAbortOnTimeout,
     TW, TWRecycled, TCPAbortOnClose, TCPACKSkippedChallenge, TCPSynRetrans, TCPACKSkippedSynRecv,
     TCPReqQFullDrop, TCPReqQFullDoCookies, TCPRcvQDrop, TCPOFODrop, OfoPruned,
-    TCPSACKReneging]
+    TCPSACKReneging, TCPLossProbeRecovery, TCPLostRetransmit,
+    TCPSACKReorder, TCPDSACKRecv, TCPDSACKOfoRecv, TCPDSACKOldSent, TCPDSACKOfoSent, TCPDSACKIgnoredDubious,
+    TCPDSACKUndo, TCPLossUndo, TCPFullUndo]
 );
 
 mib_enum!(

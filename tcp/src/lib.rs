@@ -17,6 +17,7 @@ pub mod tcp_input;
 pub mod tcp_ipv4;
 pub mod tcp_minisocks;
 pub mod tcp_output;
+pub mod tcp_recovery;
 pub mod tcp_timer;
 pub mod tcphdr;
 
@@ -80,6 +81,9 @@ pub struct TcpConfig {
     /// data is dropped (out-of-order queues pruned first), so the pool keeps buffers for the
     /// driver to receive the ACKs that free memory.
     pub tcp_mem_pct: (u8, u8),
+    /// Tail loss probes (RACK-TLP, RFC 8985; Linux: net.ipv4.tcp_early_retrans = 3, the
+    /// default). Off, a lost tail waits for the RTO.
+    pub tlp: bool,
 }
 
 impl Default for TcpConfig {
@@ -100,6 +104,7 @@ impl Default for TcpConfig {
             ephemeral_ports: (32768, 60999),
             tw_reuse: false,
             tcp_mem_pct: (75, 90),
+            tlp: true,
         }
     }
 }

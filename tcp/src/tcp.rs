@@ -12,6 +12,7 @@ use blink_netcore::timer::TimerId;
 
 use crate::inet_hashtables::FourTuple;
 use crate::tcp_cong::{CaState, CongState, CongestionOps};
+use crate::tcp_recovery::{Rack, Undo, XmitTimer};
 use crate::tcphdr::SackBlock;
 use crate::TcpErr;
 
@@ -194,10 +195,26 @@ pub struct TcpSock {
     pub dupacks: u32,
     /// Highest sequence SACKed by the peer.
     pub highest_sack: u32,
-    /// RACK (RFC 8985): send time of the most recently sent segment known delivered, ns.
-    pub rack_xmit_ns: u64,
     /// Smallest RTT seen, us (RACK's reordering window is a quarter of it).
     pub min_rtt_us: u32,
+    /// When the last retransmission timeout fired, ns: segments sent before it give no RTT
+    /// sample (Karn).
+    pub rto_stamp_ns: u64,
+    /// Our timestamp clock at that timeout (None: none yet): an echo older than it is of a
+    /// segment sent before the timeout.
+    pub rto_stamp_ts: Option<u32>,
+    /// RACK loss detection (RFC 8985; tcp_recovery.rs).
+    pub rack: Rack,
+    /// Undo of spurious recoveries (undo_marker, undo_retrans, prior_ssthresh, retrans_stamp).
+    pub undo: Undo,
+    /// What the retransmission timer is armed for (icsk_pending).
+    pub icsk_pending: XmitTimer,
+    /// Tail loss probes on (Linux: net.ipv4.tcp_early_retrans = 3, the default).
+    pub tlp: bool,
+    /// snd_nxt when the outstanding loss probe was sent (one probe per episode).
+    pub tlp_high_seq: Option<u32>,
+    /// The outstanding probe was a retransmission (not new data).
+    pub tlp_retrans: bool,
 
     // ---- queues ----
     /// Queued by the application, not yet sent (sk_write_queue).
@@ -214,6 +231,10 @@ pub struct TcpSock {
     /// SACK blocks we report (most recent first).
     pub selective_acks: [SackBlock; 4],
     pub num_sacks: u8,
+    /// A D-SACK block (RFC 2883) to report first on the next ACK (Linux: rx_opt.dsack and
+    /// duplicate_sack[0]).
+    pub dsack: bool,
+    pub duplicate_sack: SackBlock,
 
     // ---- buffers ----
     pub sndbuf: u32,
@@ -326,14 +347,23 @@ impl TcpSock {
             retrans_out: 0,
             dupacks: 0,
             highest_sack: 0,
-            rack_xmit_ns: 0,
             min_rtt_us: u32::MAX,
+            rto_stamp_ns: 0,
+            rto_stamp_ts: None,
+            rack: Rack::default(),
+            undo: Undo::default(),
+            icsk_pending: XmitTimer::Retrans,
+            tlp: true,
+            tlp_high_seq: None,
+            tlp_retrans: false,
             write_queue: SkBuffHead::new(),
             rtx_queue: VecDeque::new(),
             receive_queue: SkBuffHead::new(),
             ooo_queue: Vec::new(),
             selective_acks: [SackBlock::default(); 4],
             num_sacks: 0,
+            dsack: false,
+            duplicate_sack: SackBlock::default(),
             sndbuf,
             rcvbuf,
             ack_pending: false,

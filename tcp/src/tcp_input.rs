@@ -10,6 +10,7 @@ use crate::inet_hashtables::FourTuple;
 use crate::tcp::*;
 use crate::tcp_cong::CaState;
 use crate::tcp_output::*;
+use crate::tcp_recovery::*;
 use crate::tcphdr::*;
 
 /// Settle MSS, window scaling, timestamps and SACK from a SYN (passive side) or SYN-ACK.
@@ -200,6 +201,15 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     // Sequence check.
     if sk.state != TcpState::SynRecv && !tcp_sequence(sk, cb.seq, cb.end_seq) {
         if f & TCPHDR_RST == 0 {
+            // Linux: tcp_send_dupack(). Old data again: report it as a D-SACK.
+            if !skb.is_empty() && before(cb.seq, sk.rcv_nxt) {
+                let end = if after(cb.end_seq, sk.rcv_nxt) {
+                    sk.rcv_nxt
+                } else {
+                    cb.end_seq
+                };
+                tcp_dsack_set(sk, stack, cb.seq, end);
+            }
             tcp_send_ack(sk, stack);
         }
         stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
@@ -324,26 +334,44 @@ fn tcp_time_wait(sk: &mut TcpSock, stack: &mut Stack) {
     tcp_set_state(sk, stack, TcpState::TimeWait);
 }
 
-/// Linux: tcp_sacktag_write_queue(). Mark segments the peer reports holding; returns an RTT
-/// sample from a newly SACKed, never retransmitted segment (Linux: sack_rtt_us).
-fn tcp_sacktag(sk: &mut TcpSock, opts: &TcpOptions, now: u64) -> Option<u32> {
+/// Linux: tcp_sacktag_write_queue(). Mark segments the peer reports holding. Returns an RTT
+/// sample from a newly SACKed, never retransmitted segment (Linux: sack_rtt_us) and the number
+/// of segments newly SACKed. `dsack`: the first block is a D-SACK (RFC 2883), reporting a
+/// duplicate, not new data: it only credits the undo of a retransmission it covers.
+fn tcp_sacktag(sk: &mut TcpSock, stack: &mut Stack, opts: &TcpOptions, dsack: bool) -> (Option<u32>, u32) {
+    let now = stack.core.now_ns;
     let mut rtt: Option<u32> = None;
+    let mut newly = 0u32;
     // highest_sack means something only inside the flight. Otherwise (never set: 0, which
     // after() puts "ahead" of every sequence number in half of the ISN space, so no SACK
     // would ever raise it; or left behind by snd_una) restart it from snd_una.
     if !between(sk.highest_sack, sk.snd_una, sk.snd_nxt) {
         sk.highest_sack = sk.snd_una;
     }
-    for b in &opts.sack[..opts.num_sacks.min(4) as usize] {
+    let prior_fack = sk.highest_sack;
+    let mut reord = false;
+    for (bi, b) in opts.sack[..opts.num_sacks.min(4) as usize].iter().enumerate() {
+        let dup = dsack && bi == 0;
         if !after(b.end, sk.snd_una) || after(b.end, sk.snd_nxt) || !before(b.start, b.end) {
             continue;
         }
-        if after(b.end, sk.highest_sack) {
+        if !dup && after(b.end, sk.highest_sack) {
             sk.highest_sack = b.end;
         }
-        for skb in sk.rtx_queue.iter_mut() {
-            let c = skb.cb_mut::<TcpSkbCb>();
-            if before(c.seq, b.start) || after(c.end_seq, b.end) || c.sacked & TCPCB_SACKED_ACKED != 0 {
+        for i in 0..sk.rtx_queue.len() {
+            let c = *sk.rtx_queue[i].cb::<TcpSkbCb>();
+            if !before(c.seq, b.end) {
+                // Sequence order: nothing further is inside the block.
+                break;
+            }
+            if before(c.seq, b.start) || after(c.end_seq, b.end) {
+                continue;
+            }
+            if dup && c.tx_count > 1 && sk.undo.retrans > 0 && sk.undo.marker.is_some_and(|m| after(c.end_seq, m)) {
+                // Linux: tcp_sacktag_one with dup_sack: this retransmission was not needed.
+                sk.undo.retrans -= 1;
+            }
+            if c.sacked & TCPCB_SACKED_ACKED != 0 {
                 continue;
             }
             if c.sacked & TCPCB_LOST != 0 {
@@ -351,26 +379,31 @@ fn tcp_sacktag(sk: &mut TcpSock, opts: &TcpOptions, now: u64) -> Option<u32> {
             }
             if c.sacked & TCPCB_SACKED_RETRANS != 0 {
                 sk.retrans_out = sk.retrans_out.saturating_sub(1);
-            } else if c.tx_count == 1 {
+            } else if c.tx_count == 1 && c.when_ns >= sk.rto_stamp_ns {
                 let r = (now.saturating_sub(c.when_ns) / 1000) as u32;
                 rtt = Some(rtt.map_or(r, |x| x.min(r)));
             }
-            rack_advance(&mut sk.rack_xmit_ns, sk.min_rtt_us, c, now);
-            c.sacked = TCPCB_SACKED_ACKED;
+            if c.tx_count == 1 && before(c.seq, prior_fack) {
+                // Sent once, SACKed below what was already SACKed: it was reordered, not lost.
+                reord = true;
+            }
+            tcp_rack_advance(sk, &c, now);
+            sk.rtx_queue[i].cb_mut::<TcpSkbCb>().sacked = TCPCB_SACKED_ACKED;
             sk.sacked_out += 1;
+            newly += 1;
         }
     }
-    rtt
+    if reord {
+        tcp_check_sack_reordering(sk, stack);
+    }
+    (rtt, newly)
 }
 
-/// RACK (RFC 8985 6.2 step 2): note the send time of a delivered segment. A retransmitted one
-/// counts only if it was delivered at least min_rtt after its last transmission: sooner, the
-/// ACK was probably for the original.
-fn rack_advance(rack_xmit_ns: &mut u64, min_rtt_us: u32, c: &TcpSkbCb, now: u64) {
-    if c.tx_count > 1 && min_rtt_us != u32::MAX && now.saturating_sub(c.when_ns) < min_rtt_us as u64 * 1000 {
-        return;
-    }
-    *rack_xmit_ns = (*rack_xmit_ns).max(c.when_ns);
+/// Linux: tcp_check_sack_reordering(). A segment sent once arrived after later ones: the
+/// path reorders, so RACK keeps a reordering window even in recovery (reord_seen).
+fn tcp_check_sack_reordering(sk: &mut TcpSock, stack: &mut Stack) {
+    sk.rack.reord = true;
+    stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSACKReorder);
 }
 
 /// Mark segments lost for recovery: with SACK, every unSACKed segment below the highest SACK
@@ -391,6 +424,32 @@ fn tcp_mark_lost(sk: &mut TcpSock) {
             c.sacked |= TCPCB_LOST;
             sk.lost_out += 1;
         }
+    }
+}
+
+/// Linux: tcp_enter_recovery() + tcp_init_cwnd_reduction(). Fast retransmit (RFC 5681 3.2 /
+/// RFC 6675): reduce the window once, remember what to restore should the recovery prove
+/// spurious, and recover until everything sent so far is acknowledged.
+pub(crate) fn tcp_enter_recovery(sk: &mut TcpSock, stack: &mut Stack) {
+    sk.undo.prior_ssthresh = tcp_current_ssthresh(sk);
+    sk.cong.prior_cwnd = sk.cong.cwnd;
+    tcp_init_undo(sk);
+    sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);
+    sk.cong.cwnd = sk.cong.ssthresh.max(2);
+    sk.ca_state = CaState::Recovery;
+    sk.ca_ops.set_state(&mut sk.cong, CaState::Recovery);
+    sk.high_seq = sk.snd_nxt;
+    sk.tlp_high_seq = None;
+    stack.core.mib.tcp_ext.inc(if sk.rx_opt.sack_ok {
+        TcpExtMib::TCPSackRecovery
+    } else {
+        TcpExtMib::TCPRenoRecovery
+    });
+    stack.core.mib.tcp_ext.inc(TcpExtMib::TCPFastRetrans);
+    tcp_mark_lost(sk);
+    if sk.icsk_pending == XmitTimer::LossProbe {
+        // No probes in recovery: the RTO (counted from the oldest segment) guards it.
+        tcp_rearm_rto(sk, stack);
     }
 }
 
@@ -420,12 +479,20 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
         sk.max_window = sk.max_window.max(nwin);
     }
     let now = stack.core.now_ns;
+    let tsecr = opts.ts.filter(|_| sk.rx_opt.tstamp_ok).map(|(_, ecr)| ecr);
+    // The highest SACKed sequence before this ACK (Linux: prior_fack): a segment sent once
+    // and acknowledged below it arrived out of order.
+    let prior_fack = (sk.sacked_out > 0).then_some(sk.highest_sack);
     let mut rtt_us: Option<u32> = None;
     let mut sack_rtt: Option<u32> = None;
+    let mut newly_sacked = 0;
+    let mut dsack = false;
     if sk.rx_opt.sack_ok && opts.num_sacks > 0 {
-        sack_rtt = tcp_sacktag(sk, opts, now);
+        dsack = tcp_check_dsack(sk, stack, opts, ack, prior_una);
+        (sack_rtt, newly_sacked) = tcp_sacktag(sk, stack, opts, dsack);
     }
     let mut acked_pkts = 0u32;
+    let mut reord = false;
     if after(ack, prior_una) {
         sk.snd_una = ack;
         // This ACK covers a retransmission: a segment sent once and acked along with it was
@@ -439,15 +506,23 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
                 break;
             }
             retrans_acked |= c.tx_count > 1;
-            if c.tx_count == 1 && c.sacked & (TCPCB_SACKED_RETRANS | TCPCB_SACKED_ACKED) == 0 {
+            if c.tx_count == 1
+                && c.sacked & (TCPCB_SACKED_RETRANS | TCPCB_SACKED_ACKED) == 0
+                && c.when_ns >= sk.rto_stamp_ns
+            {
                 // Karn: only never-retransmitted segments give RTT samples, and SACKed ones
-                // were sampled when SACKed (Linux: first_ackt of tcp_clean_rtx_queue).
+                // were sampled when SACKed (Linux: first_ackt of tcp_clean_rtx_queue). A
+                // segment outstanding across a timeout is ambiguous too: the timeout marked
+                // it lost, and its late ACK measures the outage, not the path.
                 if rtt_us.is_none() {
                     rtt_us = Some(((now.saturating_sub(c.when_ns)) / 1000) as u32);
                 }
             }
-            if c.sacked & TCPCB_SACKED_ACKED == 0 {
-                rack_advance(&mut sk.rack_xmit_ns, sk.min_rtt_us, &c, now);
+            if c.sacked & TCPCB_SACKED_ACKED == 0 && sk.rx_opt.sack_ok {
+                tcp_rack_advance(sk, &c, now);
+                if c.tx_count == 1 && prior_fack.is_some_and(|f| before(c.seq, f)) {
+                    reord = true;
+                }
             }
             if c.sacked & TCPCB_SACKED_ACKED != 0 {
                 sk.sacked_out = sk.sacked_out.saturating_sub(1);
@@ -465,13 +540,18 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
         if retrans_acked {
             rtt_us = None;
         }
-        if rtt_us.is_none() && sk.rx_opt.tstamp_ok {
-            if let Some((_, tsecr)) = opts.ts {
-                if tsecr != 0 {
-                    let ms = tcp_time_stamp(sk, stack).wrapping_sub(tsecr);
-                    if ms < 60_000 {
-                        rtt_us = Some(ms * 1000);
-                    }
+        if rtt_us.is_none() {
+            if let Some(ecr) = tsecr.filter(|&e| e != 0) {
+                // RFC 7323 4.1: the echo of the segment that advanced the window -- unless
+                // that segment went out before the last timeout. A receiver echoes the
+                // timestamp of the last in-sequence segment, not of a duplicate (RFC 7323
+                // 4.3), so the ACK of a retransmission made needless by lost ACKs carries
+                // a pre-timeout echo and would measure the outage (RTO inflation).
+                // (Compared in the timestamp clock itself: jiffies and the ns clock round
+                // differently, and a sample wrongly refused keeps the RTO backed off.)
+                let ms = tcp_time_stamp(sk, stack).wrapping_sub(ecr);
+                if ms < 60_000 && sk.rto_stamp_ts.is_none_or(|t| !before(ecr, t)) {
+                    rtt_us = Some(ms.max(1) * 1000);
                 }
             }
         }
@@ -487,16 +567,6 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
         }
         sk.retransmits = 0;
         sk.dupacks = 0;
-        // Restart or stop the retransmission timer.
-        if sk.packets_out == 0 {
-            if let Some(t) = sk.retransmit_timer {
-                if !sk.probe0 {
-                    stack.timers.del_timer(t);
-                }
-            }
-        } else {
-            tcp_arm_rto(sk, stack, true);
-        }
         if sk.snd_blocked && sk.send_space() >= sk.sndbuf / 3 {
             sk.snd_blocked = false;
             sk.raise(ev::WRITABLE);
@@ -516,6 +586,9 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
     {
         sk.dupacks += 1;
     }
+    if reord {
+        tcp_check_sack_reordering(sk, stack);
+    }
     if !sk.rx_opt.sack_ok {
         // Reno: each duplicate ACK means one segment left the network (tcp_add_reno_sack).
         sk.sacked_out = sk.dupacks.min(sk.packets_out.saturating_sub(1));
@@ -530,21 +603,64 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
         sk.retransmits = 0;
         sk.backoff = 0;
     }
+    if sk.tlp_high_seq.is_some() {
+        let pure_dup = ack == prior_una && cb.end_seq == cb.seq && newly_sacked == 0 && !win_changed;
+        tcp_process_tlp_ack(sk, stack, ack, pure_dup);
+    }
+    // RACK (RFC 8985): with SACK, time decides what is lost (outside fast recovery, see
+    // tcp_rack_mark_lost); after a timeout this is what finds lost retransmissions without
+    // another timeout.
+    let mut reo_armed = false;
+    if sk.rx_opt.sack_ok {
+        tcp_rack_update_reo_wnd(sk);
+        reo_armed = tcp_rack_mark_lost(sk, stack);
+    }
 
-    // Congestion control state machine (Linux: tcp_fastretrans_alert, much simplified).
+    // Congestion control state machine (Linux: tcp_fastretrans_alert, simplified).
     match sk.ca_state {
         CaState::Recovery | CaState::Loss => {
             if !before(sk.snd_una, sk.high_seq) {
-                // Recovery complete (RFC 6582 full acknowledgment). After fast recovery the
-                // window is the reduced one (Linux: tcp_end_cwnd_reduction); after a timeout
-                // it is whatever slow start has grown back to.
-                if sk.ca_state == CaState::Recovery {
-                    sk.cong.cwnd = sk.cong.ssthresh.max(2);
-                    sk.cong.cwnd_cnt = 0;
+                // Recovery complete (RFC 6582 full acknowledgment). Undo it if it was
+                // spurious (Linux: tcp_try_undo_recovery). After fast recovery the window is
+                // the reduced one (Linux: tcp_end_cwnd_reduction); after a timeout it is
+                // whatever slow start has grown back to.
+                let undone = tcp_may_undo(sk, tsecr);
+                if undone {
+                    tcp_undo_cwnd_reduction(sk, false);
+                    stack.core.mib.tcp_ext.inc(if sk.ca_state == CaState::Loss {
+                        TcpExtMib::TCPLossUndo
+                    } else {
+                        TcpExtMib::TCPFullUndo
+                    });
+                } else {
+                    sk.rack.reo_wnd_persist = sk.rack.reo_wnd_persist.saturating_sub(1);
+                    if sk.ca_state == CaState::Recovery {
+                        sk.cong.cwnd = sk.cong.ssthresh.max(2);
+                        sk.cong.cwnd_cnt = 0;
+                    }
                 }
+                // The undo state stays: D-SACKs for the episode's retransmissions may still
+                // arrive and prove it spurious (below).
                 sk.ca_state = CaState::Open;
                 sk.ca_ops.set_state(&mut sk.cong, CaState::Open);
                 sk.dupacks = 0;
+            } else if sk.ca_state == CaState::Loss && after(ack, prior_una) && tcp_may_undo(sk, tsecr) {
+                // Linux: tcp_try_undo_loss(). The timeout was spurious (the D-SACKs or the
+                // timestamps say the originals arrived): back to where we were.
+                tcp_undo_cwnd_reduction(sk, true);
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPLossUndo);
+                sk.retransmits = 0;
+                sk.ca_state = CaState::Open;
+                sk.ca_ops.set_state(&mut sk.cong, CaState::Open);
+            } else if sk.ca_state == CaState::Recovery && sk.undo.marker.is_some() && sk.undo.retrans == 0 {
+                // Linux: tcp_try_undo_dsack(). Every retransmission was D-SACKed: the
+                // recovery was reordering; keep the reordering window wide for a while.
+                tcp_undo_cwnd_reduction(sk, false);
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPDSACKUndo);
+                sk.rack.reo_wnd_persist = (sk.rack.reo_wnd_persist + 1).min(TCP_RACK_RECOVERY_THRESH);
+                sk.ca_state = CaState::Open;
+                sk.ca_ops.set_state(&mut sk.cong, CaState::Open);
+                sk.high_seq = sk.snd_nxt;
             } else {
                 if sk.ca_state == CaState::Loss {
                     // Slow start again after the timeout.
@@ -552,37 +668,40 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
                         .cong_avoid(&mut sk.cong, acked_pkts, stack.core.jiffies, rtt_us);
                 }
                 if (sk.rx_opt.sack_ok && sk.sacked_out > 0) || acked_pkts > 0 || sk.dupacks > 0 {
-                    // More SACKs, or a NewReno partial ACK: the next holes are lost too.
+                    // A NewReno partial ACK: the next hole is lost too.
                     tcp_mark_lost(sk);
                 }
                 tcp_xmit_retransmit_queue(sk, stack);
             }
         }
         CaState::Open | CaState::Disorder | CaState::Cwr => {
-            // RFC 6675 DupThresh: three SACKed segments above the hole start recovery. RACK loss
-            // detection (rack_xmit_ns is kept for it) inflated timeouts under heavy loss and is
-            // not enabled yet.
-            let sack_lost = sk.rx_opt.sack_ok && sk.sacked_out >= 3;
-            if sk.packets_out > 0 && (sk.dupacks >= 3 || sack_lost) {
-                // Fast retransmit (RFC 5681 3.2 / RFC 6675).
-                sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);
-                sk.cong.cwnd = sk.cong.ssthresh.max(2);
-                sk.ca_state = CaState::Recovery;
-                sk.ca_ops.set_state(&mut sk.cong, CaState::Recovery);
-                sk.high_seq = sk.snd_nxt;
-                stack.core.mib.tcp_ext.inc(if sk.rx_opt.sack_ok {
-                    TcpExtMib::TCPSackRecovery
-                } else {
-                    TcpExtMib::TCPRenoRecovery
-                });
-                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPFastRetrans);
-                tcp_mark_lost(sk);
+            // Recovery starts when RACK has marked a segment lost (a later one was delivered
+            // more than an RTT plus the reordering window after it was sent), or at RFC
+            // 6675's DupThresh (three SACKed segments, or three duplicate ACKs without SACK).
+            let lost = if sk.rx_opt.sack_ok {
+                sk.lost_out > 0 || sk.sacked_out >= TCP_REORDERING || sk.dupacks >= TCP_REORDERING
+            } else {
+                sk.dupacks >= 3
+            };
+            if dsack && sk.undo.marker.is_some() && sk.undo.retrans == 0 {
+                // Linux: tcp_try_undo_dsack() from the open state. The D-SACKs for every
+                // retransmission of the last episode came after it ended (the originals
+                // were only reordered): give the window back.
+                tcp_undo_cwnd_reduction(sk, false);
+                stack.core.mib.tcp_ext.inc(TcpExtMib::TCPDSACKUndo);
+            }
+            if sk.packets_out > 0 && lost {
+                tcp_enter_recovery(sk, stack);
                 tcp_xmit_retransmit_queue(sk, stack);
             } else if acked_pkts > 0 {
                 sk.ca_ops
                     .cong_avoid(&mut sk.cong, acked_pkts, stack.core.jiffies, rtt_us);
             }
         }
+    }
+    if after(ack, prior_una) && !reo_armed {
+        // Restart the RTO, or arm a tail loss probe (Linux: tcp_set_xmit_timer).
+        tcp_set_xmit_timer(sk, stack);
     }
     true
 }
@@ -634,7 +753,12 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     if !after(cb.end_seq, sk.rcv_nxt) {
         // Entirely old: a retransmission of something we have. ACK at once (the sender may
         // have missed our ACK) -- in CLOSE-WAIT, CLOSING and LAST-ACK too, where it is the
-        // peer's FIN again (TIME-WAIT is handled by its own sock: tcp_minisocks.rs).
+        // peer's FIN again (TIME-WAIT is handled by its own sock: tcp_minisocks.rs) -- with
+        // a D-SACK, so the sender learns the retransmission was not needed.
+        if len > 0 {
+            // (A FIN alone is not reported: D-SACK is about data the sender resent.)
+            tcp_dsack_set(sk, stack, cb.seq, cb.end_seq);
+        }
         sk.quickack = sk.quickack.max(1);
         tcp_send_ack(sk, stack);
         return;
@@ -673,6 +797,10 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         // In order (possibly overlapping what we have: trim the front).
         let dup = sk.rcv_nxt.wrapping_sub(cb.seq);
         if dup > 0 {
+            // Partly old (Linux: the partial-packet D-SACK of tcp_data_queue); ACK at once.
+            let n = sk.rcv_nxt;
+            tcp_dsack_set(sk, stack, cb.seq, n);
+            sk.quickack = sk.quickack.max(1);
             skb.pskb_pull(dup.min(len) as usize);
         }
         let was_ooo = !sk.ooo_queue.is_empty();
@@ -708,6 +836,9 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     };
     if !covered {
         sk.ooo_queue.insert(pos, skb);
+    } else {
+        // Already held out of order (Linux: tcp_data_queue_ofo's D-SACK).
+        tcp_dsack_set(sk, stack, cb.seq, cb.end_seq);
     }
     tcp_update_sack_blocks(sk, cb.seq);
     sk.quickack = sk.quickack.max(1);
@@ -743,6 +874,24 @@ fn tcp_prune_ofo_queue(sk: &mut TcpSock, stack: &mut Stack) {
         stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
     }
     sk.selective_acks_clear();
+}
+
+/// Linux: tcp_dsack_set(). Report `seq..end_seq` as received twice in the next ACK's first
+/// SACK block (RFC 2883).
+fn tcp_dsack_set(sk: &mut TcpSock, stack: &mut Stack, seq: u32, end_seq: u32) {
+    if !sk.rx_opt.sack_ok || !before(seq, end_seq) {
+        return;
+    }
+    stack.core.mib.tcp_ext.inc(if before(seq, sk.rcv_nxt) {
+        TcpExtMib::TCPDSACKOldSent
+    } else {
+        TcpExtMib::TCPDSACKOfoSent
+    });
+    sk.dsack = true;
+    sk.duplicate_sack = SackBlock {
+        start: seq,
+        end: end_seq,
+    };
 }
 
 /// Linux: tcp_ofo_queue(). Move segments that became in-order to the receive queue; returns

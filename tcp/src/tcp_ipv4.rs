@@ -93,6 +93,7 @@ impl TcpProto {
         sk.timewait_ms = self.cfg.timewait_ms;
         sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
         sk.tcp_mem_pct = self.cfg.tcp_mem_pct;
+        sk.tlp = self.cfg.tlp;
         sk
     }
 

@@ -77,11 +77,17 @@ fn established_options(sk: &TcpSock, stack: &Stack, payload: usize) -> TcpOption
         o.ts = Some((tcp_time_stamp(sk, stack), sk.rx_opt.ts_recent));
         room = room.saturating_sub(12);
     }
-    if sk.rx_opt.sack_ok && sk.num_sacks > 0 {
+    if sk.rx_opt.sack_ok && (sk.num_sacks > 0 || sk.dsack) {
         let fit = room.saturating_sub(4) / 8;
-        let n = (sk.num_sacks as usize).min(4).min(fit);
-        o.sack[..n].copy_from_slice(&sk.selective_acks[..n]);
-        o.num_sacks = n as u8;
+        let mut n = 0;
+        if sk.dsack && fit > 0 {
+            // The D-SACK block goes first (RFC 2883 4).
+            o.sack[0] = sk.duplicate_sack;
+            n = 1;
+        }
+        let k = (sk.num_sacks as usize).min(4 - n).min(fit.saturating_sub(n));
+        o.sack[n..n + k].copy_from_slice(&sk.selective_acks[..k]);
+        o.num_sacks = (n + k) as u8;
     }
     o
 }
@@ -195,6 +201,8 @@ pub fn tcp_send_ack(sk: &mut TcpSock, stack: &mut Stack) {
     let opts = established_options(sk, stack, 0);
     let seq = sk.snd_nxt;
     tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
+    // A D-SACK is reported once (Linux clears rx_opt.dsack in tcp_options_write).
+    sk.dsack = false;
 }
 
 /// Linux: tcp_send_delayed_ack(). Owe an ACK; send it within the delayed-ACK time unless data
@@ -306,6 +314,7 @@ pub fn tcp_arm_rto(sk: &mut TcpSock, stack: &mut Stack, force: bool) {
     if let Some(t) = sk.retransmit_timer {
         if force || !stack.timers.timer_pending(t) || sk.probe0 {
             sk.probe0 = false;
+            sk.icsk_pending = crate::tcp_recovery::XmitTimer::Retrans;
             stack.timers.mod_timer(t, stack.core.jiffies + sk.rto_backed_off_ms());
         }
     }
@@ -380,6 +389,9 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         // The first segment in flight starts a fresh RTO, whatever the timer was doing (a
         // zero-window probe) (Linux: tcp_event_new_data_sent).
         tcp_arm_rto(sk, stack, prior_packets == 0);
+        // One loss probe per tail (Linux: tcp_schedule_loss_probe at the end of
+        // tcp_write_xmit).
+        crate::tcp_recovery::tcp_schedule_loss_probe(sk, stack, false);
     }
 }
 
@@ -433,6 +445,16 @@ pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool
         return false;
     }
     stack.core.mib.tcp.inc(TcpMib::RetransSegs);
+    if sk.undo.marker.is_some() {
+        // Undo bookkeeping (Linux: tcp_retransmit_skb): count the episode's retransmissions,
+        // and stamp the first one for the Eifel check.
+        sk.undo.retrans = sk.undo.retrans.max(0) + 1;
+        // Full: later D-SACKs below snd_una are not recognised and this episode is not undone.
+        let _ = sk.undo.retrans_ends.try_push(cb.end_seq);
+        if sk.undo.retrans_stamp.is_none() {
+            sk.undo.retrans_stamp = Some(tcp_time_stamp(sk, stack));
+        }
+    }
     let now = stack.core.now_ns;
     let c = sk.rtx_queue[i].cb_mut::<TcpSkbCb>();
     c.tx_count = c.tx_count.saturating_add(1);

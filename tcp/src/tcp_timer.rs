@@ -15,6 +15,7 @@ use crate::tcp::{tcp_done, TcpError, TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TC
 use crate::tcp_cong::CaState;
 use crate::tcp_ipv4::TcpProto;
 use crate::tcp_output::*;
+use crate::tcp_recovery::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerKind {
@@ -61,6 +62,7 @@ pub fn tcp_arm_probe0(sk: &mut TcpSock, stack: &mut Stack) {
     if let Some(t) = sk.retransmit_timer {
         if !sk.probe0 || !stack.timers.timer_pending(t) {
             sk.probe0 = true;
+            sk.icsk_pending = XmitTimer::Retrans;
             stack.timers.mod_timer(
                 t,
                 stack.core.jiffies + sk.rto_backed_off_ms().max(crate::TCP_RTO_MIN_MS),
@@ -132,7 +134,14 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
         return;
     }
     if sk.rtx_queue.is_empty() {
+        sk.icsk_pending = XmitTimer::Retrans;
         return;
+    }
+    // The same timer serves RACK's reordering timeout and the tail loss probe.
+    match sk.icsk_pending {
+        XmitTimer::ReoTimeout => return tcp_rack_reo_timeout(sk, stack),
+        XmitTimer::LossProbe => return tcp_send_loss_probe(sk, stack),
+        XmitTimer::Retrans => {}
     }
     if sk.retransmits >= crate::TCP_RETRIES2 {
         sk.error = Some(TcpError::TimedOut);
@@ -142,9 +151,21 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
     }
     stack.core.mib.tcp_ext.inc(TcpExtMib::TCPTimeouts);
     // Linux: tcp_enter_loss(). Everything not SACKed is lost; restart from one segment.
+    if matches!(sk.ca_state, CaState::Open | CaState::Disorder | CaState::Cwr)
+        || (sk.ca_state == CaState::Loss && sk.retransmits == 0)
+    {
+        // A new episode: remember what to restore if the timeout proves spurious. (In
+        // Recovery the episode, and its undo state, began with the fast retransmit.)
+        sk.undo.prior_ssthresh = tcp_current_ssthresh(sk);
+        sk.cong.prior_cwnd = sk.cong.cwnd;
+        tcp_init_undo(sk);
+    }
     if sk.ca_state != CaState::Loss || sk.retransmits == 0 {
         sk.cong.ssthresh = sk.ca_ops.ssthresh(&sk.cong);
     }
+    sk.tlp_high_seq = None;
+    sk.rto_stamp_ns = stack.core.now_ns;
+    sk.rto_stamp_ts = Some(tcp_time_stamp(sk, stack));
     sk.cong.cwnd = 1;
     sk.cong.cwnd_cnt = 0;
     sk.ca_state = CaState::Loss;

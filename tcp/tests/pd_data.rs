@@ -134,9 +134,10 @@ fn out_of_order_sack_then_fill() {
 0.1   > . 1:1(0) ack 1 <sack 1001:3001>
 0.11  < . 4001:5001(1000) ack 1 win 65535
 0.11  > . 1:1(0) ack 1 <sack 4001:5001 1001:3001>
-# A duplicate of out-of-order data changes nothing but is ACKed, the block holding it first.
+# A duplicate of out-of-order data changes nothing but is ACKed, the block holding it first,
+# after a D-SACK block reporting the duplicate (RFC 2883; Linux: tcp_data_queue_ofo).
 0.115 < . 2001:3001(1000) ack 1 win 65535
-0.115 > . 1:1(0) ack 1 <sack 1001:3001 4001:5001>
+0.115 > . 1:1(0) ack 1 <sack 2001:3001 1001:3001 4001:5001>
 0.12  < . 1:1001(1000) ack 1 win 65535
 0.12  > . 1:1(0) ack 3001 <sack 4001:5001>
 0.13  < P. 3001:4001(1000) ack 1 win 65535

@@ -4,7 +4,7 @@
 mod script;
 
 use blink_tcp::TcpConfig;
-use script::{cfg, run, ACCEPTED_PLAIN, ACCEPTED_SACK};
+use script::{cfg, cfg_tlp, run, ACCEPTED_PLAIN, ACCEPTED_SACK};
 
 /// After an RTT sample of ~0 the RTO is the 200 ms floor; it doubles on every timeout.
 /// Without timestamps the ACK of a retransmitted segment is no RTT sample (Karn), so the
@@ -348,6 +348,155 @@ fn zero_window_by_pure_window_update() {
     s.assert_clean();
 }
 
+/// RACK (RFC 8985) finds a lost retransmission without a second timeout: after the RTO the
+/// sender slow-starts its retransmissions; when the peer SACKs the later one, the earlier one,
+/// sent before it and not delivered an RTT later, is lost again and goes out at once
+/// (TCPLostRetransmit). Without RACK it would wait for the backed-off RTO at 0.8 s.
+#[test]
+fn rack_detects_lost_retransmission() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+# One exchange gives an RTT sample (5 ms): RACK needs min_rtt to trust retransmissions.
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.105 < . 1:1(0) ack 1001 win 65535
+0.2   write 5000
+0.2   > . 1001:2001(1000) ack 1
+0.2   > . 2001:3001(1000) ack 1
+0.2   > . 3001:4001(1000) ack 1
+0.2   > . 4001:5001(1000) ack 1
+0.2   > P. 5001:6001(1000) ack 1
+# Nothing comes back: timeout, everything is lost, restart from one segment.
+0.4   > . 1001:2001(1000) ack 1
+0.4   < . 1:1(0) ack 2001 win 65535
+0.4   > . 2001:3001(1000) ack 1
+0.4   > . 3001:4001(1000) ack 1
+# 3001:4001 arrived, 2001:3001 (sent just before it) did not: lost again.
+0.41  < . 1:1(0) ack 2001 win 65535 <sack 3001:4001>
+0.41  > . 2001:3001(1000) ack 1
+0.41  > . 4001:5001(1000) ack 1
+0.42  < . 1:1(0) ack 6001 win 65535
+0.5   < R 1:1(0) win 0
+0.5   close
+0.5   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPTimeouts", 1),
+        ("TcpExt.TCPLostRetransmit", 1),
+        ("Tcp.RetransSegs", 5),
+    ]);
+    s.assert_clean();
+}
+
+/// Tail loss probe (RFC 8985 7): the last segments of a burst are lost and no ACK comes; after
+/// PTO = max(2 SRTT, 10 ms) the last segment is sent again, its SACK lets RACK mark the hole
+/// lost, and fast recovery repairs it -- no RTO (it would come at 0.4 s).
+#[test]
+fn tlp_recovers_tail_loss_without_rto() {
+    let mut s = run(
+        cfg_tlp(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.105 < . 1:1(0) ack 1001 win 65535
+0.2   write 3000
+0.2   > . 1001:2001(1000) ack 1
+0.2   > . 2001:3001(1000) ack 1
+0.2   > P. 3001:4001(1000) ack 1
+0.21  > P. 3001:4001(1000) ack 1
+0.215 < . 1:1(0) ack 2001 win 65535 <sack 3001:4001>
+0.215 > . 2001:3001(1000) ack 1
+0.22  < . 1:1(0) ack 4001 win 65535
+0.3   < R 1:1(0) win 0
+0.3   close
+0.3   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPLossProbes", 1),
+        ("TcpExt.TCPSackRecovery", 1),
+        ("TcpExt.TCPTimeouts", 0),
+        ("Tcp.RetransSegs", 2),
+    ]);
+    s.assert_clean();
+}
+
+/// The receiver reports duplicates with D-SACK (RFC 2883): a segment it already acknowledged
+/// (the block below the ACK, TCPDSACKOldSent) and one it already holds out of order (the first
+/// block inside the second, TCPDSACKOfoSent). Each is reported once.
+#[test]
+fn dsack_sent_for_duplicate_segments() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   < . 1:1001(1000) ack 1 win 65535
+0.14  > . 1:1(0) ack 1001 <>
+0.2   < . 1:1001(1000) ack 1 win 65535
+0.2   > . 1:1(0) ack 1001 <sack 1:1001>
+0.3   < . 2001:3001(1000) ack 1 win 65535
+0.3   > . 1:1(0) ack 1001 <sack 2001:3001>
+0.31  < . 2001:3001(1000) ack 1 win 65535
+0.31  > . 1:1(0) ack 1001 <sack 2001:3001 2001:3001>
+0.4   < . 1001:2001(1000) ack 1 win 65535
+0.4   > . 1:1(0) ack 3001 <>
+0.5   read 3000
+0.5   < R 3001:3001(0) win 0
+0.5   close
+0.5   close listener
+"
+        ),
+    );
+    s.assert_counters(&[("TcpExt.TCPDSACKOldSent", 1), ("TcpExt.TCPDSACKOfoSent", 1)]);
+    s.assert_clean();
+}
+
+/// A fast retransmit caused by reordering is undone (Linux: tcp_try_undo_dsack): the original
+/// arrives late (the ACK jumps past the hole), then the D-SACK for the retransmission shows it
+/// was not needed, and the window the recovery took is given back (TCPDSACKUndo).
+#[test]
+fn dsack_undoes_spurious_fast_retransmit() {
+    let mut s = run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 1000
+0.1   > P. 1:1001(1000) ack 1
+0.105 < . 1:1(0) ack 1001 win 65535
+0.2   write 5000
+0.2   > . 1001:2001(1000) ack 1
+0.2   > . 2001:3001(1000) ack 1
+0.2   > . 3001:4001(1000) ack 1
+0.2   > . 4001:5001(1000) ack 1
+0.2   > P. 5001:6001(1000) ack 1
+0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:3001>
+0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:4001>
+0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:5001>
+0.21  > . 1001:2001(1000) ack 1
+0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:6001>
+0.215 < . 1:1(0) ack 6001 win 65535
+0.216 < . 1:1(0) ack 6001 win 65535 <sack 1001:2001>
+0.3   < R 1:1(0) win 0
+0.3   close
+0.3   close listener
+"
+        ),
+    );
+    s.assert_counters(&[
+        ("TcpExt.TCPSackRecovery", 1),
+        ("TcpExt.TCPDSACKRecv", 1),
+        ("TcpExt.TCPDSACKUndo", 1),
+        ("Tcp.RetransSegs", 1),
+    ]);
+    s.assert_clean();
+}
+
 /// A receiver may drop data it has SACKed (reneging, RFC 2018 8; blink does under memory
 /// pressure). The cumulative ACK then stops at a SACKed segment; at the next timeout the SACK
 /// marks are forgotten and that segment is sent again, instead of waiting forever for an ACK
@@ -362,13 +511,15 @@ fn sack_reneging_resends_sacked_data_after_timeout() {
 0.1   > . 1:1001(1000) ack 1
 0.1   > P. 1001:2001(1000) ack 1
 0.15  < . 1:1(0) ack 1 win 65535 <sack 1001:2001,nop,nop>
-0.3   > . 1:1001(1000) ack 1
-0.35  < . 1:1(0) ack 1001 win 65535
-0.762 > P. 1001:2001(1000) ack 1
-0.8   < . 1:1(0) ack 2001 win 65535
-0.9   < R 1:1(0) win 0
-0.9   close
-0.9   close listener
+# RACK: the first segment, sent before the SACKed one, is lost after the reordering window.
+0.158 > . 1:1001(1000) ack 1
+# The ACK stops at the SACKed segment: the receiver dropped it.
+0.2   < . 1:1(0) ack 1001 win 65535
+0.406 > P. 1001:2001(1000) ack 1
+0.45  < . 1:1(0) ack 2001 win 65535
+0.5   < R 1:1(0) win 0
+0.5   close
+0.5   close listener
 "
         ),
     );

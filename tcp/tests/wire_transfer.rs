@@ -127,6 +127,16 @@ fn lossy(loss: f64, seed: u64) {
     let (hs, hr) = transfer(&mut p, size(256), usize::MAX);
     assert_eq!(hs, hr, "seed {seed}");
     assert!(p.a.core.mib.tcp[blink_netcore::snmp::TcpMib::RetransSegs] > 0);
+    eprintln!(
+        "loss {loss}: virtual time {} ms; A: {:?}",
+        p.vc.now_ns() / 1_000_000,
+        p.a.core
+            .mib
+            .nonzero()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TcpExt") || k.contains("Retrans"))
+            .collect::<Vec<_>>()
+    );
     check_clean_end(&mut p);
 }
 
@@ -140,9 +150,10 @@ fn transfer_5pct_loss() {
     lossy(0.05, 12);
 }
 
-/// 20% loss in both directions plus duplication, reordering and corruption. Recovery here
-/// leans on retransmission timeouts (lost retransmissions are found only by the RTO), so
-/// virtual time runs to ~50 minutes for 256 MiB; wall time stays a few seconds.
+/// 20% loss in both directions plus duplication, reordering and corruption. With an RTT of
+/// tens of microseconds every retransmission timeout costs 10^4 RTTs, so the timeouts left
+/// (a lost probe or retransmission with nothing sent after it, ~2,000 per 256 MiB) still
+/// set the virtual time: ~22 minutes; wall time stays a few seconds.
 #[test]
 fn transfer_20pct_loss_with_dup_reorder_corrupt() {
     let imp = ImpairConfig {

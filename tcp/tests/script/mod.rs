@@ -539,13 +539,22 @@ fn error_kind(k: &str) -> Result<TcpError, String> {
 }
 
 /// The configuration most scripts use: a 65535-byte receive buffer (so blink offers window
-/// scale 0 and windows read as plain byte counts) and a 1 s TIME-WAIT.
+/// scale 0 and windows read as plain byte counts) and a 1 s TIME-WAIT. Tail loss probes are
+/// off (as packetdrill tests of other mechanisms set net.ipv4.tcp_early_retrans): with the
+/// scripts' zero-time handshake the probe timeout is its 10 ms floor, and a probe would come
+/// before every scripted ACK. [`cfg_tlp`] turns them on.
 pub fn cfg() -> TcpConfig {
     TcpConfig {
         rcvbuf: 65535,
         timewait_ms: 1000,
+        tlp: false,
         ..Default::default()
     }
+}
+
+/// [`cfg`] with tail loss probes (RACK-TLP, Linux's default).
+pub fn cfg_tlp() -> TcpConfig {
+    TcpConfig { tlp: true, ..cfg() }
 }
 
 /// Passive open on port 8080 at time 0, accepted. The remote offers MSS 1000 and SACK (no
