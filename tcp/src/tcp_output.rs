@@ -104,11 +104,13 @@ pub fn tcp_transmit(
     opts: &TcpOptions,
     window: Option<u16>,
 ) -> bool {
+    // Drained in place: moving the array into the closure or an iterator copies all of it.
+    let mut payload = payload;
     __tcp_transmit(
         sk,
         stack,
         |h| {
-            for f in payload {
+            for f in payload.drain(..) {
                 // Cannot overflow: payload frags are at most MAX_SKB_FRAGS.
                 let _ = h.skb_add_frag(f);
             }
