@@ -6,11 +6,10 @@ use std::any::Any;
 use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 
-use arrayvec::ArrayVec;
 use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_TCP};
 use blink_ipv4::{InetProtocol, Stack};
-use blink_netcore::skbuff::{IpSummed, SkBuff, MAX_SKB_FRAGS};
+use blink_netcore::skbuff::{IpSummed, SkBuff};
 use blink_netcore::snmp::{DropReason, TcpExtMib, TcpMib};
 use blink_netcore::sock::{SockHandle, SockSlab};
 
@@ -350,11 +349,8 @@ impl TcpProto {
             (ip.src(), ip.dst())
         };
         if skb.ip_summed != IpSummed::Unnecessary {
-            let ok = {
-                let mut segs: ArrayVec<&[u8], { MAX_SKB_FRAGS + 1 }> = ArrayVec::new();
-                segs.extend(skb.segments());
-                tcp_v4_verify(saddr.octets(), daddr.octets(), &segs)
-            };
+            // Summed in place over the linear area and the fragments.
+            let ok = tcp_v4_check_skb(saddr.octets(), daddr.octets(), &skb) == 0;
             if !ok {
                 stack.core.mib.tcp.inc(TcpMib::InCsumErrors);
                 stack.core.mib.tcp.inc(TcpMib::InErrs);
