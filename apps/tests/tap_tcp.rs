@@ -34,7 +34,7 @@ fn kernel_nc_to_blink_echo(tag: &str, net: u8, mib: usize, impair: Option<&str>)
     let (i, o) = (input.to_str().unwrap(), output.to_str().unwrap());
     ns.exec_ok(&["sh", "-c", &format!("head -c {} /dev/urandom > {i}", mib << 20)]);
     let t0 = std::time::Instant::now();
-    let r = ns.exec(&["sh", "-c", &format!("timeout 300 nc -N 10.200.{net}.2 7 < {i} > {o}")]);
+    let r = ns.exec(&["sh", "-c", &format!("timeout 600 nc -N 10.200.{net}.2 7 < {i} > {o}")]);
     let secs = t0.elapsed().as_secs_f64();
     let (code, stdout) = b.stop();
     assert!(
