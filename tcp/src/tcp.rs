@@ -177,6 +177,9 @@ pub struct TcpSock {
     pub backoff: u32,
     /// Consecutive retransmission timeouts (icsk_retransmits).
     pub retransmits: u32,
+    /// When the segment the current run of timeouts retransmits was last sent before the
+    /// first of them, ns (Linux: retrans_stamp as tcp_write_timeout uses it).
+    pub rto_start_ns: u64,
     /// When the first SYN or SYN-ACK went out, ns: the handshake's RTT sample (Linux: the
     /// SYN's tx time in tcp_ack, tcp_synack_rtt_meas for the passive side).
     pub syn_stamp_ns: Option<u64>,
@@ -336,6 +339,7 @@ impl TcpSock {
             rto_ms: 1000,
             backoff: 0,
             retransmits: 0,
+            rto_start_ns: 0,
             syn_stamp_ns: None,
             cong: CongState::default(),
             ca_ops,

@@ -143,7 +143,12 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
         XmitTimer::LossProbe => return tcp_send_loss_probe(sk, stack),
         XmitTimer::Retrans => {}
     }
-    if sk.retransmits >= crate::TCP_RETRIES2 {
+    if sk.retransmits == 0 {
+        sk.rto_start_ns = sk
+            .rtx_queue
+            .front()
+            .map_or(stack.core.now_ns, |s| s.cb::<TcpSkbCb>().when_ns);
+    } else if retransmits_timed_out(sk, stack.core.now_ns) {
         sk.error = Some(TcpError::TimedOut);
         stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnTimeout);
         tcp_done(sk, stack);
@@ -203,6 +208,24 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
     tcp_arm_rto(sk, stack, true);
 }
 
+/// Linux: tcp_model_timeout(). How long `boundary` timeouts take from an RTO of `rto_base`
+/// ms doubling up to TCP_RTO_MAX: tcp_retries2 (15) at the 200 ms floor is 924.6 s.
+pub fn tcp_model_timeout(boundary: u32, rto_base: u64) -> u64 {
+    let thresh = (crate::TCP_RTO_MAX_MS / rto_base).ilog2();
+    if boundary <= thresh {
+        ((2u64 << boundary) - 1) * rto_base
+    } else {
+        ((2u64 << thresh) - 1) * rto_base + (boundary - thresh) as u64 * crate::TCP_RTO_MAX_MS
+    }
+}
+
+/// Linux: retransmits_timed_out() for tcp_retries2. Established connections give up by time,
+/// not by count: a path with a long RTO makes fewer retransmissions in the same 924.6 s.
+fn retransmits_timed_out(sk: &TcpSock, now_ns: u64) -> bool {
+    let limit_ms = tcp_model_timeout(crate::TCP_RETRIES2, crate::TCP_RTO_MIN_MS);
+    now_ns.saturating_sub(sk.rto_start_ns) >= limit_ms * 1_000_000
+}
+
 /// Linux: tcp_delack_timer(). Send the ACK we owe.
 pub fn tcp_delack_timer(sk: &mut TcpSock, stack: &mut Stack) {
     if sk.ack_pending {
@@ -251,5 +274,20 @@ pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_model_timeout;
+
+    #[test]
+    fn model_timeout_matches_linux() {
+        // tcp_retries2 = 15 at TCP_RTO_MIN: the documented ~924.6 s.
+        assert_eq!(tcp_model_timeout(15, 200), 924_600);
+        // Below the linear threshold: a plain doubling sum, 0.2 + 0.4 + 0.8 s.
+        assert_eq!(tcp_model_timeout(2, 200), 1_400);
+        // tcp_retries1 = 3.
+        assert_eq!(tcp_model_timeout(3, 200), 3_000);
     }
 }

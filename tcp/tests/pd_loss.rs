@@ -526,3 +526,46 @@ fn sack_reneging_resends_sacked_data_after_timeout() {
     s.assert_counters(&[("TcpExt.TCPSACKReneging", 1), ("Tcp.RetransSegs", 2)]);
     s.assert_clean();
 }
+
+/// tcp_retries2 is a time, not a count (Linux: retransmits_timed_out with tcp_model_timeout):
+/// an unanswered connection gives up 924.6 s after the first lost transmission, what 15
+/// timeouts from the 200 ms floor would take. With a 0.9 s handshake RTT the RTO starts at
+/// 2.7 s, so only 12 retransmissions fit before the connection times out.
+#[test]
+fn retries2_is_a_time_not_a_count() {
+    let mut s = run(
+        cfg(),
+        "
+0     socket listen 8080
+0     < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
+0     > S. 0:0(0) ack 1 <mss 1460,sackOK>
+0.9   < . 1:1(0) ack 1 win 65535
+0.9   accept
+1     write 1000
+1     > P. 1:1001(1000) ack 1
+3.7   > P. 1:1001(1000) ack 1
+9.1   > P. 1:1001(1000) ack 1
+19.9  > P. 1:1001(1000) ack 1
+41.5  > P. 1:1001(1000) ack 1
+84.7  > P. 1:1001(1000) ack 1
+171.1 > P. 1:1001(1000) ack 1
+291.1 > P. 1:1001(1000) ack 1
+411.1 > P. 1:1001(1000) ack 1
+531.1 > P. 1:1001(1000) ack 1
+651.1 > P. 1:1001(1000) ack 1
+771.1 > P. 1:1001(1000) ack 1
+891.1 > P. 1:1001(1000) ack 1
+1011.1 expect_state CLOSE
+1011.1 expect_error timeout
+1011.1 read error timeout
+1011.2 close
+1011.2 close listener
+",
+    );
+    s.assert_counters(&[
+        ("Tcp.RetransSegs", 12),
+        ("TcpExt.TCPAbortOnTimeout", 1),
+        ("Tcp.CurrEstab", 0),
+    ]);
+    s.assert_clean();
+}
