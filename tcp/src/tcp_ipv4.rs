@@ -605,8 +605,7 @@ impl TcpProto {
     /// handshake's final ACK turns request sock `rh` into a full socket, which then processes
     /// the ACK (and any data on it) and goes to the listener's accept queue.
     fn tcp_v4_syn_recv_sock(&mut self, stack: &mut Stack, rh: SockHandle, skb: SkBuff, opts: &TcpOptions) {
-        let req = self.reqs.get(rh).expect("hashed request socks exist").clone();
-        let l = req.listener;
+        let l = self.reqs.get(rh).expect("hashed request socks exist").listener;
         let Some(ls) = self.socks.get(l) else {
             self.reqsk_queue_drop(stack, rh);
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
@@ -621,6 +620,7 @@ impl TcpProto {
             stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
+        let req = self.reqsk_queue_drop(stack, rh).expect("looked up above");
         let t = req.tuple;
         let mut sk = self.new_child(stack, &t, req.rcv_isn, req.snd_wnd, l, req.snt_isn, req.ts_offset);
         sk.state = TcpState::SynRecv;
@@ -632,7 +632,6 @@ impl TcpProto {
         // The handshake RTT: from the first SYN-ACK, unless it was sent again (Karn).
         sk.syn_stamp_ns = Some(req.snt_synack_ns);
         sk.retransmits = req.num_retrans;
-        self.reqsk_queue_drop(stack, rh);
         let Some(h) = self.socks.insert(sk) else {
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
@@ -649,8 +648,9 @@ impl TcpProto {
 
     /// Free request sock `rh`: its timer, its hash entry, its place in the listener's SYN
     /// count (Linux: inet_csk_reqsk_queue_drop).
-    fn reqsk_queue_drop(&mut self, stack: &mut Stack, rh: SockHandle) {
-        let Some(req) = self.reqs.remove(rh) else { return };
+    /// Returns the request sock, for a promotion.
+    fn reqsk_queue_drop(&mut self, stack: &mut Stack, rh: SockHandle) -> Option<TcpRequestSock> {
+        let req = self.reqs.remove(rh)?;
         if let Some(t) = req.timer {
             stack.timers.timer_free(t);
         }
@@ -660,6 +660,7 @@ impl TcpProto {
         if let Some(ls) = self.socks.get_mut(req.listener) {
             ls.syn_pending = ls.syn_pending.saturating_sub(1);
         }
+        Some(req)
     }
 
     /// Linux: reqsk_timer_handler(). Send the SYN-ACK again with a doubled timeout, or give
