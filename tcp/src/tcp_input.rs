@@ -90,19 +90,26 @@ fn tcp_syn_rtt_meas(sk: &mut TcpSock, stack: &Stack) {
     }
 }
 
+/// Linux: __tcp_oow_rate_limited(). At most one answer to out-of-window segments per
+/// tcp_invalid_ratelimit (500 ms) per socket; `last` is the socket's last_oow_ack_time, and a
+/// held-back answer is counted as `skipped`.
+pub fn __tcp_oow_rate_limited(stack: &mut Stack, last: &mut Option<u64>, skipped: TcpExtMib) -> bool {
+    let now = stack.core.jiffies;
+    if last.is_some_and(|t| now.saturating_sub(t) < crate::TCP_INVALID_RATELIMIT_MS) {
+        stack.core.mib.tcp_ext.inc(skipped);
+        return true;
+    }
+    *last = Some(now);
+    false
+}
+
 /// RFC 5961 / Linux tcp_send_challenge_ack(): answer a suspicious RST or SYN with an ACK.
 /// Rate limited per socket (Linux: __tcp_oow_rate_limited), so a blind attacker cannot turn
 /// us into an ACK reflector, and an ACK storm between confused peers dies out.
 fn tcp_send_challenge_ack(sk: &mut TcpSock, stack: &mut Stack) {
-    let now = stack.core.jiffies;
-    if sk
-        .last_oow_ack_time
-        .is_some_and(|t| now.saturating_sub(t) < crate::TCP_INVALID_RATELIMIT_MS)
-    {
-        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPACKSkippedChallenge);
+    if __tcp_oow_rate_limited(stack, &mut sk.last_oow_ack_time, TcpExtMib::TCPACKSkippedChallenge) {
         return;
     }
-    sk.last_oow_ack_time = Some(now);
     stack.core.mib.tcp_ext.inc(TcpExtMib::TCPChallengeACK);
     tcp_send_ack(sk, stack);
 }

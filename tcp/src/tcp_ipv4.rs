@@ -957,16 +957,7 @@ fn req_oow_rate_limited(req: &mut TcpRequestSock, stack: &mut Stack, cb: &TcpSkb
     if cb.end_seq != cb.seq && cb.tcp_flags & TCPHDR_SYN == 0 {
         return false;
     }
-    let now = stack.core.jiffies;
-    if req
-        .last_oow_ack_time
-        .is_some_and(|t| now.saturating_sub(t) < crate::TCP_INVALID_RATELIMIT_MS)
-    {
-        stack.core.mib.tcp_ext.inc(TcpExtMib::TCPACKSkippedSynRecv);
-        return true;
-    }
-    req.last_oow_ack_time = Some(now);
-    false
+    crate::tcp_input::__tcp_oow_rate_limited(stack, &mut req.last_oow_ack_time, TcpExtMib::TCPACKSkippedSynRecv)
 }
 
 /// Send one segment that belongs to no socket (a reset, a cookie SYN-ACK): header in a fresh
