@@ -183,7 +183,11 @@ fn stat_prints_every_table_per_core() {
     assert_eq!(cores[1].0, "core 1 (host B)");
     for (core, tables) in &cores {
         let secs: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(secs, ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Drop"], "{core}");
+        assert_eq!(
+            secs,
+            ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Drop"],
+            "{core}"
+        );
     }
     let (a, b) = (&cores[0].1, &cores[1].1);
     // The demo's exchange, seen from both ends: 5 pings answered; B refused protocol 253 and
@@ -215,7 +219,7 @@ fn stat_json_has_every_counter_per_core() {
     );
     assert_eq!(s.lines().count(), 1, "one JSON document");
     assert_eq!(s.matches('{').count(), s.matches('}').count(), "balanced: {s}");
-    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Drop"] {
+    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Drop"] {
         assert_eq!(
             s.matches(&format!("\"{sec}\": {{")).count(),
             2,

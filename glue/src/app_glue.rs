@@ -10,9 +10,12 @@
 //! arrives, and on the writable list when send space opens after a send was refused (or
 //! [`Glue::calc_size_of_data_to_send`] reported none) — never on every poll.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 
+use blink_ipv4::inbox::{CoreMsg, CoreSet};
 use blink_ipv4::Stack;
 use blink_netcore::mbuf::Mbuf;
 use blink_netcore::skbuff::SkBuff;
@@ -21,6 +24,7 @@ use blink_netcore::Mempool;
 use blink_tcp::tcp::{ev, TcpState};
 use blink_tcp::{with_tcp, TcpErr};
 
+use crate::poller::Poller;
 use crate::socket::{evbit, SockKind, SockTable, Socket};
 use crate::{CloseReason, GlueError};
 
@@ -66,6 +70,8 @@ pub trait GlueHandler<U> {
     /// A UDP socket has an ICMP error pending (port unreachable, ...): the next call on it
     /// returns it as `GlueError::Icmp`, once; the socket stays open (Linux: sk_error_report).
     fn on_error(&mut self, _glue: &mut Glue<U>, _sock: Socket) {}
+    /// A message another core (or thread) posted to this core with [`Glue::post`].
+    fn on_message(&mut self, _glue: &mut Glue<U>, _msg: Box<dyn Any + Send>) {}
 }
 
 /// One core's stack with its sockets' event lists and user data.
@@ -85,6 +91,8 @@ pub struct Glue<U> {
     errors: VecDeque<Socket>,
     /// Scratch for collecting protocol events (reused: no allocation per poll).
     events: Vec<(SockHandle, u8)>,
+    /// Poller mode: the poller + load balancer of each device, run by core 0.
+    pub(crate) pollers: Vec<Poller>,
 }
 
 impl<U> Glue<U> {
@@ -102,7 +110,56 @@ impl<U> Glue<U> {
             closed: VecDeque::new(),
             errors: VecDeque::new(),
             events: Vec::new(),
+            pollers: Vec::new(),
         }
+    }
+
+    /// This core's id (0-based).
+    pub fn cpu(&self) -> u16 {
+        self.stack.core.cpu
+    }
+
+    /// Cores of this instance.
+    pub fn nb_cores(&self) -> u16 {
+        self.stack.nb_cores()
+    }
+
+    /// Every core's inbox: clone it to reach the cores from another thread
+    /// (`post(cpu, CoreMsg::App(..))`).
+    pub fn core_set(&self) -> Arc<CoreSet> {
+        self.stack.cores.clone()
+    }
+
+    /// The pollers this core runs (poller mode, core 0 only).
+    pub fn pollers(&self) -> &[Poller] {
+        &self.pollers
+    }
+
+    /// Post `msg` to core `cpu`'s application: it arrives there as
+    /// [`GlueHandler::on_message`] (or [`Glue::next_message`]). A full inbox or unknown core
+    /// is `GlueError::InboxFull` (counted as `Softnet.RingDrops`).
+    pub fn post(&mut self, cpu: u16, msg: Box<dyn Any + Send>) -> Result<(), GlueError> {
+        if cpu >= self.nb_cores() {
+            return Err(GlueError::Config {
+                field: "cpu".into(),
+                msg: format!("core {cpu} does not exist ({} cores)", self.nb_cores()),
+            });
+        }
+        if self.stack.post_to_core(cpu, CoreMsg::App(msg)) {
+            self.stack
+                .core
+                .mib
+                .softnet
+                .inc(blink_netcore::snmp::SoftnetMib::AppMsgsSent);
+            Ok(())
+        } else {
+            Err(GlueError::InboxFull(cpu))
+        }
+    }
+
+    /// Next message posted to this core (pull alternative to `on_message`).
+    pub fn next_message(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.stack.app_msgs.pop_front()
     }
 
     /// The stack underneath (counters, devices, neighbours).
@@ -167,7 +224,15 @@ impl<U> Glue<U> {
     /// burst from every device, transmit, then collect the sockets' events into the lists.
     /// Returns the frames received.
     pub fn periodic(&mut self) -> usize {
-        let n = self.stack.poll();
+        let mut n = 0;
+        for p in &mut self.pollers {
+            p.flush_tx();
+            n += p.poll_rx(&mut self.stack);
+        }
+        n += self.stack.poll();
+        for p in &mut self.pollers {
+            p.flush_tx();
+        }
         self.collect_events();
         n
     }
@@ -182,6 +247,13 @@ impl<U> Glue<U> {
     /// Call `handler` for every listed event, then transmit what the callbacks sent.
     /// Order: connected, accept, readable, writable, error, closed.
     pub fn dispatch<H: GlueHandler<U>>(&mut self, handler: &mut H) {
+        // Only messages already here: one a callback posts to this core waits for the next poll.
+        for _ in 0..self.stack.app_msgs.len() {
+            let Some(m) = self.stack.app_msgs.pop_front() else {
+                break;
+            };
+            handler.on_message(self, m);
+        }
         // The lists are only filled by collect_events, so callbacks cannot make these loop.
         while let Some(s) = self.next_connected() {
             handler.on_connected(self, s);
@@ -203,12 +275,15 @@ impl<U> Glue<U> {
         while let Some(c) = self.next_closed() {
             handler.on_closed(self, c);
         }
-        self.stack.flush_tx();
+        self.flush();
     }
 
     /// Transmit what was sent since the last poll without waiting for the next one.
     pub fn flush(&mut self) {
         self.stack.flush_tx();
+        for p in &mut self.pollers {
+            p.flush_tx();
+        }
     }
 
     fn collect_events(&mut self) {

@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use blink_ipv4::inbox::{CoreSet, INBOX_SIZE};
 use blink_ipv4::neighbour::neigh_add_static;
 use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
 use blink_netcore::drivers::impair::{Impair, ImpairConfig};
@@ -11,11 +13,14 @@ use blink_netcore::drivers::tap::TapDev;
 use blink_netcore::jiffies::Clock;
 use blink_netcore::netdevice::NetDevice;
 use blink_netcore::pcap::PcapDumper;
+use blink_netcore::rss::Toeplitz;
 use blink_netcore::{EthAddr, Mempool, MempoolConfig};
 use blink_raw::RawConfig;
 use blink_tcp::TcpConfig;
 use blink_udp::UdpConfig;
 
+use crate::poller::Poller;
+use crate::runtime::{allowed_cpus, Steering};
 use crate::{Glue, GlueError};
 
 /// Buffers in the pool when the builder is not told otherwise.
@@ -32,6 +37,9 @@ pub fn mac_for(ip: Option<Ipv4Cidr>) -> EthAddr {
 enum DevSource {
     /// Already made by the caller (the in-memory wire, or any driver).
     Ready(Box<dyn NetDevice>),
+    /// One handle per queue, made by the caller (`WireDev::into_queues`, ...): core `i`
+    /// drives handle `i` on queue `i`.
+    Queues(Vec<Box<dyn NetDevice>>),
     /// A Linux TAP opened at build time (its MAC follows the device's first address unless set).
     Tap {
         name: String,
@@ -67,6 +75,7 @@ pub struct GlueBuilder {
     pool: Option<Mempool>,
     pool_size: usize,
     cores: u16,
+    mode: Steering,
     clock: Option<Clock>,
     stack_cfg: StackConfig,
     tcp: TcpConfig,
@@ -90,6 +99,7 @@ impl GlueBuilder {
             pool: None,
             pool_size: DEFAULT_POOL_SIZE,
             cores: 1,
+            mode: Steering::Rss,
             clock: None,
             stack_cfg: StackConfig::default(),
             tcp: TcpConfig::default(),
@@ -110,7 +120,20 @@ impl GlueBuilder {
         self
     }
 
-    /// Add a Linux TAP device `name` (created if missing; needs CAP_NET_ADMIN).
+    /// Add a device as one handle per queue (e.g. `WireDev::into_queues`): in rss mode core
+    /// `i` drives handle `i`, so give as many handles as cores; in poller mode give one.
+    pub fn device_queues(mut self, queues: Vec<Box<dyn NetDevice>>) -> Self {
+        self.devs.push(DevSpec {
+            src: DevSource::Queues(queues),
+            addrs: Vec::new(),
+            impair: None,
+            pcap: None,
+        });
+        self
+    }
+
+    /// Add a Linux TAP device `name` (created if missing; needs CAP_NET_ADMIN). With several
+    /// cores in rss mode it is opened multi-queue, one queue per core.
     pub fn tap(mut self, name: &str, mtu: usize) -> Self {
         self.devs.push(DevSpec {
             src: DevSource::Tap {
@@ -140,7 +163,7 @@ impl GlueBuilder {
         if let Some(d) = self.last_dev("mac") {
             match &mut d.src {
                 DevSource::Tap { mac: m, .. } => *m = Some(mac),
-                DevSource::Ready(_) => {
+                DevSource::Ready(_) | DevSource::Queues(_) => {
                     self.err.get_or_insert(GlueError::Config {
                         field: "mac".into(),
                         msg: "only a TAP's MAC is chosen here; a ready device has its own".into(),
@@ -206,10 +229,17 @@ impl GlueBuilder {
         self
     }
 
-    /// Stack cores. Each core will own one `Glue`; the multi-core runtime is not here yet, so
-    /// only 1 is accepted.
+    /// Stack cores: [`GlueBuilder::build_cores`] makes one `Glue` per core, each with its
+    /// own stack, device queue, timers, tables and counters. At most one per CPU this
+    /// process may run on.
     pub fn cores(mut self, n: u16) -> Self {
         self.cores = n;
+        self
+    }
+
+    /// How frames reach their owner core (default: rss).
+    pub fn mode(mut self, mode: Steering) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -248,18 +278,36 @@ impl GlueBuilder {
         }
     }
 
-    /// Build the stack, open the devices and register the protocols.
+    /// Build a single-core stack, open the devices and register the protocols.
     pub fn build<U>(self) -> Result<Glue<U>, GlueError> {
+        if self.err.is_none() && self.cores != 1 {
+            return Err(Self::config(
+                "cores",
+                format!("{} cores: use build_cores(), which makes one Glue per core", self.cores),
+            ));
+        }
+        Ok(self.build_cores()?.pop().expect("one core"))
+    }
+
+    /// Build one `Glue` per core (core `i` at index `i`): each core gets its own stack on
+    /// its own queue of every device (rss) or its ring from the poller (poller mode, the
+    /// poller itself runs in core 0's `periodic`), the same addresses, routes and static
+    /// neighbours, and TCP, UDP and raw registered. The cores share the buffer pool (each
+    /// with its own cache) and their inboxes. Run them with [`crate::runtime::run_cores`],
+    /// or poll them from threads of your own.
+    pub fn build_cores<U>(self) -> Result<Vec<Glue<U>>, GlueError> {
         if let Some(e) = self.err {
             return Err(e);
         }
-        if self.cores != 1 {
+        let n = self.cores;
+        if n == 0 {
+            return Err(Self::config("cores", "must be at least 1"));
+        }
+        let cpus = allowed_cpus().len();
+        if n as usize > cpus {
             return Err(Self::config(
                 "cores",
-                format!(
-                    "{} requested; the multi-core runtime is not available yet, use 1",
-                    self.cores
-                ),
+                format!("{n} cores requested but this process may run on {cpus} CPU(s)"),
             ));
         }
         if self.devs.is_empty() {
@@ -280,57 +328,138 @@ impl GlueBuilder {
             }
         };
         let clock = self.clock.unwrap_or_else(Clock::monotonic);
-        let mut stack = Stack::new(0, 1, clock, &pool, self.stack_cfg);
+        let set = Arc::new(CoreSet::new(n, INBOX_SIZE));
+        let mut stacks = Vec::new();
+        for cpu in 0..n {
+            let mut cfg = self.stack_cfg.clone();
+            // One gratuitous ARP per address, not one per core.
+            cfg.arp_announce &= cpu == 0;
+            let mut s = Stack::new(cpu, n, clock.clone(), &pool, cfg);
+            s.set_core_set(set.clone())
+                .map_err(|e| Self::config("cores", e.to_string()))?;
+            stacks.push(s);
+        }
+        let mut pollers = Vec::new();
+        let poller = self.mode == Steering::Poller;
         for spec in self.devs {
-            let dev: Box<dyn NetDevice> = match spec.src {
-                DevSource::Ready(d) => d,
+            let handles: Vec<Box<dyn NetDevice>> = match spec.src {
+                DevSource::Ready(d) if n == 1 => vec![d],
+                DevSource::Ready(d) => {
+                    if !poller {
+                        return Err(Self::config(
+                            "device",
+                            format!(
+                                "{}: {n} cores in rss mode need one handle per queue (device_queues), or poller mode",
+                                d.name()
+                            ),
+                        ));
+                    }
+                    vec![d]
+                }
+                DevSource::Queues(v) => v,
                 DevSource::Tap { name, mac, mtu } => {
                     let mac = mac.unwrap_or_else(|| mac_for(spec.addrs.first().copied()));
-                    Box::new(
-                        TapDev::open(&name, 1, mac, mtu, pool.cache()).map_err(|e| GlueError::Device {
+                    let queues = if poller { 1 } else { n };
+                    TapDev::open(&name, queues, mac, mtu, pool.cache())
+                        .map_err(|e| GlueError::Device {
                             name: name.clone(),
                             msg: e.to_string(),
-                        })?,
-                    )
+                        })?
+                        .into_queues()
+                        .into_iter()
+                        .map(|q| Box::new(q) as Box<dyn NetDevice>)
+                        .collect()
                 }
             };
-            let dev: Box<dyn NetDevice> = match spec.impair {
-                Some(cfg) if !cfg.is_noop() => Box::new(Impair::new(dev, cfg, stack.core.clock.clone(), pool.cache())),
-                _ => dev,
+            let name = handles.first().map(|h| h.name().to_string()).unwrap_or_default();
+            let want = if poller { 1 } else { n as usize };
+            if handles.len() != want || handles.iter().any(|h| poller && h.nb_queues() != 1) {
+                let field = if poller { "mode" } else { "cores" };
+                let msg = if poller {
+                    format!(
+                        "poller mode drives a single-queue device as one; {name} has {} queue(s): use rss mode",
+                        handles
+                            .first()
+                            .map(|h| h.nb_queues())
+                            .unwrap_or(0)
+                            .max(handles.len() as u16)
+                    )
+                } else {
+                    format!("{n} cores in rss mode need {n} queues of {name}, got {}", handles.len())
+                };
+                return Err(Self::config(field, msg));
+            }
+            let handles: Vec<Box<dyn NetDevice>> = handles
+                .into_iter()
+                .enumerate()
+                .map(|(q, dev)| match spec.impair {
+                    Some(cfg) if !cfg.is_noop() => {
+                        // Each queue its own seeded fault stream.
+                        let cfg = ImpairConfig {
+                            seed: cfg.seed.wrapping_add(q as u64),
+                            ..cfg
+                        };
+                        Box::new(Impair::new(dev, cfg, clock.clone(), pool.cache())) as Box<dyn NetDevice>
+                    }
+                    _ => dev,
+                })
+                .collect();
+            let handles: Vec<Box<dyn NetDevice>> = if poller {
+                let phys = handles.into_iter().next().expect("one handle");
+                let (p, devs) = Poller::new(phys, n, Toeplitz::default());
+                pollers.push(p);
+                devs.into_iter().map(|d| Box::new(d) as Box<dyn NetDevice>).collect()
+            } else {
+                handles
             };
-            let name = dev.name().to_string();
-            let ifindex = stack.add_device(dev, 0);
-            if let Some(p) = spec.pcap {
-                let d = PcapDumper::create(&p).map_err(|e| Self::config("pcap", format!("{}: {e}", p.display())))?;
-                stack.set_pcap(ifindex, d).map_err(|e| GlueError::Device {
-                    name: name.clone(),
-                    msg: e.to_string(),
-                })?;
+            let pcap = match spec.pcap {
+                Some(p) => Some(Arc::new(Mutex::new(
+                    PcapDumper::create(&p).map_err(|e| Self::config("pcap", format!("{}: {e}", p.display())))?,
+                ))),
+                None => None,
+            };
+            for (cpu, dev) in handles.into_iter().enumerate() {
+                let stack = &mut stacks[cpu];
+                // Core i polls queue i of a multi-queue device; a poller lane is queue 0.
+                let queue = if poller || n == 1 { 0 } else { cpu as u16 };
+                let ifindex = stack.add_device(dev, queue);
+                if let Some(p) = &pcap {
+                    stack
+                        .set_shared_pcap(ifindex, p.clone())
+                        .map_err(|e| GlueError::Device {
+                            name: name.clone(),
+                            msg: e.to_string(),
+                        })?;
+                }
+                for a in &spec.addrs {
+                    stack
+                        .add_addr(ifindex, *a)
+                        .map_err(|e| Self::config("addr", e.to_string()))?;
+                }
             }
-            for a in spec.addrs {
+        }
+        for stack in &mut stacks {
+            for &(dst, gw) in &self.routes {
                 stack
-                    .add_addr(ifindex, a)
-                    .map_err(|e| Self::config("addr", e.to_string()))?;
+                    .add_route(dst, gw)
+                    .map_err(|e| Self::config("route", e.to_string()))?;
             }
+            for &(ip, mac) in &self.static_arp {
+                let dev = stack
+                    .fib
+                    .lookup(ip)
+                    .filter(|r| r.gateway.is_none())
+                    .map(|r| r.dev)
+                    .ok_or_else(|| Self::config("static_arp", format!("{ip} is not on any connected network")))?;
+                neigh_add_static(stack, ip, mac, dev);
+            }
+            blink_tcp::tcp_init(stack, self.tcp.clone());
+            blink_udp::udp_init(stack, self.udp.clone());
+            blink_raw::raw_init(stack, self.raw.clone());
         }
-        for (dst, gw) in self.routes {
-            stack
-                .add_route(dst, gw)
-                .map_err(|e| Self::config("route", e.to_string()))?;
-        }
-        for (ip, mac) in self.static_arp {
-            let dev = stack
-                .fib
-                .lookup(ip)
-                .filter(|r| r.gateway.is_none())
-                .map(|r| r.dev)
-                .ok_or_else(|| Self::config("static_arp", format!("{ip} is not on any connected network")))?;
-            neigh_add_static(&mut stack, ip, mac, dev);
-        }
-        blink_tcp::tcp_init(&mut stack, self.tcp);
-        blink_udp::udp_init(&mut stack, self.udp);
-        blink_raw::raw_init(&mut stack, self.raw);
-        Ok(Glue::from_parts(stack, pool))
+        let mut glues: Vec<Glue<U>> = stacks.into_iter().map(|s| Glue::from_parts(s, pool.clone())).collect();
+        glues[0].pollers = pollers;
+        Ok(glues)
     }
 }
 
@@ -360,6 +489,8 @@ mod tests {
     fn configuration_errors_name_the_field() {
         assert_eq!(field(GlueBuilder::new().build()), "device");
         assert_eq!(field(GlueBuilder::new().device(dev()).cores(2).build()), "cores");
+        assert_eq!(field(GlueBuilder::new().device(dev()).cores(0).build()), "cores");
+        assert_eq!(field(GlueBuilder::new().device(dev()).cores(4096).build()), "cores");
         assert_eq!(
             field(GlueBuilder::new().addr("10.0.0.1/24".parse().unwrap()).build()),
             "addr"

@@ -75,6 +75,9 @@ pub enum GlueError {
     /// An ICMP error reported to a datagram socket (its `sk_err`), returned once.
     #[error("{0}")]
     Icmp(SockErr),
+    /// The destination core's inbox is full: the message was dropped (Softnet.RingDrops).
+    #[error("inbox of core {0} is full")]
+    InboxFull(u16),
     /// A raw IP_HDRINCL packet whose IP header is unusable.
     #[error("bad IP header: {0}")]
     BadHeader(&'static str),

@@ -40,19 +40,24 @@
 //! }
 //! ```
 //!
-//! Multi-core: each core will own one `Glue` (shared nothing); the runtime that starts them
-//! and the cross-core message rings arrive with their issue, so the builder takes 1 core now.
+//! Multi-core: each core owns one `Glue` (shared nothing).
+//! [`GlueBuilder::build_cores`] makes them (per-queue devices, or a [`poller`] in front of a
+//! single-queue device), [`runtime::run_cores`] runs each on its own pinned thread, and
+//! [`Glue::post`] carries application messages between cores through their inboxes.
 
 pub mod app_glue;
 pub mod builder;
 pub mod dgram;
 pub mod error;
+pub mod poller;
+pub mod runtime;
 pub mod socket;
 
 pub use app_glue::{Closed, Glue, GlueHandler};
 pub use builder::{mac_for, GlueBuilder};
 pub use dgram::RecvFrom;
 pub use error::{CloseReason, GlueError};
+pub use runtime::{run_cores, Steering};
 pub use socket::{SockKind, Socket};
 
 pub use blink_ipv4 as ipv4;

@@ -55,6 +55,9 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
         // A request or reply aimed at us creates the sender's entry (the kernel does the same
         // so its reply needs no resolution); other ARP only refreshes an existing entry.
         neigh_update(stack, repr.spa, repr.sha, dev, for_us);
+        // Every core resolves through its own table: tell the others, so a packet queued
+        // for this neighbour on another core leaves now.
+        crate::neighbour::neigh_broadcast(stack, repr.spa, repr.sha, dev, for_us);
     }
     if !for_us {
         stack.core.mib.kfree_skb_reason(skb, DropReason::ArpNotForUs);

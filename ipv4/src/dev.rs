@@ -5,24 +5,64 @@
 //! handlers in blink, so the `dev_add_pack` list is a match on the EtherType.
 
 use blink_netcore::if_ether::{EthHdr, ETH_HLEN, ETH_P_ARP, ETH_P_IP};
+use blink_netcore::rss::{hash2cpu, rss_hash_frame};
 use blink_netcore::skbuff::{PacketType, SkBuff};
-use blink_netcore::snmp::DropReason;
+use blink_netcore::snmp::{DropReason, SoftnetMib};
 use blink_netcore::EthAddr;
 
+use crate::inbox::CoreMsg;
 use crate::stack::Stack;
 
 /// Capture a frame at the device boundary if the device has a pcap attached.
 #[inline]
 fn pcap_frame(stack: &mut Stack, ifindex: u16, skb: &SkBuff) {
     let ts = stack.pcap_ts();
-    if let Some(p) = stack.devs[ifindex as usize].pcap.as_mut() {
+    if let Some(p) = stack.devs[ifindex as usize].pcap.as_ref() {
         let mut segs: arrayvec::ArrayVec<&[u8], { blink_netcore::skbuff::MAX_SKB_FRAGS + 1 }> =
             arrayvec::ArrayVec::new();
         segs.extend(skb.segments());
-        if let Err(e) = p.write_frame(ts, &segs) {
+        let r = match p.lock() {
+            Ok(mut p) => p.write_frame(ts, &segs).map_err(|e| e.to_string()),
+            Err(_) => Err("pcap: another core panicked while writing".to_string()),
+        };
+        if let Err(e) = r {
             log::warn!("{e}; capture stopped");
             stack.devs[ifindex as usize].pcap = None;
         }
+    }
+}
+
+/// Linux: get_rps_cpu(). The core that owns `skb`'s flow: the Toeplitz hash of its tuple
+/// (the device's when it supplied one, else computed here and stored in the skb, as
+/// `skb_get_hash()` does) through the RETA. Frames without an IPv4 tuple (ARP) stay on the
+/// receiving core.
+#[inline]
+pub fn get_rps_cpu(stack: &Stack, skb: &mut SkBuff) -> u16 {
+    if skb.hash_type == blink_netcore::rss::RssHashType::None {
+        match rss_hash_frame(&stack.core.toeplitz, skb.data()) {
+            Some((h, t)) => {
+                skb.rss_hash = h;
+                skb.hash_type = t;
+            }
+            None => return stack.core.cpu,
+        }
+    }
+    hash2cpu(&stack.core.reta, skb.rss_hash)
+}
+
+/// Receive with software steering (Linux: `netif_receive_skb()` with RPS on): a frame whose
+/// flow another core owns goes to that core's inbox (`Softnet.RssForwarded` here,
+/// `ReceivedRps` there) — Seastar's answer to a device whose queues do not follow blink's
+/// hash. Own frames are received at once.
+pub fn netif_receive_skb_rps(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
+    let cpu = get_rps_cpu(stack, &mut skb);
+    if cpu == stack.core.cpu {
+        netif_receive_skb(stack, ifindex, skb);
+        return;
+    }
+    // Linux: enqueue_to_backlog().
+    if stack.post_to_core(cpu, CoreMsg::Frame { ifindex, skb }) {
+        stack.core.mib.softnet.inc(SoftnetMib::RssForwarded);
     }
 }
 

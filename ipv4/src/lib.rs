@@ -1,6 +1,8 @@
 //! blink's IPv4 layer: what net/ipv4 (minus TCP/UDP) is to Linux.
 //!
 //! - [`stack`]: the per-core [`Stack`] (devices, addresses, protocol registry, poll loop).
+//! - [`inbox`]: the per-core inboxes through which cores hand each other frames (RPS),
+//!   neighbours and application messages.
 //! - [`dev`]: Ethernet receive demux (`netif_receive_skb`) and `dev_queue_xmit`.
 //! - [`arp`] and [`neighbour`]: ARP and the neighbour table with NUD states.
 //! - [`ip_input`] and [`ip_output`]: `ip_rcv` .. `ip_local_deliver`, `ip_build_and_send_pkt`.
@@ -13,6 +15,7 @@ pub mod arphdr;
 pub mod dev;
 pub mod icmp;
 pub mod icmphdr;
+pub mod inbox;
 pub mod ip_input;
 pub mod ip_output;
 pub mod iphdr;

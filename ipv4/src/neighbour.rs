@@ -291,6 +291,18 @@ pub fn neigh_update(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16, cre
     }
 }
 
+/// Send what this core learned about `ip` to every other core's inbox (`Softnet.NeighSent`),
+/// where it is applied with [`neigh_update`]. Linux has one `arp_tbl` for all CPUs; blink's
+/// shared-nothing tables stay in step this way instead of through a lock.
+pub fn neigh_broadcast(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16, create: bool) {
+    let me = stack.core.cpu;
+    for cpu in (0..stack.nb_cores()).filter(|&c| c != me) {
+        if stack.post_to_core(cpu, crate::inbox::CoreMsg::Neigh { ip, mac, dev, create }) {
+            stack.core.mib.softnet.inc(blink_netcore::snmp::SoftnetMib::NeighSent);
+        }
+    }
+}
+
 /// A static entry (Linux: `ip neigh add ... nud permanent`).
 pub fn neigh_add_static(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16) {
     // Packets waiting for resolution now have their answer: send them rather than drop them

@@ -3,22 +3,26 @@
 //!
 //! Linux spreads this over `struct net` (the namespace: devices, fib, neighbour tables,
 //! `inet_protos`) and per-CPU data (MIBs, timer bases). blink is shared-nothing, so each core
-//! owns a complete `Stack`; cores meet only through rings (multi-core steering comes later and
-//! hands each core its own device queue).
+//! owns a complete `Stack` with its own device queues; cores meet only through their inboxes
+//! ([`crate::inbox`]).
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use blink_netcore::jiffies::Clock;
-use blink_netcore::netdevice::{Burst, NetDevice};
+use blink_netcore::netdevice::{Burst, NetDevice, NetdevFeatures, BURST};
 use blink_netcore::pcap::PcapDumper;
 use blink_netcore::percpu::NetCore;
 use blink_netcore::skbuff::SkBuff;
+use blink_netcore::snmp::{DropReason, SoftnetMib};
 use blink_netcore::timer::{run_timers, Timers};
 use blink_netcore::{EthAddr, Mempool};
 
 use crate::icmp::IcmpState;
+use crate::inbox::{CoreMsg, CoreSet, INBOX_SIZE};
 use crate::iphdr::Ipv4Cidr;
 use crate::neighbour::NeighTable;
 use crate::route::{Fib, FibRoute};
@@ -77,6 +81,15 @@ impl Default for StackConfig {
     }
 }
 
+/// A pcap capture shared by the cores of one device: capturing is a debugging aid, so the
+/// cores take turns on the one file (a lock per captured frame, only while capturing) and
+/// Wireshark sees one trace.
+pub type SharedPcap = Arc<Mutex<PcapDumper>>;
+
+/// Inbox messages a poll handles at most, so a flood from other cores cannot starve the
+/// device queue (Linux: netdev_budget for the backlog).
+pub const INBOX_BUDGET: usize = 4 * BURST;
+
 /// One device as the stack sees it (Linux: `struct net_device` + `struct in_device`).
 pub struct NetDev {
     pub ifindex: u16,
@@ -89,7 +102,11 @@ pub struct NetDev {
     pub queue: u16,
     /// Frames waiting for the next `tx_burst` (flushed at the end of each poll or when full).
     pub(crate) txq: Burst,
-    pub pcap: Option<PcapDumper>,
+    pub pcap: Option<SharedPcap>,
+    /// Received frames are re-hashed in software and forwarded to their owner core when
+    /// this core is not it: several cores, and a device whose queue choice is not blink's
+    /// Toeplitz (no `RSS_QUEUES`). Linux: RPS (`get_rps_cpu`).
+    pub rps: bool,
 }
 
 impl NetDev {
@@ -111,6 +128,10 @@ pub struct Stack {
     /// Numbers of the registered protocols, for the per-burst flush.
     proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
+    /// Every core's inbox (this one's included), shared by the cores of this instance.
+    pub cores: Arc<CoreSet>,
+    /// Application messages that arrived in the inbox, for glue to hand over.
+    pub app_msgs: VecDeque<Box<dyn Any + Send>>,
     ip_id: u16,
     /// Wall-clock time at clock zero, for pcap timestamps.
     epoch: Duration,
@@ -136,14 +157,19 @@ impl Stack {
             protos: (0..256).map(|_| None).collect(),
             proto_nums: Vec::new(),
             raw: None,
+            cores: Arc::new(CoreSet::new(nb_cores, INBOX_SIZE)),
+            app_msgs: VecDeque::new(),
             ip_id: cpu.wrapping_mul(0x9e37),
             epoch,
         }
     }
 
-    /// Attach a device; returns its ifindex.
+    /// Attach a device handle that this core drives on `queue`; returns its ifindex. With
+    /// several cores every core attaches its own handle of the same device, in the same
+    /// order, so an ifindex means the same device on every core.
     pub fn add_device(&mut self, dev: Box<dyn NetDevice>, queue: u16) -> u16 {
         let ifindex = self.devs.len() as u16;
+        let rps = self.cores.nb_cores() > 1 && !dev.features().has(NetdevFeatures::RSS_QUEUES);
         self.devs.push(NetDev {
             ifindex,
             mac: dev.mac(),
@@ -153,18 +179,101 @@ impl Stack {
             queue,
             txq: Burst::new(),
             pcap: None,
+            rps,
         });
         ifindex
     }
 
+    /// Join the cores of one instance: `set` holds every core's inbox (this core is
+    /// `self.core.cpu` in it). Call before adding devices.
+    pub fn set_core_set(&mut self, set: Arc<CoreSet>) -> Result<(), Ipv4Error> {
+        if set.nb_cores() != self.core.reta.nb_queues() || self.core.cpu >= set.nb_cores() {
+            return Err(Ipv4Error::Config {
+                field: "cores".into(),
+                msg: format!(
+                    "core {} of {} cannot join a set of {} inboxes",
+                    self.core.cpu,
+                    self.core.reta.nb_queues(),
+                    set.nb_cores()
+                ),
+            });
+        }
+        self.cores = set;
+        for d in &mut self.devs {
+            d.rps = self.cores.nb_cores() > 1 && !d.dev.features().has(NetdevFeatures::RSS_QUEUES);
+        }
+        Ok(())
+    }
+
+    /// Number of cores of this instance.
+    pub fn nb_cores(&self) -> u16 {
+        self.cores.nb_cores()
+    }
+
     /// Capture every frame the device receives or sends into a pcap file.
     pub fn set_pcap(&mut self, ifindex: u16, dumper: PcapDumper) -> Result<(), Ipv4Error> {
+        self.set_shared_pcap(ifindex, Arc::new(Mutex::new(dumper)))
+    }
+
+    /// Capture into a file shared with the other cores of the device.
+    pub fn set_shared_pcap(&mut self, ifindex: u16, pcap: SharedPcap) -> Result<(), Ipv4Error> {
         let d = self
             .devs
             .get_mut(ifindex as usize)
             .ok_or(Ipv4Error::NoDevice(ifindex))?;
-        d.pcap = Some(dumper);
+        d.pcap = Some(pcap);
         Ok(())
+    }
+
+    /// Send `msg` to core `cpu`'s inbox. A full inbox drops it, counted (`RingDrops`; frames
+    /// also as `Drop.RingFull`), and says so.
+    pub fn post_to_core(&mut self, cpu: u16, msg: CoreMsg) -> bool {
+        match self.cores.post(cpu, msg) {
+            Ok(()) => true,
+            Err(m) => {
+                self.core.mib.softnet.inc(SoftnetMib::RingDrops);
+                if let CoreMsg::Frame { skb, .. } = m {
+                    self.core.mib.kfree_skb_reason(skb, DropReason::RingFull);
+                }
+                false
+            }
+        }
+    }
+
+    /// Handle what other cores sent (at most [`INBOX_BUDGET`] messages); returns the frames
+    /// among them.
+    fn process_inbox(&mut self) -> usize {
+        let cores = self.cores.clone();
+        let inbox = cores.inbox(self.core.cpu);
+        let mut frames = 0;
+        for _ in 0..INBOX_BUDGET {
+            let Some(msg) = inbox.dequeue() else { break };
+            match msg {
+                CoreMsg::Frame { ifindex, skb } => {
+                    self.core.mib.softnet.inc(SoftnetMib::ReceivedRps);
+                    frames += 1;
+                    if (ifindex as usize) < self.devs.len() {
+                        crate::dev::netif_receive_skb(self, ifindex, skb);
+                    } else {
+                        self.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+                    }
+                }
+                CoreMsg::Neigh { ip, mac, dev, create } => {
+                    self.core.mib.softnet.inc(SoftnetMib::NeighReceived);
+                    if (dev as usize) < self.devs.len() {
+                        crate::neighbour::neigh_update(self, ip, mac, dev, create);
+                    }
+                }
+                CoreMsg::App(m) => {
+                    self.core.mib.softnet.inc(SoftnetMib::AppMsgsReceived);
+                    self.app_msgs.push_back(m);
+                }
+            }
+        }
+        if frames > 0 {
+            self.flush_protocols();
+        }
+        frames
     }
 
     /// Add an address to a device with its connected route (Linux: `ip addr add`), and
@@ -298,14 +407,23 @@ impl Stack {
         let now = self.core.jiffies;
         run_timers(self, |s| &mut s.timers, now);
         let mut rx = 0;
+        if self.cores.nb_cores() > 1 {
+            rx += self.process_inbox();
+        }
         for i in 0..self.devs.len() {
             let mut burst = Burst::new();
             let q = self.devs[i].queue;
             let n = self.devs[i].dev.rx_burst(q, &mut burst);
             rx += n;
+            self.core.mib.softnet.add(SoftnetMib::Processed, n as u64);
+            let rps = self.devs[i].rps;
             // drain, not into_iter: moving the burst into an iterator copies its whole array.
             for skb in burst.drain(..) {
-                crate::dev::netif_receive_skb(self, i as u16, skb);
+                if rps {
+                    crate::dev::netif_receive_skb_rps(self, i as u16, skb);
+                } else {
+                    crate::dev::netif_receive_skb(self, i as u16, skb);
+                }
             }
             if n > 0 {
                 self.flush_protocols();
@@ -345,8 +463,10 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         for d in &mut self.devs {
-            if let Some(p) = d.pcap.as_mut() {
-                let _ = p.flush();
+            if let Some(p) = d.pcap.as_ref() {
+                if let Ok(mut p) = p.lock() {
+                    let _ = p.flush();
+                }
             }
         }
     }

@@ -42,6 +42,11 @@ impl NetdevFeatures {
     pub const RXHASH: Self = Self(1 << 7);
     /// tx: the device takes multi-segment packets (scatter-gather).
     pub const SG: Self = Self(1 << 8);
+    /// rx: the device picks the receive queue by the Toeplitz hash with the stack's key and
+    /// RETA, so every flow lands on the queue of the core that owns it. Without it (TAP's
+    /// kernel flow hash, virtio, a NIC whose RETA could not be set) the receiving core
+    /// recomputes the owner in software and forwards what is not its own (Linux: RPS).
+    pub const RSS_QUEUES: Self = Self(1 << 9);
 
     #[inline]
     /// These features minus `f`.
@@ -54,7 +59,7 @@ impl NetdevFeatures {
     }
 
     pub fn names(self) -> Vec<&'static str> {
-        const N: [(NetdevFeatures, &str); 9] = [
+        const N: [(NetdevFeatures, &str); 10] = [
             (NetdevFeatures::RXCSUM_IPV4, "rx-ipv4-csum"),
             (NetdevFeatures::RXCSUM_TCP, "rx-tcp-csum"),
             (NetdevFeatures::RXCSUM_UDP, "rx-udp-csum"),
@@ -64,6 +69,7 @@ impl NetdevFeatures {
             (NetdevFeatures::TSO, "tso"),
             (NetdevFeatures::RXHASH, "rxhash"),
             (NetdevFeatures::SG, "scatter-gather"),
+            (NetdevFeatures::RSS_QUEUES, "rss-queues"),
         ];
         N.iter().filter(|(f, _)| self.has(*f)).map(|(_, n)| *n).collect()
     }

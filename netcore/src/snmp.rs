@@ -84,6 +84,15 @@ mib_enum!(
 );
 
 mib_enum!(
+    /// Per-core steering counters (Linux: /proc/net/softnet_stat, whose `received_rps` counts
+    /// frames another CPU steered here). `WrongCore` counts segments that reached a core with
+    /// no socket for them while the tuple hashes to another core: impossible by construction,
+    /// so tests assert it stays zero.
+    SoftnetMib, "Softnet", [Processed, RssForwarded, ReceivedRps, RingDrops, NeighSent,
+    NeighReceived, AppMsgsSent, AppMsgsReceived, WrongCore]
+);
+
+mib_enum!(
     /// Why a packet was dropped (Linux: `enum skb_drop_reason`, names without the
     /// SKB_DROP_REASON_ prefix, in CamelCase).
     DropReason, "Drop", [NotSpecified, NoMem, PktTooSmall, OtherHost, UnhandledProto, EthHdr,
@@ -181,6 +190,7 @@ pub struct Mib {
     pub udp: Counters<UdpMib>,
     pub tcp_ext: Counters<TcpExtMib>,
     pub arp: Counters<ArpMib>,
+    pub softnet: Counters<SoftnetMib>,
     pub drops: Counters<DropReason>,
 }
 
@@ -200,6 +210,7 @@ impl Mib {
         self.udp.merge(&o.udp);
         self.tcp_ext.merge(&o.tcp_ext);
         self.arp.merge(&o.arp);
+        self.softnet.merge(&o.softnet);
         self.drops.merge(&o.drops);
     }
 
@@ -212,6 +223,7 @@ impl Mib {
         self.udp.snmp_lines(&mut s);
         self.tcp_ext.snmp_lines(&mut s);
         self.arp.snmp_lines(&mut s);
+        self.softnet.snmp_lines(&mut s);
         self.drops.snmp_lines(&mut s);
         s
     }
@@ -232,6 +244,7 @@ impl Mib {
         push(&self.udp, &mut v);
         push(&self.tcp_ext, &mut v);
         push(&self.arp, &mut v);
+        push(&self.softnet, &mut v);
         push(&self.drops, &mut v);
         v
     }

@@ -434,6 +434,10 @@ impl TcpProto {
             drop(skb);
             return;
         }
+        if tcp_wrong_core(stack, &t) {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            return;
+        }
         // No socket: answer with a reset (RFC 9293 3.10.7.1), never a reset to a reset.
         if cb.tcp_flags & TCPHDR_RST == 0 {
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
@@ -462,6 +466,10 @@ impl TcpProto {
             // An ACK for a connection we do not have: a SYN cookie coming back, or garbage.
             if self.cfg.syncookies {
                 self.cookie_ack(stack, l, t, skb, opts);
+                return;
+            }
+            if tcp_wrong_core(stack, &t) {
+                stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
                 return;
             }
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
@@ -992,6 +1000,25 @@ pub fn tcp_v4_send_stateless(
         df: true,
     };
     ip_build_and_send_pkt(stack, skb, tx).is_ok()
+}
+
+/// A segment found no connection here, but its tuple hashes to another core: steering failed
+/// (it must not, by construction). Counted as `Softnet.WrongCore` so tests can assert zero,
+/// and answered with nothing: a reset from the wrong core would kill the owner's connection
+/// (mTCP's bug with SYN-ACKs landing on the wrong core).
+fn tcp_wrong_core(stack: &mut Stack, t: &FourTuple) -> bool {
+    if stack.nb_cores() <= 1 {
+        return false;
+    }
+    let core = &stack.core;
+    let hash = core
+        .toeplitz
+        .hash_ipv4_l4(t.raddr.octets(), t.laddr.octets(), t.rport, t.lport);
+    if blink_netcore::rss::hash2cpu(&core.reta, hash) == core.cpu {
+        return false;
+    }
+    stack.core.mib.softnet.inc(blink_netcore::snmp::SoftnetMib::WrongCore);
+    true
 }
 
 /// Linux: tcp_v4_send_reset(). A reset for a segment no socket wants.

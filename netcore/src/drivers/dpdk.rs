@@ -18,9 +18,17 @@
 //! lacks the offload; logged once), and multi-segment transmit (without it, a chained skb is
 //! linearised by copy into one mbuf; logged once). RSS is configured with the stack's Toeplitz
 //! key (rss.rs) when the PMD supports it.
+//!
+//! Multi-core: with N queue pairs the NIC's redirection table is programmed with the stack's
+//! (`Reta::new(N)`), so that the queue the NIC picks for a flow is the core software would pick
+//! (`NetdevFeatures::RSS_QUEUES`); when that cannot be done exactly the device says so and the
+//! stack steers in software. [`DpdkDev::into_queues`] splits the port into one handle per queue
+//! pair, each driven by one core with no lock (DPDK's model: rx/tx burst on a queue is not
+//! thread-safe, different queues are independent); the port is stopped when the last goes.
 
 use std::ffi::{CStr, CString};
 use std::fmt;
+use std::sync::Arc;
 
 use blink_dpdk_sys as ffi;
 
@@ -28,7 +36,7 @@ use crate::checksum::{csum_block_add, csum_fold, csum_partial, pseudo_header_ipv
 use crate::if_ether::EthAddr;
 use crate::mbuf::{Mbuf, Mempool, MempoolCache};
 use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures, BURST};
-use crate::rss::{RssHashType, RSS_KEY_DEFAULT};
+use crate::rss::{Reta, RssHashType, RETA_SIZE, RSS_KEY_DEFAULT};
 use crate::skbuff::{IpSummed, SkBuff};
 
 /// Errors bringing up EAL or a port, each saying what to do about it.
@@ -162,6 +170,187 @@ impl fmt::Display for Offloads {
     }
 }
 
+/// What became of the port's RSS redirection table (RETA), for `blink stat` and the tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetaInfo {
+    /// Entries in the NIC's table (`rte_eth_dev_info.reta_size`; 0: the PMD exposes none).
+    pub reta_size: u16,
+    /// The table was written with the stack's RETA (`rte_eth_dev_rss_reta_update` returned 0).
+    pub programmed: bool,
+    /// Read back with `rte_eth_dev_rss_reta_query` and found equal (false when not read back:
+    /// the PMD cannot, or nothing was programmed).
+    pub verified: bool,
+    /// The NIC's queue choice equals `Reta::new(nb_queues).lookup(toeplitz(key, tuple))` for
+    /// every flow: the device advertises `NetdevFeatures::RSS_QUEUES`. Always true with one
+    /// queue (everything lands on queue 0).
+    pub rss_queues: bool,
+}
+
+impl fmt::Display for RetaInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reta size {} programmed {} verified {} rss-queues {}",
+            self.reta_size, self.programmed, self.verified, self.rss_queues
+        )
+    }
+}
+
+/// The NIC's RETA contents that make its queue choice equal the stack's `soft` table, for a
+/// NIC table of `size` entries. Configuration time only (allocates).
+///
+/// The NIC indexes its table with the hash's low bits, `hash % size` (`size` a power of two);
+/// the stack indexes `soft` with `hash % 128` (rss.rs). For `size >= 128`, entry `i = soft[i %
+/// 128]` agrees for every hash, since `(hash % size) % 128 == hash % 128`. For `size < 128` the
+/// NIC ignores hash bits the stack uses, so equality holds only when `soft` repeats with period
+/// `size` (true for `i % nb_queues` when `nb_queues` divides `size`). A size that is not a power
+/// of two has no portable indexing rule: refused. DPDK: `rte_eth_dev_rss_reta_update()`;
+/// Linux: `ethtool -X`, `ethtool_rxfh_indir_default()`.
+fn nic_reta(size: usize, soft: &[u16; RETA_SIZE]) -> Result<Vec<u16>, String> {
+    if size == 0 {
+        return Err("the PMD exposes no redirection table (reta_size 0)".into());
+    }
+    if !size.is_power_of_two() {
+        return Err(format!(
+            "reta_size {size} is not a power of two (no known mapping of hashes to entries)"
+        ));
+    }
+    if size < RETA_SIZE && (0..RETA_SIZE).any(|j| soft[j] != soft[j % size]) {
+        return Err(format!(
+            "reta_size {size} is smaller than blink's {RETA_SIZE} entries and blink's table does not repeat every {size} entries"
+        ));
+    }
+    Ok((0..size).map(|i| soft[i % RETA_SIZE]).collect())
+}
+
+/// Program the port's RETA with the stack's (`Reta::new(nq)`) and check that the port took
+/// the stack's Toeplitz key. Called after `rte_eth_dev_start` (some PMDs size the table by the
+/// configured queues). Never fails the port: on any obstacle it logs one warning and reports
+/// `rss_queues: false`, and the stack steers in software (Linux: RPS).
+fn program_reta(port: u16, driver: &str, nq: u16, rss_hf: u64, key: &[u8; 40]) -> RetaInfo {
+    let mut ri = RetaInfo::default();
+    let mut info = ffi::rte_eth_dev_info::default();
+    // SAFETY: control-path call on a started port, pointer to a live local.
+    let r = unsafe { ffi::rte_eth_dev_info_get(port, &mut info) };
+    if r == 0 {
+        ri.reta_size = info.reta_size;
+    }
+    if nq == 1 {
+        ri.rss_queues = true;
+        return ri;
+    }
+    let fail = |why: String| {
+        log::warn!(
+            "dpdk port {port} ({driver}): {why}; the NIC cannot steer flows to their owner queue: software steering will be used (flows are re-hashed and forwarded between cores)"
+        );
+    };
+    if rss_hf == 0 {
+        fail("RSS is not enabled on the port".into());
+        return ri;
+    }
+    if r != 0 {
+        fail(format!("rte_eth_dev_info_get failed ({})", strerror(r)));
+        return ri;
+    }
+    let soft = match Reta::new(nq) {
+        Ok(t) => t,
+        Err(e) => {
+            fail(e.to_string());
+            return ri;
+        }
+    };
+    let want = match nic_reta(info.reta_size as usize, soft.entries()) {
+        Ok(w) => w,
+        Err(e) => {
+            fail(e);
+            return ri;
+        }
+    };
+    // The key the port hashes with must be the stack's. Read it back where the PMD can; a
+    // buffer left all zero means the PMD did not fill it (no real key is all zero).
+    let mut got = [0u8; 64];
+    let mut conf = ffi::rte_eth_rss_conf {
+        rss_key: got.as_mut_ptr(),
+        rss_key_len: got.len() as u8,
+        rss_hf: 0,
+    };
+    // SAFETY: `conf.rss_key` points at `got`, 64 bytes, more than any PMD's key (40 or 52).
+    let r = unsafe { ffi::rte_eth_dev_rss_hash_conf_get(port, &mut conf) };
+    if r == 0 && got.iter().any(|&b| b != 0) && got[..key.len()] != key[..] {
+        fail("the port did not take blink's RSS key".into());
+        return ri;
+    }
+    let mut groups = vec![ffi::rte_eth_rss_reta_entry64::default(); want.len().div_ceil(64)];
+    for (i, &q) in want.iter().enumerate() {
+        let g = &mut groups[i / 64];
+        g.mask |= 1u64 << (i % 64);
+        g.reta[i % 64] = q;
+    }
+    // SAFETY: `groups` holds reta_size / 64 (rounded up) entries, as the call requires for a
+    // table of `reta_size` entries; every queue id named is configured.
+    let r = unsafe { ffi::rte_eth_dev_rss_reta_update(port, groups.as_mut_ptr(), info.reta_size) };
+    if r != 0 {
+        fail(format!(
+            "rte_eth_dev_rss_reta_update of {} entries failed ({}{})",
+            info.reta_size,
+            strerror(r),
+            if r == -(ffi::ENOTSUP as i32) {
+                ": the PMD cannot program its RETA"
+            } else {
+                ""
+            }
+        ));
+        return ri;
+    }
+    ri.programmed = true;
+    for g in groups.iter_mut() {
+        g.reta = [u16::MAX; 64];
+    }
+    // SAFETY: as for the update; the PMD fills the entries selected by each mask.
+    let r = unsafe { ffi::rte_eth_dev_rss_reta_query(port, groups.as_mut_ptr(), info.reta_size) };
+    if r == 0 {
+        let back = (0..want.len()).map(|i| groups[i / 64].reta[i % 64]);
+        if let Some(i) = back.zip(&want).position(|(b, &w)| b != w) {
+            fail(format!(
+                "RETA entry {i} reads back as queue {} after programming queue {}",
+                groups[i / 64].reta[i % 64],
+                want[i]
+            ));
+            return ri;
+        }
+        ri.verified = true;
+    } else {
+        log::info!(
+            "dpdk port {port} ({driver}): RETA programmed but not read back ({}); trusting the update",
+            strerror(r)
+        );
+    }
+    ri.rss_queues = true;
+    ri
+}
+
+/// Owns the started port: stops and closes it when the last handle goes.
+struct PortGuard {
+    port: u16,
+    /// Serialises `rte_eth_stats_get` between the handles of different cores: ethdev's
+    /// control path is not thread-safe (some PMDs accumulate clear-on-read registers).
+    stats_lock: std::sync::Mutex<()>,
+}
+
+impl Drop for PortGuard {
+    /// Stop and close the port (net_tap removes its kernel interface); buffers the PMD held go
+    /// back to the pool. Buffers blink still holds stay valid: the pool is never freed.
+    /// DPDK: `rte_eth_dev_stop()`, `rte_eth_dev_close()`.
+    fn drop(&mut self) {
+        // SAFETY: the port was started by `open`; this runs once, after every handle that
+        // could poll one of its queues is gone.
+        unsafe {
+            ffi::rte_eth_dev_stop(self.port);
+            ffi::rte_eth_dev_close(self.port);
+        }
+    }
+}
+
 /// Outcome of turning one skb into an rte_mbuf chain.
 enum Built {
     Chain(*mut ffi::rte_mbuf),
@@ -196,11 +385,21 @@ struct SwStats {
 }
 
 /// One DPDK port, one rx/tx queue pair per stack core.
+///
+/// From [`DpdkDev::open`], one handle serves every queue of the port; [`DpdkDev::into_queues`]
+/// splits it into one handle per queue pair, each to be driven by exactly one core.
 pub struct DpdkDev {
+    /// Declared first so that it drops first: the port is closed (buffers back to the pool)
+    /// while this handle's pool reference still stands.
+    guard: Arc<PortGuard>,
     name: String,
     driver: String,
     port: u16,
+    /// The port's queue pairs (also on a per-queue handle).
     nb_queues: u16,
+    /// `Some(q)`: this handle may only use queue pair `q`. `None`: every queue.
+    queue: Option<u16>,
+    reta: RetaInfo,
     mac: EthAddr,
     mtu: usize,
     pool: Mempool,
@@ -209,14 +408,19 @@ pub struct DpdkDev {
     features: NetdevFeatures,
     offloads: Offloads,
     sw: SwStats,
+    /// Frames this handle received / sent (the per-queue figures when the PMD keeps none).
+    rx_packets: u64,
+    tx_packets: u64,
     rx_bytes: u64,
     tx_bytes: u64,
     warned_csum: bool,
     warned_sg: bool,
 }
 
-// SAFETY: the port is driven only by the core that owns this value (queues are per core);
-// the raw pointers reached through `pool` belong to DPDK's thread-safe mempool.
+// SAFETY: a handle's queues are driven only by the core that owns the value (one handle per
+// queue pair after `into_queues`, and DPDK's queues are independent of each other); what
+// handles share is the port guard (an Arc, whose lock serialises the statistics calls) and
+// DPDK's thread-safe mempool behind `pool`.
 unsafe impl Send for DpdkDev {}
 
 const WANT_RX: u64 = ffi::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM
@@ -359,6 +563,12 @@ impl DpdkDev {
         if r != 0 {
             return Err(perr("rte_eth_dev_start", r));
         }
+        // From here on the guard stops and closes the port on every path, errors included.
+        let guard = Arc::new(PortGuard {
+            port,
+            stats_lock: std::sync::Mutex::new(()),
+        });
+        let reta = program_reta(port, &driver, nq, off.rss_hf, &key);
         let mut addr = ffi::rte_ether_addr::default();
         let r = unsafe { ffi::rte_eth_macaddr_get(port, &mut addr) };
         if r != 0 {
@@ -391,14 +601,20 @@ impl DpdkDev {
                 features = features | f;
             }
         }
+        if reta.rss_queues {
+            features = features | NetdevFeatures::RSS_QUEUES;
+        }
         log::info!(
-            "dpdk port {port} ({driver}): {nq} queue(s), {nb_rxd}/{nb_txd} descriptors, {off}, features {features:?}"
+            "dpdk port {port} ({driver}): {nq} queue(s), {nb_rxd}/{nb_txd} descriptors, {off}, {reta}, features {features:?}"
         );
         Ok(DpdkDev {
+            guard,
             name: format!("dpdk{port}"),
             driver,
             port,
             nb_queues: nq,
+            queue: None,
+            reta,
             mac: EthAddr(addr.addr_bytes),
             mtu,
             pool: pool.clone(),
@@ -406,11 +622,74 @@ impl DpdkDev {
             features,
             offloads: off,
             sw: SwStats::default(),
+            rx_packets: 0,
+            tx_packets: 0,
             rx_bytes: 0,
             tx_bytes: 0,
             warned_csum: false,
             warned_sg: false,
         })
+    }
+
+    /// One handle per queue pair, handle `q` serving queue `q` only, each to be moved to and
+    /// driven by one core: its own mempool cache and software counters, no lock on the packet
+    /// path. `rx_burst`/`tx_burst` with another queue id return 0; `nb_queues()` still gives
+    /// the port's count. The port is stopped and closed when the last handle is dropped.
+    /// Statistics are per queue (`rte_eth_stats.q_*[q]` where the PMD keeps them, else the
+    /// handle's own counts), with the port-wide drop and error counters on queue 0's handle
+    /// only, so that the handles' figures add up to the port's. Counters start at zero: split
+    /// before use. A one-queue port (or a handle already split) gives back itself.
+    /// DPDK: one lcore per rx/tx queue, `rte_eth_rx_burst(port, queue, ...)`.
+    pub fn into_queues(self) -> Vec<DpdkDev> {
+        if self.nb_queues == 1 || self.queue.is_some() {
+            return vec![self];
+        }
+        let n = self.nb_queues;
+        (0..n)
+            .map(|q| DpdkDev {
+                guard: self.guard.clone(),
+                name: format!("{}q{q}", self.name),
+                driver: self.driver.clone(),
+                port: self.port,
+                nb_queues: n,
+                queue: Some(q),
+                reta: self.reta,
+                mac: self.mac,
+                mtu: self.mtu,
+                pool: self.pool.clone(),
+                cache: self.pool.cache(),
+                features: self.features,
+                offloads: self.offloads,
+                sw: SwStats::default(),
+                rx_packets: 0,
+                tx_packets: 0,
+                rx_bytes: 0,
+                tx_bytes: 0,
+                warned_csum: self.warned_csum,
+                warned_sg: self.warned_sg,
+            })
+            .collect()
+    }
+
+    /// The queue pair this handle is restricted to: `Some(q)` for a handle from
+    /// [`DpdkDev::into_queues`] of a multi-queue port, `None` for one serving every queue.
+    pub fn queue(&self) -> Option<u16> {
+        self.queue
+    }
+
+    /// What became of the NIC's redirection table (whether the device steers flows to their
+    /// owner queue: `NetdevFeatures::RSS_QUEUES`).
+    pub fn reta(&self) -> RetaInfo {
+        self.reta
+    }
+
+    /// May this handle use `queue`?
+    #[inline]
+    fn owns(&self, queue: u16) -> bool {
+        match self.queue {
+            Some(q) => q == queue,
+            None => queue < self.nb_queues,
+        }
     }
 
     pub fn driver(&self) -> &str {
@@ -426,10 +705,12 @@ impl DpdkDev {
         self.offloads
     }
 
-    /// rte_eth_stats_get(): the port's own counters.
+    /// rte_eth_stats_get(): the port's own counters (port-wide on every handle).
     pub fn port_stats(&self) -> ffi::rte_eth_stats {
         let mut s = ffi::rte_eth_stats::default();
-        // SAFETY: valid port, pointer to a live local.
+        let _g = self.guard.stats_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: valid port, pointer to a live local; the lock keeps other handles' stats
+        // calls out.
         unsafe { ffi::rte_eth_stats_get(self.port, &mut s) };
         s
     }
@@ -680,12 +961,13 @@ impl NetDevice for DpdkDev {
 
     fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
         let want = out.remaining_capacity().min(BURST);
-        if want == 0 || queue >= self.nb_queues {
+        if want == 0 || !self.owns(queue) {
             return 0;
         }
         let mut pkts: [*mut ffi::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         // SAFETY: `pkts` has room for `want` pointers; port and queue are configured.
         let n = unsafe { ffi::blink_rte_eth_rx_burst(self.port, queue, pkts.as_mut_ptr(), want as u16) } as usize;
+        self.rx_packets += n as u64;
         let mut info = ffi::blink_rx_info::default();
         for &p in &pkts[..n] {
             // SAFETY: `p` was just delivered by the PMD from our pool.
@@ -719,7 +1001,7 @@ impl NetDevice for DpdkDev {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Burst) -> usize {
-        if pkts.is_empty() || queue >= self.nb_queues {
+        if pkts.is_empty() || !self.owns(queue) {
             return 0;
         }
         let mut chains: [*mut ffi::rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
@@ -776,6 +1058,7 @@ impl NetDevice for DpdkDev {
         if sent < built {
             self.sw.tx_full += 1;
         }
+        self.tx_packets += sent as u64;
         // Sent skbs are done: the indirect mbufs keep their buffers alive until the PMD frees
         // them, so dropping the skbs now only releases blink's references.
         for skb in pkts.drain(..sent) {
@@ -789,19 +1072,42 @@ impl NetDevice for DpdkDev {
         sent
     }
 
+    /// A handle serving every queue: the port's counters. A per-queue handle: its queue's
+    /// (`q_ipackets[q]` etc. where the PMD keeps them, at least the handle's own counts) and,
+    /// on queue 0's handle only, the port-wide errors and drops, so the handles add up.
     fn stats(&self) -> DevStats {
         let s = self.port_stats();
+        let sw_rx_dropped = self.sw.rx_dropped;
+        let sw_tx_dropped = self.sw.tx_too_big + self.sw.tx_empty + self.sw.tx_prepare_err;
+        let Some(q) = self.queue else {
+            return DevStats {
+                rx_packets: s.ipackets,
+                rx_bytes: s.ibytes.max(self.rx_bytes),
+                tx_packets: s.opackets,
+                tx_bytes: s.obytes.max(self.tx_bytes),
+                rx_dropped: sw_rx_dropped,
+                tx_dropped: sw_tx_dropped,
+                rx_errors: s.ierrors,
+                tx_errors: s.oerrors,
+                rx_nombuf: s.rx_nombuf,
+                rx_missed: s.imissed,
+            };
+        };
+        // Queues past RTE_ETHDEV_QUEUE_STAT_CNTRS have no per-queue slot: own counts only.
+        let per = |a: &[u64]| a.get(q as usize).copied().unwrap_or(0);
+        let port_wide = |v: u64| if q == 0 { v } else { 0 };
         DevStats {
-            rx_packets: s.ipackets,
-            rx_bytes: s.ibytes.max(self.rx_bytes),
-            tx_packets: s.opackets,
-            tx_bytes: s.obytes.max(self.tx_bytes),
-            rx_dropped: self.sw.rx_dropped,
-            tx_dropped: self.sw.tx_too_big + self.sw.tx_empty + self.sw.tx_prepare_err,
-            rx_errors: s.ierrors,
-            tx_errors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-            rx_missed: s.imissed,
+            rx_packets: per(&s.q_ipackets).max(self.rx_packets),
+            rx_bytes: per(&s.q_ibytes).max(self.rx_bytes),
+            tx_packets: per(&s.q_opackets).max(self.tx_packets),
+            tx_bytes: per(&s.q_obytes).max(self.tx_bytes),
+            rx_dropped: sw_rx_dropped,
+            tx_dropped: sw_tx_dropped,
+            // q_errors[] means rx errors to some PMDs and tx errors to others: port-wide only.
+            rx_errors: port_wide(s.ierrors),
+            tx_errors: port_wide(s.oerrors),
+            rx_nombuf: port_wide(s.rx_nombuf),
+            rx_missed: port_wide(s.imissed),
         }
     }
 
@@ -812,16 +1118,23 @@ impl NetDevice for DpdkDev {
         link.link_status() != 0
     }
 
+    /// Counters as in `stats()` (per queue on a per-queue handle), then the port's setup:
+    /// offloads, RSS flow types and what became of the RETA.
     fn extra_stats(&self) -> Vec<(String, u64)> {
-        let s = self.port_stats();
+        let s = self.stats();
         let mut v = vec![
-            ("dpdk.ipackets".into(), s.ipackets),
-            ("dpdk.opackets".into(), s.opackets),
-            ("dpdk.imissed".into(), s.imissed),
+            ("dpdk.ipackets".into(), s.rx_packets),
+            ("dpdk.opackets".into(), s.tx_packets),
+            ("dpdk.imissed".into(), s.rx_missed),
             ("dpdk.rx_nombuf".into(), s.rx_nombuf),
-            ("dpdk.ierrors".into(), s.ierrors),
-            ("dpdk.oerrors".into(), s.oerrors),
+            ("dpdk.ierrors".into(), s.rx_errors),
+            ("dpdk.oerrors".into(), s.tx_errors),
             ("dpdk.link_up".into(), self.link_up() as u64),
+            ("dpdk.nb_queues".into(), self.nb_queues as u64),
+            ("dpdk.reta_size".into(), self.reta.reta_size as u64),
+            ("dpdk.reta_programmed".into(), self.reta.programmed as u64),
+            ("dpdk.reta_verified".into(), self.reta.verified as u64),
+            ("dpdk.rss_queues".into(), self.reta.rss_queues as u64),
             ("dpdk.offload.rx_capa".into(), self.offloads.rx_capa),
             ("dpdk.offload.tx_capa".into(), self.offloads.tx_capa),
             ("dpdk.offload.rx_enabled".into(), self.offloads.rx_enabled),
@@ -844,20 +1157,11 @@ impl NetDevice for DpdkDev {
             ("dpdk.tx_csum_err".into(), self.sw.tx_csum_err),
             ("dpdk.rx_dropped".into(), self.sw.rx_dropped),
         ];
+        if let Some(q) = self.queue {
+            v.push(("dpdk.queue".into(), q as u64));
+        }
         v.push(("dpdk.mempool_in_use".into(), self.pool.rte_in_use() as u64));
         v
-    }
-}
-
-impl Drop for DpdkDev {
-    /// Stop and close the port (net_tap removes its kernel interface); buffers the PMD held go
-    /// back to the pool. Buffers blink still holds stay valid: the pool is never freed.
-    fn drop(&mut self) {
-        // SAFETY: the port was started by `open` and is used by nobody else.
-        unsafe {
-            ffi::rte_eth_dev_stop(self.port);
-            ffi::rte_eth_dev_close(self.port);
-        }
     }
 }
 
@@ -890,6 +1194,40 @@ mod tests {
         let s = csum_partial(a, 0);
         let s = csum_block_add(s, csum_partial(b, 0), a.len());
         assert_eq!(csum_fold(s), whole);
+    }
+
+    /// The NIC's pick, `table[hash % size]`, equals the stack's `Reta::lookup(hash)` for
+    /// every hash whenever `nic_reta` accepts a size, and it refuses where none can.
+    #[test]
+    fn nic_reta_matches_the_stacks_lookup() {
+        let hashes = (0..4096u32).map(|i| i.wrapping_mul(0x9e37_79b9) ^ (i << 7));
+        for nq in [2u16, 3, 4, 5, 8, 16] {
+            let soft = Reta::new(nq).unwrap();
+            for size in [64usize, 128, 256, 512, 2048] {
+                match nic_reta(size, soft.entries()) {
+                    Ok(t) => {
+                        assert_eq!(t.len(), size);
+                        for h in hashes.clone() {
+                            assert_eq!(t[h as usize % size], soft.lookup(h), "nq {nq} size {size}");
+                        }
+                    }
+                    Err(e) => {
+                        // Only a table smaller than 128 whose entries do not repeat.
+                        assert!(size < RETA_SIZE && size % nq as usize != 0, "nq {nq} size {size}: {e}");
+                    }
+                }
+            }
+        }
+        let soft = Reta::new(2).unwrap();
+        assert!(nic_reta(0, soft.entries()).unwrap_err().contains("reta_size 0"));
+        assert!(nic_reta(96, soft.entries()).unwrap_err().contains("power of two"));
+        assert!(nic_reta(64, Reta::new(3).unwrap().entries()).is_err());
+        assert_eq!(nic_reta(64, soft.entries()).unwrap().len(), 64);
+        // A hand-set table that does not repeat cannot be squeezed into 64 entries.
+        let mut odd = Reta::new(2).unwrap();
+        odd.set(101, 0).unwrap();
+        assert!(nic_reta(64, odd.entries()).is_err());
+        assert_eq!(nic_reta(512, odd.entries()).unwrap()[101 + 384], 0);
     }
 
     #[test]

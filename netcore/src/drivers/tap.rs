@@ -41,12 +41,13 @@ pub enum TapError {
     SetIff { name: String, source: io::Error },
 }
 
-/// A TAP device with one fd per queue.
+/// A TAP device with one fd per queue. A handle from [`TapDev::into_queues`] holds the fd
+/// of its own queue only (the others are `None`).
 pub struct TapDev {
     name: String,
     mac: EthAddr,
     mtu: usize,
-    fds: Vec<OwnedFd>,
+    fds: Vec<Option<OwnedFd>>,
     cache: MempoolCache,
     stats: DevStats,
 }
@@ -91,7 +92,7 @@ impl TapDev {
                     source: io::Error::last_os_error(),
                 });
             }
-            fds.push(fd);
+            fds.push(Some(fd));
         }
         Ok(TapDev {
             name: name.to_string(),
@@ -101,6 +102,32 @@ impl TapDev {
             cache,
             stats: DevStats::default(),
         })
+    }
+}
+
+impl TapDev {
+    /// One handle per queue, each owning that queue's fd, to be driven by one core: the
+    /// kernel spreads flows over the fds by its own flow hash (not blink's Toeplitz), so the
+    /// handles do not advertise `RSS_QUEUES` and the stack steers in software.
+    pub fn into_queues(self) -> Vec<TapDev> {
+        let n = self.fds.len();
+        let pool = self.cache.pool().clone();
+        self.fds
+            .into_iter()
+            .enumerate()
+            .map(|(q, fd)| {
+                let mut fds: Vec<Option<OwnedFd>> = (0..n).map(|_| None).collect();
+                fds[q] = fd;
+                TapDev {
+                    name: self.name.clone(),
+                    mac: self.mac,
+                    mtu: self.mtu,
+                    fds,
+                    cache: pool.cache(),
+                    stats: DevStats::default(),
+                }
+            })
+            .collect()
     }
 }
 
@@ -122,7 +149,7 @@ impl NetDevice for TapDev {
     }
 
     fn rx_burst(&mut self, queue: u16, out: &mut Burst) -> usize {
-        let Some(fd) = self.fds.get(queue as usize) else {
+        let Some(Some(fd)) = self.fds.get(queue as usize) else {
             return 0;
         };
         let fd = fd.as_raw_fd();
@@ -168,7 +195,7 @@ impl NetDevice for TapDev {
     }
 
     fn tx_burst(&mut self, queue: u16, pkts: &mut Burst) -> usize {
-        let Some(fd) = self.fds.get(queue as usize) else {
+        let Some(Some(fd)) = self.fds.get(queue as usize) else {
             return 0;
         };
         let fd = fd.as_raw_fd();

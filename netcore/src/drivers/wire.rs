@@ -35,7 +35,18 @@ pub struct WireConfig {
     /// verified by the receiver as usual. An [`super::impair::Impair`] wrapper hides the
     /// transmit offload, so impaired traffic keeps complete, checked checksums.
     pub csum_offload: bool,
+    /// Spread frames over the queues by a hash that is not blink's (Toeplitz under another
+    /// key), as TAP's kernel flow hash or virtio do: the device then neither reports a hash
+    /// nor advertises `RSS_QUEUES`, and the stack's cores must steer in software.
+    pub foreign_rss: bool,
 }
+
+/// The key of a `foreign_rss` wire: any key but blink's.
+const FOREIGN_KEY: [u8; 40] = [
+    0x2c, 0xc6, 0x81, 0xd1, 0x5b, 0xdb, 0xf4, 0xf7, 0xfc, 0xa2, 0x83, 0x19, 0xdb, 0x1a, 0x3e, 0x94, 0x6b, 0x9e, 0x38,
+    0xd9, 0x2c, 0x9c, 0x03, 0xd1, 0xad, 0x99, 0x44, 0xa7, 0xd9, 0x56, 0x3d, 0x59, 0x06, 0x3c, 0x25, 0xf3, 0xfc, 0x1f,
+    0xdc, 0x2a,
+];
 
 impl Default for WireConfig {
     fn default() -> Self {
@@ -45,6 +56,7 @@ impl Default for WireConfig {
             ring_size: 4096,
             rxhash: false,
             csum_offload: false,
+            foreign_rss: false,
         }
     }
 }
@@ -97,13 +109,43 @@ pub fn wire_pair(names: (&str, &str), macs: (EthAddr, EthAddr), cfg: &WireConfig
         },
         rx: rx.clone(),
         tx: tx.clone(),
-        toeplitz: Toeplitz::default(),
+        toeplitz: if cfg.foreign_rss {
+            Toeplitz::new(&FOREIGN_KEY).expect("40-byte key")
+        } else {
+            Toeplitz::default()
+        },
         peer_reta: Reta::new(q).expect("queue count >= 1"),
         stats: Counters::default(),
     };
     let a = end(names.0, macs.0, &a_rx, &b_rx);
     let b = end(names.1, macs.1, &b_rx, &a_rx);
     (a, b)
+}
+
+impl WireDev {
+    /// One handle per receive queue, each to be owned by one core (DPDK's port + queue id):
+    /// handle `q` polls ring `q` and transmits on the shared far-end rings (lock-free,
+    /// multi-producer), so cores never share a handle. Counters are per handle; sum them
+    /// for the port. A one-queue wire gives back itself.
+    pub fn into_queues(self) -> Vec<WireDev> {
+        let n = self.cfg.queues.max(1);
+        (0..n)
+            .map(|q| WireDev {
+                name: if n > 1 {
+                    format!("{}q{q}", self.name)
+                } else {
+                    self.name.clone()
+                },
+                mac: self.mac,
+                cfg: self.cfg.clone(),
+                rx: self.rx.clone(),
+                tx: self.tx.clone(),
+                toeplitz: self.toeplitz.clone(),
+                peer_reta: self.peer_reta.clone(),
+                stats: Counters::default(),
+            })
+            .collect()
+    }
 }
 
 impl NetDevice for WireDev {
@@ -124,9 +166,14 @@ impl NetDevice for WireDev {
     }
 
     fn features(&self) -> NetdevFeatures {
+        // The wire picks the far end's queue by Toeplitz through a RETA over its queues, as
+        // a NIC programmed by blink would.
         let mut f = NetdevFeatures::SG;
-        if self.cfg.queues > 1 || self.cfg.rxhash {
-            f = f | NetdevFeatures::RXHASH;
+        if !self.cfg.foreign_rss {
+            f = f | NetdevFeatures::RSS_QUEUES;
+            if self.cfg.queues > 1 || self.cfg.rxhash {
+                f = f | NetdevFeatures::RXHASH;
+            }
         }
         if self.cfg.csum_offload {
             f = f
@@ -175,8 +222,10 @@ impl NetDevice for WireDev {
             let mut q = 0;
             if hash {
                 if let Some((h, t)) = rss_hash_frame(&self.toeplitz, skb.data()) {
-                    skb.rss_hash = h;
-                    skb.hash_type = t;
+                    if !self.cfg.foreign_rss {
+                        skb.rss_hash = h;
+                        skb.hash_type = t;
+                    }
                     q = self.peer_reta.lookup(h) as usize;
                 }
             }
@@ -309,6 +358,43 @@ mod tests {
         drop(burst);
         drop(_b);
         drop(a);
+        drop(c);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn queue_handles_share_the_link() {
+        let p = Mempool::new(&MempoolConfig {
+            n: 64,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut c = p.cache();
+        let cfg = WireConfig {
+            queues: 2,
+            ..Default::default()
+        };
+        let (a, b) = wire_pair(("a", "b"), macs(), &cfg);
+        let mut aq = a.into_queues();
+        let mut bq = b.into_queues();
+        assert_eq!(aq.len(), 2);
+        assert!(aq[1].features().has(NetdevFeatures::RSS_QUEUES));
+        // A frame sent from either handle of `a` lands on the queue its hash selects at `b`.
+        let mut f = [0u8; 54];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+        f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+        let mut burst = Burst::new();
+        burst.push(SkBuff::from_slice(&mut c, &f).unwrap());
+        assert_eq!(aq[1].tx_burst(1, &mut burst), 1);
+        let mut got = Burst::new();
+        let n: usize = (0..2u16).map(|q| bq[q as usize].rx_burst(q, &mut got)).sum();
+        assert_eq!(n, 1);
+        assert_eq!(aq[1].stats().tx_packets, 1);
+        assert_eq!(aq[0].stats().tx_packets, 0, "counters are per handle");
+        drop(got);
         drop(c);
         assert_eq!(p.in_use(), 0);
     }
