@@ -41,10 +41,12 @@ pub struct DevArgs {
     /// Link MTU.
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(68..=9000))]
     pub mtu: u32,
-    /// Stack cores.
+    /// Stack cores: one pinned thread each, with its own stack, tables, timers and counters.
     #[arg(long, default_value_t = 1)]
     pub cores: u16,
-    /// Steering mode: rss or poller.
+    /// Steering mode: rss (each core polls its own device queue; frames whose queue does not
+    /// follow blink's hash are forwarded to their owner) or poller (one poller in core 0's
+    /// loop drives a single-queue device and dispatches frames to the cores).
     #[arg(long, default_value = "rss", value_parser = ["rss", "poller"])]
     pub mode: String,
     /// IPAugenblick-style interface file: lines of `<port> <ip> <mask>`.
@@ -73,6 +75,13 @@ fn parse_impair(s: &str) -> Result<ImpairConfig, String> {
     s.parse::<ImpairConfig>().map_err(|e| e.to_string())
 }
 
+impl DevArgs {
+    /// The steering mode chosen with --mode.
+    pub fn steering(&self) -> Result<blink_glue::Steering, UsageError> {
+        self.mode.parse().map_err(|e| usage(format!("--mode: {e}")))
+    }
+}
+
 /// The device kind chosen with --dev.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DevKind {
@@ -97,15 +106,15 @@ impl DevArgs {
 
     /// Reject options whose machinery is not in this build yet, naming them.
     pub fn check_supported(&self) -> Result<(), UsageError> {
-        if self.cores != 1 {
-            return Err(usage(
-                "--cores: multi-core steering is not available yet; use --cores 1",
-            ));
+        if self.cores == 0 {
+            return Err(usage("--cores: must be at least 1"));
         }
-        if self.mode != "rss" {
-            return Err(usage(
-                "--mode poller: the poller and load balancer are not available yet",
-            ));
+        let cpus = blink_glue::runtime::allowed_cpus().len();
+        if self.cores as usize > cpus {
+            return Err(usage(format!(
+                "--cores: {} cores requested but this process may run on {cpus} CPU(s)",
+                self.cores
+            )));
         }
         if self.tunnel.is_some() {
             return Err(usage("--tunnel: IPIP/GRE tunnels are not available yet"));

@@ -2,20 +2,21 @@
 //! `--discard PORT`, echoes UDP datagrams on `--udp PORT` to their sender, and sends each raw
 //! packet of protocol `--raw PROTO` back to its sender with the same protocol.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use blink_glue::ipv4::Stack;
 use blink_glue::netcore::sock::SockHandle;
 use blink_glue::raw::{self, RawConfig, RawErr};
-use blink_glue::tcp::{self, tcp::ev, TcpConfig, TcpErr};
+use blink_glue::tcp::TcpConfig;
 use blink_glue::udp::{self, UdpConfig, UdpErr};
+use blink_glue::{Glue, GlueError, GlueHandler, SockKind, Socket};
 use clap::Args;
 
 use crate::args::{usage, DevArgs};
-use crate::setup::{build_stack, report, stats_line, stop_flag, SetupError};
+use crate::cores::{report_cores, run_cores, CoreApp, CoreSummary, RunOpts};
+use crate::setup::{build_cores, stop_flag, SetupError};
 
 #[derive(Args, Debug)]
 pub struct EchoArgs {
@@ -37,95 +38,6 @@ pub struct EchoArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-}
-
-/// One TCP connection of the echo service.
-#[derive(Default)]
-struct Conn {
-    /// Received bytes not yet accepted by the send buffer.
-    pending: Vec<u8>,
-    eof: bool,
-    discard: bool,
-}
-
-struct TcpService {
-    echo: Option<SockHandle>,
-    discard: Option<SockHandle>,
-    conns: HashMap<SockHandle, Conn>,
-    buf: Vec<u8>,
-    events: Vec<(SockHandle, u8)>,
-    served: u64,
-    bytes: u64,
-}
-
-impl TcpService {
-    fn service(&mut self, stack: &mut Stack, h: SockHandle) {
-        let Some(c) = self.conns.get_mut(&h) else { return };
-        loop {
-            // Flush what is waiting first: back-pressure, not buffering without bound.
-            if !c.pending.is_empty() {
-                match tcp::tcp_send(stack, h, &c.pending) {
-                    Ok(n) => {
-                        c.pending.drain(..n);
-                    }
-                    Err(TcpErr::WouldBlock) => {}
-                    Err(_) => {
-                        let _ = tcp::tcp_close(stack, h);
-                        self.conns.remove(&h);
-                        return;
-                    }
-                }
-                if !c.pending.is_empty() {
-                    return;
-                }
-            }
-            if c.eof {
-                let _ = tcp::tcp_close(stack, h);
-                self.conns.remove(&h);
-                return;
-            }
-            match tcp::tcp_recv(stack, h, &mut self.buf) {
-                Ok(0) => c.eof = true,
-                Ok(n) => {
-                    self.bytes += n as u64;
-                    if !c.discard {
-                        c.pending.extend_from_slice(&self.buf[..n]);
-                    }
-                }
-                Err(TcpErr::WouldBlock) => return,
-                Err(_) => {
-                    let _ = tcp::tcp_close(stack, h);
-                    self.conns.remove(&h);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_events(&mut self, stack: &mut Stack) {
-        self.events.clear();
-        let _ = tcp::tcp_events(stack, &mut self.events);
-        for i in 0..self.events.len() {
-            let (h, e) = self.events[i];
-            if Some(h) == self.echo || Some(h) == self.discard {
-                if e & ev::ACCEPT != 0 {
-                    while let Ok(Some(c)) = tcp::tcp_accept(stack, h) {
-                        self.served += 1;
-                        self.conns.insert(
-                            c,
-                            Conn {
-                                discard: Some(h) == self.discard,
-                                ..Default::default()
-                            },
-                        );
-                        self.service(stack, c);
-                    }
-                }
-                continue;
-            }
-            self.service(stack, h);
-        }
-    }
 }
 
 /// The datagram side of the echo service: one UDP socket and/or one raw socket, served from
@@ -224,31 +136,219 @@ impl DgramEcho {
     }
 }
 
+/// One TCP connection of the echo service (the socket's user data).
+#[derive(Default)]
+pub struct Conn {
+    /// Received bytes not yet accepted by the send buffer.
+    pending: Vec<u8>,
+    eof: bool,
+    discard: bool,
+}
+
+/// What one core of `blink echo` serves, and what it counted.
+pub struct EchoCore {
+    echo: Option<Socket>,
+    discard: Option<Socket>,
+    udp: Option<Socket>,
+    raw: Option<Socket>,
+    buf: Vec<u8>,
+    pub stats: EchoStats,
+}
+
+/// Per-core counts, summed at the end.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct EchoStats {
+    pub served: u64,
+    pub bytes: u64,
+    pub udp_echoed: u64,
+    pub raw_echoed: u64,
+    pub errors: u64,
+}
+
+impl EchoStats {
+    fn add(&mut self, o: &EchoStats) {
+        self.served += o.served;
+        self.bytes += o.bytes;
+        self.udp_echoed += o.udp_echoed;
+        self.raw_echoed += o.raw_echoed;
+        self.errors += o.errors;
+    }
+}
+
+impl EchoCore {
+    /// Open this core's sockets: every core listens and binds the same ports (per-core
+    /// tables; each flow reaches the core its hash selects).
+    fn open(glue: &mut Glue<Conn>, a: &EchoArgs) -> Result<EchoCore, String> {
+        let mut c = EchoCore {
+            echo: None,
+            discard: None,
+            udp: None,
+            raw: None,
+            buf: vec![0u8; 256 * 1024],
+            stats: EchoStats::default(),
+        };
+        if let Some(p) = a.tcp {
+            c.echo = Some(glue.tcp_listen(p, 1024).map_err(|e| format!("--tcp {p}: {e}"))?);
+        }
+        if let Some(p) = a.discard {
+            c.discard = Some(glue.tcp_listen(p, 1024).map_err(|e| format!("--discard {p}: {e}"))?);
+        }
+        if let Some(p) = a.udp {
+            let s = glue.udp_socket(None).map_err(|e| format!("--udp {p}: {e}"))?;
+            glue.udp_bind(s, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, p))
+                .map_err(|e| format!("--udp {p}: {e}"))?;
+            c.udp = Some(s);
+        }
+        if let Some(proto) = a.raw {
+            c.raw = Some(
+                glue.raw_socket(proto, None)
+                    .map_err(|e| format!("--raw {proto}: {e}"))?,
+            );
+        }
+        Ok(c)
+    }
+
+    /// Echo (or discard) what a connection has, as far as its send buffer takes it.
+    fn service(&mut self, glue: &mut Glue<Conn>, s: Socket) {
+        loop {
+            let Some(c) = glue.user_data_mut(s) else { return };
+            // Flush what is waiting first: back-pressure, not buffering without bound.
+            if !c.pending.is_empty() {
+                let pending = std::mem::take(&mut c.pending);
+                match glue.send(s, &pending) {
+                    Ok(n) => glue.user_data_mut(s).expect("open").pending = pending[n..].to_vec(),
+                    Err(GlueError::WouldBlock) => glue.user_data_mut(s).expect("open").pending = pending,
+                    Err(_) => {
+                        let _ = glue.close(s);
+                        return;
+                    }
+                }
+                if !glue.user_data(s).expect("open").pending.is_empty() {
+                    return;
+                }
+            }
+            if glue.user_data(s).expect("open").eof {
+                let _ = glue.close(s);
+                return;
+            }
+            match glue.recv(s, &mut self.buf) {
+                Ok(0) => glue.user_data_mut(s).expect("open").eof = true,
+                Ok(n) => {
+                    self.stats.bytes += n as u64;
+                    let c = glue.user_data_mut(s).expect("open");
+                    if !c.discard {
+                        c.pending.extend_from_slice(&self.buf[..n]);
+                    }
+                }
+                Err(GlueError::WouldBlock) => return,
+                Err(_) => {
+                    let _ = glue.close(s);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn udp_echo(&mut self, glue: &mut Glue<Conn>, s: Socket) {
+        loop {
+            match glue.recv_from(s, &mut self.buf) {
+                Ok(r) => match glue.send_to(s, &self.buf[..r.len], Some(r.from)) {
+                    Ok(_) => self.stats.udp_echoed += 1,
+                    Err(_) => self.stats.errors += 1,
+                },
+                Err(GlueError::WouldBlock) => break,
+                // An ICMP error reported to the socket: counted, and the socket goes on.
+                Err(GlueError::Icmp(_)) => self.stats.errors += 1,
+                Err(_) => {
+                    self.stats.errors += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn raw_echo(&mut self, glue: &mut Glue<Conn>, s: Socket) {
+        loop {
+            match glue.recv_from(s, &mut self.buf) {
+                Ok(r) => {
+                    // Received data starts at the IP header; echo only the payload.
+                    let ihl = ((self.buf[0] & 0x0f) as usize * 4).min(r.len);
+                    let to = SocketAddrV4::new(*r.from.ip(), 0);
+                    match glue.send_to(s, &self.buf[ihl..r.len], Some(to)) {
+                        Ok(_) => self.stats.raw_echoed += 1,
+                        Err(_) => self.stats.errors += 1,
+                    }
+                }
+                Err(GlueError::WouldBlock) => break,
+                Err(_) => {
+                    self.stats.errors += 1;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Close the datagram sockets so their queues are freed before the buffer check.
+    fn close(self, glue: &mut Glue<Conn>) -> EchoStats {
+        for s in [self.udp, self.raw].into_iter().flatten() {
+            let _ = glue.close(s);
+        }
+        self.stats
+    }
+}
+
+impl GlueHandler<Conn> for EchoCore {
+    fn on_accept(&mut self, glue: &mut Glue<Conn>, l: Socket, s: Socket) {
+        self.stats.served += 1;
+        let discard = Some(l) == self.discard;
+        let _ = glue.set_user_data(
+            s,
+            Conn {
+                discard,
+                ..Default::default()
+            },
+        );
+        self.service(glue, s);
+    }
+
+    fn on_readable(&mut self, glue: &mut Glue<Conn>, s: Socket) {
+        if Some(s) == self.udp {
+            self.udp_echo(glue, s);
+        } else if Some(s) == self.raw {
+            self.raw_echo(glue, s);
+        } else {
+            self.service(glue, s);
+        }
+    }
+
+    fn on_writable(&mut self, glue: &mut Glue<Conn>, s: Socket) {
+        if s.kind() == SockKind::Tcp {
+            self.service(glue, s);
+        }
+    }
+
+    fn on_error(&mut self, glue: &mut Glue<Conn>, s: Socket) {
+        // The pending ICMP error is returned once by the next call: take it and go on.
+        self.on_readable(glue, s);
+    }
+}
+
+impl CoreApp<Conn> for EchoCore {}
+
 pub fn run(a: EchoArgs) -> Result<(), SetupError> {
     if let Some(p @ (0 | 255)) = a.raw {
         return Err(usage(format!("--raw {p}: not a protocol a raw socket receives (use 1..=254)")).into());
     }
-    let mut stack = build_stack(&a.dev)?;
-    let mut svc = TcpService {
-        echo: None,
-        discard: None,
-        conns: HashMap::new(),
-        buf: vec![0u8; 256 * 1024],
-        events: Vec::new(),
-        served: 0,
-        bytes: 0,
-    };
-    if a.tcp.is_some() || a.discard.is_some() {
-        tcp::tcp_init(&mut stack, TcpConfig::default());
-        if let Some(p) = a.tcp {
-            svc.echo = Some(tcp::tcp_listen(&mut stack, p, 1024).map_err(|e| usage(format!("--tcp {p}: {e}")))?);
-        }
-        if let Some(p) = a.discard {
-            svc.discard = Some(tcp::tcp_listen(&mut stack, p, 1024).map_err(|e| usage(format!("--discard {p}: {e}")))?);
-        }
+    let mut cores: Vec<Glue<Conn>> = build_cores(&a.dev, TcpConfig::default(), 8192)?;
+    // Open every core's sockets here, before the cores start, so a bad port is a usage
+    // error (exit 2) rather than a failure on some core's thread.
+    let mut apps = Vec::new();
+    for g in &mut cores {
+        apps.push(Some(EchoCore::open(g, &a).map_err(usage)?));
     }
-    let mut dgram = DgramEcho::open(&mut stack, a.udp, a.raw).map_err(usage)?;
-    let d = &stack.devs[0];
+    let apps: Vec<Mutex<Option<EchoCore>>> = apps.into_iter().map(Mutex::new).collect();
+    let pool = cores[0].pool().clone();
+    let d = &cores[0].stack().devs[0];
     let mut what = vec!["ping".to_string()];
     if let Some(p) = a.tcp {
         what.push(format!("tcp echo {p}"));
@@ -262,70 +362,58 @@ pub fn run(a: EchoArgs) -> Result<(), SetupError> {
     if let Some(p) = a.raw {
         what.push(format!("raw echo protocol {p}"));
     }
+    let cores_note = if cores.len() > 1 {
+        format!(" on {} cores ({} mode)", cores.len(), a.dev.mode)
+    } else {
+        String::new()
+    };
     println!(
-        "blink echo: {} mac {} addr {} (answering {})",
+        "blink echo: {} mac {} addr {} (answering {}){cores_note}",
         d.name(),
         d.mac,
         d.addrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
         what.join(", ")
     );
-    let stop = stop_flag();
-    let dur = a.duration.filter(|d| *d > 0.0).map(Duration::from_secs_f64);
-    let start = Instant::now();
-    let mut next_stats = a.dev.stats.map(|s| start + Duration::from_secs_f64(s));
-    let mut idle = 0u32;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        if dur.is_some_and(|d| start.elapsed() >= d) {
-            break;
-        }
-        let n = stack.poll();
-        if svc.echo.is_some() || svc.discard.is_some() {
-            svc.on_events(&mut stack);
-            stack.flush_tx();
-        }
-        if dgram.udp.is_some() || dgram.raw.is_some() {
-            dgram.service(&mut stack);
-            stack.flush_tx();
-        }
-        if n > 0 {
-            idle = 0;
-        } else {
-            idle = idle.saturating_add(1);
-            if idle > 256 {
-                std::thread::sleep(Duration::from_micros(100));
-            }
-        }
-        if let (Some(t), Some(s)) = (next_stats, a.dev.stats) {
-            if Instant::now() >= t {
-                println!("[{:>8.1}s] {}", start.elapsed().as_secs_f64(), stats_line(&stack));
-                next_stats = Some(t + Duration::from_secs_f64(s));
-            }
-        }
+    let opts = RunOpts {
+        stop: stop_flag(),
+        duration: a.duration.filter(|d| *d > 0.0).map(Duration::from_secs_f64),
+        stats: a.dev.stats,
+    };
+    let res = run_cores(
+        cores,
+        &opts,
+        |g| {
+            apps[g.cpu() as usize]
+                .lock()
+                .expect("not poisoned")
+                .take()
+                .expect("opened above")
+        },
+        |g, app| app.close(g),
+    );
+    let mut total = EchoStats::default();
+    for (_, st) in &res {
+        total.add(st);
     }
-    stack.flush_tx();
     if a.tcp.is_some() || a.discard.is_some() {
-        println!("tcp: {} connections served, {} bytes received", svc.served, svc.bytes);
+        println!(
+            "tcp: {} connections served, {} bytes received",
+            total.served, total.bytes
+        );
     }
     if a.udp.is_some() {
-        println!("udp: {} datagrams echoed", dgram.udp_echoed);
+        println!("udp: {} datagrams echoed", total.udp_echoed);
     }
     if a.raw.is_some() {
-        println!("raw: {} packets echoed", dgram.raw_echoed);
+        println!("raw: {} packets echoed", total.raw_echoed);
     }
-    if dgram.errors > 0 {
-        println!("datagram echo errors: {}", dgram.errors);
+    if total.errors > 0 {
+        println!("datagram echo errors: {}", total.errors);
     }
-    // Close the sockets so their queues are freed before the buffer check below.
-    if let Some(h) = dgram.udp {
-        let _ = udp::udp_close(&mut stack, h);
-    }
-    if let Some(h) = dgram.raw {
-        let _ = raw::raw_close(&mut stack, h);
-    }
-    report(&stack, "blink echo");
-    // Tear everything down (sockets, queues, impairment lanes) and prove every buffer came back.
-    let pool = stack.core.cache.pool().clone();
-    drop(stack);
+    let summaries: Vec<CoreSummary> = res.into_iter().map(|(s, _)| s).collect();
+    report_cores("blink echo", &summaries, pool.in_use());
+    // Every core has dropped its stack (sockets, queues, impairment lanes): prove every
+    // buffer came back.
     println!("mbufs in use after shutdown: {}", pool.in_use());
     Ok(())
 }

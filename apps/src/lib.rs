@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod cores;
 pub mod demo;
 pub mod echo;
 pub mod httpd;

@@ -212,60 +212,46 @@ pub fn run_loop(stack: &mut Stack, stop: &AtomicBool, duration: Option<Duration>
     }
 }
 
-/// The end-of-run report: device counters, non-zero MIB counters, neighbours, buffers.
+/// The end-of-run report of one stack: device counters, non-zero MIB counters, neighbours,
+/// buffers.
 pub fn report(stack: &Stack, label: &str) {
-    println!("== {label} ==");
-    for d in &stack.devs {
-        let s = d.dev.stats();
-        println!(
-            "dev {} ({}) mac {} mtu {}: rx {} pkts {} bytes, tx {} pkts {} bytes, rx_dropped {} rx_nombuf {} rx_missed {} rx_errors {} tx_errors {} link {}",
-            d.ifindex,
-            d.name(),
-            d.mac,
-            d.mtu,
-            s.rx_packets,
-            s.rx_bytes,
-            s.tx_packets,
-            s.tx_bytes,
-            s.rx_dropped,
-            s.rx_nombuf,
-            s.rx_missed,
-            s.rx_errors,
-            s.tx_errors,
-            if d.dev.link_up() { "up" } else { "down" }
-        );
-        for (k, v) in d.dev.extra_stats() {
-            if v != 0 {
-                println!("  {k} {v}");
-            }
-        }
-        for a in &d.addrs {
-            println!("  inet {a}");
-        }
-    }
-    for (k, v) in stack.core.mib.nonzero() {
-        println!("{k} {v}");
-    }
-    println!("neighbours:");
-    for l in stack.neigh.show() {
-        println!("  {l}");
-    }
-    println!("mbufs in use: {}", stack.pool_in_use());
+    crate::cores::report_cores(
+        label,
+        &[crate::cores::CoreSummary::of_stack(stack)],
+        stack.pool_in_use(),
+    );
 }
 
-/// A glue instance on the device chosen with --dev (TAP only: the wire needs a peer in this
-/// process, DPDK needs its feature), for the subcommands written on glue (httpd, load).
+/// A glue instance on the device chosen with --dev (TAP, or DPDK with its feature; the wire
+/// needs a peer in this process), for the subcommands written on glue. One core: see
+/// [`build_cores`] for several.
 pub fn build_glue<U>(
     args: &DevArgs,
     tcp: blink_glue::tcp::TcpConfig,
     pool_size: usize,
 ) -> Result<blink_glue::Glue<U>, SetupError> {
+    if args.cores != 1 {
+        return Err(usage("--cores: this subcommand runs on one core").into());
+    }
+    Ok(build_cores(args, tcp, pool_size)?.pop().expect("one core"))
+}
+
+/// One glue instance per core (`--cores N`, `--mode rss|poller`) on the device chosen with
+/// --dev: a multi-queue TAP (rss) or a single-queue one (poller); with DPDK, N queue pairs
+/// (rss) or one (poller). `pool_size` buffers per core.
+pub fn build_cores<U>(
+    args: &DevArgs,
+    tcp: blink_glue::tcp::TcpConfig,
+    pool_size: usize,
+) -> Result<Vec<blink_glue::Glue<U>>, SetupError> {
     use blink_glue::{GlueBuilder, GlueError};
     args.check_supported()?;
+    let mode = args.steering()?;
     let addrs = args.addresses()?;
     if addrs.is_empty() {
         return Err(usage("--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)").into());
     }
+    let pool_size = pool_size * args.cores as usize;
     let mut b = match args.dev_kind()? {
         DevKind::Tap(name) => GlueBuilder::new().tap(&name, args.mtu as usize),
         DevKind::Wire => {
@@ -273,7 +259,7 @@ pub fn build_glue<U>(
                 usage("--dev wire: the in-memory wire needs a peer stack in this process; use --dev tap:NAME").into(),
             )
         }
-        DevKind::Dpdk => return Err(usage("--dev dpdk: this blink was built without the `dpdk` feature").into()),
+        DevKind::Dpdk => dpdk_builder(args, mode, pool_size)?,
     };
     for a in addrs {
         b = b.addr(a);
@@ -288,16 +274,86 @@ pub fn build_glue<U>(
     if let Some(gw) = args.gw {
         b = b.gateway(gw);
     }
-    b.pool_size(pool_size).tcp(tcp).build().map_err(|e| match e {
-        GlueError::Config { field, msg } => {
-            // Name the command-line option, not the builder method.
-            let opt = match field.as_str() {
-                "route" => "gw",
-                "addr" => "ip",
-                f => f,
-            };
-            SetupError::Usage(usage(format!("--{opt}: {msg}")))
+    b.pool_size(pool_size)
+        .cores(args.cores)
+        .mode(mode)
+        .tcp(tcp)
+        .build_cores()
+        .map_err(|e| match e {
+            GlueError::Config { field, msg } => {
+                // Name the command-line option, not the builder method.
+                let opt = match field.as_str() {
+                    "route" => "gw",
+                    "addr" => "ip",
+                    "device" => "dev",
+                    f => f,
+                };
+                SetupError::Usage(usage(format!("--{opt}: {msg}")))
+            }
+            e => SetupError::Runtime(e.to_string()),
+        })
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk_builder(
+    _args: &DevArgs,
+    _mode: blink_glue::Steering,
+    _pool: usize,
+) -> Result<blink_glue::GlueBuilder, SetupError> {
+    Err(usage("--dev dpdk: this blink was built without the `dpdk` feature (cargo build --features dpdk)").into())
+}
+
+/// --dev dpdk for glue: EAL, a DPDK mempool, port 0 with one queue pair per core (rss) or one
+/// (poller), handed to the builder as per-queue handles.
+#[cfg(feature = "dpdk")]
+fn dpdk_builder(
+    args: &DevArgs,
+    mode: blink_glue::Steering,
+    pool_size: usize,
+) -> Result<blink_glue::GlueBuilder, SetupError> {
+    use blink_glue::netcore::drivers::dpdk::{eal_init, DpdkConfig, DpdkDev, DpdkError};
+    let derr = |e: DpdkError| {
+        if e.is_usage() {
+            SetupError::Usage(usage(e.to_string()))
+        } else {
+            SetupError::Runtime(e.to_string())
         }
-        e => SetupError::Runtime(e.to_string()),
+    };
+    let eal = args.eal.as_deref().ok_or_else(|| {
+        usage("--dev dpdk needs --eal \"EAL ARGS\", e.g. --eal \"--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0\"")
+    })?;
+    eal_init(eal).map_err(derr)?;
+    let pool = Mempool::new_dpdk(&MempoolConfig {
+        name: "blink".into(),
+        n: pool_size,
+        ..Default::default()
     })
+    .map_err(|e| SetupError::Usage(usage(e.to_string())))?;
+    let nb_queues = if mode == blink_glue::Steering::Poller {
+        1
+    } else {
+        args.cores
+    };
+    let cfg = DpdkConfig {
+        port: 0,
+        nb_queues,
+        mtu: args.mtu as usize,
+        ..Default::default()
+    };
+    let dev = DpdkDev::open(&cfg, &pool).map_err(derr)?;
+    eprintln!(
+        "dpdk: port {} ({}) mac {} link {}, {} queue(s); offloads: {}",
+        dev.port(),
+        dev.driver(),
+        dev.mac(),
+        if dev.link_up() { "up" } else { "down" },
+        nb_queues,
+        dev.offloads()
+    );
+    let queues = dev
+        .into_queues()
+        .into_iter()
+        .map(|q| Box::new(q) as Box<dyn NetDevice>)
+        .collect();
+    Ok(blink_glue::GlueBuilder::new().device_queues(queues).pool(pool))
 }

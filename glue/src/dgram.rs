@@ -82,6 +82,21 @@ impl<U> Glue<U> {
         Ok(blink_udp::udp_bind(&mut self.stack, s.handle(), addr)?)
     }
 
+    /// Bind the socket to RSS bucket `bucket` before [`Glue::udp_bind`] (FreeBSD:
+    /// IP_RSS_LISTEN_BUCKET): several sockets may share the port, one per bucket, and each
+    /// datagram goes to the socket of the bucket its Toeplitz hash selects through the RETA.
+    /// In blink a bucket is a core, so a core binds its own bucket (`glue.cpu()`): another
+    /// core's bucket is refused, since its datagrams never reach this core.
+    pub fn udp_set_rss_bucket(&mut self, s: Socket, bucket: u16) -> Result<(), GlueError> {
+        self.dgram_kind(s, SockKind::Udp, "udp_set_rss_bucket on a non-UDP socket")?;
+        if bucket != self.cpu() {
+            return Err(GlueError::InvalidArgument(
+                "RSS bucket of another core: open the socket on the core that owns the bucket",
+            ));
+        }
+        Ok(blink_udp::udp_set_rss_bucket(&mut self.stack, s.handle(), bucket)?)
+    }
+
     /// Default destination, and receive only from `peer`.
     pub fn udp_connect(&mut self, s: Socket, peer: SocketAddrV4) -> Result<(), GlueError> {
         self.dgram_kind(s, SockKind::Udp, "udp_connect on a non-UDP socket")?;

@@ -411,3 +411,102 @@ fn poller_two_cores_each_side_2000_connections() {
 fn rss_with_foreign_queue_choice_forwards_to_the_owner() {
     run_with(Steering::Rss, true);
 }
+
+/// UDP sockets bound to RSS buckets (one per core, same port) each get exactly the datagrams
+/// their bucket owns; a core cannot bind another core's bucket; application messages cross
+/// cores through the inboxes. One thread drives all four cores here.
+#[test]
+fn udp_rss_buckets_and_messages_between_cores() {
+    let pool = Mempool::new(&MempoolConfig {
+        n: 8192,
+        ..Default::default()
+    })
+    .unwrap();
+    let cfg = WireConfig {
+        queues: CORES,
+        ..Default::default()
+    };
+    let (wa, wb) = wire_pair(
+        ("a", "b"),
+        (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])),
+        &cfg,
+    );
+    let mut a = build(Steering::Rss, boxed(wa.into_queues()), "10.0.0.1/24", &pool);
+    let mut b = build(Steering::Rss, boxed(wb.into_queues()), "10.0.0.2/24", &pool);
+    let mut bound = Vec::new();
+    for g in b.iter_mut() {
+        let s = g.udp_socket(None).unwrap();
+        let cpu = g.cpu();
+        g.udp_set_rss_bucket(s, cpu).unwrap();
+        g.udp_bind(s, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9)).unwrap();
+        bound.push(s);
+    }
+    let other = b[0].udp_socket(None).unwrap();
+    assert!(matches!(
+        b[0].udp_set_rss_bucket(other, 1),
+        Err(GlueError::InvalidArgument(_))
+    ));
+    b[0].close(other).unwrap();
+
+    // 64 sockets on A's core 0, one datagram each, naming its source port.
+    let mut senders = Vec::new();
+    for _ in 0..64 {
+        let s = a[0].udp_socket(None).unwrap();
+        let local = a[0].udp_bind(s, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        senders.push((s, local.port()));
+    }
+    let poll_all = |a: &mut Vec<Glue<Conn>>, b: &mut Vec<Glue<Conn>>| {
+        for g in a.iter_mut().chain(b.iter_mut()) {
+            g.periodic();
+        }
+    };
+    for &(s, port) in &senders {
+        a[0].send_to(s, &port.to_be_bytes(), Some(SocketAddrV4::new(B_IP, 9)))
+            .unwrap();
+        poll_all(&mut a, &mut b);
+    }
+    let t = Toeplitz::default();
+    let reta = Reta::new(CORES).unwrap();
+    let mut got = [0u32; CORES as usize];
+    let t0 = Instant::now();
+    while got.iter().sum::<u32>() < 64 && t0.elapsed() < Duration::from_secs(10) {
+        poll_all(&mut a, &mut b);
+        for (cpu, g) in b.iter_mut().enumerate() {
+            let mut buf = [0u8; 16];
+            while let Ok(r) = g.recv_from(bound[cpu], &mut buf) {
+                let port = u16::from_be_bytes([buf[0], buf[1]]);
+                assert_eq!(r.from.port(), port);
+                let h = t.hash_ipv4_l4(A_IP.octets(), B_IP.octets(), port, 9);
+                assert_eq!(
+                    reta.lookup(h) as usize,
+                    cpu,
+                    "datagram from port {port} on the wrong bucket"
+                );
+                got[cpu] += 1;
+            }
+        }
+    }
+    assert_eq!(got.iter().sum::<u32>(), 64, "received per core {got:?}");
+    assert!(got.iter().all(|&n| n > 0), "both buckets received: {got:?}");
+
+    // Application messages: core 0 -> core 1, and to a core that does not exist.
+    a[0].post(1, Box::new(42u32)).unwrap();
+    assert!(matches!(a[0].post(7, Box::new(0u32)), Err(GlueError::Config { .. })));
+    poll_all(&mut a, &mut b);
+    let m = a[1].next_message().expect("message delivered");
+    assert_eq!(*m.downcast::<u32>().unwrap(), 42);
+    assert!(a[1].next_message().is_none());
+    assert_eq!(a[0].stack().core.mib.softnet.get(SoftnetMib::AppMsgsSent), 1);
+    assert_eq!(a[1].stack().core.mib.softnet.get(SoftnetMib::AppMsgsReceived), 1);
+
+    for (s, _) in senders {
+        a[0].close(s).unwrap();
+    }
+    for (g, s) in b.iter_mut().zip(bound) {
+        g.close(s).unwrap();
+    }
+    poll_all(&mut a, &mut b);
+    drop(a);
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+}
