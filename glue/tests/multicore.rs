@@ -510,3 +510,55 @@ fn udp_rss_buckets_and_messages_between_cores() {
     drop(b);
     assert_eq!(pool.in_use(), 0);
 }
+
+/// An ICMP error reaches the socket it is about even when it lands on another core: in poller
+/// mode ICMP goes to core 0, which re-injects the error into the core that owns the quoted
+/// flow (`Softnet.ReinjectRemote`), where the connected UDP socket reports it.
+#[test]
+fn icmp_error_reaches_the_socket_on_its_own_core() {
+    let pool = Mempool::new(&MempoolConfig {
+        n: 8192,
+        ..Default::default()
+    })
+    .unwrap();
+    let (wa, wb) = wire_pair(
+        ("a", "b"),
+        (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])),
+        &WireConfig::default(),
+    );
+    let mut a = build(Steering::Poller, boxed(vec![wa]), "10.0.0.1/24", &pool);
+    let mut b = build(Steering::Poller, boxed(vec![wb]), "10.0.0.2/24", &pool);
+    let poll_all = |a: &mut Vec<Glue<Conn>>, b: &mut Vec<Glue<Conn>>| {
+        for g in a.iter_mut().chain(b.iter_mut()) {
+            g.periodic();
+        }
+    };
+    // Core 1 of A: a UDP socket connected to a port nobody listens on (its ephemeral port
+    // hashes back to core 1).
+    let s = a[1].udp_socket(None).unwrap();
+    a[1].udp_connect(s, SocketAddrV4::new(B_IP, 4444)).unwrap();
+    let mut err = None;
+    for _ in 0..50 {
+        let _ = a[1].send_to(s, b"anyone?", None);
+        for _ in 0..20 {
+            poll_all(&mut a, &mut b);
+        }
+        let mut buf = [0u8; 64];
+        if let Err(GlueError::Icmp(e)) = a[1].recv_from(s, &mut buf) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert!(err.is_some(), "no ICMP error reported on core 1");
+    let sn = |g: &Glue<Conn>, c| g.stack().core.mib.softnet.get(c);
+    assert!(
+        sn(&a[0], SoftnetMib::ReinjectRemote) > 0,
+        "core 0 re-injected the error"
+    );
+    assert!(sn(&a[1], SoftnetMib::ReinjectReceived) > 0);
+    a[1].close(s).unwrap();
+    poll_all(&mut a, &mut b);
+    drop(a);
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+}

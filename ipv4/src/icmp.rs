@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use blink_netcore::checksum::{csum_replace2, Csum};
 use blink_netcore::skbuff::{Frag, IpSummed, PacketType, SkBuff};
-use blink_netcore::snmp::{DropReason, IcmpMib};
+use blink_netcore::snmp::{DropReason, IcmpMib, SoftnetMib};
 
 use crate::icmphdr::*;
 use crate::ip_output::{ip_build_and_send_pkt, IpTx};
@@ -226,9 +226,39 @@ fn icmp_unreach(stack: &mut Stack, mut skb: SkBuff) {
     };
     let inner = &skb.data()[ICMP_HLEN..];
     let proto = Ipv4Hdr::new_unchecked(inner).protocol();
+    if stack.nb_cores() > 1 {
+        let owner = icmp_err_owner(stack, inner);
+        if owner != stack.core.cpu {
+            // The flow the error is about lives on another core: its socket is there.
+            let back = (-skb.skb_network_offset()).max(0) as usize;
+            if skb.skb_unpull(back) && stack.post_to_core(owner, crate::inbox::CoreMsg::Reinject(skb)) {
+                stack.core.mib.softnet.inc(SoftnetMib::ReinjectRemote);
+            }
+            return;
+        }
+    }
     if stack.has_protocol(proto) {
         stack.with_protocol(proto, |s, p| p.err_handler(s, ty, code, info, inner));
     }
+}
+
+/// The core that owns the flow an ICMP error quotes (`inner`: the quoted IP header and at
+/// least 8 bytes after it): the reply direction of the quoted TCP/UDP packet through the
+/// Toeplitz hash and the RETA, as its segments are steered. Other protocols: this core.
+fn icmp_err_owner(stack: &Stack, inner: &[u8]) -> u16 {
+    let ip = Ipv4Hdr::new_unchecked(inner);
+    let (hl, proto) = (ip.header_len(), ip.protocol());
+    if !(proto == 6 || proto == 17) || inner.len() < hl + 4 {
+        return stack.core.cpu;
+    }
+    // TCP and UDP headers both start with the source and destination ports.
+    let sport = u16::from_be_bytes([inner[hl], inner[hl + 1]]);
+    let dport = u16::from_be_bytes([inner[hl + 2], inner[hl + 3]]);
+    let h = stack
+        .core
+        .toeplitz
+        .hash_ipv4_l4(ip.dst().octets(), ip.src().octets(), dport, sport);
+    blink_netcore::rss::hash2cpu(&stack.core.reta, h)
 }
 
 /// Linux: __icmp_send(). Send an ICMP error about `skb_in` (whose network mark points at its

@@ -23,6 +23,10 @@ pub enum CoreMsg {
     /// A frame (data at the Ethernet header) another core received on its queue of device
     /// `ifindex` but this core owns: it re-enters `netif_receive_skb` here (Linux: RPS).
     Frame { ifindex: u16, skb: SkBuff },
+    /// An IP packet (data at the IP header, `skb.dev` set) that re-enters `ip_rcv` on the core
+    /// that owns it: an ICMP error about a flow another core owns (so its socket hears of
+    /// it); reassembled datagrams and decapsulated tunnel packets take the same way.
+    Reinject(SkBuff),
     /// A neighbour another core learned from ARP (Linux's one `arp_tbl` shared by all CPUs,
     /// made shared-nothing): applied with `neigh_update`, which also sends what waited here
     /// for that neighbour.
@@ -40,6 +44,7 @@ impl fmt::Debug for CoreMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CoreMsg::Frame { ifindex, skb } => write!(f, "Frame(dev {ifindex}, {} bytes)", skb.len()),
+            CoreMsg::Reinject(skb) => write!(f, "Reinject({} bytes)", skb.len()),
             CoreMsg::Neigh { ip, mac, dev, .. } => write!(f, "Neigh({ip} at {mac} dev {dev})"),
             CoreMsg::App(_) => f.write_str("App(..)"),
         }

@@ -232,7 +232,7 @@ impl Stack {
             Ok(()) => true,
             Err(m) => {
                 self.core.mib.softnet.inc(SoftnetMib::RingDrops);
-                if let CoreMsg::Frame { skb, .. } = m {
+                if let CoreMsg::Frame { skb, .. } | CoreMsg::Reinject(skb) = m {
                     self.core.mib.kfree_skb_reason(skb, DropReason::RingFull);
                 }
                 false
@@ -254,6 +254,15 @@ impl Stack {
                     frames += 1;
                     if (ifindex as usize) < self.devs.len() {
                         crate::dev::netif_receive_skb(self, ifindex, skb);
+                    } else {
+                        self.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+                    }
+                }
+                CoreMsg::Reinject(skb) => {
+                    self.core.mib.softnet.inc(SoftnetMib::ReinjectReceived);
+                    frames += 1;
+                    if (skb.dev as usize) < self.devs.len() {
+                        crate::ip_input::ip_rcv(self, skb);
                     } else {
                         self.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
                     }

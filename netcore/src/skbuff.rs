@@ -360,6 +360,18 @@ impl SkbMeta {
         self.head_buf_mut().map(|b| &mut b[d..d + len])
     }
 
+    /// Linux: __skb_push() over headers already in the buffer: move `data` back by `len`
+    /// bytes (e.g. to the network header after the stack pulled past it) without writing, so
+    /// it is allowed on a clone. False if that would pass the start of the buffer.
+    #[inline]
+    pub fn skb_unpull(&mut self, len: usize) -> bool {
+        if len > self.data as usize {
+            return false;
+        }
+        self.data -= len as u16;
+        true
+    }
+
     /// Linux: skb_pull(). Remove `len` bytes from the front of the linear area; pulling the
     /// whole linear area (a payload-less segment) is legal. False if `len > headlen`.
     #[inline]

@@ -89,7 +89,7 @@ mib_enum!(
     /// no socket for them while the tuple hashes to another core: impossible by construction,
     /// so tests assert it stays zero.
     SoftnetMib, "Softnet", [Processed, RssForwarded, ReceivedRps, RingDrops, NeighSent,
-    NeighReceived, AppMsgsSent, AppMsgsReceived, WrongCore]
+    NeighReceived, AppMsgsSent, AppMsgsReceived, ReinjectRemote, ReinjectReceived, WrongCore]
 );
 
 mib_enum!(
