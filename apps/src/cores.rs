@@ -61,6 +61,8 @@ pub struct CoreSummary {
     pub devs: Vec<DevSummary>,
     pub pollers: Vec<PollerSummary>,
     pub neigh: Vec<String>,
+    /// Buffers of the (shared) pool in use when the run ended, before any core tore down.
+    pub pool_in_use: usize,
 }
 
 impl CoreSummary {
@@ -84,6 +86,7 @@ impl CoreSummary {
                 .collect(),
             pollers: Vec::new(),
             neigh: stack.neigh.show(),
+            pool_in_use: stack.pool_in_use(),
         }
     }
 
@@ -153,6 +156,11 @@ where
     let n = cores.len();
     let board: Arc<Vec<Mutex<Option<CoreSummary>>>> = Arc::new((0..n).map(|_| Mutex::new(None)).collect());
     let finished = AtomicUsize::new(0);
+    // Cores that decided to stop. Each goes on polling until all have (a core may still carry
+    // the others' frames: the poller runs in core 0, software steering forwards), then
+    // drains what is in flight and tears down.
+    let leaving = AtomicUsize::new(0);
+    let meet = Rendezvous::new(n);
     let start = Instant::now();
     blink_glue::run_cores(cores, |mut glue| {
         let cpu = glue.cpu() as usize;
@@ -160,14 +168,29 @@ where
         let mut next_stats = opts.stats.map(|s| start + Duration::from_secs_f64(s));
         let mut idle = 0u32;
         let mut done = false;
+        let mut left = false;
+        let mut left_at = start;
+        let mut quiet = 0u32;
         loop {
-            if opts.stop.load(Ordering::Relaxed)
-                || opts.duration.is_some_and(|d| start.elapsed() >= d)
-                || finished.load(Ordering::Relaxed) == n
+            if !left
+                && (opts.stop.load(Ordering::Relaxed)
+                    || opts.duration.is_some_and(|d| start.elapsed() >= d)
+                    || finished.load(Ordering::Relaxed) == n)
             {
-                break;
+                left = true;
+                left_at = Instant::now();
+                leaving.fetch_add(1, Ordering::Relaxed);
             }
-            if glue.periodic_with(&mut app) > 0 {
+            let work = glue.periodic_with(&mut app);
+            if left && leaving.load(Ordering::Relaxed) == n {
+                // Everyone is stopping: leave once this core has been quiet for a while.
+                quiet = if work == 0 { quiet + 1 } else { 0 };
+                // A peer that keeps sending is not waited for beyond a second.
+                if quiet > 64 || left_at.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+            if work > 0 {
                 idle = 0;
             } else {
                 idle = idle.saturating_add(1);
@@ -188,11 +211,13 @@ where
                     if let Ok(mut slot) = board[cpu].lock() {
                         *slot = Some(CoreSummary::of(&glue));
                     }
-                    if cpu == 0 {
-                        let snaps: Vec<CoreSummary> = board
-                            .iter()
-                            .filter_map(|m| m.lock().ok().and_then(|s| s.clone()))
-                            .collect();
+                    let snaps: Vec<CoreSummary> = board
+                        .iter()
+                        .filter_map(|m| m.lock().ok().and_then(|s| s.clone()))
+                        .collect();
+                    // Core 0 prints once every core has posted (the others' figures are at
+                    // most one interval old).
+                    if cpu == 0 && snaps.len() == n {
                         println!(
                             "[{:>8.1}s] {}",
                             start.elapsed().as_secs_f64(),
@@ -203,9 +228,49 @@ where
             }
         }
         glue.flush();
+        // Read the shared pool once every core has stopped and before any tears down.
+        meet.wait(1, || {
+            glue.periodic();
+        });
+        let mut summary = CoreSummary::of(&glue);
         let r = finish(&mut glue, app);
-        (CoreSummary::of(&glue), r)
+        meet.wait(2, std::thread::yield_now);
+        summary.mib = glue.stack().core.mib.clone();
+        (summary, r)
     })
+}
+
+/// A meeting point for the cores as their runs end (in the `finish` of
+/// [`run_cores`]): round `k` returns once every core has called `wait` `k`
+/// times, so what one core reads of the shared pool is not disturbed by another tearing its
+/// glue down. Gives up after a few seconds (a core that panicked never arrives).
+pub struct Rendezvous {
+    n: usize,
+    arrived: AtomicUsize,
+}
+
+impl Rendezvous {
+    pub fn new(n: usize) -> Rendezvous {
+        Rendezvous {
+            n,
+            arrived: AtomicUsize::new(0),
+        }
+    }
+
+    /// This core's `round`-th call (1, 2, ...): call `idle` until every core has made it.
+    /// False on timeout.
+    pub fn wait(&self, round: usize, mut idle: impl FnMut()) -> bool {
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.arrived.load(Ordering::Acquire) < round * self.n {
+            if Instant::now() >= deadline {
+                log::warn!("rendezvous round {round}: not every core arrived");
+                return false;
+            }
+            idle();
+        }
+        true
+    }
 }
 
 /// One compact counter line for --stats: the totals, then per core when there are several.

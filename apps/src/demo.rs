@@ -75,6 +75,9 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     let pool = h.pool.clone();
     drop(h);
     println!("mbufs in use after both hosts stopped: {}", pool.in_use());
+    if a.dev.cores > 1 {
+        crate::demo_cores::run(&a, false)?;
+    }
     Ok(())
 }
 

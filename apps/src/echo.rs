@@ -177,8 +177,9 @@ impl EchoStats {
 
 impl EchoCore {
     /// Open this core's sockets: every core listens and binds the same ports (per-core
-    /// tables; each flow reaches the core its hash selects).
-    fn open(glue: &mut Glue<Conn>, a: &EchoArgs) -> Result<EchoCore, String> {
+    /// tables; each flow reaches the core its hash selects). Uses the ports of `a`'s
+    /// `--tcp`, `--discard`, `--udp` and `--raw`.
+    pub fn open(glue: &mut Glue<Conn>, a: &EchoArgs) -> Result<EchoCore, String> {
         let mut c = EchoCore {
             echo: None,
             discard: None,
@@ -289,7 +290,7 @@ impl EchoCore {
     }
 
     /// Close the datagram sockets so their queues are freed before the buffer check.
-    fn close(self, glue: &mut Glue<Conn>) -> EchoStats {
+    pub fn close(self, glue: &mut Glue<Conn>) -> EchoStats {
         for s in [self.udp, self.raw].into_iter().flatten() {
             let _ = glue.close(s);
         }
@@ -411,7 +412,8 @@ pub fn run(a: EchoArgs) -> Result<(), SetupError> {
         println!("datagram echo errors: {}", total.errors);
     }
     let summaries: Vec<CoreSummary> = res.into_iter().map(|(s, _)| s).collect();
-    report_cores("blink echo", &summaries, pool.in_use());
+    let in_use = summaries.first().map(|c| c.pool_in_use).unwrap_or(0);
+    report_cores("blink echo", &summaries, in_use);
     // Every core has dropped its stack (sockets, queues, impairment lanes): prove every
     // buffer came back.
     println!("mbufs in use after shutdown: {}", pool.in_use());

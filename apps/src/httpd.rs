@@ -3,16 +3,16 @@
 //! fixed-size body (`--size`) or of files under a directory (`--root`).
 
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use blink_glue::tcp::TcpConfig;
 use blink_glue::{Closed, Glue, GlueError, GlueHandler, Socket};
 use clap::Args;
 
 use crate::args::{usage, DevArgs};
-use crate::setup::{build_glue, report, stats_line, stop_flag, SetupError};
+use crate::cores::{report_cores, run_cores, CoreApp, RunOpts};
+use crate::setup::{build_cores, stop_flag, SetupError};
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("content").required(true).args(["size", "root"])))]
@@ -42,8 +42,8 @@ const MAX_HEADERS: usize = 64;
 /// What the server serves.
 #[derive(Debug, Clone)]
 pub enum Content {
-    /// Every path answers with the same body.
-    Fixed(Rc<[u8]>),
+    /// Every path answers with the same body (one copy, shared by every core's `Httpd`).
+    Fixed(Arc<[u8]>),
     /// Files under a (canonical) directory.
     Root(PathBuf),
 }
@@ -161,8 +161,8 @@ fn reason(status: u16) -> &'static str {
 pub struct Conn {
     inbuf: Vec<u8>,
     /// Response pieces in order, with how much of the first one is sent. Bodies are shared
-    /// (`Rc`), so a fixed body is never copied per request before the socket copies it.
-    out: std::collections::VecDeque<Rc<[u8]>>,
+    /// (`Arc`: one fixed body serves every core), so a fixed body is never copied per request before the socket copies it.
+    out: std::collections::VecDeque<Arc<[u8]>>,
     out_off: usize,
     out_bytes: usize,
     /// Close once `out` is sent (Connection: close, HTTP/1.0, bad request, or peer EOF).
@@ -171,7 +171,7 @@ pub struct Conn {
 }
 
 /// Counters printed at the end.
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct HttpStats {
     pub connections: u64,
     pub requests: u64,
@@ -181,6 +181,19 @@ pub struct HttpStats {
     pub resets: u64,
 }
 
+impl HttpStats {
+    /// Add another core's counters.
+    pub fn merge(&mut self, o: &HttpStats) {
+        self.connections += o.connections;
+        self.requests += o.requests;
+        self.status_2xx += o.status_2xx;
+        self.status_4xx += o.status_4xx;
+        self.body_bytes += o.body_bytes;
+        self.resets += o.resets;
+    }
+}
+
+/// One core's server (each core runs its own, on the connections its hash selects).
 pub struct Httpd {
     content: Content,
     scratch: Vec<u8>,
@@ -199,7 +212,7 @@ impl Httpd {
     /// Build the response to `req` onto `c.out`.
     fn respond(&mut self, c: &mut Conn, req: &Request) {
         let head_only = req.method == "HEAD";
-        let (status, body): (u16, Option<Rc<[u8]>>) = if req.method != "GET" && !head_only {
+        let (status, body): (u16, Option<Arc<[u8]>>) = if req.method != "GET" && !head_only {
             (405, None)
         } else {
             match &self.content {
@@ -218,8 +231,8 @@ impl Httpd {
         self.push_response(c, status, body, head_only, keep);
     }
 
-    fn push_response(&mut self, c: &mut Conn, status: u16, body: Option<Rc<[u8]>>, head_only: bool, keep: bool) {
-        let (body, ctype): (Rc<[u8]>, &str) = match body {
+    fn push_response(&mut self, c: &mut Conn, status: u16, body: Option<Arc<[u8]>>, head_only: bool, keep: bool) {
+        let (body, ctype): (Arc<[u8]>, &str) = match body {
             Some(b) => (b, "application/octet-stream"),
             None => (
                 format!("{status} {}\n", reason(status)).into_bytes().into(),
@@ -241,7 +254,7 @@ impl Httpd {
         } else {
             "Connection: close\r\n\r\n"
         });
-        let head: Rc<[u8]> = head.into_bytes().into();
+        let head: Arc<[u8]> = head.into_bytes().into();
         c.out_bytes += head.len();
         c.out.push_back(head);
         if !head_only && !body.is_empty() {
@@ -329,6 +342,9 @@ impl Httpd {
     }
 }
 
+/// A server: never done by itself.
+impl CoreApp<Conn> for Httpd {}
+
 impl GlueHandler<Conn> for Httpd {
     fn on_accept(&mut self, glue: &mut Glue<Conn>, _l: Socket, s: Socket) {
         self.stats.connections += 1;
@@ -381,12 +397,17 @@ pub fn run(a: HttpdArgs) -> Result<(), SetupError> {
         }
         _ => return Err(usage("give exactly one of --size BYTES or --root DIR").into()),
     };
-    let mut glue: Glue<Conn> = build_glue(&a.dev, http_tcp_config(), 65536)?;
-    glue.tcp_listen(a.port, 4096)
-        .map_err(|e| usage(format!("--port {}: {e}", a.port)))?;
-    let d = &glue.stack().devs[0];
+    let mut cores: Vec<Glue<Conn>> = build_cores(&a.dev, http_tcp_config(), 65536)?;
+    // Every core listens: each has its own accept queue and accepts the connections its hash
+    // selects (SO_REUSEPORT with RSS).
+    for glue in &mut cores {
+        glue.tcp_listen(a.port, 4096)
+            .map_err(|e| usage(format!("--port {}: {e}", a.port)))?;
+    }
+    let n = cores.len();
+    let d = &cores[0].stack().devs[0];
     println!(
-        "blink httpd: {} mac {} addr {} port {} serving {}",
+        "blink httpd: {} mac {} addr {} port {} serving {}{}",
         d.name(),
         d.mac,
         d.addrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
@@ -394,44 +415,36 @@ pub fn run(a: HttpdArgs) -> Result<(), SetupError> {
         match &content {
             Content::Fixed(b) => format!("{} bytes on every path", b.len()),
             Content::Root(r) => r.display().to_string(),
+        },
+        if n > 1 {
+            format!(" on {n} cores ({} mode)", a.dev.mode)
+        } else {
+            String::new()
         }
     );
-    let mut httpd = Httpd::new(content);
-    let stop = stop_flag();
-    let dur = a.duration.filter(|d| *d > 0.0).map(Duration::from_secs_f64);
-    let start = Instant::now();
-    let mut next_stats = a.dev.stats.map(|s| start + Duration::from_secs_f64(s));
-    let mut idle = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        if dur.is_some_and(|d| start.elapsed() >= d) {
-            break;
-        }
-        if glue.periodic_with(&mut httpd) > 0 {
-            idle = 0;
-        } else {
-            idle = idle.saturating_add(1);
-            // Busy-poll while traffic flows; short sleeps when idle so a quiet server does
-            // not burn a core.
-            if idle > 1024 {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-        if let (Some(t), Some(s)) = (next_stats, a.dev.stats) {
-            if Instant::now() >= t {
-                println!("[{:>8.1}s] {}", start.elapsed().as_secs_f64(), stats_line(glue.stack()));
-                next_stats = Some(t + Duration::from_secs_f64(s));
-            }
-        }
+    let pool = cores[0].pool().clone();
+    let opts = RunOpts {
+        stop: stop_flag(),
+        duration: a.duration.filter(|d| *d > 0.0).map(Duration::from_secs_f64),
+        stats: a.dev.stats,
+    };
+    let results = run_cores(
+        cores,
+        &opts,
+        |_glue| Httpd::new(content.clone()),
+        |_glue, httpd| httpd.stats,
+    );
+    let mut s = HttpStats::default();
+    for (_, st) in &results {
+        s.merge(st);
     }
-    glue.flush();
-    let s = &httpd.stats;
     println!(
         "httpd: {} connections, {} requests ({} 2xx, {} 4xx/5xx), {} body bytes, {} reset or failed",
         s.connections, s.requests, s.status_2xx, s.status_4xx, s.body_bytes, s.resets
     );
-    report(glue.stack(), "blink httpd");
-    let pool = glue.pool().clone();
-    drop(glue);
+    let in_use = results.first().map(|(c, _)| c.pool_in_use).unwrap_or(0);
+    let summaries: Vec<_> = results.into_iter().map(|(c, _)| c).collect();
+    report_cores("blink httpd", &summaries, in_use);
     println!("mbufs in use after shutdown: {}", pool.in_use());
     Ok(())
 }
@@ -556,7 +569,7 @@ mod tests {
 
     #[test]
     fn pipelined_requests_answered_in_order_on_the_wire() {
-        let body: Rc<[u8]> = b"0123456789".to_vec().into();
+        let body: Arc<[u8]> = b"0123456789".to_vec().into();
         let req = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /4 HTTP/1.1\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n";
         let (got, st) = exchange(Content::Fixed(body), req);
         let text = String::from_utf8(got).unwrap();

@@ -4,6 +4,7 @@ pub mod args;
 pub mod bench;
 pub mod cores;
 pub mod demo;
+pub mod demo_cores;
 pub mod echo;
 pub mod httpd;
 pub mod load;

@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use blink_glue::{CloseReason, Closed, Glue, GlueError, GlueHandler, Socket};
@@ -13,8 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::args::{usage, DevArgs, UsageError};
+use crate::cores::{report_cores, run_cores, CoreApp, RunOpts};
 use crate::httpd::http_tcp_config;
-use crate::setup::{build_glue, stop_flag, SetupError};
+use crate::setup::{build_cores, stop_flag, SetupError};
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
@@ -41,7 +43,7 @@ pub struct LoadArgs {
 }
 
 /// The parts of an `http://` URL blink load needs.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub ip: Ipv4Addr,
     pub port: u16,
@@ -105,6 +107,7 @@ struct Flow {
     fresh: bool,
 }
 
+/// One core's figures (merged over the cores at the end).
 #[derive(Default)]
 pub struct LoadStats {
     pub ok: u64,
@@ -116,10 +119,36 @@ pub struct LoadStats {
     pub connections: u64,
 }
 
+impl LoadStats {
+    /// Add another core's figures (latencies appended, unsorted).
+    pub fn merge(&mut self, o: LoadStats) {
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.body_bytes += o.body_bytes;
+        self.latencies_us.extend(o.latencies_us);
+        self.sha256 = self.sha256.or(o.sha256);
+        self.sha_mismatch += o.sha_mismatch;
+        self.connections += o.connections;
+    }
+}
+
+/// What a core hands back when the run ends.
+struct CoreResult {
+    stats: LoadStats,
+    /// Requests of this core's share that never completed (counted as failed).
+    unfinished: u64,
+    /// When its last request completed (None: it had none, or did not finish).
+    finished_at: Option<Instant>,
+    /// When its loop ended.
+    ended: Instant,
+}
+
+/// One core's generator: its share of the requests and connections.
 struct Load {
     target: Target,
     request: Vec<u8>,
     last_request: Vec<u8>,
+    /// This core's share of `-n`.
     total: u64,
     /// Requests handed to connections (sent or to be sent).
     issued: u64,
@@ -129,10 +158,15 @@ struct Load {
     open: u32,
     stats: LoadStats,
     scratch: Vec<u8>,
+    /// Shared by the cores (indicatif's bar is thread-safe).
     pb: ProgressBar,
-    /// Connections to start when the next poll ends (started outside callbacks so a failed
-    /// connect is counted in one place).
+    /// Connections to start once the current callback is over (a failed connect is counted
+    /// in one place, `fill`).
     want_new: u32,
+    /// The first good body's digest, on whichever core it came: every other body, on every
+    /// core, must match it.
+    sha_ref: Arc<OnceLock<[u8; 32]>>,
+    finished_at: Option<Instant>,
 }
 
 impl Load {
@@ -143,6 +177,21 @@ impl Load {
     fn fail(&mut self, n: u64) {
         self.stats.failed += n;
         self.pb.inc(n);
+        self.note_done();
+    }
+
+    fn note_done(&mut self) {
+        if self.finished_at.is_none() && self.done() >= self.total {
+            self.finished_at = Some(Instant::now());
+        }
+    }
+
+    /// Open the replacements of connections retired during a callback.
+    fn refill(&mut self, glue: &mut Glue<Flow>) {
+        if self.want_new > 0 {
+            self.want_new = 0;
+            self.fill(glue);
+        }
     }
 
     /// Start connections until `concurrency` are open or every request is issued.
@@ -317,19 +366,25 @@ impl Load {
         let mut good = f.status == 200;
         if let Some(h) = f.hasher.take() {
             let d: [u8; 32] = h.finalize().into();
-            match self.stats.sha256 {
-                None if good => self.stats.sha256 = Some(d),
+            let r = if good {
+                Some(*self.sha_ref.get_or_init(|| d))
+            } else {
+                self.sha_ref.get().copied()
+            };
+            match r {
                 Some(r) if r != d => {
                     self.stats.sha_mismatch += 1;
                     good = false;
                 }
-                _ => {}
+                Some(r) => self.stats.sha256 = Some(r),
+                None => {}
             }
         }
         if good {
             self.stats.ok += 1;
             self.stats.latencies_us.push(f.started.elapsed().as_micros() as u64);
             self.pb.inc(1);
+            self.note_done();
         } else {
             self.fail(1);
         }
@@ -378,6 +433,14 @@ impl Load {
                 self.retire(&f);
             }
         }
+        self.refill(glue);
+    }
+}
+
+impl CoreApp<Flow> for Load {
+    /// This core's share is over: every request answered or failed.
+    fn finished(&self) -> bool {
+        self.done() >= self.total
     }
 }
 
@@ -394,7 +457,7 @@ impl GlueHandler<Flow> for Load {
         self.step(glue, s, true);
     }
 
-    fn on_closed(&mut self, _glue: &mut Glue<Flow>, c: Closed<Flow>) {
+    fn on_closed(&mut self, glue: &mut Glue<Flow>, c: Closed<Flow>) {
         if c.reason != CloseReason::Normal {
             log::debug!("connection {:?}: {:?}", c.sock, c.reason);
         }
@@ -406,6 +469,7 @@ impl GlueHandler<Flow> for Load {
             }
             self.retire(&f);
         }
+        self.refill(glue);
     }
 }
 
@@ -440,6 +504,11 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Core `i`'s share of `total` spread over `n` cores (the first `total % n` get one more).
+fn share(total: u64, n: u64, i: u64) -> u64 {
+    total / n + u64::from(i < total % n)
+}
+
 pub fn run(a: LoadArgs) -> Result<(), SetupError> {
     let target = parse_url(&a.url)?;
     if a.n == 0 || a.c == 0 || a.keepalive == 0 {
@@ -448,7 +517,11 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
     if !(a.timeout > 0.0 && a.timeout.is_finite()) {
         return Err(usage("--timeout: must be a positive number of seconds").into());
     }
-    let mut glue: Glue<Flow> = build_glue(&a.dev, load_tcp_config(), 65536)?;
+    let cores: Vec<Glue<Flow>> = build_cores(&a.dev, load_tcp_config(), 65536)?;
+    let nb = cores.len();
+    // Cores that get connections (all unless -c is smaller); each opens its share of the
+    // connections and requests, from source ports that hash back to it.
+    let active = nb.min(a.c as usize) as u64;
     let host = format!("{}:{}", target.ip, target.port);
     let req = |close: bool| {
         format!(
@@ -458,59 +531,103 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
         )
         .into_bytes()
     };
+    let (request, last_request) = (req(false), req(true));
     let pb = ProgressBar::new(a.n);
     pb.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} requests {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut load = Load {
-        request: req(false),
-        last_request: req(true),
-        target,
-        total: a.n,
-        issued: 0,
-        concurrency: a.c,
-        keepalive: a.keepalive,
-        sha: a.sha256,
-        open: 0,
-        stats: LoadStats::default(),
-        scratch: vec![0u8; 64 * 1024],
-        pb,
-        want_new: 0,
-    };
+    let sha_ref: Arc<OnceLock<[u8; 32]>> = Arc::default();
     println!(
-        "blink load: {} requests to {} over {} connections, {} per connection",
-        a.n, a.url, a.c, a.keepalive
+        "blink load: {} requests to {} over {} connections, {} per connection{}",
+        a.n,
+        a.url,
+        a.c,
+        a.keepalive,
+        if nb > 1 {
+            format!(", on {nb} cores ({} mode)", a.dev.mode)
+        } else {
+            String::new()
+        }
     );
     let stop = stop_flag();
+    let opts = RunOpts {
+        stop: stop.clone(),
+        duration: Some(Duration::from_secs_f64(a.timeout)),
+        stats: a.dev.stats,
+    };
     let start = Instant::now();
-    load.fill(&mut glue);
-    let timeout = Duration::from_secs_f64(a.timeout);
-    let mut idle = 0u32;
-    while load.done() < a.n && !stop.load(Ordering::Relaxed) {
-        if start.elapsed() > timeout {
-            eprintln!("blink load: timed out after {:.1} s", a.timeout);
-            break;
-        }
-        let n = glue.periodic_with(&mut load);
-        if load.want_new > 0 {
-            load.want_new = 0;
-            load.fill(&mut glue);
-            glue.flush();
-        }
-        if n > 0 {
-            idle = 0;
-        } else {
-            idle = idle.saturating_add(1);
-            if idle > 1024 {
-                std::thread::sleep(Duration::from_micros(50));
+    let results = run_cores(
+        cores,
+        &opts,
+        |glue| {
+            let i = glue.cpu() as u64;
+            let (total, concurrency) = if i < active {
+                (share(a.n, active, i), share(a.c as u64, active, i) as u32)
+            } else {
+                (0, 0)
+            };
+            let mut load = Load {
+                request: request.clone(),
+                last_request: last_request.clone(),
+                target: target.clone(),
+                total,
+                issued: 0,
+                concurrency,
+                keepalive: a.keepalive,
+                sha: a.sha256,
+                open: 0,
+                stats: LoadStats::default(),
+                scratch: vec![0u8; 64 * 1024],
+                pb: pb.clone(),
+                want_new: 0,
+                sha_ref: sha_ref.clone(),
+                finished_at: None,
+            };
+            load.fill(glue);
+            load
+        },
+        |_glue, load| {
+            // run_cores kept every core polling until all had stopped and the last FINs
+            // were out (in poller mode core 0's poller carries the other cores' frames).
+            let ended = Instant::now();
+            CoreResult {
+                unfinished: load.total - load.done().min(load.total),
+                finished_at: load.finished_at,
+                ended,
+                stats: load.stats,
             }
+        },
+    );
+    pb.finish_and_clear();
+    // The run lasted until the last core finished its share (or gave up).
+    let end = results
+        .iter()
+        .map(|(_, r)| {
+            if r.unfinished > 0 {
+                r.ended
+            } else {
+                r.finished_at.unwrap_or(start)
+            }
+        })
+        .max()
+        .unwrap_or(start);
+    let elapsed = end.saturating_duration_since(start).as_secs_f64();
+    let mut unfinished = 0;
+    let mut st = LoadStats::default();
+    let mut summaries = Vec::new();
+    let mut in_use = 0;
+    for (i, (sum, r)) in results.into_iter().enumerate() {
+        unfinished += r.unfinished;
+        st.merge(r.stats);
+        if i == 0 {
+            in_use = sum.pool_in_use;
         }
+        summaries.push(sum);
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    load.pb.finish_and_clear();
-    let unfinished = a.n - load.done();
-    let st = &mut load.stats;
+    if unfinished > 0 && !stop.load(Ordering::Relaxed) {
+        eprintln!("blink load: timed out after {:.1} s", a.timeout);
+    }
     st.failed += unfinished;
     st.latencies_us.sort_unstable();
     let l = &st.latencies_us;
@@ -533,18 +650,16 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
         st.body_bytes as f64 / elapsed / 1e6
     );
     if a.sha256 {
-        match st.sha256 {
-            Some(d) => println!("sha256: {}", hex(&d)),
+        match sha_ref.get() {
+            Some(d) => println!("sha256: {}", hex(d)),
             None => println!("sha256: none (no successful response)"),
         }
     }
-    // Let the last FINs out.
-    let failed = st.failed;
-    for _ in 0..1000 {
-        glue.periodic();
+    if nb > 1 {
+        report_cores("blink load", &summaries, in_use);
     }
-    if failed > 0 {
-        return Err(SetupError::Runtime(format!("{failed} requests failed")));
+    if st.failed > 0 {
+        return Err(SetupError::Runtime(format!("{} requests failed", st.failed)));
     }
     Ok(())
 }
@@ -568,6 +683,13 @@ mod tests {
         assert!(parse_url("https://10.0.0.1/").is_err());
         assert!(parse_url("http://example.com/").unwrap_err().0.contains("IPv4"));
         assert!(parse_url("http://10.0.0.1:99999/").unwrap_err().0.contains("port"));
+    }
+
+    #[test]
+    fn shares_add_up() {
+        assert_eq!((0..2).map(|i| share(400, 2, i)).collect::<Vec<_>>(), [200, 200]);
+        assert_eq!((0..2).map(|i| share(5, 2, i)).collect::<Vec<_>>(), [3, 2]);
+        assert_eq!((0..3).map(|i| share(1, 3, i)).sum::<u64>(), 1);
     }
 
     #[test]

@@ -322,7 +322,13 @@ fn dpdk_builder(
     let eal = args.eal.as_deref().ok_or_else(|| {
         usage("--dev dpdk needs --eal \"EAL ARGS\", e.g. --eal \"--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0\"")
     })?;
+    // EAL pins this thread to its main lcore; the cores of blink need every CPU the process
+    // was given, so the mask is restored afterwards.
+    let cpus = blink_glue::runtime::allowed_cpus();
     eal_init(eal).map_err(derr)?;
+    if let Err(e) = blink_glue::runtime::set_allowed_cpus(&cpus) {
+        log::warn!("dpdk: cannot restore the CPU mask after EAL init: {e}");
+    }
     let pool = Mempool::new_dpdk(&MempoolConfig {
         name: "blink".into(),
         n: pool_size,

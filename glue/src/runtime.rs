@@ -71,6 +71,22 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// Let the calling thread run on exactly `cpus` again (e.g. after DPDK's `rte_eal_init`
+/// pinned it to its main lcore, which would hide the other CPUs from [`allowed_cpus`]).
+pub fn set_allowed_cpus(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t with the given bits set, passed with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus {
+            libc::CPU_SET(c, &mut set);
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Pin the calling thread to `cpu` (Linux: sched_setaffinity).
 pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
     // SAFETY: a zeroed cpu_set_t with one bit set, passed with its size.

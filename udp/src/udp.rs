@@ -234,7 +234,7 @@ impl UdpProto {
             return Err(UdpErr::AddrNotAvailable(ip));
         }
         let port = match addr.port() {
-            0 => self.ephemeral_port().ok_or(UdpErr::NoPorts)?,
+            0 => self.ephemeral_port(stack).ok_or(UdpErr::NoPorts)?,
             p if self.port_in_use(p, ip, bucket, reuse) => return Err(UdpErr::AddrInUse(addr)),
             p => p,
         };
@@ -245,14 +245,24 @@ impl UdpProto {
         Ok(sk.local())
     }
 
-    fn autobind(&mut self, stack: &Stack, h: SockHandle) -> Result<(), UdpErr> {
-        match self.socks.get(h) {
-            None => Err(UdpErr::BadHandle),
-            Some(sk) if sk.sport != 0 => Ok(()),
-            Some(_) => self
-                .bind(stack, h, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-                .map(|_| ()),
+    /// Bind an unbound socket to an ephemeral port before its first send to `dst`. With
+    /// several cores the port is one whose replies from `dst` hash back to this core, as for
+    /// connect (replies from other peers may hash elsewhere: an unconnected socket talking to
+    /// many peers should be bound to an RSS bucket on every core instead).
+    fn autobind(&mut self, stack: &Stack, h: SockHandle, dst: Option<SocketAddrV4>) -> Result<(), UdpErr> {
+        let saddr = match self.socks.get(h) {
+            None => return Err(UdpErr::BadHandle),
+            Some(sk) if sk.sport != 0 => return Ok(()),
+            Some(sk) => sk.saddr,
+        };
+        let mut port = 0;
+        if let (true, Some(dst)) = (stack.nb_cores() > 1, dst) {
+            if let Ok((_, _, src)) = udp_route(stack, *dst.ip()) {
+                let local = if saddr.is_unspecified() { src } else { saddr };
+                port = self.connect_port(stack, local, dst).unwrap_or(0);
+            }
         }
+        self.bind(stack, h, SocketAddrV4::new(saddr, port)).map(|_| ())
     }
 
     /// Linux: ip4_datagram_connect(). Also fixes the local address when it was the wildcard
@@ -267,7 +277,7 @@ impl UdpProto {
             let local = if sk.saddr.is_unspecified() { src } else { sk.saddr };
             let port = self
                 .connect_port(stack, local, peer)
-                .or_else(|| self.ephemeral_port())
+                .or_else(|| self.ephemeral_port(stack))
                 .ok_or(UdpErr::NoPorts)?;
             self.bind(stack, h, SocketAddrV4::new(sk_saddr_or_any(self, h), port))?;
         }
@@ -292,7 +302,8 @@ impl UdpProto {
             let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
             sk.sock_error()?;
         }
-        self.autobind(stack, h)?;
+        let dst = to.or_else(|| self.socks.get(h).and_then(|sk| sk.peer()));
+        self.autobind(stack, h, dst)?;
         let sk = self.socks.get(h).expect("autobind checked the handle");
         let dst = match to.or_else(|| sk.peer()) {
             Some(d) if d.port() != 0 && !d.ip().is_unspecified() => d,

@@ -13,6 +13,13 @@ use blink_netcore::sock::SockHandle;
 
 use crate::udp::UdpProto;
 
+/// Whether this core may hand out ephemeral port `p`: every port with one core, else the
+/// ports `p % nb_cores == cpu`, so the cores' separate port tables never collide.
+fn own_port(stack: &Stack, p: u16) -> bool {
+    let n = stack.nb_cores();
+    n <= 1 || p % n == stack.core.cpu
+}
+
 impl UdpProto {
     /// Linux: udp_lib_lport_inuse(). Two sockets conflict on a port when their addresses
     /// overlap (equal, or either is the wildcard), unless both set SO_REUSEADDR or both are
@@ -29,14 +36,16 @@ impl UdpProto {
     }
 
     /// Linux: udp_lib_get_port() with snum 0: the next free port of the range after the rover.
-    /// An ephemeral port is never shared: only a port no socket uses is taken.
-    pub(crate) fn ephemeral_port(&mut self) -> Option<u16> {
+    /// An ephemeral port is never shared: only a port no socket uses is taken. With several
+    /// cores each takes only the ports congruent to its id (see [`own_port`]), so two cores
+    /// never hand out the same port: their tables are separate.
+    pub(crate) fn ephemeral_port(&mut self, stack: &Stack) -> Option<u16> {
         let (lo, hi) = self.cfg.ephemeral_ports;
         let n = (hi as u32).saturating_sub(lo as u32) + 1;
         for _ in 0..n {
             let p = self.rover;
             self.rover = if self.rover >= hi { lo } else { self.rover + 1 };
-            if !self.ports.contains_key(&p) {
+            if own_port(stack, p) && !self.ports.contains_key(&p) {
                 return Some(p);
             }
         }
@@ -53,7 +62,7 @@ impl UdpProto {
         for _ in 0..n {
             let p = self.rover;
             self.rover = if self.rover >= hi { lo } else { self.rover + 1 };
-            if self.ports.contains_key(&p) {
+            if !own_port(stack, p) || self.ports.contains_key(&p) {
                 continue;
             }
             let hash = core

@@ -206,3 +206,70 @@ for n in range(1, 1473):
         sys.exit(1)
 print("UDP_OK", ok)
 "#;
+
+impl Netns {
+    /// Like [`Netns::new`], but the TAP is created `multi_queue`, so blink can open it with
+    /// one queue per core (`--cores N --mode rss`). A multi-queue TAP cannot be opened
+    /// single-queue (poller mode): use [`Netns::new`] for that.
+    pub fn new_multi_queue(tag: &str, kernel_cidr: &str) -> Netns {
+        let name = format!("blink-{tag}-{}", std::process::id());
+        let _ = run(&["ip", "netns", "del", &name]);
+        run_ok(&["ip", "netns", "add", &name]);
+        let ns = Netns {
+            name,
+            tap: "btap0".to_string(),
+        };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns.exec_ok(&["ip", "tuntap", "add", "dev", &ns.tap, "mode", "tap", "multi_queue"]);
+        ns.exec_ok(&["ip", "addr", "add", kernel_cidr, "dev", &ns.tap]);
+        ns.exec_ok(&["ip", "link", "set", &ns.tap, "up"]);
+        ns
+    }
+}
+
+/// A total from blink's end-of-run report: the unindented `name value` line (0 if absent:
+/// the report leaves zero counters out).
+pub fn report_total(report: &str, name: &str) -> u64 {
+    report
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .next()
+        .unwrap_or(0)
+}
+
+/// The `core N: name value name value ...` line of a multi-core report, as (name, value).
+pub fn report_core(report: &str, cpu: u16) -> Vec<(String, u64)> {
+    let prefix = format!("core {cpu}: ");
+    let line = report
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in the report:\n{report}"));
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    toks.chunks(2)
+        .map(|kv| {
+            let v = kv
+                .get(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("core {cpu}: `{}` has no value: {line}", kv[0]));
+            (kv[0].to_string(), v)
+        })
+        .collect()
+}
+
+/// One counter of one core's report line (0 if absent).
+pub fn core_counter(report: &str, cpu: u16, name: &str) -> u64 {
+    report_core(report, cpu)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or(0)
+}
+
+/// The `per core:` section of a multi-core report (the `core N:` and `poller` lines).
+pub fn per_core_lines(report: &str) -> Vec<&str> {
+    report
+        .lines()
+        .skip_while(|l| *l != "per core:")
+        .filter(|l| l.starts_with("core ") || l.starts_with("poller ") || *l == "per core:")
+        .collect()
+}

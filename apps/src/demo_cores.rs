@@ -1,0 +1,367 @@
+//! The demo's multi-core part (`blink demo --cores N [--mode rss|poller]`): two hosts of N
+//! cores each on the in-memory wire (N queues per end in rss mode, one queue and a poller in
+//! poller mode). Every core of host B runs `blink echo`'s service on the same ports; every
+//! core of host A opens TCP connections to B's echo port (source ports chosen so the replies
+//! hash back to it) and sends UDP datagrams to B's echo port, checking every byte that comes
+//! back. Then each host reports per core: which core opened, accepted and carried what, and
+//! how many frames had to be forwarded between cores.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use blink_glue::netcore::drivers::wire::{wire_pair, WireConfig};
+use blink_glue::netcore::netdevice::NetDevice;
+use blink_glue::netcore::snmp::{SoftnetMib, TcpMib};
+use blink_glue::netcore::{Mempool, MempoolConfig};
+use blink_glue::tcp::TcpConfig;
+use blink_glue::{Closed, Glue, GlueBuilder, GlueError, GlueHandler, Socket, Steering};
+
+use crate::cores::{report_cores, CoreSummary};
+use crate::echo::{Conn, EchoArgs, EchoCore};
+use crate::setup::{mac_for, SetupError};
+
+/// TCP connections each core of host A opens, and the bytes each carries each way.
+const CONNS_PER_CORE: u32 = 100;
+const CONN_BYTES: usize = 16 * 1024;
+/// UDP datagrams each core of host A sends.
+const DGRAMS_PER_CORE: u32 = 100;
+
+fn pattern(id: u32, i: usize) -> u8 {
+    (id as usize * 131 + i * 7 + (i >> 9)) as u8
+}
+
+/// Host A's per-core client: connections opened at most 16 at a time, each sending its
+/// pattern, half-closing and checking the echo; plus one UDP socket's datagrams.
+struct Client {
+    b: Ipv4Addr,
+    next: u32,
+    last: u32,
+    open: u32,
+    done: u32,
+    bad: Vec<String>,
+    udp: Option<Socket>,
+    dgrams_back: u32,
+    buf: Vec<u8>,
+}
+
+/// One client connection (user data of A's sockets): how far it sent and received.
+#[derive(Default)]
+struct Flow {
+    id: u32,
+    sent: usize,
+    recvd: usize,
+}
+
+impl Client {
+    fn fill(&mut self, g: &mut Glue<Flow>) {
+        while self.open < 16 && self.next < self.last {
+            let id = self.next;
+            self.next += 1;
+            match g.tcp_connect(
+                self.b,
+                7,
+                Some(Flow {
+                    id,
+                    ..Default::default()
+                }),
+            ) {
+                Ok(_) => self.open += 1,
+                Err(e) => self.bad.push(format!("connect: {e}")),
+            }
+        }
+    }
+
+    fn send(&mut self, g: &mut Glue<Flow>, s: Socket) {
+        let Some(f) = g.user_data(s) else { return };
+        let (id, sent) = (f.id, f.sent);
+        if sent == CONN_BYTES {
+            return;
+        }
+        let chunk: Vec<u8> = (sent..CONN_BYTES).map(|i| pattern(id, i)).collect();
+        match g.send(s, &chunk) {
+            Ok(n) => {
+                let f = g.user_data_mut(s).expect("open");
+                f.sent += n;
+                if f.sent == CONN_BYTES {
+                    let _ = g.shutdown(s);
+                }
+            }
+            Err(GlueError::WouldBlock) => {}
+            Err(e) => self.bad.push(format!("send: {e}")),
+        }
+    }
+}
+
+impl GlueHandler<Flow> for Client {
+    fn on_connected(&mut self, g: &mut Glue<Flow>, s: Socket) {
+        self.send(g, s);
+    }
+
+    fn on_writable(&mut self, g: &mut Glue<Flow>, s: Socket) {
+        if s.kind() == blink_glue::SockKind::Tcp {
+            self.send(g, s);
+        }
+    }
+
+    fn on_readable(&mut self, g: &mut Glue<Flow>, s: Socket) {
+        if Some(s) == self.udp {
+            while let Ok(r) = g.recv_from(s, &mut self.buf) {
+                let seq = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes"));
+                if r.len == 64 && (4..64).all(|i| self.buf[i] == pattern(seq, i)) {
+                    self.dgrams_back += 1;
+                } else {
+                    self.bad.push(format!("datagram {seq} came back different"));
+                }
+            }
+            return;
+        }
+        loop {
+            match g.recv(s, &mut self.buf) {
+                Ok(0) => {
+                    let f = g.close(s).ok().flatten().unwrap_or_default();
+                    if f.recvd == CONN_BYTES {
+                        self.done += 1;
+                    } else {
+                        self.bad
+                            .push(format!("connection {}: {} of {CONN_BYTES} bytes back", f.id, f.recvd));
+                    }
+                    self.open -= 1;
+                    self.fill(g);
+                    return;
+                }
+                Ok(n) => {
+                    let f = g.user_data_mut(s).expect("open");
+                    if (0..n).any(|i| self.buf[i] != pattern(f.id, f.recvd + i)) {
+                        self.bad.push(format!("connection {}: bytes differ", f.id));
+                    }
+                    f.recvd += n;
+                }
+                Err(GlueError::WouldBlock) => return,
+                Err(e) => {
+                    self.bad.push(format!("recv: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_closed(&mut self, _g: &mut Glue<Flow>, c: Closed<Flow>) {
+        self.open -= 1;
+        self.bad.push(format!("connection ended by itself: {:?}", c.reason));
+    }
+}
+
+fn host<U>(
+    devs: Vec<Box<dyn NetDevice>>,
+    ip: &str,
+    cores: u16,
+    mode: Steering,
+    pool: &Mempool,
+) -> Result<Vec<Glue<U>>, SetupError> {
+    let b = GlueBuilder::new();
+    let b = if devs.len() == 1 {
+        b.device(devs.into_iter().next().expect("one"))
+    } else {
+        b.device_queues(devs)
+    };
+    b.addr(ip.parse().expect("valid"))
+        .cores(cores)
+        .mode(mode)
+        .pool(pool.clone())
+        .tcp(TcpConfig {
+            timewait_ms: 200,
+            ..Default::default()
+        })
+        .build_cores()
+        .map_err(|e| SetupError::Runtime(e.to_string()))
+}
+
+/// Run the multi-core part and print it (narration unless `quiet`, reports always).
+pub fn run(a: &crate::demo::DemoArgs, quiet: bool) -> Result<(), SetupError> {
+    let n = a.dev.cores;
+    let mode = a.dev.steering()?;
+    let pool = Mempool::new(&MempoolConfig {
+        name: "demo-cores".into(),
+        n: 32768,
+        ..Default::default()
+    })
+    .map_err(|e| SetupError::Runtime(e.to_string()))?;
+    let (a_ip, b_ip) = ("10.0.1.1/24", "10.0.1.2/24");
+    let b_addr = Ipv4Addr::new(10, 0, 1, 2);
+    let cfg = WireConfig {
+        queues: if mode == Steering::Rss { n } else { 1 },
+        mtu: a.dev.mtu as usize,
+        ..Default::default()
+    };
+    let macs = (
+        mac_for(Some(a_ip.parse().expect("valid"))),
+        mac_for(Some(b_ip.parse().expect("valid"))),
+    );
+    let (wa, wb) = wire_pair(("mc0", "mc1"), macs, &cfg);
+    let boxed = |v: Vec<blink_glue::netcore::drivers::wire::WireDev>| {
+        v.into_iter()
+            .map(|d| Box::new(d) as Box<dyn NetDevice>)
+            .collect::<Vec<_>>()
+    };
+    let mut hosts_a: Vec<Glue<Flow>> = host(boxed(wa.into_queues()), a_ip, n, mode, &pool)?;
+    let mut hosts_b: Vec<Glue<Conn>> = host(boxed(wb.into_queues()), b_ip, n, mode, &pool)?;
+    if !quiet {
+        println!();
+        println!(
+            "multi-core: host A {a_ip} and host B {b_ip}, {n} cores each ({mode:?} steering), {} TCP connections of {} KiB each way and {} UDP datagrams from every core of A",
+            CONNS_PER_CORE,
+            CONN_BYTES / 1024,
+            DGRAMS_PER_CORE
+        );
+    }
+    let echo_args = EchoArgs {
+        dev: a.dev.clone(),
+        tcp: Some(7),
+        discard: None,
+        udp: Some(7),
+        raw: None,
+        duration: None,
+    };
+    let mut servers = Vec::new();
+    for g in &mut hosts_b {
+        servers.push(Some(EchoCore::open(g, &echo_args).map_err(SetupError::Runtime)?));
+    }
+    let finished = AtomicU32::new(0);
+    let t0 = Instant::now();
+    // Core i of both hosts on thread i (pinned): each thread polls one client and one
+    // server core, as `blink bench --cores` does.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = hosts_a
+            .drain(..)
+            .zip(hosts_b.drain(..))
+            .zip(servers.drain(..))
+            .enumerate()
+            .map(|(i, ((mut ga, mut gb), server))| {
+                let finished = &finished;
+                scope.spawn(move || {
+                    if let Some(&cpu) = blink_glue::runtime::allowed_cpus().get(i) {
+                        let _ = blink_glue::runtime::pin_to_cpu(cpu);
+                    }
+                    let mut server = server.expect("opened");
+                    let first = i as u32 * 1_000_000;
+                    let mut client = Client {
+                        b: b_addr,
+                        next: first,
+                        last: first + CONNS_PER_CORE,
+                        open: 0,
+                        done: 0,
+                        bad: Vec::new(),
+                        udp: None,
+                        dgrams_back: 0,
+                        buf: vec![0; 64 * 1024],
+                    };
+                    client.fill(&mut ga);
+                    match ga.udp_socket(None) {
+                        Ok(s) => {
+                            client.udp = Some(s);
+                            for seq in first..first + DGRAMS_PER_CORE {
+                                let mut d = [0u8; 64];
+                                d[..4].copy_from_slice(&seq.to_be_bytes());
+                                for (j, b) in d.iter_mut().enumerate().skip(4) {
+                                    *b = pattern(seq, j);
+                                }
+                                if let Err(e) = ga.send_to(s, &d, Some(SocketAddrV4::new(b_addr, 7))) {
+                                    client.bad.push(format!("udp send: {e}"));
+                                }
+                                // Poll between datagrams: the first ones wait for ARP.
+                                ga.periodic_with(&mut client);
+                                gb.periodic_with(&mut server);
+                            }
+                        }
+                        Err(e) => client.bad.push(format!("udp socket: {e}")),
+                    }
+                    let mut marked = false;
+                    let mut quiet_polls = 0u32;
+                    loop {
+                        let work = ga.periodic_with(&mut client) + gb.periodic_with(&mut server);
+                        let mine =
+                            client.next == client.last && client.open == 0 && client.dgrams_back == DGRAMS_PER_CORE
+                                || t0.elapsed() > Duration::from_secs(20);
+                        if mine && !marked {
+                            marked = true;
+                            finished.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Every core polls until all are done (a core carries others' frames),
+                        // then until TIME-WAIT has passed and the wire is quiet.
+                        if finished.load(Ordering::Relaxed) as usize == n as usize
+                            && ga.protocol_sockets() <= 1
+                            && gb.protocol_sockets() <= 2
+                        {
+                            quiet_polls = if work == 0 { quiet_polls + 1 } else { 0 };
+                            if quiet_polls > 1000 {
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(s) = client.udp.take() {
+                        let _ = ga.close(s);
+                    }
+                    let served = server.close(&mut gb);
+                    ga.periodic();
+                    gb.periodic();
+                    (
+                        CoreSummary::of(&ga),
+                        CoreSummary::of(&gb),
+                        client.done,
+                        client.dgrams_back,
+                        client.bad,
+                        served,
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("core thread")).collect()
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let mut bad = Vec::new();
+    let (mut conns, mut dgrams) = (0, 0);
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    for (cpu, (ca, cb, done, back, errs, served)) in results.into_iter().enumerate() {
+        if !quiet {
+            println!(
+                "core {cpu}: A opened {} connections ({} echoed intact), {back} of {DGRAMS_PER_CORE} datagrams back; B accepted {} connections, echoed {} datagrams; A forwarded {} / B forwarded {} frames to another core",
+                ca.mib.tcp[TcpMib::ActiveOpens],
+                done,
+                cb.mib.tcp[TcpMib::PassiveOpens],
+                served.udp_echoed,
+                ca.mib.softnet[SoftnetMib::RssForwarded],
+                cb.mib.softnet[SoftnetMib::RssForwarded],
+            );
+        }
+        conns += done;
+        dgrams += back;
+        bad.extend(errs.into_iter().map(|e| format!("core {cpu}: {e}")));
+        sa.push(ca);
+        sb.push(cb);
+    }
+    let wrong: u64 = sa
+        .iter()
+        .chain(sb.iter())
+        .map(|c| c.mib.softnet[SoftnetMib::WrongCore])
+        .sum();
+    if !quiet {
+        println!(
+            "multi-core: {conns} of {} connections and {dgrams} of {} datagrams echoed intact in {secs:.2} s; wrong-core segments {wrong}",
+            CONNS_PER_CORE * n as u32,
+            DGRAMS_PER_CORE * n as u32
+        );
+        for e in bad.iter().take(5) {
+            println!("  {e}");
+        }
+    }
+    report_cores("multi-core host A", &sa, pool.in_use());
+    report_cores("multi-core host B", &sb, pool.in_use());
+    if !bad.is_empty() || conns != CONNS_PER_CORE * n as u32 || dgrams != DGRAMS_PER_CORE * n as u32 || wrong != 0 {
+        return Err(SetupError::Runtime(format!(
+            "multi-core part: {} problem(s), {conns} connections and {dgrams} datagrams intact",
+            bad.len()
+        )));
+    }
+    Ok(())
+}
