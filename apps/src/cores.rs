@@ -13,6 +13,9 @@ use blink_glue::netcore::snmp::Mib;
 use blink_glue::netcore::EthAddr;
 use blink_glue::{Glue, GlueHandler};
 
+/// Empty polls before an idle core starts sleeping.
+const IDLE_SPINS: u32 = 1024;
+
 /// A per-core application: a glue handler that may say it is done.
 pub trait CoreApp<U>: GlueHandler<U> {
     /// True once this core's work is over (a load generator that finished its requests);
@@ -194,10 +197,13 @@ where
                 idle = 0;
             } else {
                 idle = idle.saturating_add(1);
-                // Busy-poll while traffic flows; short sleeps when idle, so quiet cores leave
-                // the CPU to the kernel peer on a small machine.
-                if idle > 1024 {
-                    std::thread::sleep(Duration::from_micros(50));
+                // Busy-poll while traffic flows; when idle, sleep in steps growing from 50 us
+                // to one jiffy (F-Stack's idle sleep), so quiet cores leave the CPU to the
+                // kernel peer on a small machine. The first frame after a long pause waits
+                // at most 1 ms; timers still run every jiffy.
+                if idle > IDLE_SPINS {
+                    let us = (50 + u64::from(idle - IDLE_SPINS)).min(1000);
+                    std::thread::sleep(Duration::from_micros(us));
                 }
             }
             if !done && app.finished() {

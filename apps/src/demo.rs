@@ -128,7 +128,7 @@ pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_b = stop.clone();
     let b = std::thread::spawn(move || {
-        // run_loop's body plus the echo service after each poll.
+        // The poll loop plus the echo service after each poll.
         let mut idle = 0u32;
         while !stop_b.load(Ordering::Relaxed) {
             let n = sb.poll();

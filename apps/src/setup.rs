@@ -1,25 +1,17 @@
-//! Building a stack from the command line, and the poll loop that drives it.
+//! Building the stack's cores from the command line (device options, `--cores`, `--mode`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
+use blink_ipv4::{Ipv4Cidr, Stack};
 use blink_netcore::drivers::impair::Impair;
-use blink_netcore::drivers::tap::TapDev;
-use blink_netcore::jiffies::Clock;
 use blink_netcore::netdevice::NetDevice;
 use blink_netcore::pcap::PcapDumper;
-use blink_netcore::{EthAddr, Mempool, MempoolConfig};
+use blink_netcore::{Mempool, MempoolConfig};
 
 use crate::args::{usage, DevArgs, DevKind, UsageError};
 
-/// A stack's MAC derived from its address: locally administered 02:62:6c ("bl") + the low
-/// three octets, so two blink hosts on a link never collide and captures are easy to read.
-pub fn mac_for(ip: Option<Ipv4Cidr>) -> EthAddr {
-    let o = ip.map(|c| c.addr.octets()).unwrap_or([0, 0, 0, 1]);
-    EthAddr([0x02, 0x62, 0x6c, o[1], o[2], o[3]])
-}
+pub use blink_glue::mac_for;
 
 /// Errors while building: bad usage (exit 2) or a runtime failure (exit 1).
 pub enum SetupError {
@@ -75,85 +67,6 @@ pub fn configure(
     Ok(())
 }
 
-/// A single-device stack on the device chosen with --dev (not the wire, which needs a peer).
-pub fn build_stack(args: &DevArgs) -> Result<Stack, SetupError> {
-    args.check_supported()?;
-    let addrs = args.addresses()?;
-    if addrs.is_empty() {
-        return Err(usage("--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)").into());
-    }
-    let kind = args.dev_kind()?;
-    if kind == DevKind::Dpdk {
-        return build_dpdk_stack(args, &addrs);
-    }
-    let pool = new_pool(8192);
-    let clock = Clock::monotonic();
-    let mut stack = Stack::new(0, 1, clock, &pool, StackConfig::default());
-    let mac = mac_for(addrs.first().copied());
-    let dev: Box<dyn NetDevice> = match kind {
-        DevKind::Tap(name) => Box::new(
-            TapDev::open(&name, 1, mac, args.mtu as usize, pool.cache())
-                .map_err(|e| SetupError::Runtime(e.to_string()))?,
-        ),
-        DevKind::Wire => {
-            return Err(
-                usage("--dev wire: the in-memory wire needs a peer stack in this process; use `blink demo`").into(),
-            )
-        }
-        DevKind::Dpdk => unreachable!("handled above"),
-    };
-    configure(&mut stack, dev, args, &addrs)?;
-    Ok(stack)
-}
-
-#[cfg(not(feature = "dpdk"))]
-fn build_dpdk_stack(_args: &DevArgs, _addrs: &[Ipv4Cidr]) -> Result<Stack, SetupError> {
-    Err(usage("--dev dpdk: this blink was built without the `dpdk` feature (cargo build --features dpdk)").into())
-}
-
-/// --dev dpdk: EAL from --eal, a DPDK mempool (so received rte_mbufs become skbs in place),
-/// then port 0 with one rx/tx queue pair.
-#[cfg(feature = "dpdk")]
-fn build_dpdk_stack(args: &DevArgs, addrs: &[Ipv4Cidr]) -> Result<Stack, SetupError> {
-    use blink_netcore::drivers::dpdk::{eal_init, DpdkConfig, DpdkDev, DpdkError};
-    let derr = |e: DpdkError| {
-        if e.is_usage() {
-            SetupError::Usage(usage(e.to_string()))
-        } else {
-            SetupError::Runtime(e.to_string())
-        }
-    };
-    let eal = args.eal.as_deref().ok_or_else(|| {
-        usage("--dev dpdk needs --eal \"EAL ARGS\", e.g. --eal \"--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0\"")
-    })?;
-    eal_init(eal).map_err(derr)?;
-    let pool = Mempool::new_dpdk(&MempoolConfig {
-        name: "blink".into(),
-        n: 8192,
-        ..Default::default()
-    })
-    .map_err(|e| SetupError::Usage(usage(e.to_string())))?;
-    let clock = Clock::monotonic();
-    let mut stack = Stack::new(0, 1, clock, &pool, StackConfig::default());
-    let cfg = DpdkConfig {
-        port: 0,
-        nb_queues: args.cores,
-        mtu: args.mtu as usize,
-        ..Default::default()
-    };
-    let dev = DpdkDev::open(&cfg, &pool).map_err(derr)?;
-    eprintln!(
-        "dpdk: port {} ({}) mac {} link {}; offloads: {}",
-        dev.port(),
-        dev.driver(),
-        dev.mac(),
-        if dev.link_up() { "up" } else { "down" },
-        dev.offloads()
-    );
-    configure(&mut stack, Box::new(dev), args, addrs)?;
-    Ok(stack)
-}
-
 /// Install SIGINT/SIGTERM handlers that set the returned flag.
 pub fn stop_flag() -> Arc<AtomicBool> {
     let f = Arc::new(AtomicBool::new(false));
@@ -161,55 +74,6 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         let _ = signal_hook::flag::register(sig, f.clone());
     }
     f
-}
-
-/// One compact counter line for --stats.
-pub fn stats_line(stack: &Stack) -> String {
-    use blink_netcore::snmp::{IcmpMib, IpMib};
-    let m = &stack.core.mib;
-    let d = stack.devs.first().map(|d| d.dev.stats()).unwrap_or_default();
-    format!(
-        "rx {} tx {} missed {} nombuf {} errors {} | Ip.InReceives {} Ip.InDelivers {} Ip.OutRequests {} | Icmp.InEchos {} Icmp.OutEchoReps {} | drops {} | mbufs in use {}",
-        d.rx_packets,
-        d.tx_packets,
-        d.rx_missed,
-        d.rx_nombuf,
-        d.rx_errors + d.tx_errors,
-        m.ip[IpMib::InReceives],
-        m.ip[IpMib::InDelivers],
-        m.ip[IpMib::OutRequests],
-        m.icmp[IcmpMib::InEchos],
-        m.icmp[IcmpMib::OutEchoReps],
-        m.drops.total(),
-        stack.pool_in_use()
-    )
-}
-
-/// Poll until `stop` is set or `duration` passes. Busy-polls while there is traffic and backs
-/// off to short sleeps when idle, so an idle TAP stack does not burn a core.
-pub fn run_loop(stack: &mut Stack, stop: &AtomicBool, duration: Option<Duration>, stats: Option<f64>) {
-    let start = Instant::now();
-    let mut next_stats = stats.map(|s| start + Duration::from_secs_f64(s));
-    let mut idle = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        if duration.is_some_and(|d| start.elapsed() >= d) {
-            break;
-        }
-        if stack.poll() > 0 {
-            idle = 0;
-        } else {
-            idle = idle.saturating_add(1);
-            if idle > 256 {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        if let (Some(t), Some(s)) = (next_stats, stats) {
-            if Instant::now() >= t {
-                println!("[{:>8.1}s] {}", start.elapsed().as_secs_f64(), stats_line(stack));
-                next_stats = Some(t + Duration::from_secs_f64(s));
-            }
-        }
-    }
 }
 
 /// The end-of-run report of one stack: device counters, non-zero MIB counters, neighbours,

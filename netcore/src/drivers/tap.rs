@@ -36,7 +36,7 @@ pub enum TapError {
     #[error("tap {name}: cannot open /dev/net/tun: {source} (needs root or CAP_NET_ADMIN, and the tun module)")]
     Open { name: String, source: io::Error },
     #[error(
-        "tap {name}: TUNSETIFF failed: {source} (a persistent tap owned by another user, or queue count not supported)"
+        "tap {name}: TUNSETIFF failed: {source} (a persistent tap owned by another user, or several queues on a tap made without `ip tuntap add dev {name} mode tap multi_queue`)"
     )]
     SetIff { name: String, source: io::Error },
 }
@@ -85,7 +85,14 @@ impl TapDev {
                 *d = s as libc::c_char;
             }
             // SAFETY: TUNSETIFF reads an ifreq, which `req` is laid out as.
-            let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+            let mut r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+            if r < 0 && queues == 1 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+                // A persistent TAP made with `multi_queue` accepts only multi-queue opens: one
+                // queue of it serves as well.
+                req.flags |= IFF_MULTI_QUEUE;
+                // SAFETY: as above.
+                r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) };
+            }
             if r < 0 {
                 return Err(TapError::SetIff {
                     name: name.into(),
