@@ -76,7 +76,7 @@ pub fn run(a: DemoArgs) -> Result<(), SetupError> {
     drop(h);
     println!("mbufs in use after both hosts stopped: {}", pool.in_use());
     if a.dev.cores > 1 {
-        crate::demo_cores::run(&a, false)?;
+        crate::demo_cores::run(&a)?;
     }
     Ok(())
 }

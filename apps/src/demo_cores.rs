@@ -177,8 +177,21 @@ fn host<U>(
         .map_err(|e| SetupError::Runtime(e.to_string()))
 }
 
-/// Run the multi-core part and print it (narration unless `quiet`, reports always).
-pub fn run(a: &crate::demo::DemoArgs, quiet: bool) -> Result<(), SetupError> {
+/// Run the multi-core part and print it: narration, then each host's per-core report.
+pub fn run(a: &crate::demo::DemoArgs) -> Result<(), SetupError> {
+    let (sa, sb, in_use) = exchange(a, false)?;
+    report_cores("multi-core host A", &sa, in_use);
+    report_cores("multi-core host B", &sb, in_use);
+    Ok(())
+}
+
+/// The multi-core exchange (narrated unless `quiet`): every core of A against every core of
+/// B. Returns each host's per-core summaries and the buffers still in use once both stopped;
+/// an error if any byte, connection or datagram went wrong.
+pub fn exchange(
+    a: &crate::demo::DemoArgs,
+    quiet: bool,
+) -> Result<(Vec<CoreSummary>, Vec<CoreSummary>, usize), SetupError> {
     let n = a.dev.cores;
     let mode = a.dev.steering()?;
     let pool = Mempool::new(&MempoolConfig {
@@ -257,6 +270,15 @@ pub fn run(a: &crate::demo::DemoArgs, quiet: bool) -> Result<(), SetupError> {
                         buf: vec![0; 64 * 1024],
                     };
                     client.fill(&mut ga);
+                    // The datagrams go once B's address is resolved on this core: the SYNs
+                    // already wait for it, and a neighbour queues at most 101 packets.
+                    let t = Instant::now();
+                    while !ga.stack().neigh.lookup(b_addr).is_some_and(|e| e.state.is_valid())
+                        && t.elapsed() < Duration::from_secs(3)
+                    {
+                        ga.periodic_with(&mut client);
+                        gb.periodic_with(&mut server);
+                    }
                     match ga.udp_socket(None) {
                         Ok(s) => {
                             client.udp = Some(s);
@@ -269,7 +291,6 @@ pub fn run(a: &crate::demo::DemoArgs, quiet: bool) -> Result<(), SetupError> {
                                 if let Err(e) = ga.send_to(s, &d, Some(SocketAddrV4::new(b_addr, 7))) {
                                     client.bad.push(format!("udp send: {e}"));
                                 }
-                                // Poll between datagrams: the first ones wait for ARP.
                                 ga.periodic_with(&mut client);
                                 gb.periodic_with(&mut server);
                             }
@@ -355,13 +376,11 @@ pub fn run(a: &crate::demo::DemoArgs, quiet: bool) -> Result<(), SetupError> {
             println!("  {e}");
         }
     }
-    report_cores("multi-core host A", &sa, pool.in_use());
-    report_cores("multi-core host B", &sb, pool.in_use());
     if !bad.is_empty() || conns != CONNS_PER_CORE * n as u32 || dgrams != DGRAMS_PER_CORE * n as u32 || wrong != 0 {
         return Err(SetupError::Runtime(format!(
             "multi-core part: {} problem(s), {conns} connections and {dgrams} datagrams intact",
             bad.len()
         )));
     }
-    Ok(())
+    Ok((sa, sb, pool.in_use()))
 }

@@ -4,7 +4,8 @@
 //! ARP, ping, ICMP errors, UDP and raw echo), quietly, then prints each core's tables: Linux's
 //! sections (Ip, Icmp, Tcp, Udp, TcpExt) and blink's own (Arp, Drop: one counter per drop
 //! reason), each as a line of names and a line of values as in /proc/net/snmp; or, with
-//! `--json`, one object per core.
+//! `--json`, one object per core. With `--cores N` it also runs the demo's multi-core part
+//! quietly and prints every core of its two hosts (`A2`, `B2`), then their total.
 
 use blink_netcore::snmp::{Counters, Mib, MibEnum};
 use clap::Args;
@@ -46,11 +47,28 @@ pub fn mib_json(m: &Mib) -> String {
 pub fn run(a: StatArgs) -> Result<(), SetupError> {
     let h = demo::exchange(&a.demo, true)?;
     // core id, host name, counters: the demo runs host A on core 0 and host B on core 1.
-    let cores = [(h.a.core.cpu, "A", &h.a.core.mib), (h.b.core.cpu, "B", &h.b.core.mib)];
+    let mut cores: Vec<(String, String, Mib)> = vec![
+        (h.a.core.cpu.to_string(), "A".into(), h.a.core.mib.clone()),
+        (h.b.core.cpu.to_string(), "B".into(), h.b.core.mib.clone()),
+    ];
+    if a.demo.dev.cores > 1 {
+        let (sa, sb, _) = crate::demo_cores::exchange(&a.demo, true)?;
+        for (host, cs) in [("A2", &sa), ("B2", &sb)] {
+            for c in cs.iter() {
+                cores.push((c.cpu.to_string(), host.into(), c.mib.clone()));
+            }
+            cores.push(("total".into(), host.into(), crate::cores::total_mib(cs)));
+        }
+    }
     if a.json {
         let items: Vec<String> = cores
             .iter()
             .map(|(id, host, m)| {
+                let id = if id.parse::<u16>().is_ok() {
+                    id.clone()
+                } else {
+                    format!("\"{id}\"")
+                };
                 format!(
                     "{{\"core\": {id}, \"host\": \"{host}\", \"counters\": {}}}",
                     mib_json(m)
@@ -59,8 +77,12 @@ pub fn run(a: StatArgs) -> Result<(), SetupError> {
             .collect();
         println!("{{\"cores\": [{}]}}", items.join(", "));
     } else {
-        for (id, host, m) in cores {
-            println!("# core {id} (host {host})");
+        for (id, host, m) in &cores {
+            if id == "total" {
+                println!("# total (host {host})");
+            } else {
+                println!("# core {id} (host {host})");
+            }
             print!("{}", m.snmp());
         }
     }

@@ -4,6 +4,42 @@ mod common;
 
 use common::*;
 
+/// `blink demo --cores 2` in both modes: the multi-core part echoes every connection and
+/// datagram from both cores, each core of each host did work, and nothing is left.
+#[test]
+fn demo_on_two_cores_in_both_modes() {
+    for mode in ["rss", "poller"] {
+        let out = run(&[blink(), "demo", "--cores", "2", "--mode", mode]);
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {s}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            s.contains("200 of 200 connections and 200 of 200 datagrams echoed intact")
+                && s.contains("wrong-core segments 0"),
+            "{mode}: {s}"
+        );
+        for core in [
+            "core 0: A opened 100 connections (100 echoed intact), 100 of 100 datagrams back",
+            "core 1: A opened 100 connections (100 echoed intact), 100 of 100 datagrams back",
+        ] {
+            assert!(s.contains(core), "{mode}: {s}");
+        }
+        // Per-core report lines of both hosts: every core accepted connections.
+        let accepted: Vec<&str> = s
+            .lines()
+            .filter(|l| l.starts_with("core ") && l.contains("Tcp.PassiveOpens"))
+            .collect();
+        assert_eq!(accepted.len(), 2, "{mode}: B's two cores accepted: {s}");
+        assert!(
+            !s.contains("mbufs in use: 1") && s.matches("mbufs in use: 0").count() >= 4,
+            "{mode}: {s}"
+        );
+    }
+}
+
 #[test]
 fn demo_runs_and_leaks_nothing() {
     let out = run(&[blink(), "demo"]);
