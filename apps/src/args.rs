@@ -49,6 +49,11 @@ pub struct DevArgs {
     /// loop drives a single-queue device and dispatches frames to the cores).
     #[arg(long, default_value = "rss", value_parser = ["rss", "poller"])]
     pub mode: String,
+    /// RSS key the cores hash flows with (and the key programmed into a DPDK NIC): `default`
+    /// (the standard Microsoft key) or `symmetric` (0x6d5a repeated: both directions of a
+    /// flow hash alike).
+    #[arg(long, value_name = "KEY", default_value = "default", value_parser = ["default", "symmetric"])]
+    pub rss_key: String,
     /// IPAugenblick-style interface file: lines of `<port> <ip> <mask>`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -76,6 +81,14 @@ fn parse_impair(s: &str) -> Result<ImpairConfig, String> {
 }
 
 impl DevArgs {
+    /// The RSS key chosen with --rss-key.
+    pub fn rss_key_bytes(&self) -> [u8; 40] {
+        match self.rss_key.as_str() {
+            "symmetric" => blink_netcore::rss::RSS_KEY_SYMMETRIC,
+            _ => blink_netcore::rss::RSS_KEY_DEFAULT,
+        }
+    }
+
     /// The steering mode chosen with --mode.
     pub fn steering(&self) -> Result<blink_glue::Steering, UsageError> {
         self.mode.parse().map_err(|e| usage(format!("--mode: {e}")))

@@ -28,9 +28,10 @@ pub struct BenchArgs {
     /// Seconds per workload.
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
-    /// Workloads to run (comma-separated): bulk, rr, crr, udp.
-    #[arg(long, default_value = "bulk,rr,crr,udp")]
-    pub workloads: String,
+    /// Workloads to run (comma-separated): bulk, rr, crr, udp [default: bulk,rr,crr,udp;
+    /// with --cores: rr,crr].
+    #[arg(long)]
+    pub workloads: Option<String>,
     /// Stop each workload after this much work instead of after --secs: MiB for bulk,
     /// transactions for rr, connections for crr, thousands of datagrams for udp. A fixed amount of work gives stable
     /// instruction counts under `valgrind --tool=callgrind`.
@@ -48,6 +49,10 @@ pub struct BenchArgs {
     /// Print `{"results": [...]}` JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Scaling over stack cores instead (e.g. `1,2`): rr and crr over 64 connections for each
+    /// core count, with the ratio to the first (see bench_cores.rs).
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
 }
 
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -388,6 +393,9 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if a.iters == Some(0) {
         return Err(usage("--iters: must be at least 1").into());
     }
+    if let Some(cores) = &a.cores {
+        return crate::bench_cores::run(&a, cores);
+    }
     let lim = Limit {
         dur: Duration::from_secs_f64(a.secs),
         iters: a.iters,
@@ -395,7 +403,8 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
         offload: a.offload,
     };
     let mut results = Vec::new();
-    for w in a.workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+    let workloads = a.workloads.as_deref().unwrap_or("bulk,rr,crr,udp");
+    for w in workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let r = match w {
             "bulk" => bulk(lim),
             "rr" => rr(lim),

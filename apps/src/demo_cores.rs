@@ -157,6 +157,7 @@ fn host<U>(
     ip: &str,
     cores: u16,
     mode: Steering,
+    rss_key: &[u8],
     pool: &Mempool,
 ) -> Result<Vec<Glue<U>>, SetupError> {
     let b = GlueBuilder::new();
@@ -166,6 +167,7 @@ fn host<U>(
         b.device_queues(devs)
     };
     b.addr(ip.parse().expect("valid"))
+        .rss_key(rss_key)
         .cores(cores)
         .mode(mode)
         .pool(pool.clone())
@@ -205,6 +207,7 @@ pub fn exchange(
     let cfg = WireConfig {
         queues: if mode == Steering::Rss { n } else { 1 },
         mtu: a.dev.mtu as usize,
+        rss_key: a.dev.rss_key_bytes(),
         ..Default::default()
     };
     let macs = (
@@ -212,13 +215,14 @@ pub fn exchange(
         mac_for(Some(b_ip.parse().expect("valid"))),
     );
     let (wa, wb) = wire_pair(("mc0", "mc1"), macs, &cfg);
+    let key = a.dev.rss_key_bytes();
     let boxed = |v: Vec<blink_glue::netcore::drivers::wire::WireDev>| {
         v.into_iter()
             .map(|d| Box::new(d) as Box<dyn NetDevice>)
             .collect::<Vec<_>>()
     };
-    let mut hosts_a: Vec<Glue<Flow>> = host(boxed(wa.into_queues()), a_ip, n, mode, &pool)?;
-    let mut hosts_b: Vec<Glue<Conn>> = host(boxed(wb.into_queues()), b_ip, n, mode, &pool)?;
+    let mut hosts_a: Vec<Glue<Flow>> = host(boxed(wa.into_queues()), a_ip, n, mode, &key, &pool)?;
+    let mut hosts_b: Vec<Glue<Conn>> = host(boxed(wb.into_queues()), b_ip, n, mode, &key, &pool)?;
     if !quiet {
         println!();
         println!(

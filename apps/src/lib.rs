@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_cores;
 pub mod cores;
 pub mod demo;
 pub mod demo_cores;

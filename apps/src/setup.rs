@@ -139,6 +139,7 @@ pub fn build_cores<U>(
         b = b.gateway(gw);
     }
     b.pool_size(pool_size)
+        .rss_key(&args.rss_key_bytes())
         .cores(args.cores)
         .mode(mode)
         .tcp(tcp)
@@ -208,6 +209,7 @@ fn dpdk_builder(
         port: 0,
         nb_queues,
         mtu: args.mtu as usize,
+        rss_key: args.rss_key_bytes(),
         ..Default::default()
     };
     let dev = DpdkDev::open(&cfg, &pool).map_err(derr)?;

@@ -76,6 +76,7 @@ pub struct GlueBuilder {
     pool_size: usize,
     cores: u16,
     mode: Steering,
+    toeplitz: Toeplitz,
     clock: Option<Clock>,
     stack_cfg: StackConfig,
     tcp: TcpConfig,
@@ -100,6 +101,7 @@ impl GlueBuilder {
             pool_size: DEFAULT_POOL_SIZE,
             cores: 1,
             mode: Steering::Rss,
+            toeplitz: Toeplitz::default(),
             clock: None,
             stack_cfg: StackConfig::default(),
             tcp: TcpConfig::default(),
@@ -237,6 +239,22 @@ impl GlueBuilder {
         self
     }
 
+    /// The RSS key the cores hash flows with (default: the standard Microsoft key; 40 or 52
+    /// bytes). It must be the key the device steers with: a wire made with the same
+    /// `WireConfig::rss_key`, or the key programmed into the NIC.
+    pub fn rss_key(mut self, key: &[u8]) -> Self {
+        match Toeplitz::new(key) {
+            Ok(t) => self.toeplitz = t,
+            Err(e) => {
+                self.err.get_or_insert(GlueError::Config {
+                    field: "rss_key".into(),
+                    msg: e.to_string(),
+                });
+            }
+        }
+        self
+    }
+
     /// How frames reach their owner core (default: rss).
     pub fn mode(mut self, mode: Steering) -> Self {
         self.mode = mode;
@@ -335,6 +353,7 @@ impl GlueBuilder {
             // One gratuitous ARP per address, not one per core.
             cfg.arp_announce &= cpu == 0;
             let mut s = Stack::new(cpu, n, clock.clone(), &pool, cfg);
+            s.core.toeplitz = self.toeplitz.clone();
             s.set_core_set(set.clone())
                 .map_err(|e| Self::config("cores", e.to_string()))?;
             stacks.push(s);
@@ -406,7 +425,7 @@ impl GlueBuilder {
                 .collect();
             let handles: Vec<Box<dyn NetDevice>> = if poller {
                 let phys = handles.into_iter().next().expect("one handle");
-                let (p, devs) = Poller::new(phys, n, Toeplitz::default());
+                let (p, devs) = Poller::new(phys, n, self.toeplitz.clone());
                 pollers.push(p);
                 devs.into_iter().map(|d| Box::new(d) as Box<dyn NetDevice>).collect()
             } else {

@@ -26,6 +26,19 @@ pub const RSS_KEY_DEFAULT: [u8; 40] = [
     0x01, 0xfa,
 ];
 
+/// A symmetric key (Woo and Park, "Scalable TCP Session Monitoring with Symmetric
+/// Receive-side Scaling"): the 16-bit pattern 0x6d5a repeated makes the Toeplitz hash of a
+/// tuple equal to that of its reverse, so both directions of a flow get the same hash. Two
+/// blink hosts of N cores back to back then keep each connection on core i at *both* ends
+/// (a connecting core already picks a port whose reply hashes back to it; with this key the
+/// peer's RETA puts the forward direction on the same index). Also what DPDK middleboxes use
+/// to see both directions on one core.
+pub const RSS_KEY_SYMMETRIC: [u8; 40] = [
+    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d,
+    0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+    0x6d, 0x5a,
+];
+
 /// Key lengths NICs use: 40 bytes (Intel 82599/ixgbe, Mellanox, virtio and most others) and
 /// 52 bytes (Intel i40e/ice). A key of `n` bytes hashes inputs of up to `n - 4` bytes, so 40
 /// already covers the IPv6 4-tuple (36 bytes).
@@ -352,6 +365,43 @@ pub fn rss_hash_frame(t: &Toeplitz, frame: &[u8]) -> Option<(u32, RssHashType)> 
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn symmetric_key_hashes_both_directions_alike() {
+        let t = Toeplitz::new(&RSS_KEY_SYMMETRIC).unwrap();
+        let d = Toeplitz::default();
+        let mut differ = 0;
+        for i in 0..1000u32 {
+            let a = (0x0a00_0000 | i.wrapping_mul(2_654_435_761) >> 8).to_be_bytes();
+            let b = (0xc0a8_0000 | i.wrapping_mul(40_503) & 0xffff).to_be_bytes();
+            let (sp, dp) = ((i * 7919) as u16, (i * 104_729 + 80) as u16);
+            assert_eq!(t.hash_ipv4_l4(a, b, sp, dp), t.hash_ipv4_l4(b, a, dp, sp));
+            assert_eq!(t.hash_ipv4(a, b), t.hash_ipv4(b, a));
+            assert_eq!(
+                t.hash_ipv4_l4(a, b, sp, dp),
+                toeplitz_hash_ref(
+                    &RSS_KEY_SYMMETRIC,
+                    &[
+                        a[0],
+                        a[1],
+                        a[2],
+                        a[3],
+                        b[0],
+                        b[1],
+                        b[2],
+                        b[3],
+                        (sp >> 8) as u8,
+                        sp as u8,
+                        (dp >> 8) as u8,
+                        dp as u8
+                    ]
+                )
+            );
+            differ += u32::from(d.hash_ipv4_l4(a, b, sp, dp) != d.hash_ipv4_l4(b, a, dp, sp));
+        }
+        // The standard key is not symmetric: that is why the symmetric one exists.
+        assert!(differ > 900, "{differ}");
+    }
 
     /// The vectors of `shared/rss_vectors.txt`, verbatim:
     /// src_ip src_port dst_ip dst_port ipv4 ipv4_tcp.

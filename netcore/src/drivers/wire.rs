@@ -39,6 +39,9 @@ pub struct WireConfig {
     /// key), as TAP's kernel flow hash or virtio do: the device then neither reports a hash
     /// nor advertises `RSS_QUEUES`, and the stack's cores must steer in software.
     pub foreign_rss: bool,
+    /// The Toeplitz key of the RSS emulation (the stacks on both ends must use the same one
+    /// for the queues to match their RETA; see `rss::RSS_KEY_SYMMETRIC`).
+    pub rss_key: [u8; 40],
 }
 
 /// The key of a `foreign_rss` wire: any key but blink's.
@@ -57,6 +60,7 @@ impl Default for WireConfig {
             rxhash: false,
             csum_offload: false,
             foreign_rss: false,
+            rss_key: crate::rss::RSS_KEY_DEFAULT,
         }
     }
 }
@@ -112,7 +116,7 @@ pub fn wire_pair(names: (&str, &str), macs: (EthAddr, EthAddr), cfg: &WireConfig
         toeplitz: if cfg.foreign_rss {
             Toeplitz::new(&FOREIGN_KEY).expect("40-byte key")
         } else {
-            Toeplitz::default()
+            Toeplitz::new(&cfg.rss_key).expect("40-byte key")
         },
         peer_reta: Reta::new(q).expect("queue count >= 1"),
         stats: Counters::default(),
