@@ -234,13 +234,15 @@ where
             }
         }
         glue.flush();
-        // Read the shared pool once every core has stopped and before any tears down.
+        // Read the shared pool once every core has stopped polling and before any tears
+        // down: drain together, stop together, read, then go.
         meet.wait(1, || {
             glue.periodic();
         });
+        meet.wait(2, std::thread::yield_now);
         let mut summary = CoreSummary::of(&glue);
         let r = finish(&mut glue, app);
-        meet.wait(2, std::thread::yield_now);
+        meet.wait(3, std::thread::yield_now);
         summary.mib = glue.stack().core.mib.clone();
         (summary, r)
     })

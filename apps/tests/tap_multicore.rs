@@ -296,7 +296,9 @@ fn echo_on_two_cores(mode: &str, net: u8) {
     for c in 0..2 {
         assert_eq!(core_counter(&stdout, c, "Softnet.WrongCore"), 0, "{stdout}");
     }
-    assert!(stdout.contains("mbufs in use: 0"), "{stdout}");
+    // Before teardown a socket still closing (LAST-ACK keeps its FIN for retransmission) may
+    // hold a buffer; after it nothing may.
+    assert!(stdout.contains("mbufs in use: "), "{stdout}");
     assert!(stdout.contains("mbufs in use after shutdown: 0"), "{stdout}");
 
     if mode == "rss" {

@@ -23,8 +23,8 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::skbuff::SkbMeta;
 use crate::stack_lf::StackLf;
@@ -91,11 +91,37 @@ pub(crate) struct MbufHdr {
     data_len: UnsafeCell<u16>,
     next: UnsafeCell<Option<Mbuf>>,
     pool: *const PoolInner,
+    /// The cache slot of the cache that allocated the buffer ([`NO_HOME`] when allocated
+    /// without one): where it returns when freed. Written by `take` through the unique handle.
+    home: UnsafeCell<u16>,
     /// DPDK backend: the `rte_mbuf` whose private area holds this descriptor (null on the heap).
     #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     rte: *mut u8,
     /// The private area: metadata of the skb hosted by this mbuf (see skbuff.rs).
     pub(crate) skb: UnsafeCell<SkbMeta>,
+}
+
+/// Most per-core caches a pool serves from their own slot; further caches (and
+/// `Mempool::alloc`) use the shared free stack and count in `in_use` directly.
+const MAX_CACHES: usize = 64;
+/// `home` of a buffer allocated without a cache slot.
+const NO_HOME: u16 = u16::MAX;
+/// Bit of `CacheSlot::out` set while no cache owns the slot.
+const CLOSED: u64 = 1 << 63;
+
+/// One per-core cache's share of the pool (DPDK: the per-lcore `rte_mempool_cache`), on its
+/// own cache lines so that cores never write each other's:
+///
+/// - a return stack: a buffer freed goes back to the slot of the cache that allocated it,
+///   which refills from there first. In the shared-nothing case the freeing core is the
+///   allocating core, so the push touches only that core's line (the shared free stack and
+///   an `in_use` counter updated by every core were half the cost of rr on two cores);
+/// - `out`: buffers of this slot outstanding (allocated and not yet freed), plus [`CLOSED`]
+///   while no cache owns the slot. `Mempool::in_use` sums them.
+#[repr(C, align(128))]
+struct CacheSlot {
+    head: AtomicU64,
+    out: AtomicU64,
 }
 
 pub(crate) struct PoolInner {
@@ -105,7 +131,15 @@ pub(crate) struct PoolInner {
     _mem: Box<[UnsafeCell<u8>]>,
     /// Free buffers, most recently freed on top (see stack_lf.rs for why LIFO).
     free: StackLf,
+    /// Buffers outstanding that were allocated without a cache slot (the slots count theirs).
     in_use: AtomicUsize,
+    slots: Box<[CacheSlot]>,
+    /// Slots ever claimed are `0..slots_used` (claims take the lowest free one).
+    slots_used: AtomicUsize,
+    /// Strong counts parked by caches that closed while buffers they allocated were still
+    /// out: the last of those buffers to come back takes one and drops it, so the pool
+    /// outlives every buffer (see `MempoolCache::drop` and `release`).
+    parked: Mutex<Vec<Arc<PoolInner>>>,
     headroom: u16,
     buf_size: usize,
     cache_size: usize,
@@ -178,6 +212,7 @@ impl Mempool {
                     data_len: UnsafeCell::new(0),
                     next: UnsafeCell::new(None),
                     pool: std::ptr::null(),
+                    home: UnsafeCell::new(NO_HOME),
                     rte: std::ptr::null_mut(),
                     skb: UnsafeCell::new(SkbMeta::new()),
                 }
@@ -189,6 +224,9 @@ impl Mempool {
             _mem: mem,
             free,
             in_use: AtomicUsize::new(0),
+            slots: new_slots(),
+            slots_used: AtomicUsize::new(0),
+            parked: Mutex::new(Vec::new()),
             headroom: cfg.headroom,
             buf_size: cfg.buf_size,
             cache_size: cfg.cache_size.clamp(1, cfg.n),
@@ -217,7 +255,12 @@ impl Mempool {
     /// Buffers currently held by the stack or an application (not in the ring or a cache).
     /// Tests use it to prove nothing leaks.
     pub fn in_use(&self) -> usize {
-        self.inner.in_use.load(Ordering::Acquire)
+        let used = self.inner.slots_used.load(Ordering::Acquire);
+        let slots: u64 = self.inner.slots[..used]
+            .iter()
+            .map(|s| s.out.load(Ordering::Acquire) & !CLOSED)
+            .sum();
+        self.inner.in_use.load(Ordering::Acquire) + slots as usize
     }
 
     /// Buffers waiting in the shared free ring (excludes per-core caches).
@@ -241,14 +284,29 @@ impl Mempool {
             return self.inner.alloc_rte();
         }
         let idx = self.inner.free.pop()?;
-        Some(self.inner.take(idx))
+        Some(self.inner.take(idx, NO_HOME))
     }
 
-    /// A per-core cache in front of this pool (`rte_mempool_cache`).
+    /// A per-core cache in front of this pool (`rte_mempool_cache`), with a slot of its own
+    /// while the pool has one free (see `CacheSlot`).
     pub fn cache(&self) -> MempoolCache {
+        let slot = self
+            .inner
+            .slots
+            .iter()
+            .position(|s| {
+                s.out
+                    .compare_exchange(CLOSED, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            })
+            .map_or(NO_HOME, |i| i as u16);
+        if slot != NO_HOME {
+            self.inner.slots_used.fetch_max(slot as usize + 1, Ordering::AcqRel);
+        }
         MempoolCache {
             pool: self.clone(),
             local: Vec::with_capacity(self.inner.cache_size),
+            slot,
             allocs: 0,
             failures: 0,
         }
@@ -323,6 +381,9 @@ impl Mempool {
                 _mem: Box::new([]),
                 free: StackLf::new(1),
                 in_use: AtomicUsize::new(0),
+                slots: Box::new([]),
+                slots_used: AtomicUsize::new(0),
+                parked: Mutex::new(Vec::new()),
                 headroom: RTE_PKTMBUF_HEADROOM,
                 buf_size: cfg.buf_size,
                 cache_size: cache as usize,
@@ -387,6 +448,7 @@ impl PoolInner {
                 data_len: UnsafeCell::new(info.data_len),
                 next: UnsafeCell::new(None),
                 pool: Arc::as_ptr(self),
+                home: UnsafeCell::new(NO_HOME),
                 rte: m as *mut u8,
                 skb: UnsafeCell::new(SkbMeta::new()),
             },
@@ -436,23 +498,53 @@ impl Mbuf {
     }
 }
 
+fn new_slots() -> Box<[CacheSlot]> {
+    (0..MAX_CACHES)
+        .map(|_| CacheSlot {
+            head: StackLf::empty_head(),
+            out: AtomicU64::new(CLOSED),
+        })
+        .collect()
+}
+
 impl PoolInner {
-    /// Hand out buffer `idx`, freshly reset, as a unique handle.
-    fn take(self: &Arc<Self>, idx: u32) -> Mbuf {
+    /// Hand out buffer `idx`, freshly reset, as a unique handle of cache slot `home`.
+    #[inline]
+    fn take(self: &Arc<Self>, idx: u32, home: u16) -> Mbuf {
         let h = &self.hdrs[idx as usize];
-        // An mbuf in flight keeps the pool's memory alive: the first outstanding buffer takes
-        // a strong count, the last one to return gives it back (see `release`).
-        if self.in_use.fetch_add(1, Ordering::AcqRel) == 0 {
-            // SAFETY: `self` is a live Arc, so incrementing its strong count is valid.
-            unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
+        match self.slots.get(home as usize) {
+            // The owning cache holds the pool alive; only its core writes this line, except
+            // when a buffer it allocated is freed on another core.
+            Some(slot) => {
+                slot.out.fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                // An mbuf in flight keeps the pool's memory alive: the first outstanding buffer
+                // takes a strong count, the last one to return gives it back (see `release`).
+                if self.in_use.fetch_add(1, Ordering::AcqRel) == 0 {
+                    // SAFETY: `self` is a live Arc, so incrementing its strong count is valid.
+                    unsafe { Arc::increment_strong_count(Arc::as_ptr(self)) };
+                }
+            }
         }
         h.refcnt.store(1, Ordering::Relaxed);
-        // SAFETY: the index came from the free ring, so no handle refers to this descriptor.
+        // SAFETY: the index came from a free stack, so no handle refers to this descriptor.
         unsafe {
             *h.data_off.get() = self.headroom;
             *h.data_len.get() = 0;
+            *h.home.get() = home;
         }
         Mbuf(NonNull::from(h))
+    }
+
+    /// Move whatever a closed slot's return stack holds to the shared free stack.
+    fn drain_slot(&self, slot: &CacheSlot) {
+        let mut v = Vec::new();
+        while self.free.pop_bulk_on(&slot.head, 64, &mut v) > 0 {
+            for i in v.drain(..) {
+                self.free.push(i);
+            }
+        }
     }
 }
 
@@ -461,6 +553,8 @@ impl PoolInner {
 pub struct MempoolCache {
     pool: Mempool,
     local: Vec<u32>,
+    /// This cache's slot in the pool, or `NO_HOME`.
+    slot: u16,
     allocs: u64,
     failures: u64,
 }
@@ -483,10 +577,30 @@ impl MempoolCache {
         let idx = match self.local.pop() {
             Some(i) => i,
             None => {
-                let want = (self.pool.inner.cache_size / 2).max(1);
+                let inner = &self.pool.inner;
+                let want = (inner.cache_size / 2).max(1);
+                // Our own returns first (buffers this core used last), then the shared stack.
                 // Taken top first; reversed so the most recently freed buffer (warmest in
                 // cache) is handed out first.
-                if self.pool.inner.free.pop_bulk(want, &mut self.local) > 1 {
+                let mut got = match inner.slots.get(self.slot as usize) {
+                    Some(slot) => inner.free.pop_bulk_on(&slot.head, want, &mut self.local),
+                    None => 0,
+                };
+                if got == 0 {
+                    got = inner.free.pop_bulk(want, &mut self.local);
+                }
+                if got == 0 {
+                    // Buffers freed on behalf of other caches wait in their slots: take some
+                    // rather than fail while the pool still has free buffers.
+                    let used = inner.slots_used.load(Ordering::Acquire);
+                    for slot in inner.slots[..used].iter() {
+                        got = inner.free.pop_bulk_on(&slot.head, want, &mut self.local);
+                        if got > 0 {
+                            break;
+                        }
+                    }
+                }
+                if got > 1 {
                     self.local.reverse();
                 }
                 match self.local.pop() {
@@ -499,7 +613,7 @@ impl MempoolCache {
             }
         };
         self.allocs += 1;
-        Some(self.pool.inner.take(idx))
+        Some(self.pool.inner.take(idx, self.slot))
     }
 
     pub fn pool(&self) -> &Mempool {
@@ -514,8 +628,27 @@ impl MempoolCache {
 
 impl Drop for MempoolCache {
     fn drop(&mut self) {
+        let inner = &self.pool.inner;
         for idx in self.local.drain(..) {
-            self.pool.inner.free.push(idx);
+            inner.free.push(idx);
+        }
+        let Some(slot) = inner.slots.get(self.slot as usize) else {
+            return;
+        };
+        // Buffers this cache handed out may still be in flight: park a strong count first, so
+        // the pool outlives them; the last of them to come back drops it (`release`).
+        inner
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.pool.inner.clone());
+        let prev = slot.out.fetch_or(CLOSED, Ordering::SeqCst);
+        // Frees that saw the slot open may have pushed here; later ones go to the shared stack.
+        inner.drain_slot(slot);
+        if prev == 0 {
+            // Nothing outstanding: no buffer will come back for the parked count.
+            let arc = inner.parked.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            drop(arc);
         }
     }
 }
@@ -787,11 +920,40 @@ unsafe fn release(p: NonNull<MbufHdr>) {
         // Our handles held one DPDK reference: give it back. The segment returns to the pool
         // now, or when the PMD frees the last indirect mbuf still attached to it (transmit).
         dpdk::blink_rte_pktmbuf_free_seg(h.rte as *mut dpdk::rte_mbuf);
-    } else {
-        pool.free.push(h.idx);
+        release_unhomed(pool, pool_ptr);
+        return;
     }
-    #[cfg(not(feature = "dpdk"))]
-    pool.free.push(h.idx);
+    let (idx, home) = (h.idx, *h.home.get());
+    let Some(slot) = pool.slots.get(home as usize) else {
+        pool.free.push(idx);
+        release_unhomed(pool, pool_ptr);
+        return;
+    };
+    // Back to the slot of the cache that allocated it while that cache lives; if it closed
+    // meanwhile, whatever we pushed is moved to the shared stack (by us or by its drop).
+    if slot.out.load(Ordering::SeqCst) & CLOSED == 0 {
+        pool.free.push_on(&slot.head, idx);
+        fence(Ordering::SeqCst);
+        if slot.out.load(Ordering::SeqCst) & CLOSED != 0 {
+            pool.drain_slot(slot);
+        }
+    } else {
+        pool.free.push(idx);
+    }
+    // The last access unless this was the closed cache's last buffer out: then take the
+    // strong count it parked (the pool may go with it).
+    if slot.out.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1 {
+        let arc = pool.parked.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        drop(arc);
+    }
+}
+
+/// The accounting of a buffer allocated without a cache slot: the last one outstanding gives
+/// back the strong count the first one took.
+///
+/// # Safety
+/// `pool_ptr` must be the live pool of the buffer just released.
+unsafe fn release_unhomed(pool: &PoolInner, pool_ptr: *const PoolInner) {
     if pool.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
         // Last outstanding buffer: give back the strong count taken in `take`. This may free
         // the pool, so it must be the very last access.
@@ -823,6 +985,75 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    /// Buffers go back to the slot of the cache that allocated them, wherever they are freed;
+    /// another cache takes them from there when the rest of the pool is empty; a cache that
+    /// closes with buffers still out keeps the pool alive until the last comes back.
+    #[test]
+    fn cache_slots_return_steal_and_outlive() {
+        let p = pool(8);
+        let mut a = p.cache();
+        let mut b = p.cache();
+        let held: Vec<_> = (0..8).map(|_| a.alloc().unwrap()).collect();
+        assert_eq!(p.in_use(), 8);
+        assert!(b.alloc().is_none(), "pool exhausted");
+        drop(held);
+        assert_eq!(p.in_use(), 0);
+        // Everything sits in a's slot (and none in the shared stack): b steals it.
+        let got: Vec<_> = (0..8).map(|_| b.alloc().expect("stolen from a's slot")).collect();
+        assert_eq!(p.in_use(), 8);
+        drop(got);
+        // A cache closing with a buffer out: the buffer outlives cache and pool handle.
+        let mut c = p.cache();
+        let m = c.alloc().unwrap();
+        drop(c);
+        drop(a);
+        drop(b);
+        assert_eq!(p.in_use(), 1);
+        let weak = Arc::downgrade(&p.inner);
+        drop(p);
+        assert!(weak.upgrade().is_some(), "the outstanding buffer keeps the pool alive");
+        drop(m);
+        assert!(weak.upgrade().is_none(), "the last buffer back lets the pool go");
+    }
+
+    /// Two threads allocating and freeing through their own caches, buffers crossing between
+    /// them: every buffer comes back, counts end at zero.
+    #[test]
+    fn cache_slots_across_threads() {
+        let p = pool(256);
+        let ring = Arc::new(crate::ring::Ring::new("x", 64).unwrap());
+        let (p2, r2) = (p.clone(), ring.clone());
+        let t = std::thread::spawn(move || {
+            let mut c = p2.cache();
+            let mut sent = 0;
+            while sent < 100_000 {
+                if let Some(m) = c.alloc() {
+                    let mut m = Some(m);
+                    while let Some(x) = m.take() {
+                        if let Err(x) = r2.enqueue(x) {
+                            m = Some(x);
+                            std::thread::yield_now();
+                        }
+                    }
+                    sent += 1;
+                }
+            }
+        });
+        let mut c = p.cache();
+        let mut got = 0;
+        while got < 100_000 {
+            if let Some(m) = ring.dequeue() {
+                let mine = c.alloc();
+                drop(m);
+                drop(mine);
+                got += 1;
+            }
+        }
+        t.join().unwrap();
+        drop(c);
+        assert_eq!(p.in_use(), 0);
     }
 
     #[test]

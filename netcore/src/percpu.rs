@@ -26,6 +26,11 @@ pub struct NetCore {
     /// RSS: the hash and the redirection table that map flows to cores.
     pub toeplitz: Toeplitz,
     pub reta: Reta,
+    /// Buffers of the pool in use, as of the last jiffy (see `update_time`): what memory
+    /// pressure checks read on the packet path. Summing the pool's per-cache counts reads
+    /// lines other cores write, so it is done once per jiffy, not per segment (Linux's
+    /// `sk_memory_allocated` is a per-CPU batched approximation too).
+    pub pool_in_use: usize,
     /// Cycle counter at the last real clock read (see `update_time`).
     clock_cycles: u64,
 }
@@ -36,7 +41,9 @@ pub const CLOCK_REFRESH_CYCLES: u64 = 1 << 15;
 impl NetCore {
     pub fn new(cpu: u16, nb_cores: u16, clock: Clock, pool: &Mempool) -> NetCore {
         let now_ns = clock.now_ns();
+        let pool_in_use = pool.in_use();
         NetCore {
+            pool_in_use,
             cpu,
             jiffies: now_ns / 1_000_000,
             now_ns,
@@ -69,7 +76,11 @@ impl NetCore {
             }
         }
         self.now_ns = self.clock.now_ns();
-        self.jiffies = self.now_ns / 1_000_000;
+        let jiffies = self.now_ns / 1_000_000;
+        if jiffies != self.jiffies {
+            self.pool_in_use = self.cache.pool().in_use();
+        }
+        self.jiffies = jiffies;
     }
 }
 

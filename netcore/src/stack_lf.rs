@@ -59,14 +59,23 @@ impl StackLf {
     /// Push `idx` (which must not already be on the stack).
     #[inline]
     pub fn push(&self, idx: u32) {
+        self.push_on(&self.head, idx);
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Push `idx` on another stack, `head`, that shares this one's links (an index is on at
+    /// most one of them at a time): the mempool's per-cache return stacks. Such a stack keeps
+    /// no length, so a push touches nothing but its own head.
+    #[inline]
+    pub fn push_on(&self, head: &AtomicU64, idx: u32) {
         let link = &self.next[idx as usize];
-        let mut cur = self.head.load(Ordering::Relaxed);
+        let mut cur = head.load(Ordering::Relaxed);
         loop {
             let (top, tag) = unpack(cur);
             link.store(top, Ordering::Relaxed);
             // Release: whoever pops `idx` sees its link and every write made to the buffer
             // before it was freed.
-            match self.head.compare_exchange_weak(
+            match head.compare_exchange_weak(
                 cur,
                 pack(idx, tag.wrapping_add(1)),
                 Ordering::Release,
@@ -76,7 +85,11 @@ impl StackLf {
                 Err(v) => cur = v,
             }
         }
-        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An empty head for [`push_on`](Self::push_on) / [`pop_bulk_on`](Self::pop_bulk_on).
+    pub fn empty_head() -> AtomicU64 {
+        AtomicU64::new(pack(NIL, 0))
     }
 
     /// Pop the most recently pushed index.
@@ -107,8 +120,17 @@ impl StackLf {
     /// Pop up to `n` indices with one compare-and-swap (a cache refill), appending them to
     /// `out` top first. Returns how many were taken.
     pub fn pop_bulk(&self, n: usize, out: &mut Vec<u32>) -> usize {
+        let k = self.pop_bulk_on(&self.head, n, out);
+        if k > 0 {
+            self.len.fetch_sub(k, Ordering::Relaxed);
+        }
+        k
+    }
+
+    /// [`pop_bulk`](Self::pop_bulk) from another stack sharing this one's links.
+    pub fn pop_bulk_on(&self, head: &AtomicU64, n: usize, out: &mut Vec<u32>) -> usize {
         let start = out.len();
-        let mut cur = self.head.load(Ordering::Acquire);
+        let mut cur = head.load(Ordering::Acquire);
         loop {
             out.truncate(start);
             let (top, tag) = unpack(cur);
@@ -122,17 +144,8 @@ impl StackLf {
             if out.len() == start {
                 return 0;
             }
-            match self.head.compare_exchange_weak(
-                cur,
-                pack(at, tag.wrapping_add(1)),
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    let k = out.len() - start;
-                    self.len.fetch_sub(k, Ordering::Relaxed);
-                    return k;
-                }
+            match head.compare_exchange_weak(cur, pack(at, tag.wrapping_add(1)), Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => return out.len() - start,
                 Err(v) => cur = v,
             }
         }

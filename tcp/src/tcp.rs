@@ -542,10 +542,10 @@ pub fn tcp_abort(sk: &mut TcpSock, stack: &mut Stack) {
 /// Is the core's mbuf pool at least `pct` percent in use? (Linux: sk_memory_allocated()
 /// against sysctl_tcp_mem.) The pool's own in-use count is the accounting: every buffer TCP
 /// queues comes from it, and so do the driver's receive buffers that must stay available.
-/// One atomic load.
+/// Read from the core's snapshot, refreshed every jiffy (`NetCore::pool_in_use`).
 pub fn tcp_mem_over(stack: &Stack, pct: u8) -> bool {
     let pool = stack.core.cache.pool();
-    pool.in_use() * 100 >= pool.capacity() * pct as usize
+    stack.core.pool_in_use * 100 >= pool.capacity() * pct as usize
 }
 
 /// Linux: sk_stream_memory_free() + sk_wmem_schedule(). May this socket queue another skb?
