@@ -658,8 +658,9 @@ impl Drop for MempoolCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(self.pool.inner.clone());
-        let prev = slot.out.fetch_or(CLOSED, Ordering::SeqCst);
-        // Frees that saw the slot open may have pushed here; later ones go to the shared stack.
+        let prev = slot.out.fetch_or(CLOSED, Ordering::AcqRel);
+        // What came back so far goes to the shared stack now; what comes back later is moved
+        // there by the last buffer to return (`release`).
         inner.drain_slot(slot);
         if prev == 0 {
             // Nothing outstanding: no buffer will come back for the parked count.
@@ -945,20 +946,14 @@ unsafe fn release(p: NonNull<MbufHdr>) {
         release_unhomed(pool_ptr);
         return;
     };
-    // Back to the slot of the cache that allocated it while that cache lives; if it closed
-    // meanwhile, whatever we pushed is moved to the shared stack (by us or by its drop).
-    if slot.out.load(Ordering::SeqCst) & CLOSED == 0 {
-        pool.free.push_on(&slot.head, idx);
-        fence(Ordering::SeqCst);
-        if slot.out.load(Ordering::SeqCst) & CLOSED != 0 {
-            pool.drain_slot(slot);
-        }
-    } else {
-        pool.free.push(idx);
-    }
-    // The last access unless this was the closed cache's last buffer out: then take the
-    // strong count it parked (the pool may go with it).
+    // Back to the slot of the cache that allocated it. If that cache has closed, the last of
+    // its buffers to come back moves the slot's stack to the shared one: every push here
+    // happens before its `fetch_sub` (release), so the last one sees them all (acquire).
+    pool.free.push_on(&slot.head, idx);
+    // The last access unless this was the closed cache's last buffer out: then drain the slot
+    // and take the strong count the cache parked (the pool may go with it).
     if slot.out.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1 {
+        pool.drain_slot(slot);
         let arc = pool.parked.lock().unwrap_or_else(|e| e.into_inner()).pop();
         drop(arc);
     }
