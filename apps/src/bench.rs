@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// core count, with the ratio to the first (see bench_cores.rs).
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
+    /// With --cores: steering mode of both stacks, rss (a queue per core on the wire) or
+    /// poller (a single-queue wire; core 0's loop runs the poller and load balancer).
+    #[arg(long, default_value = "rss", value_parser = ["rss", "poller"])]
+    pub mode: String,
 }
 
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);

@@ -485,6 +485,8 @@ pub struct Limit {
     pub iters: Option<u64>,
     /// The wire declares checksum offload.
     pub offload: bool,
+    /// Steering mode of both stacks.
+    pub mode: Steering,
 }
 
 /// What one thread did.
@@ -738,7 +740,8 @@ pub fn run_one(work: Workload, cores: usize, lim: Limit) -> Result<Measure, Stri
         ("c", "s"),
         (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])),
         &WireConfig {
-            queues: cores as u16,
+            // Poller mode drives one queue per end; rss one per core.
+            queues: if lim.mode == Steering::Poller { 1 } else { cores as u16 },
             // The emulated NIC hashes every frame at every core count (as hardware does), so
             // the runs differ only in cores.
             rxhash: true,
@@ -760,7 +763,7 @@ pub fn run_one(work: Workload, cores: usize, lim: Limit) -> Result<Measure, Stri
             .device_queues(queues)
             .addr(addr.parse().expect("valid address"))
             .cores(cores as u16)
-            .mode(Steering::Rss)
+            .mode(lim.mode)
             .rss_key(&RSS_KEY_SYMMETRIC)
             .pool(pool.clone())
             .tcp(tcp.clone())
@@ -894,6 +897,7 @@ pub fn run(a: &BenchArgs, cores: &str) -> Result<(), SetupError> {
         dur: Duration::from_secs_f64(a.secs),
         iters: a.iters,
         offload: a.offload,
+        mode: a.mode.parse().map_err(|e: String| usage(format!("--mode: {e}")))?,
     };
     // (workload, peer, value, unit) rows for --json.
     let mut rows: Vec<(String, f64, &'static str)> = Vec::new();
@@ -963,16 +967,23 @@ pub fn run(a: &BenchArgs, cores: &str) -> Result<(), SetupError> {
 mod tests {
     use super::*;
 
-    fn tiny(iters: u64) -> Limit {
+    fn tiny(iters: u64, mode: Steering) -> Limit {
         Limit {
             dur: Duration::from_secs(60),
             iters: Some(iters),
             offload: false,
+            mode,
         }
     }
 
     fn check(work: Workload, cores: usize, iters: u64) {
-        let m = run_one(work, cores, tiny(iters)).unwrap();
+        for mode in [Steering::Rss, Steering::Poller] {
+            check_mode(work, cores, iters, mode);
+        }
+    }
+
+    fn check_mode(work: Workload, cores: usize, iters: u64, mode: Steering) {
+        let m = run_one(work, cores, tiny(iters, mode)).unwrap();
         assert_eq!(m.failures, 0, "{work:?} on {cores} core(s): {:?}", m.msgs);
         assert_eq!(m.done, iters, "{work:?} on {cores} core(s): {}", m.note);
         assert!(m.note.contains(" 0 mbufs in use after"), "{}", m.note);
