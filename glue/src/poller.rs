@@ -20,7 +20,7 @@ use std::sync::Arc;
 use blink_ipv4::iphdr::Ipv4Hdr;
 use blink_ipv4::Stack;
 use blink_netcore::if_ether::{EthHdr, ETH_HLEN, ETH_P_IP};
-use blink_netcore::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
+use blink_netcore::netdevice::{tx_burst_from_front, Burst, DevStats, NetDevice, NetdevFeatures};
 use blink_netcore::ring::Ring;
 use blink_netcore::rss::{hash2cpu, rss_hash_frame, Reta, Toeplitz};
 use blink_netcore::skbuff::SkBuff;
@@ -231,32 +231,9 @@ impl NetDevice for RingDev {
     }
 
     fn tx_burst(&mut self, _queue: u16, pkts: &mut Burst) -> usize {
-        let mut sent = 0;
-        // As the wire does: drain from the front, and only when the ring is full rebuild the
-        // burst from the refused frame and those behind it.
-        let mut rest: Option<Burst> = None;
-        let mut it = pkts.drain(..);
-        while let Some(skb) = it.next() {
-            let len = skb.len() as u64;
-            match self.tx.enqueue(skb) {
-                Ok(()) => {
-                    sent += 1;
-                    self.stats.tx_packets += 1;
-                    self.stats.tx_bytes += len;
-                }
-                Err(skb) => {
-                    let mut r = Burst::new();
-                    r.push(skb);
-                    r.extend(it.by_ref());
-                    rest = Some(r);
-                    break;
-                }
-            }
-        }
-        drop(it);
-        if let Some(r) = rest {
-            *pkts = r;
-        }
+        let (sent, bytes) = tx_burst_from_front(pkts, |skb| self.tx.enqueue(skb));
+        self.stats.tx_packets += sent as u64;
+        self.stats.tx_bytes += bytes;
         self.lane.tx_frames.fetch_add(sent as u64, Ordering::Relaxed);
         sent
     }

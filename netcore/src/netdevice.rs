@@ -18,6 +18,39 @@ pub const BURST: usize = 32;
 /// A burst of packets for rx or tx.
 pub type Burst = ArrayVec<SkBuff, BURST>;
 
+/// Hand the frames of `pkts` to `send` from the front, in order, until it refuses one (a full
+/// ring: it gives the frame back). The refused frame and those behind it stay in `pkts`, in
+/// order, for the caller to retry; only then is the burst rebuilt (draining in place avoids
+/// moving the whole array per call). Returns (frames sent, bytes sent). The common body of
+/// ring-backed drivers' `tx_burst`.
+#[inline]
+pub fn tx_burst_from_front(pkts: &mut Burst, mut send: impl FnMut(SkBuff) -> Result<(), SkBuff>) -> (usize, u64) {
+    let (mut sent, mut bytes) = (0, 0);
+    let mut rest: Option<Burst> = None;
+    let mut it = pkts.drain(..);
+    while let Some(skb) = it.next() {
+        let len = skb.len() as u64;
+        match send(skb) {
+            Ok(()) => {
+                sent += 1;
+                bytes += len;
+            }
+            Err(skb) => {
+                let mut r = Burst::new();
+                r.push(skb);
+                r.extend(it.by_ref());
+                rest = Some(r);
+                break;
+            }
+        }
+    }
+    drop(it);
+    if let Some(r) = rest {
+        *pkts = r;
+    }
+    (sent, bytes)
+}
+
 /// Offload features a device offers (Linux: `netdev_features_t`, DPDK: `RTE_ETH_*_OFFLOAD_*`).
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct NetdevFeatures(pub u32);

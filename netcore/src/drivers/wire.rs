@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::if_ether::EthAddr;
-use crate::netdevice::{Burst, DevStats, NetDevice, NetdevFeatures};
+use crate::netdevice::{tx_burst_from_front, Burst, DevStats, NetDevice, NetdevFeatures};
 use crate::ring::Ring;
 use crate::rss::{rss_hash_frame, Reta, Toeplitz};
 use crate::skbuff::IpSummed;
@@ -210,14 +210,8 @@ impl NetDevice for WireDev {
 
     fn tx_burst(&mut self, _queue: u16, pkts: &mut Burst) -> usize {
         let hash = self.cfg.queues > 1 || self.cfg.rxhash;
-        let mut sent = 0;
-        let mut bytes = 0;
-        // Frames are taken from the front; a full ring stops the burst (NIC tx ring full) and
-        // the refused frames stay in `pkts` (only then is the burst rebuilt).
-        let mut rest: Option<Burst> = None;
-        let mut it = pkts.drain(..);
-        while let Some(mut skb) = it.next() {
-            let len = skb.len() as u64;
+        // A full ring stops the burst (NIC tx ring full); the refused frames stay in `pkts`.
+        let (sent, bytes) = tx_burst_from_front(pkts, |mut skb| {
             let offloaded = self.cfg.csum_offload && skb.ip_summed == IpSummed::Partial;
             skb.reset_for_rx();
             if offloaded {
@@ -234,24 +228,8 @@ impl NetDevice for WireDev {
                 }
             }
             skb.queue = q as u16;
-            match self.tx.rings[q].enqueue(skb) {
-                Ok(()) => {
-                    sent += 1;
-                    bytes += len;
-                }
-                Err(skb) => {
-                    let mut r = Burst::new();
-                    r.push(skb);
-                    r.extend(it.by_ref());
-                    rest = Some(r);
-                    break;
-                }
-            }
-        }
-        drop(it);
-        if let Some(r) = rest {
-            *pkts = r;
-        }
+            self.tx.rings[q].enqueue(skb)
+        });
         self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
         self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
         sent
