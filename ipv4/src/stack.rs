@@ -243,11 +243,12 @@ impl Stack {
     /// Handle what other cores sent (at most [`INBOX_BUDGET`] messages); returns the frames
     /// among them.
     fn process_inbox(&mut self) -> usize {
-        let cores = self.cores.clone();
-        let inbox = cores.inbox(self.core.cpu);
+        let cpu = self.core.cpu;
         let mut frames = 0;
         for _ in 0..INBOX_BUDGET {
-            let Some(msg) = inbox.dequeue() else { break };
+            // Borrowed per message, not cloned per poll: cloning the Arc would write its shared
+            // count from every core on every poll.
+            let Some(msg) = self.cores.inbox(cpu).dequeue() else { break };
             match msg {
                 CoreMsg::Frame { ifindex, skb } => {
                     self.core.mib.softnet.inc(SoftnetMib::ReceivedRps);
