@@ -248,7 +248,9 @@ impl Stack {
         for _ in 0..INBOX_BUDGET {
             // Borrowed per message, not cloned per poll: cloning the Arc would write its shared
             // count from every core on every poll.
-            let Some(msg) = self.cores.inbox(cpu).dequeue() else { break };
+            let Some(msg) = self.cores.inbox(cpu).dequeue() else {
+                break;
+            };
             match msg {
                 CoreMsg::Frame { ifindex, skb } => {
                     self.core.mib.softnet.inc(SoftnetMib::ReceivedRps);

@@ -781,13 +781,21 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         tcp_send_ack(sk, stack);
         return;
     }
-    let queued = sk.receive_queue.bytes() as u32 + sk.ooo_queue.iter().map(|s| s.len() as u32).sum::<u32>();
-    if queued + len > sk.rcvbuf + sk.mss_cache {
-        // Memory bound (Linux: tcp_try_rmem_schedule failing -> TCPRcvQDrop).
-        stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
-        return;
-    }
     let in_order = !after(cb.seq, sk.rcv_nxt);
+    let queued =
+        |sk: &TcpSock| sk.receive_queue.bytes() as u32 + sk.ooo_queue.iter().map(|s| s.len() as u32).sum::<u32>();
+    if queued(sk) + len > sk.rcvbuf + sk.mss_cache {
+        // Memory bound (Linux: tcp_try_rmem_schedule failing -> TCPRcvQDrop). Out-of-order
+        // segments that overlap one another can fill it on their own; in-order data reclaims
+        // them first (Linux: tcp_prune_ofo_queue), or the hole could never be filled.
+        if in_order && !sk.ooo_queue.is_empty() {
+            tcp_prune_ofo_queue(sk, stack);
+        }
+        if queued(sk) + len > sk.rcvbuf + sk.mss_cache {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            return;
+        }
+    }
     if !tcp_try_rmem_schedule(sk, stack, in_order) {
         // Dropped for memory; the ACK tells the peer what we still need.
         let (counter, reason) = if in_order {

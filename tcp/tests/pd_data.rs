@@ -284,3 +284,34 @@ fn memory_pressure_short_writes_and_drops_received_data() {
     s.assert_counters(&[("TcpExt.TCPRcvQDrop", 1)]);
     s.assert_clean();
 }
+
+/// Out-of-order segments that overlap one another (a sender re-segmenting its
+/// retransmissions, duplicates) can fill the receive memory bound on their own. The in-order
+/// segment that fills the hole must still get in: the out-of-order queue is pruned for it
+/// (Linux: tcp_prune_ofo_queue from tcp_try_rmem_schedule), else the connection stalls for
+/// good, the hole dropped on every retransmission.
+#[test]
+fn in_order_data_prunes_overlapping_out_of_order_data_to_fit() {
+    let mut script = String::from(ACCEPTED_SACK);
+    for k in 0..66u32 {
+        let s = 1001 + 100 * k;
+        script += &format!(
+            "0.1   < . {s}:{}(1000) ack 1 win 65535\n0.1   > . 1:1(0) ack 1\n",
+            s + 1000
+        );
+    }
+    script += "
+0.2   < . 1:1001(1000) ack 1 win 65535
+0.2   > . 1:1(0) ack 1001 <>
+0.2   expect_counter TcpExt.OfoPruned 1
+0.3   read 1000
+0.3   close
+0.3   > F. 1:1(0) ack 1001
+0.35  < F. 1001:1001(0) ack 2 win 65535
+0.35  > . 2:2(0) ack 1002
+1.4   close listener
+";
+    let mut s = run(cfg(), &script);
+    s.assert_counters(&[("Tcp.CurrEstab", 0)]);
+    s.assert_clean();
+}
