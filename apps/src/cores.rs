@@ -2,7 +2,6 @@
 //! with the application's per-core handler; a shared board the cores publish their counters
 //! to for `--stats`; and the end-of-run report, per core and in total.
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -396,13 +395,4 @@ pub fn report_cores(label: &str, cores: &[CoreSummary], in_use: usize) {
             }
         }
     }
-}
-
-/// The first address of the first device, for banners.
-pub fn first_addr(cores: &[Glue<impl Sized>]) -> Option<Ipv4Addr> {
-    cores
-        .first()
-        .and_then(|g| g.stack().devs.first())
-        .and_then(|d| d.addrs.first())
-        .map(|a| a.addr)
 }
