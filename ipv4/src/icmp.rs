@@ -254,11 +254,7 @@ fn icmp_err_owner(stack: &Stack, inner: &[u8]) -> u16 {
     // TCP and UDP headers both start with the source and destination ports.
     let sport = u16::from_be_bytes([inner[hl], inner[hl + 1]]);
     let dport = u16::from_be_bytes([inner[hl + 2], inner[hl + 3]]);
-    let h = stack
-        .core
-        .toeplitz
-        .hash_ipv4_l4(ip.dst().octets(), ip.src().octets(), dport, sport);
-    blink_netcore::rss::hash2cpu(&stack.core.reta, h)
+    stack.core.l4_owner(ip.dst(), ip.src(), dport, sport)
 }
 
 /// Linux: __icmp_send(). Send an ICMP error about `skb_in` (whose network mark points at its

@@ -169,7 +169,7 @@ impl Stack {
     /// order, so an ifindex means the same device on every core.
     pub fn add_device(&mut self, dev: Box<dyn NetDevice>, queue: u16) -> u16 {
         let ifindex = self.devs.len() as u16;
-        let rps = self.cores.nb_cores() > 1 && !dev.features().has(NetdevFeatures::RSS_QUEUES);
+        let rps = self.needs_rps(dev.as_ref());
         self.devs.push(NetDev {
             ifindex,
             mac: dev.mac(),
@@ -199,10 +199,16 @@ impl Stack {
             });
         }
         self.cores = set;
-        for d in &mut self.devs {
-            d.rps = self.cores.nb_cores() > 1 && !d.dev.features().has(NetdevFeatures::RSS_QUEUES);
+        for i in 0..self.devs.len() {
+            self.devs[i].rps = self.needs_rps(self.devs[i].dev.as_ref());
         }
         Ok(())
+    }
+
+    /// Whether frames from `dev` need software steering here: several cores, and a queue
+    /// choice that is not blink's Toeplitz (see `NetDev::rps`).
+    fn needs_rps(&self, dev: &dyn NetDevice) -> bool {
+        self.cores.nb_cores() > 1 && !dev.features().has(NetdevFeatures::RSS_QUEUES)
     }
 
     /// Number of cores of this instance.

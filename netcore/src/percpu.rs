@@ -56,6 +56,18 @@ impl NetCore {
         }
     }
 
+    /// The core that owns the TCP/UDP flow whose packets arrive as `src:sport -> dst:dport`:
+    /// its Toeplitz hash through the RETA, as the NIC (or the load balancer) steers it. The
+    /// one place every "whose is this flow?" question is answered (connect's port choice, a
+    /// segment with no socket, an ICMP error about a flow).
+    #[inline]
+    pub fn l4_owner(&self, src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, sport: u16, dport: u16) -> u16 {
+        crate::rss::hash2cpu(
+            &self.reta,
+            self.toeplitz.hash_ipv4_l4(src.octets(), dst.octets(), sport, dport),
+        )
+    }
+
     /// Refresh `jiffies` and `now_ns` from the clock (once per poll, as the tick would).
     ///
     /// Reading the real clock costs ~26 ns here (vDSO clock_gettime + Instant arithmetic),

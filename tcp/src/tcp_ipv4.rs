@@ -910,11 +910,8 @@ impl TcpProto {
                 continue;
             }
             let core = &stack.core;
-            if core.reta.nb_queues() > 1 {
-                let hash = core.toeplitz.hash_ipv4_l4(daddr.octets(), saddr.octets(), dport, p);
-                if core.reta.lookup(hash) != core.cpu {
-                    continue;
-                }
+            if core.reta.nb_queues() > 1 && core.l4_owner(daddr, saddr, dport, p) != core.cpu {
+                continue;
             }
             let mut isn = None;
             if let Some(&twh) = self.tables.twhash.get(&t) {
@@ -1011,10 +1008,7 @@ fn tcp_wrong_core(stack: &mut Stack, t: &FourTuple) -> bool {
         return false;
     }
     let core = &stack.core;
-    let hash = core
-        .toeplitz
-        .hash_ipv4_l4(t.raddr.octets(), t.laddr.octets(), t.rport, t.lport);
-    if blink_netcore::rss::hash2cpu(&core.reta, hash) == core.cpu {
+    if core.l4_owner(t.raddr, t.laddr, t.rport, t.lport) == core.cpu {
         return false;
     }
     stack.core.mib.softnet.inc(blink_netcore::snmp::SoftnetMib::WrongCore);

@@ -521,15 +521,7 @@ impl UdpProto {
             if bcast {
                 // Linux: __udp4_lib_mcast_deliver() with no listener.
                 stack.core.mib.udp.inc(UdpMib::IgnoredMulti);
-            } else if stack.nb_cores() > 1
-                && hash2cpu(
-                    &stack.core.reta,
-                    stack
-                        .core
-                        .toeplitz
-                        .hash_ipv4_l4(saddr.octets(), daddr.octets(), sport, dport),
-                ) != stack.core.cpu
-            {
+            } else if stack.nb_cores() > 1 && stack.core.l4_owner(saddr, daddr, sport, dport) != stack.core.cpu {
                 // Steered to the wrong core (impossible by construction): its owner may have
                 // the socket, so no port unreachable from here. Counted for the tests.
                 stack.core.mib.softnet.inc(blink_netcore::snmp::SoftnetMib::WrongCore);

@@ -8,7 +8,6 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use blink_ipv4::Stack;
-use blink_netcore::rss::hash2cpu;
 use blink_netcore::sock::SockHandle;
 
 use crate::udp::UdpProto;
@@ -65,10 +64,7 @@ impl UdpProto {
             if !own_port(stack, p) || self.ports.contains_key(&p) {
                 continue;
             }
-            let hash = core
-                .toeplitz
-                .hash_ipv4_l4(peer.ip().octets(), local.octets(), peer.port(), p);
-            if hash2cpu(&core.reta, hash) == core.cpu {
+            if core.l4_owner(*peer.ip(), local, peer.port(), p) == core.cpu {
                 return Some(p);
             }
         }
