@@ -25,9 +25,14 @@ use intrusive_collections::{Adapter, LinkedList, PointerOps};
 use crate::mbuf::{Mbuf, MbufHdr, MempoolCache};
 use crate::rss::RssHashType;
 
-/// Fragments per skb (Linux uses 17 pages; blink's 2 KiB mbufs carry one MSS each, so a
-/// segment spans few of them, and reassembly chains longer datagrams).
-pub const MAX_SKB_FRAGS: usize = 17;
+/// Fragments per skb. Linux has 17 page frags plus a `frag_list` of whole skbs for
+/// reassembled datagrams; blink has no frag_list, so the array is big enough for what
+/// reassembly chains without copying: a 65,535-byte datagram in 1,480-byte IP fragments is
+/// the first fragment's mbuf plus 44 more (and a 65,507-byte UDP send in 2 KiB mbufs needs
+/// 32). Only used slots are ever touched (cleared, cloned), so the size costs memory in the
+/// mbuf's private area, not time; `ip_defrag` copies into fewer mbufs when a datagram comes
+/// in more, smaller fragments.
+pub const MAX_SKB_FRAGS: usize = 48;
 
 /// Bytes of the per-packet control block (Linux: `skb->cb[48]`).
 pub const SKB_CB_SIZE: usize = 48;
@@ -788,7 +793,10 @@ impl SkBuff {
         cm.data = m.data;
         cm.tail = m.tail;
         cm.end = m.end;
-        cm.frags = m.frags.clone();
+        // Element by element: assigning a cloned ArrayVec would copy all MAX_SKB_FRAGS slots.
+        for f in m.frags.iter() {
+            cm.frags.push(f.clone());
+        }
         cm.frags_len = m.frags_len;
         cm.mac_header = m.mac_header;
         cm.network_header = m.network_header;

@@ -11,15 +11,20 @@ use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
 use blink_ipv4::iphdr::IPPROTO_TCP;
 use blink_ipv4::Stack;
 use blink_netcore::checksum::{csum_fold, pseudo_header_ipv4};
-use blink_netcore::skbuff::{Frag, IpSummed, SkBuff, MAX_SKB_FRAGS};
+use blink_netcore::skbuff::{Frag, IpSummed, SkBuff};
 use blink_netcore::snmp::{DropReason, TcpMib};
 
 use crate::tcp::{TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TCPCB_SACKED_ACKED, TCPCB_SACKED_RETRANS};
 use crate::tcp_timer;
 use crate::tcphdr::*;
 
+/// Most payload references one segment carries: a segment is at most one MSS of 2 KiB mbufs
+/// the application filled, so a few; 17 as Linux's MAX_SKB_FRAGS. Smaller than the skb's own
+/// fragment array because this array is passed by value on every transmit.
+pub const TCP_PAYLOAD_FRAGS: usize = 17;
+
 /// Payload references of one segment (moved into the header skb's fragments).
-pub type PayloadFrags = ArrayVec<Frag, MAX_SKB_FRAGS>;
+pub type PayloadFrags = ArrayVec<Frag, TCP_PAYLOAD_FRAGS>;
 
 /// The payload of a queued segment as fragments: its linear area, then its own fragments.
 pub fn payload_frags(p: &SkBuff) -> PayloadFrags {
@@ -111,7 +116,7 @@ pub fn tcp_transmit(
         stack,
         |h| {
             for f in payload.drain(..) {
-                // Cannot overflow: payload frags are at most MAX_SKB_FRAGS.
+                // Cannot overflow: payload frags are at most TCP_PAYLOAD_FRAGS < MAX_SKB_FRAGS.
                 let _ = h.skb_add_frag(f);
             }
         },
