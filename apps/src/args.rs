@@ -67,9 +67,11 @@ pub struct DevArgs {
     /// loss=P,reorder=P,dup=P,corrupt=P,delay=MS[,seed=N].
     #[arg(long, value_parser = parse_impair)]
     pub impair: Option<ImpairConfig>,
-    /// Tunnel endpoint: ipip|gre:REMOTE:ADDR/LEN.
-    #[arg(long)]
-    pub tunnel: Option<String>,
+    /// Tunnel endpoint, repeatable: `ipip:REMOTE:ADDR/LEN` or `gre:REMOTE:ADDR/LEN[,key=K]`
+    /// (an IPIP or GRE tunnel device towards REMOTE, with blink's address ADDR/LEN inside it;
+    /// replies to the tunnel's network go back through it).
+    #[arg(long, value_name = "KIND:REMOTE:ADDR/LEN")]
+    pub tunnel: Vec<String>,
 }
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
@@ -129,9 +131,7 @@ impl DevArgs {
                 self.cores
             )));
         }
-        if self.tunnel.is_some() {
-            return Err(usage("--tunnel: IPIP/GRE tunnels are not available yet"));
-        }
+        self.tunnels()?;
         if self.eal.is_some() && self.dev_kind()? != DevKind::Dpdk {
             return Err(usage("--eal: only meaningful with --dev dpdk"));
         }
@@ -141,6 +141,14 @@ impl DevArgs {
             }
         }
         Ok(())
+    }
+
+    /// The --tunnel endpoints.
+    pub fn tunnels(&self) -> Result<Vec<blink_glue::TunnelSpec>, UsageError> {
+        self.tunnel
+            .iter()
+            .map(|t| t.parse().map_err(|e| usage(format!("--tunnel: {e}"))))
+            .collect()
     }
 
     /// Addresses of port 0: --ip plus the --config lines.

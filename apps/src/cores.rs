@@ -24,6 +24,10 @@ pub trait CoreApp<U>: GlueHandler<U> {
     fn finished(&self) -> bool {
         false
     }
+
+    /// Called once per pass of the core's loop, after `periodic`: work driven by time rather
+    /// than by socket events (a pinger).
+    fn on_poll(&mut self, _glue: &mut Glue<U>) {}
 }
 
 /// When a run stops and how often it reports.
@@ -184,6 +188,7 @@ where
                 leaving.fetch_add(1, Ordering::Relaxed);
             }
             let work = glue.periodic_with(&mut app);
+            app.on_poll(&mut glue);
             if left && leaving.load(Ordering::Relaxed) == n {
                 // Everyone is stopping: leave once this core has been quiet for a while.
                 quiet = if work == 0 { quiet + 1 } else { 0 };

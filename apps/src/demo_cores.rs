@@ -239,6 +239,9 @@ pub fn exchange(
         udp: Some(7),
         raw: None,
         duration: None,
+        ping: None,
+        ping_size: 56,
+        ping_count: 0,
     };
     let mut servers = Vec::new();
     for g in &mut hosts_b {

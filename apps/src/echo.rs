@@ -38,7 +38,30 @@ pub struct EchoArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// Also ping this address from core 0, once a second, printing each reply (`ping` as a
+    /// client: a payload over the MTU goes out in fragments).
+    #[arg(long, value_name = "A.B.C.D")]
+    pub ping: Option<Ipv4Addr>,
+    /// Echo payload bytes of --ping (ICMP data, as `ping -s`).
+    #[arg(long, value_name = "BYTES", default_value_t = 56, value_parser = clap::value_parser!(u16).range(0..=65507))]
+    pub ping_size: u16,
+    /// Echo requests --ping sends.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub ping_count: u16,
 }
+
+/// `--ping`: echo requests from core 0, one a second; any core prints the replies it gets
+/// (they arrive where the NIC or the balancer steers the ICMP flow).
+struct Pinger {
+    dst: Ipv4Addr,
+    size: usize,
+    count: u16,
+    sent: u16,
+    next: std::time::Instant,
+}
+
+/// ICMP echo id of `--ping` (any value; replies are matched on it).
+const PING_ID: u16 = 0xb1c;
 
 /// The datagram side of the echo service: one UDP socket and/or one raw socket, served from
 /// their readable events. Shared with `blink demo`, whose host B runs it.
@@ -153,6 +176,7 @@ pub struct EchoCore {
     raw: Option<Socket>,
     buf: Vec<u8>,
     pub stats: EchoStats,
+    ping: Option<Pinger>,
 }
 
 /// Per-core counts, summed at the end.
@@ -187,6 +211,13 @@ impl EchoCore {
             raw: None,
             buf: vec![0u8; 256 * 1024],
             stats: EchoStats::default(),
+            ping: a.ping.filter(|_| glue.cpu() == 0).map(|dst| Pinger {
+                dst,
+                size: a.ping_size as usize,
+                count: a.ping_count,
+                sent: 0,
+                next: std::time::Instant::now() + Duration::from_millis(200),
+            }),
         };
         if let Some(p) = a.tcp {
             c.echo = Some(glue.tcp_listen(p, 1024).map_err(|e| format!("--tcp {p}: {e}"))?);
@@ -334,7 +365,36 @@ impl GlueHandler<Conn> for EchoCore {
     }
 }
 
-impl CoreApp<Conn> for EchoCore {}
+impl CoreApp<Conn> for EchoCore {
+    fn on_poll(&mut self, glue: &mut Glue<Conn>) {
+        if let Some(p) = self.ping.as_mut() {
+            let now = std::time::Instant::now();
+            if p.sent < p.count && now >= p.next {
+                p.next = now + Duration::from_secs(1);
+                p.sent += 1;
+                let cpu = glue.cpu();
+                match blink_ipv4::icmp::icmp_send_echo(glue.stack_mut(), p.dst, PING_ID, p.sent, p.size) {
+                    Ok(()) => println!("ping {}: sent seq={} ({} bytes) from core {cpu}", p.dst, p.sent, p.size),
+                    Err(e) => println!("ping {}: seq={} not sent: {e}", p.dst, p.sent),
+                }
+                glue.flush();
+            }
+        }
+        let stack = glue.stack_mut();
+        if stack.icmp.echo_replies.is_empty() {
+            return;
+        }
+        let cpu = stack.core.cpu;
+        while let Some(r) = stack.icmp.echo_replies.pop_front() {
+            if r.id == PING_ID {
+                println!(
+                    "ping reply from {}: {} bytes seq={} on core {cpu}",
+                    r.from, r.len, r.seq
+                );
+            }
+        }
+    }
+}
 
 pub fn run(a: EchoArgs) -> Result<(), SetupError> {
     if let Some(p @ (0 | 255)) = a.raw {

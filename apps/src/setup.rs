@@ -64,6 +64,13 @@ pub fn configure(
             .add_route("0.0.0.0/0".parse().expect("valid"), gw)
             .map_err(|e| usage(e.to_string()))?;
     }
+    for (i, t) in args.tunnels()?.into_iter().enumerate() {
+        let name = match t.kind {
+            blink_glue::TunnelKind::Ipip => format!("ipip{i}"),
+            blink_glue::TunnelKind::Gre { .. } => format!("gre{i}"),
+        };
+        blink_ipv4::ip_tunnel::ip_tunnel_add(stack, &name, t.parms(), t.addr).map_err(|e| usage(e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -137,6 +144,9 @@ pub fn build_cores<U>(
     }
     if let Some(gw) = args.gw {
         b = b.gateway(gw);
+    }
+    for t in args.tunnels()? {
+        b = b.tunnel(t);
     }
     b.pool_size(pool_size)
         .rss_key(&args.rss_key_bytes())

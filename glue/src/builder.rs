@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use blink_ipv4::inbox::{CoreSet, INBOX_SIZE};
+use blink_ipv4::ip_tunnel::{ip_tunnel_add, TunnelKind, TunnelSpec};
 use blink_ipv4::neighbour::neigh_add_static;
 use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
 use blink_netcore::drivers::impair::{Impair, ImpairConfig};
@@ -71,6 +72,7 @@ struct DevSpec {
 pub struct GlueBuilder {
     devs: Vec<DevSpec>,
     routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
+    tunnels: Vec<TunnelSpec>,
     static_arp: Vec<(Ipv4Addr, EthAddr)>,
     pool: Option<Mempool>,
     pool_size: usize,
@@ -96,6 +98,7 @@ impl GlueBuilder {
         GlueBuilder {
             devs: Vec::new(),
             routes: Vec::new(),
+            tunnels: Vec::new(),
             static_arp: Vec::new(),
             pool: None,
             pool_size: DEFAULT_POOL_SIZE,
@@ -204,6 +207,13 @@ impl GlueBuilder {
     /// A route via a gateway; `0.0.0.0/0` is the default route.
     pub fn route(mut self, dst: Ipv4Cidr, gw: Ipv4Addr) -> Self {
         self.routes.push((dst, gw));
+        self
+    }
+
+    /// An IPIP or GRE tunnel device (on every core), added after the devices and routes:
+    /// its remote end must be reachable over them.
+    pub fn tunnel(mut self, spec: TunnelSpec) -> Self {
+        self.tunnels.push(spec);
         self
     }
 
@@ -462,6 +472,16 @@ impl GlueBuilder {
                 stack
                     .add_route(dst, gw)
                     .map_err(|e| Self::config("route", e.to_string()))?;
+            }
+            for (i, t) in self.tunnels.iter().enumerate() {
+                let name = match t.kind {
+                    TunnelKind::Ipip => format!("ipip{i}"),
+                    TunnelKind::Gre { .. } => format!("gre{i}"),
+                };
+                ip_tunnel_add(stack, &name, t.parms(), t.addr).map_err(|e| match e {
+                    blink_ipv4::Ipv4Error::Config { msg, .. } => Self::config("tunnel", msg),
+                    e => Self::config("tunnel", e.to_string()),
+                })?;
             }
             for &(ip, mac) in &self.static_arp {
                 let dev = stack

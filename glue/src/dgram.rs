@@ -97,6 +97,14 @@ impl<U> Glue<U> {
         Ok(blink_udp::udp_set_rss_bucket(&mut self.stack, s.handle(), bucket)?)
     }
 
+    /// IP_MTU_DISCOVER = IP_PMTUDISC_DO (`on`) or IP_PMTUDISC_DONT (off, the default): with
+    /// it, datagrams carry Don't Fragment and a send over the path MTU fails with
+    /// [`GlueError::MessageTooLong`]; without, datagrams up to 65,507 bytes are fragmented.
+    pub fn udp_set_dontfrag(&mut self, s: Socket, on: bool) -> Result<(), GlueError> {
+        self.dgram_kind(s, SockKind::Udp, "udp_set_dontfrag on a non-UDP socket")?;
+        Ok(blink_udp::udp_set_dontfrag(&mut self.stack, s.handle(), on)?)
+    }
+
     /// Default destination, and receive only from `peer`.
     pub fn udp_connect(&mut self, s: Socket, peer: SocketAddrV4) -> Result<(), GlueError> {
         self.dgram_kind(s, SockKind::Udp, "udp_connect on a non-UDP socket")?;

@@ -54,6 +54,7 @@ pub mod runtime;
 pub mod socket;
 
 pub use app_glue::{Closed, Glue, GlueHandler};
+pub use blink_ipv4::ip_tunnel::{TunnelKind, TunnelSpec};
 pub use builder::{mac_for, GlueBuilder};
 pub use dgram::RecvFrom;
 pub use error::{CloseReason, GlueError};

@@ -5,11 +5,11 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use blink_netcore::checksum::{csum_replace2, Csum};
-use blink_netcore::skbuff::{Frag, IpSummed, PacketType, SkBuff};
+use blink_netcore::skbuff::{Frag, IpSummed, PacketType, SkBuff, MAX_SKB_FRAGS};
 use blink_netcore::snmp::{DropReason, IcmpMib, SoftnetMib};
 
 use crate::icmphdr::*;
-use crate::ip_output::{ip_build_and_send_pkt, IpTx};
+use crate::ip_output::{ip_append_data, ip_build_and_send_pkt, IpTx, IP_MAX_MTU};
 use crate::iphdr::{Ipv4Hdr, IPPROTO_ICMP, IPV4_MIN_HLEN};
 use crate::stack::{Stack, StackConfig};
 use crate::Ipv4Error;
@@ -169,14 +169,25 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         h.set_checksum(csum_replace2(old, old_word, 0));
     }
     reply.skb_put_data(&hdr);
-    // Payload: the request's own buffers, shared by refcount.
+    // Payload: the request's own buffers, shared by refcount (a reassembled 60 KB ping is
+    // ~45 fragments; IP fragments the reply on output, still without copying).
     let payload_len = skb.headlen() - ICMP_HLEN;
     if payload_len > 0 {
-        let f =
-            Frag::new(skb.head_mbuf().clone(), skb.data_offset() + ICMP_HLEN, payload_len).expect("inside the buffer");
-        if reply.skb_add_frag(f).is_err() {
-            stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
-            return;
+        let lin = &skb.data()[ICMP_HLEN..];
+        if skb.frags().len() >= MAX_SKB_FRAGS {
+            // No slot left for the linear part: copy it behind the reply's header instead.
+            if !reply.skb_put_data(lin) {
+                stack.core.mib.icmp.inc(IcmpMib::OutErrors);
+                stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
+                return;
+            }
+        } else {
+            let f = Frag::new(skb.head_mbuf().clone(), skb.data_offset() + ICMP_HLEN, payload_len)
+                .expect("inside the buffer");
+            if reply.skb_add_frag(f).is_err() {
+                stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
+                return;
+            }
         }
     }
     for f in skb.frags() {
@@ -237,8 +248,36 @@ fn icmp_unreach(stack: &mut Stack, mut skb: SkBuff) {
             return;
         }
     }
+    if ty == ICMP_DEST_UNREACH && code == ICMP_FRAG_NEEDED {
+        // Before the protocols hear of it, so TCP resizes to the new path MTU.
+        icmp_frag_needed(stack, info, inner);
+    }
     if stack.has_protocol(proto) {
         stack.with_protocol(proto, |s, p| p.err_handler(s, ty, code, info, inner));
+    }
+}
+
+/// Linux: the ICMP_FRAG_NEEDED case of icmp_unreach() + ipv4_update_pmtu() /
+/// __ip_rt_update_pmtu(). A router could not forward a datagram of ours with DF set: lower
+/// the path MTU towards its destination to the next-hop MTU the router reports (the low 16
+/// bits of the rest of the header), or, from a router too old to say (0), the RFC 1191
+/// plateau below the refused datagram's length. Only about datagrams we sent (the quoted
+/// source is one of our addresses). The FIB never raises the MTU and clamps it to 552.
+fn icmp_frag_needed(stack: &mut Stack, info: u32, inner: &[u8]) {
+    let ip = Ipv4Hdr::new_unchecked(inner);
+    let (src, dst, tot_len) = (ip.src(), ip.dst(), ip.total_len() as usize);
+    if !stack.is_local_addr(src) || dst.is_broadcast() || dst.is_multicast() {
+        return;
+    }
+    let Some(r) = stack.fib.lookup(dst) else { return };
+    let dev_mtu = stack.devs[r.dev as usize].mtu;
+    let mtu = match (info & 0xffff) as usize {
+        0 => crate::route::mtu_plateau(tot_len),
+        m => m,
+    };
+    let now = stack.core.jiffies;
+    if let Some(m) = stack.fib.update_pmtu(dst, mtu, dev_mtu, now) {
+        log::debug!("path MTU to {dst} lowered to {m}");
     }
 }
 
@@ -342,26 +381,45 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
     }
 }
 
-/// Send an echo request (what `ping` does through a raw socket) with `len` payload bytes.
+/// Send an echo request (what `ping` does through a raw socket) with `len` payload bytes
+/// (a counting pattern). Up to 65,507 bytes: what does not fit the first mbuf goes in further
+/// mbufs as fragments, and IP fragments the datagram when it exceeds the path MTU.
 pub fn icmp_send_echo(stack: &mut Stack, dst: Ipv4Addr, id: u16, seq: u16, len: usize) -> Result<(), Ipv4Error> {
+    let max = IP_MAX_MTU - IPV4_MIN_HLEN - ICMP_HLEN;
+    if len > max {
+        return Err(Ipv4Error::MessageTooLong {
+            len: IPV4_MIN_HLEN + ICMP_HLEN + len,
+            mtu: IP_MAX_MTU,
+        });
+    }
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         return Err(Ipv4Error::NoBuffers);
     };
-    let Some(buf) = skb.skb_put(ICMP_HLEN + len) else {
-        return Err(Ipv4Error::MessageTooLong {
-            len: ICMP_HLEN + len,
-            mtu: 0,
-        });
+    let fill = |off: usize, buf: &mut [u8]| {
+        // Bytes 0..ICMP_HLEN are the header, written below; the pattern counts from the payload.
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (off + i).wrapping_sub(ICMP_HLEN) as u8;
+        }
     };
-    for (i, b) in buf[ICMP_HLEN..].iter_mut().enumerate() {
-        *b = i as u8;
+    if let Err(e) = ip_append_data(stack, &mut skb, ICMP_HLEN + len, fill) {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        return Err(e);
     }
-    let mut h = IcmpHdr::new_unchecked(&mut buf[..]);
-    h.set_icmp_type(ICMP_ECHO);
-    h.set_code(0);
-    h.set_echo_id(id);
-    h.set_echo_seq(seq);
-    h.fill_checksum();
+    {
+        let Some(buf) = skb.data_mut() else {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            return Err(Ipv4Error::NoBuffers);
+        };
+        let mut h = IcmpHdr::new_unchecked(&mut buf[..ICMP_HLEN]);
+        h.set_icmp_type(ICMP_ECHO);
+        h.set_code(0);
+        h.set_echo_id(id);
+        h.set_echo_seq(seq);
+        h.set_checksum(0);
+    }
+    // The checksum covers the fragments too.
+    let c = icmp_csum(&skb);
+    skb.data_mut().expect("checked writable above")[2..4].copy_from_slice(&c.to_be_bytes());
     let tx = IpTx {
         src: None,
         dst,

@@ -25,8 +25,12 @@ pub enum CoreMsg {
     Frame { ifindex: u16, skb: SkBuff },
     /// An IP packet (data at the IP header, `skb.dev` set) that re-enters `ip_rcv` on the core
     /// that owns it: an ICMP error about a flow another core owns (so its socket hears of
-    /// it); reassembled datagrams and decapsulated tunnel packets take the same way.
+    /// it); decapsulated tunnel packets take the same way.
     Reinject(SkBuff),
+    /// A reassembled datagram (data at the IP header) whose transport tuple, known only now,
+    /// belongs to this core: it continues at `ip_local_deliver` here, as it would have on
+    /// the core that reassembled it.
+    LocalDeliver(SkBuff),
     /// A neighbour another core learned from ARP (Linux's one `arp_tbl` shared by all CPUs,
     /// made shared-nothing): applied with `neigh_update`, which also sends what waited here
     /// for that neighbour.
@@ -45,6 +49,7 @@ impl fmt::Debug for CoreMsg {
         match self {
             CoreMsg::Frame { ifindex, skb } => write!(f, "Frame(dev {ifindex}, {} bytes)", skb.len()),
             CoreMsg::Reinject(skb) => write!(f, "Reinject({} bytes)", skb.len()),
+            CoreMsg::LocalDeliver(skb) => write!(f, "LocalDeliver({} bytes)", skb.len()),
             CoreMsg::Neigh { ip, mac, dev, .. } => write!(f, "Neigh({ip} at {mac} dev {dev})"),
             CoreMsg::App(_) => f.write_str("App(..)"),
         }

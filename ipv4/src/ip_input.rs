@@ -93,14 +93,16 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
     stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
 }
 
-/// Linux: ip_local_deliver(). Reassembly belongs here (ip_defrag, then re-injection to the
-/// owning core); until it lands, fragments are counted and dropped.
+/// Linux: ip_local_deliver(). Fragments go to reassembly (`ip_defrag`); a datagram they
+/// complete is re-hashed on its transport tuple and delivered here or on its owner core.
 pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
-    let frag = Ipv4Hdr::new_unchecked(skb.data()).is_fragment();
-    if frag {
-        stack.core.mib.ip.inc(IpMib::ReasmReqds);
-        stack.core.mib.ip.inc(IpMib::ReasmFails);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IpFrag);
+    if Ipv4Hdr::new_unchecked(skb.data()).is_fragment() {
+        let Some(whole) = crate::ip_defrag::ip_defrag(stack, skb) else {
+            return;
+        };
+        if let Some(mine) = crate::ip_defrag::ip_reinject_deliver(stack, whole) {
+            ip_local_deliver_finish(stack, mine);
+        }
         return;
     }
     ip_local_deliver_finish(stack, skb);
@@ -109,7 +111,7 @@ pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
 /// Linux: ip_local_deliver_finish() / ip_protocol_deliver_rcu(). Raw sockets get their copies
 /// first (raw_local_deliver), then the IP header is pulled and the packet goes to the
 /// registered transport protocol; "protocol unreachable" only when neither took it.
-fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
+pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
     let (proto, hlen) = {
         let h = Ipv4Hdr::new_unchecked(skb.data());
         (h.protocol(), h.header_len())

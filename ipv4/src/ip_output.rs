@@ -4,11 +4,12 @@
 use std::net::Ipv4Addr;
 
 use blink_netcore::if_ether::ETH_P_IP;
-use blink_netcore::skbuff::SkBuff;
+use blink_netcore::skbuff::{Frag, SkBuff};
 use blink_netcore::snmp::{DropReason, IpMib};
 use blink_netcore::EthAddr;
 
 use crate::dev::{dev_queue_xmit, eth_header};
+use crate::ip_fragment::ip_fragment;
 use crate::iphdr::{Ipv4Hdr, Ipv4Repr, IPV4_MIN_HLEN};
 use crate::neighbour::neigh_resolve_output;
 use crate::route::FibRoute;
@@ -30,9 +31,14 @@ pub struct IpTx {
     pub df: bool,
 }
 
+/// Largest IPv4 datagram, header included (tot_len is 16 bits). Linux: IP_MAX_MTU.
+pub const IP_MAX_MTU: usize = 0xFFFF;
+
 /// Linux: ip_build_and_send_pkt(). `skb->data` is at the transport header; push the IP
-/// header, route, resolve the next hop and queue the frame. On error the skb is dropped and
-/// counted, and the error says why.
+/// header, route, resolve the next hop and queue the frame, fragmenting it when it exceeds
+/// the path MTU and `tx.df` is clear. On error the skb is dropped and counted, and the error
+/// says why: with DF, a datagram over the path MTU is refused (EMSGSIZE), as is any over
+/// 65,535 bytes.
 pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Result<(), Ipv4Error> {
     let Some((route, dev, prefsrc)) = ip_route_output(stack, tx.dst) else {
         stack.core.mib.ip.inc(IpMib::OutNoRoutes);
@@ -40,16 +46,21 @@ pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Re
         return Err(Ipv4Error::NoRoute(tx.dst));
     };
     let src = tx.src.unwrap_or(prefsrc);
-    let mtu = stack.devs[dev as usize].mtu;
+    let mtu = ip_dst_mtu(stack, dev, tx.dst);
     let payload_len = skb.len();
-    if payload_len + IPV4_MIN_HLEN > mtu {
-        // ip_fragment() slots in here for !df; until then oversized packets are refused.
+    let len = payload_len + IPV4_MIN_HLEN;
+    if len > IP_MAX_MTU {
+        // Linux: ip_append_data()'s EMSGSIZE; no fragment count applies.
+        stack.core.mib.ip.inc(IpMib::OutDiscards);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+        return Err(Ipv4Error::MessageTooLong { len, mtu });
+    }
+    if len > mtu && tx.df {
+        // Linux: ip_fragment() with IP_DF set (the local sender learns EMSGSIZE instead of
+        // an ICMP from itself).
         stack.core.mib.ip.inc(IpMib::FragFails);
         stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
-        return Err(Ipv4Error::MessageTooLong {
-            len: payload_len + IPV4_MIN_HLEN,
-            mtu,
-        });
+        return Err(Ipv4Error::MessageTooLong { len, mtu });
     }
     let repr = Ipv4Repr {
         src,
@@ -72,7 +83,74 @@ pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Re
     skb.protocol = ETH_P_IP;
     skb.dev = dev;
     stack.core.mib.ip.inc(IpMib::OutRequests);
-    ip_finish_output2(stack, skb, route.map(|r| r.nexthop(tx.dst)), dev);
+    ip_finish_output(stack, skb, route.map(|r| r.nexthop(tx.dst)), dev, mtu)
+}
+
+/// Linux: __ip_append_data(), for a datagram built in one go. Append `len` bytes to `skb`,
+/// written by `getfrag(offset, buf)` (Linux's getfrag callback: the copy from the user's
+/// buffer): first into the linear tailroom, then into fresh mbufs added as fragments, so a
+/// datagram of up to 65,535 bytes needs no contiguous buffer. On error `skb` keeps what was
+/// added (the caller drops it): NoBuffers when the pool is empty, MessageTooLong when the
+/// fragment slots run out.
+pub fn ip_append_data(
+    stack: &mut Stack,
+    skb: &mut SkBuff,
+    len: usize,
+    mut getfrag: impl FnMut(usize, &mut [u8]),
+) -> Result<(), Ipv4Error> {
+    let first = len.min(skb.skb_tailroom());
+    if first > 0 {
+        let Some(buf) = skb.skb_put(first) else {
+            return Err(Ipv4Error::NoBuffers);
+        };
+        getfrag(0, buf);
+    }
+    let mut done = first;
+    while done < len {
+        let Some(mut m) = stack.core.cache.alloc() else {
+            return Err(Ipv4Error::NoBuffers);
+        };
+        // The whole buffer: fragments need no headroom.
+        let n = (len - done).min(m.buf_len());
+        if !m.set_data(0, 0) {
+            return Err(Ipv4Error::NoBuffers);
+        }
+        let Some(buf) = m.append(n) else {
+            return Err(Ipv4Error::NoBuffers);
+        };
+        getfrag(done, buf);
+        if skb.skb_add_frag(Frag::from_mbuf(m)).is_err() {
+            return Err(Ipv4Error::MessageTooLong {
+                len: skb.len() + (len - done),
+                mtu: IP_MAX_MTU,
+            });
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Linux: dst_mtu() of the route to `dst` leaving by `dev`: the device MTU, lowered by a
+/// path MTU exception an ICMP "fragmentation needed" installed (RFC 1191).
+#[inline]
+pub fn ip_dst_mtu(stack: &Stack, dev: u16, dst: Ipv4Addr) -> usize {
+    let dev_mtu = stack.devs[dev as usize].mtu;
+    stack.fib.dst_mtu(dst, dev_mtu, stack.core.jiffies)
+}
+
+/// Linux: ip_finish_output() / __ip_finish_output(). A packet over `mtu` is fragmented, each
+/// fragment then taking the same way out as a packet that fits.
+fn ip_finish_output(
+    stack: &mut Stack,
+    skb: SkBuff,
+    nexthop: Option<Ipv4Addr>,
+    dev: u16,
+    mtu: usize,
+) -> Result<(), Ipv4Error> {
+    if skb.len() > mtu {
+        return ip_fragment(stack, skb, mtu, |s, frag| ip_finish_output2(s, frag, nexthop, dev));
+    }
+    ip_finish_output2(stack, skb, nexthop, dev);
     Ok(())
 }
 
@@ -104,8 +182,10 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
         stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
         return Err(Ipv4Error::NoRoute(dst));
     };
-    let (len, mtu) = (skb.len(), stack.devs[dev as usize].mtu);
-    if len > mtu || len > u16::MAX as usize {
+    // Linux: raw_send_hdrinc() refuses what exceeds the path MTU rather than fragment a
+    // header the application wrote.
+    let (len, mtu) = (skb.len(), ip_dst_mtu(stack, dev, dst));
+    if len > mtu || len > IP_MAX_MTU {
         stack.core.mib.ip.inc(IpMib::FragFails);
         stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
         return Err(Ipv4Error::MessageTooLong { len, mtu });
@@ -133,10 +213,15 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
     Ok(())
 }
 
-/// Linux: ip_finish_output2(). Broadcasts go straight to the Ethernet broadcast address;
+/// Linux: ip_finish_output2(). One packet or fragment, `skb->data` at its IP header. Broadcasts go straight to the Ethernet broadcast address;
 /// everything else through the neighbour layer.
 fn ip_finish_output2(stack: &mut Stack, mut skb: SkBuff, nexthop: Option<Ipv4Addr>, dev: u16) {
     stack.core.mib.ip.inc(IpMib::OutTransmits);
+    if stack.devs[dev as usize].tunnel.is_some() {
+        // A tunnel has no neighbours: it encapsulates and sends over the underlay.
+        crate::ip_tunnel::ip_tunnel_xmit(stack, skb, dev);
+        return;
+    }
     match nexthop {
         Some(nh) if !stack.is_broadcast_addr(nh) => neigh_resolve_output(stack, skb, nh, dev),
         _ => {

@@ -6,6 +6,8 @@
 //! - [`dev`]: Ethernet receive demux (`netif_receive_skb`) and `dev_queue_xmit`.
 //! - [`arp`] and [`neighbour`]: ARP and the neighbour table with NUD states.
 //! - [`ip_input`] and [`ip_output`]: `ip_rcv` .. `ip_local_deliver`, `ip_build_and_send_pkt`.
+//! - [`ip_defrag`]: reassembly queues, and the re-hash that sends a reassembled datagram to
+//!   the core owning its flow.
 //! - [`route`]: the FIB (longest-prefix match, default gateway).
 //! - [`icmp`]: echo, errors, rate limiting.
 //! - Header views, parsed once and reused everywhere: [`arphdr`], [`iphdr`], [`icmphdr`].
@@ -16,8 +18,11 @@ pub mod dev;
 pub mod icmp;
 pub mod icmphdr;
 pub mod inbox;
+pub mod ip_defrag;
+pub mod ip_fragment;
 pub mod ip_input;
 pub mod ip_output;
+pub mod ip_tunnel;
 pub mod iphdr;
 pub mod neighbour;
 pub mod route;

@@ -67,6 +67,16 @@ pub struct StackConfig {
     pub icmp_msgs_burst: u32,
     /// Send gratuitous ARP for each address when it is added.
     pub arp_announce: bool,
+    /// net.ipv4.ipfrag_high_thresh / ipfrag_low_thresh: bytes of buffers (mbufs, counted
+    /// whole) this core's reassembly queues may hold; past high, the oldest queues are
+    /// evicted until below low.
+    pub ipfrag_high_thresh: usize,
+    pub ipfrag_low_thresh: usize,
+    /// net.ipv4.ipfrag_time, in milliseconds (jiffies).
+    pub ipfrag_time_ms: u64,
+    /// net.ipv4.ipfrag_max_dist: fragments from one source that may arrive between two
+    /// fragments of the same datagram before its queue is judged stale (0 disables).
+    pub ipfrag_max_dist: u32,
 }
 
 impl Default for StackConfig {
@@ -77,6 +87,10 @@ impl Default for StackConfig {
             icmp_msgs_per_sec: 1000,
             icmp_msgs_burst: 50,
             arp_announce: true,
+            ipfrag_high_thresh: 4 << 20,
+            ipfrag_low_thresh: 3 << 20,
+            ipfrag_time_ms: 30_000,
+            ipfrag_max_dist: 64,
         }
     }
 }
@@ -107,6 +121,9 @@ pub struct NetDev {
     /// this core is not it: several cores, and a device whose queue choice is not blink's
     /// Toeplitz (no `RSS_QUEUES`). Linux: RPS (`get_rps_cpu`).
     pub rps: bool,
+    /// Set when the device is an IPIP/GRE tunnel: IP output encapsulates instead of
+    /// resolving a neighbour.
+    pub tunnel: Option<crate::ip_tunnel::Tunnel>,
 }
 
 impl NetDev {
@@ -124,12 +141,17 @@ pub struct Stack {
     pub neigh: NeighTable,
     pub icmp: IcmpState,
     pub cfg: StackConfig,
+    /// This core's IP reassembly queues (Linux: the netns `fqdir` of ipv4).
+    pub frags: crate::ip_defrag::IpFrags,
     protos: Vec<Option<Box<dyn InetProtocol>>>,
     /// Numbers of the registered protocols, for the per-burst flush.
     proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
     /// Every core's inbox (this one's included), shared by the cores of this instance.
     pub cores: Arc<CoreSet>,
+    /// Packets to go through `ip_rcv` again on this core once the current one is done:
+    /// decapsulated tunnel packets (Linux: the per-CPU backlog `netif_rx` fills).
+    pub backlog: blink_netcore::skbuff::SkBuffHead,
     /// Application messages that arrived in the inbox, for glue to hand over.
     pub app_msgs: VecDeque<Box<dyn Any + Send>>,
     ip_id: u16,
@@ -154,12 +176,15 @@ impl Stack {
             neigh: NeighTable::default(),
             icmp,
             cfg,
+            frags: crate::ip_defrag::IpFrags::default(),
             protos: (0..256).map(|_| None).collect(),
             proto_nums: Vec::new(),
             raw: None,
             cores: Arc::new(CoreSet::new(nb_cores, INBOX_SIZE)),
+            backlog: blink_netcore::skbuff::SkBuffHead::new(),
             app_msgs: VecDeque::new(),
-            ip_id: cpu.wrapping_mul(0x9e37),
+            // A varying start (as Linux's random ip_idents), in this core's residue class.
+            ip_id: cpu.wrapping_add((epoch.subsec_nanos() as u16).wrapping_mul(nb_cores.max(1))),
             epoch,
         }
     }
@@ -180,6 +205,7 @@ impl Stack {
             txq: Burst::new(),
             pcap: None,
             rps,
+            tunnel: None,
         });
         ifindex
     }
@@ -238,7 +264,7 @@ impl Stack {
             Ok(()) => true,
             Err(m) => {
                 self.core.mib.softnet.inc(SoftnetMib::RingDrops);
-                if let CoreMsg::Frame { skb, .. } | CoreMsg::Reinject(skb) = m {
+                if let CoreMsg::Frame { skb, .. } | CoreMsg::Reinject(skb) | CoreMsg::LocalDeliver(skb) = m {
                     self.core.mib.kfree_skb_reason(skb, DropReason::RingFull);
                 }
                 false
@@ -276,6 +302,15 @@ impl Stack {
                         self.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
                     }
                 }
+                CoreMsg::LocalDeliver(skb) => {
+                    self.core.mib.softnet.inc(SoftnetMib::ReinjectReceived);
+                    frames += 1;
+                    if (skb.dev as usize) < self.devs.len() {
+                        crate::ip_input::ip_local_deliver_finish(self, skb);
+                    } else {
+                        self.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+                    }
+                }
                 CoreMsg::Neigh { ip, mac, dev, create } => {
                     self.core.mib.softnet.inc(SoftnetMib::NeighReceived);
                     if (dev as usize) < self.devs.len() {
@@ -288,10 +323,23 @@ impl Stack {
                 }
             }
         }
+        self.process_backlog();
         if frames > 0 {
             self.flush_protocols();
         }
         frames
+    }
+
+    /// Linux: process_backlog(). Run what tunnel decapsulation queued here through `ip_rcv`;
+    /// a packet nested deeper queues its inner packet again, handled in the same call.
+    pub fn process_backlog(&mut self) {
+        while let Some(skb) = self.backlog.skb_dequeue() {
+            if (skb.dev as usize) < self.devs.len() {
+                crate::ip_input::ip_rcv(self, skb);
+            } else {
+                self.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+            }
+        }
     }
 
     /// Add an address to a device with its connected route (Linux: `ip addr add`), and
@@ -314,7 +362,7 @@ impl Stack {
             dev: ifindex,
             prefsrc: addr.addr,
         });
-        if self.cfg.arp_announce {
+        if self.cfg.arp_announce && self.devs[ifindex as usize].tunnel.is_none() {
             crate::arp::arp_announce(self, ifindex, addr.addr);
         }
         Ok(())
@@ -383,10 +431,13 @@ impl Stack {
         Some(r)
     }
 
-    /// Next IP identification (Linux: ip_select_ident; a per-core counter is enough for a
-    /// host that rarely fragments).
+    /// Next IP identification (Linux: ip_select_ident). The receiver reassembles by
+    /// (source, destination, id, protocol), so two cores sending fragmented datagrams to one
+    /// host must not hand out the same id at the same time: core `c` of `n` takes the ids
+    /// congruent to `c` mod `n`, and cores never share one within 65,536 / n datagrams.
     pub(crate) fn next_ip_id(&mut self) -> u16 {
-        self.ip_id = self.ip_id.wrapping_add(1);
+        let n = self.cores.nb_cores().max(1);
+        self.ip_id = self.ip_id.wrapping_add(n);
         self.ip_id
     }
 
@@ -444,6 +495,7 @@ impl Stack {
                 }
             }
             if n > 0 {
+                self.process_backlog();
                 self.flush_protocols();
             }
         }

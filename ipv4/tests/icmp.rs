@@ -464,17 +464,29 @@ fn no_route_is_an_error_and_counted() {
 }
 
 #[test]
-fn oversized_echo_is_refused() {
+fn oversized_echo_is_fragmented_and_over_65535_refused() {
     let mut h = Harness::new().with_static_peer();
+    // One byte over the MTU: two fragments now, not EMSGSIZE.
+    icmp_send_echo(&mut h.stack, PEER_IP, 1, 1, 1473).unwrap();
+    h.stack.flush_tx();
+    let out = h.recv();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].len(), 1514);
+    assert_eq!(out[1].len(), 14 + 20 + 1);
+    assert_eq!(h.stack.core.mib.ip[IpMib::FragOKs], 1);
+    assert_eq!(h.stack.core.mib.ip[IpMib::FragCreates], 2);
+    // Beyond the 65,535-byte datagram: refused before anything is built.
     let before = h.mib();
     assert_eq!(
-        icmp_send_echo(&mut h.stack, PEER_IP, 1, 1, 1473),
-        Err(Ipv4Error::MessageTooLong { len: 1501, mtu: 1500 })
+        icmp_send_echo(&mut h.stack, PEER_IP, 1, 2, 65_508),
+        Err(Ipv4Error::MessageTooLong {
+            len: 65_536,
+            mtu: 65_535
+        })
     );
-    assert_eq!(drop_part(&h.diff(&before)), counters(&[("Drop.Oversize", 1)]));
-    assert_eq!(h.stack.core.mib.ip[IpMib::FragFails], 1);
-    // The largest that fits leaves as one 1514-byte frame.
-    icmp_send_echo(&mut h.stack, PEER_IP, 1, 2, 1472).unwrap();
+    assert_eq!(drop_part(&h.diff(&before)), counters(&[]));
+    // The largest that fits one frame still leaves as one 1514-byte frame.
+    icmp_send_echo(&mut h.stack, PEER_IP, 1, 3, 1472).unwrap();
     h.stack.flush_tx();
     let out = h.recv();
     assert_eq!(out.len(), 1);

@@ -344,29 +344,36 @@ fn arp_unknown_opcode_and_martian_sender() {
 }
 
 #[test]
-fn ip_fragments_are_counted_and_dropped() {
-    // MF set, offset 0.
-    let frame = edited_ping(|f| f[20] |= 0x20, true);
-    expect_dropped(
-        &frame,
-        &[
-            ("Ip.InReceives", 1),
-            ("Ip.ReasmReqds", 1),
-            ("Ip.ReasmFails", 1),
-            ("Drop.IpFrag", 1),
-        ],
-    );
-    // Last fragment: MF clear, offset 1480.
-    let frame = edited_ping(|f| f[20..22].copy_from_slice(&185u16.to_be_bytes()), true);
-    expect_dropped(
-        &frame,
-        &[
-            ("Ip.InReceives", 1),
-            ("Ip.ReasmReqds", 1),
-            ("Ip.ReasmFails", 1),
-            ("Drop.IpFrag", 1),
-        ],
-    );
+fn ip_fragments_wait_for_reassembly_then_time_out() {
+    // MF set, offset 0: queued, nothing answered, nothing dropped yet.
+    let mut h = Harness::new().with_static_peer();
+    let before = h.mib();
+    let out = h.exchange(&edited_ping(|f| f[20] |= 0x20, true));
+    assert!(out.is_empty());
+    assert_eq!(h.diff(&before), counters(&[("Ip.InReceives", 1), ("Ip.ReasmReqds", 1)]));
+    // 30 s later the datagram is given up: its first fragment had come, so the sender hears
+    // of it (ICMP time exceeded, fragment reassembly).
+    h.advance(30_001);
+    let out = h.recv();
+    assert_eq!(out.len(), 1);
+    let d = h.diff(&before);
+    assert_eq!(d.get("Ip.ReasmTimeout"), Some(&1), "{d:?}");
+    assert_eq!(d.get("Icmp.OutTimeExcds"), Some(&1), "{d:?}");
+    assert_eq!(drop_part(&d), counters(&[("Drop.FragReasmTimeout", 1)]));
+    drop(out);
+    h.assert_pool_baseline();
+    // Last fragment alone (MF clear, offset 1480): queued, then dropped in silence.
+    let mut h = Harness::new().with_static_peer();
+    let before = h.mib();
+    assert!(h
+        .exchange(&edited_ping(|f| f[20..22].copy_from_slice(&185u16.to_be_bytes()), true))
+        .is_empty());
+    h.advance(30_001);
+    assert!(h.recv().is_empty());
+    let d = h.diff(&before);
+    assert_eq!(d.get("Ip.ReasmFails"), Some(&1), "{d:?}");
+    assert_eq!(drop_part(&d), counters(&[("Drop.FragReasmTimeout", 1)]));
+    h.assert_pool_baseline();
     // DF alone is not a fragment: answered.
     let mut h = Harness::new().with_static_peer();
     let out = h.exchange(&edited_ping(|f| f[20] |= 0x40, true));
@@ -399,6 +406,19 @@ fn many_drops_leave_no_buffers_behind() {
 /// Why blink may legitimately consume `frame` without answering it and without a drop
 /// counter, decided from the bytes alone (RFC rules, not blink's code). None: the frame must
 /// be answered or counted as a drop.
+/// A fragment to us with a sane header: reassembly queues it (silently), or drops it or its
+/// datagram (any number of reassembly drops), or completes a datagram (answered).
+const FRAG_QUEUED: &str = "IP fragment queued for reassembly";
+
+/// Drop reasons reassembly may count for one fragment (its own and its datagram's).
+const REASM_DROPS: [&str; 5] = [
+    "Drop.DupFrag",
+    "Drop.FragOverlap",
+    "Drop.Oversize",
+    "Drop.IpFrag",
+    "Drop.FragTooFar",
+];
+
 fn legit_silent_consumption(f: &[u8]) -> Option<&'static str> {
     if f.len() < 14 {
         return None;
@@ -428,9 +448,10 @@ fn legit_silent_consumption(f: &[u8]) -> Option<&'static str> {
                 return None;
             }
             let tot = be16(&body[2..4]) as usize;
-            if tot < ihl || tot > body.len() || be16(&body[6..8]) & 0x3fff != 0 {
+            if tot < ihl || tot > body.len() {
                 return None;
             }
+            let frag = be16(&body[6..8]) & 0x3fff != 0;
             let (src, dst) = (ip4(&body[12..16]), ip4(&body[16..20]));
             let bcast_dst = dst.is_broadcast() || dst == SUBNET_BCAST;
             if dst != STACK_IP && !bcast_dst {
@@ -445,6 +466,9 @@ fn legit_silent_consumption(f: &[u8]) -> Option<&'static str> {
                 || src == STACK_IP
             {
                 return None;
+            }
+            if frag {
+                return Some(FRAG_QUEUED);
             }
             if body[9] != 1 {
                 return None;
@@ -558,6 +582,20 @@ fn fuzz_mutated_arp_and_icmp() {
         let drops = drop_part(&d);
         let ndrops: u64 = drops.values().sum();
         let ctx = || format!("frame #{i} (seed {seed}) {f:02x?}\n counters {d:?}\n out {out:02x?}");
+        if legit_silent_consumption(&f) == Some(FRAG_QUEUED) {
+            assert!(drops.keys().all(|k| REASM_DROPS.contains(&k.as_str())), "{}", ctx());
+            t.drop_events += ndrops;
+            assert!(out.len() <= 1, "one fragment, several answers: {}", ctx());
+            if let Some(o) = out.first() {
+                check_answer(&f, o).unwrap_or_else(|e| panic!("bad answer: {e}: {}", ctx()));
+                t.answered += 1;
+            } else if ndrops > 0 {
+                t.dropped += 1;
+            } else {
+                *t.silent.entry(FRAG_QUEUED).or_default() += 1;
+            }
+            continue;
+        }
         if ndrops > 1 {
             // Two skbs died: the datagram of an unknown protocol, and the protocol-unreachable
             // built for it, which has no route back to an off-link source.

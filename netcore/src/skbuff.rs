@@ -1041,6 +1041,23 @@ impl SkBuffHead {
         self.bytes = 0;
     }
 
+    /// Insert `skb` into a sorted queue: after the last queued skb for which `goes_after`
+    /// is false, walking from the tail (so in-order arrival costs one comparison). Linux
+    /// keeps IP fragments in an rbtree of runs; a datagram has a few dozen at most.
+    pub fn skb_insert_sorted_from_tail(&mut self, skb: SkBuff, goes_after: impl Fn(&SkbMeta) -> bool) {
+        self.qlen += 1;
+        self.bytes += skb.len();
+        let mut c = self.list.back_mut();
+        while let Some(e) = c.get() {
+            if !goes_after(e) {
+                break;
+            }
+            c.move_prev();
+        }
+        // At the null position (every queued skb goes after), insert_after puts it first.
+        c.insert_after(skb);
+    }
+
     /// Move all skbs of `other` to the tail of this queue (Linux: skb_queue_splice_tail_init).
     pub fn splice_tail(&mut self, other: &mut SkBuffHead) {
         while let Some(skb) = other.skb_dequeue() {

@@ -42,7 +42,7 @@ mib_enum!(
     IpMib, "Ip", [InReceives, InHdrErrors, InAddrErrors, ForwDatagrams, InUnknownProtos,
     InDiscards, InDelivers, OutRequests, OutDiscards, OutNoRoutes, ReasmTimeout, ReasmReqds,
     ReasmOKs, ReasmFails, FragOKs, FragFails, FragCreates, InNoRoutes, InTruncatedPkts,
-    InCsumErrors, OutTransmits]
+    InCsumErrors, OutTransmits, ReasmOverlaps]
 );
 
 mib_enum!(
@@ -87,9 +87,12 @@ mib_enum!(
     /// Per-core steering counters (Linux: /proc/net/softnet_stat, whose `received_rps` counts
     /// frames another CPU steered here). `WrongCore` counts segments that reached a core with
     /// no socket for them while the tuple hashes to another core: impossible by construction,
-    /// so tests assert it stays zero.
+    /// so tests assert it stays zero. `ReinjectLocal`/`ReinjectRemote` count packets whose
+    /// flow was found only after reassembly, decapsulation or inside an ICMP error, and that
+    /// this core then handled itself or sent to the owner core (`ReinjectReceived` there).
     SoftnetMib, "Softnet", [Processed, RssForwarded, ReceivedRps, RingDrops, NeighSent,
-    NeighReceived, AppMsgsSent, AppMsgsReceived, ReinjectRemote, ReinjectReceived, WrongCore]
+    NeighReceived, AppMsgsSent, AppMsgsReceived, ReinjectLocal, ReinjectRemote, ReinjectReceived,
+    WrongCore]
 );
 
 mib_enum!(
@@ -99,7 +102,8 @@ mib_enum!(
     ArpHdr, ArpNotForUs, IpCsum, IpInHdr, IpInAddrErrors, IpNoProto, IpOutNoRoutes, IpFrag,
     IpTtlZero, NeighFailed, NeighQueueFull, TxQueueFull, TxError, IcmpCsum, IcmpHdr,
     IcmpRateLimit, TcpCsum, UdpCsum, NoSocket, SocketRcvBuff, DevNotUp, RingFull, Oversize,
-    ProtoMem, TcpOfoDrop]
+    ProtoMem, TcpOfoDrop, DupFrag, FragReasmTimeout, FragTooFar, FragOverlap, FragMemLimit,
+    TunnelHdr, TunnelCsum, TunnelNoMatch]
 );
 
 /// Per-core counters of one MIB section.

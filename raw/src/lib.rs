@@ -27,7 +27,7 @@ pub enum RawErr {
     NotConnected,
     #[error("address {0} is not local")]
     AddrNotAvailable(Ipv4Addr),
-    #[error("packet of {len} bytes exceeds the MTU {mtu} (IP fragmentation is not implemented yet)")]
+    #[error("packet of {len} bytes exceeds the MTU {mtu} (IP_HDRINCL) or the 65,535-byte IP limit")]
     MessageTooLong { len: usize, mtu: usize },
     #[error("no route to {0}")]
     NoRoute(Ipv4Addr),

@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::net::Ipv4Addr;
 
-use blink_ipv4::ip_output::{ip_build_and_send_pkt, ip_send_hdrincl, IpTx};
+use blink_ipv4::ip_output::{ip_append_data, ip_build_and_send_pkt, ip_send_hdrincl, IpTx, IP_MAX_MTU};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_RAW, IPV4_MIN_HLEN};
 use blink_ipv4::{Ipv4Error, RawDeliver, Stack};
 use blink_netcore::skbuff::{SkBuff, SkBuffHead};
@@ -163,8 +163,9 @@ impl RawProto {
 
     /// Linux: raw_sendmsg(). Without IP_HDRINCL `data` is the payload and the stack builds
     /// the header with the socket's protocol; with it, `data` starts with an IP header that
-    /// is checked (`raw_send_hdrinc`) and completed by IPv4. No fragmentation yet: a packet
-    /// over the MTU is refused.
+    /// is checked (`raw_send_hdrinc`) and completed by IPv4. Without IP_HDRINCL, packets up to
+    /// 65,535 bytes are built over several mbufs and fragmented by IP beyond the path MTU;
+    /// with it, as on Linux, a packet over the path MTU is refused (EMSGSIZE).
     pub fn sendmsg(
         &mut self,
         stack: &mut Stack,
@@ -183,19 +184,30 @@ impl RawProto {
         if hdrincl {
             raw_check_hdrinc(data)?;
         }
+        let len = data.len() + if hdrincl { 0 } else { IPV4_MIN_HLEN };
+        if len > IP_MAX_MTU {
+            return Err(RawErr::MessageTooLong { len, mtu: IP_MAX_MTU });
+        }
         let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
             return Err(RawErr::NoMemory);
         };
-        // One mbuf holds any packet of a 1500-byte MTU; longer ones are over the MTU anyway
-        // until IP fragmentation exists.
-        let room = skb.skb_tailroom() - if hdrincl { 0 } else { IPV4_MIN_HLEN };
-        if data.len() > room {
-            return Err(RawErr::MessageTooLong {
-                len: data.len() + if hdrincl { 0 } else { IPV4_MIN_HLEN },
-                mtu: room,
+        if hdrincl {
+            // One mbuf holds a packet of any MTU but jumbo ones (ip_send_hdrincl refuses what
+            // exceeds the path MTU, and the header must be linear).
+            if !skb.skb_put_data(data) {
+                let mtu = skb.skb_tailroom();
+                stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+                return Err(RawErr::MessageTooLong { len, mtu });
+            }
+        } else if let Err(e) = ip_append_data(stack, &mut skb, data.len(), |off, buf| {
+            buf.copy_from_slice(&data[off..off + buf.len()])
+        }) {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            return Err(match e {
+                Ipv4Error::MessageTooLong { len, mtu } => RawErr::MessageTooLong { len, mtu },
+                _ => RawErr::NoMemory,
             });
         }
-        skb.skb_put_data(data);
         let r = if hdrincl {
             // Linux routes by the address given to sendto() but sends the header as written;
             // blink routes by the header's destination (the same address in practice) unless

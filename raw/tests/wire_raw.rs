@@ -287,3 +287,27 @@ fn receive_queue_is_bounded_and_counted() {
     assert!(evs.iter().any(|&(h, e)| h == sb && e & ev::READABLE != 0));
     p.finish(&[(true, sa), (false, sb)]);
 }
+
+#[test]
+fn large_packets_are_fragmented_and_reassembled() {
+    let mut p = pair();
+    let sa = raw_socket(&mut p.a, 89).unwrap();
+    let sb = raw_socket(&mut p.b, 89).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for n in [1481usize, 4000, 65_515] {
+        let data: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+        assert_eq!(raw_sendmsg(&mut p.a, sa, &data, Some(B_IP)), Ok(n));
+        for _ in 0..5 {
+            p.settle();
+        }
+        let r = raw_recvmsg(&mut p.b, sb, &mut buf).unwrap();
+        assert_eq!(split(&buf[..r.len]), (A_IP, 89, data), "size {n}");
+    }
+    assert_eq!(p.a.core.mib.ip[IpMib::FragOKs], 3);
+    // Past the 65,535-byte datagram: refused.
+    assert!(matches!(
+        raw_sendmsg(&mut p.a, sa, &vec![0u8; 65_516], Some(B_IP)),
+        Err(RawErr::MessageTooLong { len: 65_536, .. })
+    ));
+    p.finish(&[(true, sa), (false, sb)]);
+}

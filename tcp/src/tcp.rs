@@ -156,6 +156,9 @@ pub struct TcpSock {
     pub snd_sml: u32,
     /// Effective send MSS (payload bytes per segment, options excluded).
     pub mss_cache: u32,
+    /// Path MTU the MSS was last lowered to by an ICMP "fragmentation needed" (Linux:
+    /// icsk_pmtu_cookie); 0 while the device MTU applies.
+    pub pmtu_cookie: u32,
 
     // ---- receive sequence space ----
     pub irs: u32,
@@ -327,6 +330,7 @@ impl TcpSock {
             snd_wl1: 0,
             snd_sml: 0,
             mss_cache: 536,
+            pmtu_cookie: 0,
             irs: 0,
             rcv_nxt: 0,
             rcv_wnd: 0,
@@ -563,7 +567,7 @@ fn sk_wmem_schedule(sk: &TcpSock, stack: &Stack) -> bool {
 /// buffer is full: wait for `ev::WRITABLE`).
 pub fn tcp_sendmsg(sk: &mut TcpSock, stack: &mut Stack, data: &[u8]) -> Result<usize, TcpErr> {
     check_send(sk)?;
-    let mss = sk.mss_cache as usize;
+    let mss = crate::tcp_output::tcp_current_mss(sk, stack) as usize;
     let mut done = 0;
     while done < data.len() {
         let space = sk.send_space() as usize;

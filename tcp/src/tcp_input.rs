@@ -19,6 +19,29 @@ pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t:
     (sk.advmss, sk.tx_csum_offload) = tcp_route(stack, t.raddr);
     tcp_negotiate_rx_opt(&mut sk.rx_opt, o, stack.core.jiffies);
     sk.mss_cache = tcp_mss_cache(&sk.rx_opt, sk.advmss);
+    // A path MTU learnt from an earlier connection still holds (Linux: tcp_sync_mss with
+    // dst_mtu at connect time); the MSS we announce stays the device's.
+    if let Some(pmtu) = stack.fib.pmtu(t.raddr, stack.core.jiffies) {
+        tcp_sync_mss(sk, pmtu);
+    }
+}
+
+/// Linux: tcp_sync_mss() for a lower path MTU: the payload a segment may carry on a path of
+/// `pmtu` bytes (less the IP and TCP headers and the timestamp option every segment carries),
+/// never more than the MSS negotiated, never below 48 bytes (Linux: TCP_MIN_SND_MSS).
+/// Returns true when the MSS went down.
+pub fn tcp_sync_mss(sk: &mut TcpSock, pmtu: usize) -> bool {
+    let mut mss = pmtu.saturating_sub(40) as u32;
+    if sk.rx_opt.tstamp_ok {
+        mss = mss.saturating_sub(12);
+    }
+    let mss = mss.max(48);
+    sk.pmtu_cookie = pmtu as u32;
+    if mss >= sk.mss_cache {
+        return false;
+    }
+    sk.mss_cache = mss;
+    true
 }
 
 /// The payload a full segment carries: the smaller of the peer's MSS and ours, less the

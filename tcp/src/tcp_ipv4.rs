@@ -1051,7 +1051,9 @@ impl InetProtocol for TcpProto {
     }
 
     /// Linux: tcp_v4_err(). A hard error (port/protocol unreachable) kills a connection still
-    /// in SYN-SENT; others are soft errors TCP rides out (RFC 1122 4.2.3.9).
+    /// in SYN-SENT; others are soft errors TCP rides out (RFC 1122 4.2.3.9). "Fragmentation
+    /// needed" (IPv4 has already lowered the path MTU) shrinks the MSS to fit the path and
+    /// resends what no longer fits (Linux: tcp_v4_mtu_reduced).
     fn err_handler(&mut self, stack: &mut Stack, icmp_type: u8, code: u8, _info: u32, inner: &[u8]) {
         let ip = Ipv4Hdr::new_unchecked(inner);
         let hl = ip.header_len();
@@ -1070,6 +1072,12 @@ impl InetProtocol for TcpProto {
         let Some(&h) = self.tables.ehash.get(&t) else { return };
         let hard = icmp_type == 3 && matches!(code, 2 | 3);
         if let Some(sk) = self.socks.get_mut(h) {
+            // Linux: only about a segment in flight (OutOfWindowIcmps otherwise): a forged
+            // ICMP must guess the window to shrink the MSS.
+            let seq = u32::from_be_bytes([th[4], th[5], th[6], th[7]]);
+            if icmp_type == 3 && code == 4 && between(seq, sk.snd_una, sk.snd_nxt) {
+                crate::tcp_output::tcp_v4_mtu_reduced(sk, stack);
+            }
             if sk.state == TcpState::SynSent && hard {
                 sk.error = Some(TcpError::ConnectionRefused);
                 crate::tcp::tcp_done(sk, stack);

@@ -78,6 +78,10 @@ pub fn tcp_select_window(sk: &mut TcpSock) -> u16 {
 fn established_options(sk: &TcpSock, stack: &Stack, payload: usize) -> TcpOptions {
     let mut o = TcpOptions::default();
     let mut room = (sk.rx_opt.mss_clamp.max(536) as usize).saturating_sub(payload);
+    if sk.pmtu_cookie != 0 {
+        // A narrow path: options may not push the segment past its MTU (DF is set).
+        room = room.min((sk.pmtu_cookie as usize).saturating_sub(40 + payload));
+    }
     if sk.rx_opt.tstamp_ok {
         o.ts = Some((tcp_time_stamp(sk, stack), sk.rx_opt.ts_recent));
         room = room.saturating_sub(12);
@@ -337,7 +341,7 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
     ) {
         return;
     }
-    let mss = sk.mss_cache;
+    let mss = tcp_current_mss(sk, stack);
     let prior_packets = sk.packets_out;
     let mut sent_any = false;
     loop {
@@ -373,8 +377,13 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         if (is_last && len > 0) || cb.tcp_flags & TCPHDR_PSH != 0 {
             flags |= TCPHDR_PSH;
         }
-        let opts = established_options(sk, stack, len as usize);
-        __tcp_transmit(sk, stack, |h| add_payload_refs(h, &skb), cb.seq, flags, &opts, None);
+        if len > mss {
+            // Queued before an ICMP lowered the MSS: out in MSS-sized pieces.
+            tcp_transmit_pieces(sk, stack, &skb, cb.seq, flags);
+        } else {
+            let opts = established_options(sk, stack, len as usize);
+            __tcp_transmit(sk, stack, |h| add_payload_refs(h, &skb), cb.seq, flags, &opts, None);
+        }
         {
             let c = skb.cb_mut::<TcpSkbCb>();
             c.tx_count = 1;
@@ -438,20 +447,53 @@ pub fn tcp_write_wakeup(sk: &mut TcpSock, stack: &mut Stack) -> bool {
     sk.snd_nxt != before_nxt
 }
 
+/// Linux: tcp_current_mss(). The MSS to send with now: lowered first if the path MTU towards
+/// the peer went down since it was last synced (an ICMP about another connection to the same
+/// host, or about a segment outside our window, lowers it for everyone). The exception is one
+/// `is_empty` test when no path is narrow.
+#[inline]
+pub fn tcp_current_mss(sk: &mut TcpSock, stack: &Stack) -> u32 {
+    if let Some(pmtu) = stack.fib.pmtu(sk.daddr, stack.core.jiffies) {
+        if sk.pmtu_cookie == 0 || pmtu < sk.pmtu_cookie as usize {
+            crate::tcp_input::tcp_sync_mss(sk, pmtu);
+        }
+    }
+    sk.mss_cache
+}
+
 /// Linux: tcp_retransmit_skb(). Resend segment `i` of the retransmit queue.
 pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool {
-    let (frags, cb, len) = {
+    tcp_current_mss(sk, stack);
+    let (cb, len) = {
         let skb = &sk.rtx_queue[i];
-        (payload_frags(skb), *skb.cb::<TcpSkbCb>(), skb.len())
+        (*skb.cb::<TcpSkbCb>(), skb.len())
     };
-    // The segment may start below snd_una if it was partially acknowledged; the receiver
-    // trims the overlap.
-    let opts = established_options(sk, stack, len);
     let flags = (cb.tcp_flags & (TCPHDR_FIN | TCPHDR_PSH)) | TCPHDR_ACK;
-    if !tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None) {
-        return false;
+    if len > sk.mss_cache as usize {
+        // Queued before the path MTU went down (Linux splits the skb with tcp_fragment();
+        // blink keeps the queue entry whole and sends it as several segments). A clone (one
+        // mbuf of metadata, no data) lets the entry stay queued while `sk` is lent out; only
+        // after an MSS reduction.
+        let skb = sk.rtx_queue[i].skb_clone(&mut stack.core.cache);
+        let Some(skb) = skb else {
+            stack.core.mib.drops.inc(DropReason::NoMem);
+            return false;
+        };
+        let n = tcp_transmit_pieces(sk, stack, &skb, cb.seq, flags);
+        if n == 0 {
+            return false;
+        }
+        stack.core.mib.tcp.add(TcpMib::RetransSegs, n);
+    } else {
+        let frags = payload_frags(&sk.rtx_queue[i]);
+        // The segment may start below snd_una if it was partially acknowledged; the receiver
+        // trims the overlap.
+        let opts = established_options(sk, stack, len);
+        if !tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None) {
+            return false;
+        }
+        stack.core.mib.tcp.inc(TcpMib::RetransSegs);
     }
-    stack.core.mib.tcp.inc(TcpMib::RetransSegs);
     if sk.undo.marker.is_some() {
         // Undo bookkeeping (Linux: tcp_retransmit_skb): count the episode's retransmissions,
         // and stamp the first one for the Eifel check.
@@ -471,6 +513,94 @@ pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool
         sk.retrans_out += 1;
     }
     true
+}
+
+/// Send queued segment `p` (sequence `seq`, `flags` for the whole) as segments of at most one
+/// MSS, each referencing its slice of `p`'s buffers; FIN and PSH ride on the last. Returns the
+/// segments sent (stops at the first failure).
+fn tcp_transmit_pieces(sk: &mut TcpSock, stack: &mut Stack, p: &SkBuff, seq: u32, flags: u8) -> u64 {
+    let (len, mss) = (p.len(), (sk.mss_cache as usize).max(1));
+    let mut off = 0;
+    let mut sent = 0;
+    while off < len {
+        let n = mss.min(len - off);
+        let last = off + n == len;
+        let f = if last {
+            flags
+        } else {
+            flags & !(TCPHDR_FIN | TCPHDR_PSH)
+        };
+        let opts = established_options(sk, stack, n);
+        let frags = payload_frags_range(p, off, n);
+        if !tcp_transmit(sk, stack, frags, seq.wrapping_add(off as u32), f, &opts, None) {
+            break;
+        }
+        sent += 1;
+        off += n;
+    }
+    sent
+}
+
+/// `n` bytes of `p`'s payload from `off`, as fragments referencing its buffers.
+fn payload_frags_range(p: &SkBuff, mut off: usize, mut n: usize) -> PayloadFrags {
+    let mut v = PayloadFrags::new();
+    let lin = (p.headlen() > 0).then(|| (p.head_mbuf(), p.data_offset(), p.headlen()));
+    let rest = p.frags().iter().map(|f| (f.mbuf(), f.offset(), f.len()));
+    for (m, base, len) in lin.into_iter().chain(rest) {
+        if n == 0 || v.is_full() {
+            break;
+        }
+        if off >= len {
+            off -= len;
+            continue;
+        }
+        let take = (len - off).min(n);
+        if let Some(f) = Frag::new(m.clone(), base + off, take) {
+            v.push(f);
+        }
+        n -= take;
+        off = 0;
+    }
+    v
+}
+
+/// Linux: tcp_v4_mtu_reduced() + tcp_simple_retransmit(). The path MTU to the peer went
+/// down: lower the MSS to fit it, and resend at once (not at the RTO) every segment in flight
+/// that is now too big, since the router dropped it. Congestion state is left alone: this
+/// is not congestion. The MSS never rises here.
+pub fn tcp_v4_mtu_reduced(sk: &mut TcpSock, stack: &mut Stack) {
+    if matches!(sk.state, TcpState::Closed | TcpState::Listen) {
+        return;
+    }
+    let Some(pmtu) = stack.fib.pmtu(sk.daddr, stack.core.jiffies) else {
+        return;
+    };
+    if sk.pmtu_cookie != 0 && sk.pmtu_cookie as usize <= pmtu {
+        return;
+    }
+    if !crate::tcp_input::tcp_sync_mss(sk, pmtu) {
+        return;
+    }
+    let mss = sk.mss_cache as usize;
+    let mut marked = false;
+    for skb in sk.rtx_queue.iter_mut() {
+        let too_big = skb.len() > mss;
+        let c = skb.cb_mut::<TcpSkbCb>();
+        if too_big && c.sacked & TCPCB_SACKED_ACKED == 0 {
+            if c.sacked & TCPCB_SACKED_RETRANS != 0 {
+                c.sacked &= !TCPCB_SACKED_RETRANS;
+                sk.retrans_out = sk.retrans_out.saturating_sub(1);
+            }
+            if c.sacked & TCPCB_LOST == 0 {
+                c.sacked |= TCPCB_LOST;
+                sk.lost_out += 1;
+            }
+            marked = true;
+        }
+    }
+    if marked {
+        tcp_xmit_retransmit_queue(sk, stack);
+    }
 }
 
 /// Linux: tcp_xmit_retransmit_queue(). Resend segments marked lost while the pipe allows.

@@ -59,7 +59,7 @@ pub enum UdpErr {
     AlreadyBound,
     #[error("no free local port")]
     NoPorts,
-    #[error("datagram of {len} bytes exceeds the MTU {mtu} (IP fragmentation is not implemented yet)")]
+    #[error("datagram of {len} bytes exceeds the path MTU {mtu} with Don't Fragment set, or the 65,535-byte IP limit")]
     MessageTooLong { len: usize, mtu: usize },
     #[error("no route to {0}")]
     NoRoute(Ipv4Addr),
@@ -105,6 +105,13 @@ pub fn udp_bind(stack: &mut Stack, h: SockHandle, addr: SocketAddrV4) -> Result<
 /// whose bucket is `hash2cpu(reta, rss_hash)`.
 pub fn udp_set_rss_bucket(stack: &mut Stack, h: SockHandle, bucket: u16) -> Result<(), UdpErr> {
     with_udp(stack, |u, _| u.set_rss_bucket(h, bucket))?
+}
+
+/// Linux: IP_MTU_DISCOVER = IP_PMTUDISC_DO (`on`) / IP_PMTUDISC_DONT (off, the default).
+/// With it, datagrams go with Don't Fragment and one over the path MTU fails with
+/// `UdpErr::MessageTooLong`; without, IP fragments datagrams over the path MTU.
+pub fn udp_set_dontfrag(stack: &mut Stack, h: SockHandle, on: bool) -> Result<(), UdpErr> {
+    with_udp(stack, |u, _| u.set_dontfrag(h, on))?
 }
 
 /// SO_REUSEADDR before `udp_bind`: sockets that all set it may share a port; a datagram goes

@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 
 use blink_ipv4::icmp::icmp_send;
 use blink_ipv4::icmphdr::*;
-use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
+use blink_ipv4::ip_output::{ip_build_and_send_pkt, ip_dst_mtu, IpTx, IP_MAX_MTU};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_UDP, IPV4_MIN_HLEN};
 use blink_ipv4::{InetProtocol, Ipv4Error, Stack};
 use blink_netcore::netdevice::NetdevFeatures;
@@ -69,6 +69,9 @@ pub struct UdpSock {
     /// SO_REUSEADDR: may share its port with other sockets that set it too; each datagram
     /// then goes to the best-scoring one (connected beats bound address beats wildcard).
     pub reuse: bool,
+    /// IP_MTU_DISCOVER = IP_PMTUDISC_DO: send with Don't Fragment and refuse (EMSGSIZE) a
+    /// datagram over the path MTU instead of letting IP fragment it.
+    pub dontfrag: bool,
     pub rcvbuf: usize,
     /// Receive-buffer memory charged (Linux: sk_rmem_alloc).
     pub rmem_alloc: usize,
@@ -190,6 +193,7 @@ impl UdpProto {
                 dport: 0,
                 bucket: None,
                 reuse: false,
+                dontfrag: false,
                 rcvbuf: self.cfg.rcvbuf,
                 rmem_alloc: 0,
                 drops: 0,
@@ -218,6 +222,14 @@ impl UdpProto {
             return Err(UdpErr::AlreadyBound);
         }
         sk.reuse = on;
+        Ok(())
+    }
+
+    /// Linux: setsockopt(IP_MTU_DISCOVER, IP_PMTUDISC_DO) (`on`) or IP_PMTUDISC_DONT (off,
+    /// the default): with it, datagrams carry DF and one over the path MTU fails with
+    /// MessageTooLong; without, IP fragments them.
+    pub fn set_dontfrag(&mut self, h: SockHandle, on: bool) -> Result<(), UdpErr> {
+        self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?.dontfrag = on;
         Ok(())
     }
 
@@ -290,14 +302,15 @@ impl UdpProto {
         Ok(())
     }
 
-    /// Resolve the destination and source of a send; autobinds.
+    /// Resolve the destination and source of a send; autobinds. Returns (source,
+    /// destination, output device, DF).
     fn prepare_send(
         &mut self,
         stack: &Stack,
         h: SockHandle,
         len: usize,
         to: Option<SocketAddrV4>,
-    ) -> Result<(SocketAddrV4, SocketAddrV4, u16), UdpErr> {
+    ) -> Result<(SocketAddrV4, SocketAddrV4, u16, bool), UdpErr> {
         {
             let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
             sk.sock_error()?;
@@ -311,10 +324,11 @@ impl UdpProto {
             None => return Err(UdpErr::NotConnected),
         };
         let (dev, mtu, prefsrc) = udp_route(stack, *dst.ip())?;
-        // No IP fragmentation yet (future work: ip_fragment in ipv4): a datagram must fit
-        // the route's MTU, else EMSGSIZE as Linux returns with IP_PMTUDISC_DO.
+        // IP fragments what exceeds the path MTU, up to the 65,535-byte datagram (65,507
+        // bytes of payload, Linux: udp_sendmsg's `len > 0xFFFF` EMSGSIZE); with
+        // IP_PMTUDISC_DO the datagram must fit the path MTU instead.
         let ip_len = IPV4_MIN_HLEN + UDP_HLEN + len;
-        if ip_len > mtu || UDP_HLEN + len > u16::MAX as usize {
+        if ip_len > IP_MAX_MTU || (sk.dontfrag && ip_len > mtu) {
             return Err(UdpErr::MessageTooLong { len: ip_len, mtu });
         }
         let src = if sk.saddr.is_unspecified() || stack.is_broadcast_addr(sk.saddr) {
@@ -322,11 +336,12 @@ impl UdpProto {
         } else {
             sk.saddr
         };
-        Ok((SocketAddrV4::new(src, sk.sport), dst, dev))
+        Ok((SocketAddrV4::new(src, sk.sport), dst, dev, sk.dontfrag))
     }
 
     /// Linux: udp_sendmsg(). Copies `data` into a fresh datagram (the header and as much as
-    /// fits in one mbuf, then further mbufs as fragments for jumbo MTUs).
+    /// fits in one mbuf, then further mbufs as fragments): up to 65,507 bytes, which IP
+    /// fragments when they exceed the path MTU.
     pub fn sendmsg(
         &mut self,
         stack: &mut Stack,
@@ -334,7 +349,7 @@ impl UdpProto {
         data: &[u8],
         to: Option<SocketAddrV4>,
     ) -> Result<usize, UdpErr> {
-        let (src, dst, dev) = self.prepare_send(stack, h, data.len(), to)?;
+        let (src, dst, dev, df) = self.prepare_send(stack, h, data.len(), to)?;
         let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
             stack.core.mib.udp.inc(UdpMib::SndbufErrors);
             return Err(UdpErr::NoMemory);
@@ -360,11 +375,11 @@ impl UdpProto {
                 stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
                 return Err(UdpErr::MessageTooLong {
                     len: data.len(),
-                    mtu: stack.devs[dev as usize].mtu,
+                    mtu: ip_dst_mtu(stack, dev, *dst.ip()),
                 });
             }
         }
-        udp_send_skb(stack, skb, src, dst, dev)?;
+        udp_send_skb(stack, skb, src, dst, dev, df)?;
         Ok(data.len())
     }
 
@@ -383,7 +398,7 @@ impl UdpProto {
                 UdpErr::InvalidArgument("the payload mbuf must have one segment"),
             ));
         }
-        let (src, dst, dev) = match self.prepare_send(stack, h, m.data_len(), to) {
+        let (src, dst, dev, df) = match self.prepare_send(stack, h, m.data_len(), to) {
             Ok(v) => v,
             Err(e) => return Err((Some(m), e)),
         };
@@ -399,7 +414,7 @@ impl UdpProto {
                 return Err((Some(f.into_mbuf()), UdpErr::NoMemory));
             }
         }
-        udp_send_skb(stack, skb, src, dst, dev).map_err(|e| (None, e))
+        udp_send_skb(stack, skb, src, dst, dev, df).map_err(|e| (None, e))
     }
 
     fn take_datagram(&mut self, stack: &mut Stack, h: SockHandle) -> Result<SkBuff, UdpErr> {
@@ -613,6 +628,12 @@ impl UdpProto {
         if !hard || sk.dport == 0 {
             return;
         }
+        if ty == ICMP_DEST_UNREACH && code == ICMP_FRAG_NEEDED && !sk.dontfrag {
+            // IPv4 has lowered the path MTU already; without IP_PMTUDISC_DO the next
+            // datagrams are fragmented to fit, so there is nothing to report (Linux:
+            // __udp4_lib_err with IP_PMTUDISC_DONT).
+            return;
+        }
         sk.err = Some(err);
         self.raise(h, ev::ERROR | ev::READABLE | ev::WRITABLE);
     }
@@ -623,8 +644,9 @@ fn sk_saddr_or_any(u: &UdpProto, h: SockHandle) -> Ipv4Addr {
     u.socks.get(h).map(|s| s.saddr).unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
-/// Output device, its MTU and the preferred source for `dst` (the limited broadcast leaves by
-/// the first device with an address, as ip_build_and_send_pkt does).
+/// Output device, the path MTU (the device's, lowered by an ICMP "fragmentation needed") and
+/// the preferred source for `dst` (the limited broadcast leaves by the first device with an
+/// address, as ip_build_and_send_pkt does).
 fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), UdpErr> {
     if dst.is_broadcast() {
         return stack
@@ -635,7 +657,7 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
             .ok_or(UdpErr::NoRoute(dst));
     }
     let r = stack.fib.lookup(dst).ok_or(UdpErr::NoRoute(dst))?;
-    Ok((r.dev, stack.devs[r.dev as usize].mtu, r.prefsrc))
+    Ok((r.dev, ip_dst_mtu(stack, r.dev, dst), r.prefsrc))
 }
 
 /// Linux: udp_send_skb(). Fill the header, checksum it (in software unless the device
@@ -646,6 +668,7 @@ fn udp_send_skb(
     src: SocketAddrV4,
     dst: SocketAddrV4,
     dev: u16,
+    df: bool,
 ) -> Result<(), UdpErr> {
     let len = skb.len();
     let offload = stack.devs[dev as usize].dev.features().has(NetdevFeatures::TXCSUM_UDP);
@@ -680,7 +703,7 @@ fn udp_send_skb(
         protocol: IPPROTO_UDP,
         ttl: None,
         tos: 0,
-        df: false,
+        df,
     };
     match ip_build_and_send_pkt(stack, skb, tx) {
         Ok(()) => {
@@ -790,5 +813,25 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         u.events(&mut out);
         assert!(out.iter().any(|&(h, e)| h == conn && e & ev::ERROR != 0));
+    }
+
+    #[test]
+    fn frag_needed_reported_only_with_dontfrag() {
+        let mut u = UdpProto::new(UdpConfig::default());
+        let conn = put(&mut u, US, 5000, Some((PEER, 53)), None);
+        let mut quoted = [0u8; 28];
+        quoted[0] = 0x45;
+        quoted[9] = IPPROTO_UDP;
+        quoted[12..16].copy_from_slice(&US.octets());
+        quoted[16..20].copy_from_slice(&PEER.octets());
+        quoted[20..22].copy_from_slice(&5000u16.to_be_bytes());
+        quoted[22..24].copy_from_slice(&53u16.to_be_bytes());
+        // IP fragments to the lowered path MTU: nothing to tell the application.
+        u.udp_err(ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, &quoted);
+        assert_eq!(u.socks.get(conn).unwrap().err, None);
+        // With IP_PMTUDISC_DO the datagram was refused on the path: EMSGSIZE.
+        u.set_dontfrag(conn, true).unwrap();
+        u.udp_err(ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, &quoted);
+        assert_eq!(u.socks.get(conn).unwrap().err, Some(SockErr::MsgSize));
     }
 }

@@ -124,3 +124,53 @@ fn partial_checksum_finished_by_the_device_verifies() {
     drop((a, b));
     assert_eq!(pool.in_use(), 0, "mbufs leaked");
 }
+
+#[test]
+fn fragmented_datagram_gets_its_checksum_in_software() {
+    // The device would only ever see fragments: IP fills the checksum before cutting
+    // (skb_checksum_help), so nothing reaches the NIC as CHECKSUM_PARTIAL.
+    let pool = Mempool::new(&MempoolConfig {
+        n: 2048,
+        ..Default::default()
+    })
+    .unwrap();
+    let vc = VirtualClock::new();
+    let clock = Clock::virtual_clock(&vc);
+    let (wa, wb) = wire_pair(("a", "b"), (EthAddr(A_MAC), EthAddr(B_MAC)), &WireConfig::default());
+    let partial = Arc::new(AtomicUsize::new(0));
+    let mut a = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
+    let mut b = Stack::new(0, 1, clock, &pool, StackConfig::default());
+    a.add_device(
+        Box::new(CsumNic {
+            inner: wa,
+            partial: partial.clone(),
+        }),
+        0,
+    );
+    b.add_device(Box::new(wb), 0);
+    a.add_addr(0, "10.0.0.1/24".parse().unwrap()).unwrap();
+    b.add_addr(0, "10.0.0.2/24".parse().unwrap()).unwrap();
+    udp_init(&mut a, UdpConfig::default());
+    udp_init(&mut b, UdpConfig::default());
+    let s = udp_socket(&mut b).unwrap();
+    udp_bind(&mut b, s, sa(Ipv4Addr::UNSPECIFIED, 9)).unwrap();
+    let c = udp_socket(&mut a).unwrap();
+    let mut buf = vec![0u8; 65_507];
+    for n in [4000usize, 65_507] {
+        let data = pattern(n, n);
+        udp_sendmsg(&mut a, c, &data, Some(sa(B_IP, 9))).unwrap();
+        for _ in 0..50 {
+            if a.poll() + b.poll() == 0 {
+                vc.advance_ms(1);
+            }
+        }
+        let r = udp_recvmsg(&mut b, s, &mut buf).unwrap();
+        assert_eq!(&buf[..r.len], &data[..], "size {n}");
+    }
+    assert_eq!(partial.load(Ordering::Relaxed), 0);
+    assert_eq!(b.core.mib.udp[UdpMib::InCsumErrors], 0);
+    udp_close(&mut a, c).unwrap();
+    udp_close(&mut b, s).unwrap();
+    drop((a, b));
+    assert_eq!(pool.in_use(), 0, "mbufs leaked");
+}

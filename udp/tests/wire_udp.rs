@@ -64,7 +64,9 @@ fn echo_every_size_1_to_1472() {
         assert_eq!(s.core.mib.udp[UdpMib::InDatagrams], 1472);
         assert_eq!(s.core.mib.udp[UdpMib::InErrors], 0);
     }
-    // One more byte than the MTU allows: refused, nothing sent, nothing leaked.
+    // One more byte than the MTU allows, with Don't Fragment (IP_PMTUDISC_DO): refused,
+    // nothing sent, nothing leaked.
+    udp_set_dontfrag(&mut p.a, cli, true).unwrap();
     let before = p.a.core.mib.udp[UdpMib::OutDatagrams];
     assert_eq!(
         udp_sendmsg(&mut p.a, cli, &[0u8; 1473], None),
@@ -392,6 +394,7 @@ fn jumbo_datagrams_span_several_mbufs() {
         let r = udp_recvmsg(&mut p.b, srv, &mut buf).unwrap();
         assert_eq!(&buf[..r.len], &data[..], "size {n}");
     }
+    udp_set_dontfrag(&mut p.a, cli, true).unwrap();
     assert_eq!(
         udp_sendmsg(&mut p.a, cli, &vec![0u8; 8973], Some(sa(B_IP, 9))),
         Err(UdpErr::MessageTooLong { len: 9001, mtu: 9000 })
