@@ -5,6 +5,8 @@
 //! - rr: 64-byte request / 64-byte response on one connection (TCP_NODELAY).
 //! - crr: connect, 64 bytes each way, close, repeated.
 //! - udp: 64-byte datagrams one way; the receiver checks every byte and the order.
+//! - frag: 4,000-byte UDP datagrams one way over MTU 1500 (three fragments each), reassembled
+//!   by the receiver, every byte and the order checked.
 //!
 //! Figures only: nothing here asserts a time.
 
@@ -28,7 +30,7 @@ pub struct BenchArgs {
     /// Seconds per workload.
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
-    /// Workloads to run (comma-separated): bulk, rr, crr, udp [default: bulk,rr,crr,udp;
+    /// Workloads to run (comma-separated): bulk, rr, crr, udp, frag [default: all;
     /// with --cores: rr,crr].
     #[arg(long)]
     pub workloads: Option<String>,
@@ -387,6 +389,83 @@ fn udp_oneway(lim: Limit) -> Result<BenchResult, String> {
     })
 }
 
+/// Payload of the frag workload: over the 1500-byte MTU, so each datagram leaves as three
+/// fragments (1480 + 1480 + 1048 bytes of IP payload) and is reassembled by the receiver.
+const FRAG_DGRAM: usize = 4000;
+
+/// frag: 4,000-byte UDP datagrams one way over MTU 1500: fragmented by A (zero copy),
+/// reassembled by B, every byte and the order checked.
+fn frag_oneway(lim: Limit) -> Result<BenchResult, String> {
+    let mut p = pair(TcpConfig::default(), lim);
+    udp::udp_init(&mut p.a, UdpConfig::default());
+    udp::udp_init(&mut p.b, UdpConfig::default());
+    let e = |e: UdpErr| e.to_string();
+    let rx = udp::udp_socket(&mut p.b).map_err(e)?;
+    let dst = std::net::SocketAddrV4::new(B_IP, 5004);
+    udp::udp_bind(&mut p.b, rx, dst).map_err(e)?;
+    let tx = udp::udp_socket(&mut p.a).map_err(e)?;
+    udp::udp_connect(&mut p.a, tx, dst).map_err(e)?;
+    let pat = pattern();
+    let (mut out, mut buf) = (vec![0u8; FRAG_DGRAM], vec![0u8; FRAG_DGRAM + 1]);
+    let fill = |seq: u64, out: &mut [u8]| {
+        out[..8].copy_from_slice(&seq.to_le_bytes());
+        let off = (seq as usize).wrapping_mul(8) % (pat.len() - FRAG_DGRAM);
+        out[8..].copy_from_slice(&pat[off..off + FRAG_DGRAM - 8]);
+    };
+    let (mut sent, mut rcvd, mut lost) = (0u64, 0u64, 0u64);
+    let t0 = Instant::now();
+    while lim.more(t0, rcvd / 1000) {
+        // Eight datagrams (24 fragments) per round: within one receive burst, and within the
+        // receiving socket's buffer (a reassembled datagram holds six mbufs).
+        for _ in 0..8 {
+            fill(sent, &mut out);
+            udp::udp_sendmsg(&mut p.a, tx, &out, None).map_err(e)?;
+            sent += 1;
+        }
+        p.poll();
+        loop {
+            match udp::udp_recvmsg(&mut p.b, rx, &mut buf) {
+                Ok(r) => {
+                    if r.len != FRAG_DGRAM {
+                        return Err(format!("frag: datagram of {} bytes", r.len));
+                    }
+                    let seq = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                    if seq < rcvd + lost || seq >= sent {
+                        return Err(format!("frag: datagram {seq} out of order"));
+                    }
+                    lost += seq - (rcvd + lost);
+                    fill(seq, &mut out);
+                    if buf[..FRAG_DGRAM] != out[..] {
+                        return Err(format!("frag: datagram {seq} corrupted"));
+                    }
+                    rcvd += 1;
+                }
+                Err(UdpErr::WouldBlock) => break,
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let _ = (udp::udp_close(&mut p.a, tx), udp::udp_close(&mut p.b, rx));
+    for _ in 0..100 {
+        p.poll();
+    }
+    use blink_glue::netcore::snmp::IpMib;
+    let (frags, reasm) = (
+        p.a.core.mib.ip.get(IpMib::FragCreates),
+        p.b.core.mib.ip.get(IpMib::ReasmOKs),
+    );
+    Ok(BenchResult {
+        workload: "frag",
+        value: rcvd as f64 / el,
+        unit: "dgram/s",
+        note: format!(
+            "{rcvd} datagrams of {FRAG_DGRAM} B verified, {lost} lost, {frags} fragments sent, {reasm} reassembled; {} mbufs in use after",
+            p.pool.in_use()
+        ),
+    })
+}
+
 pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if !(a.secs > 0.0 && a.secs.is_finite()) {
         return Err(usage("--secs: must be a positive number").into());
@@ -407,14 +486,20 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
         offload: a.offload,
     };
     let mut results = Vec::new();
-    let workloads = a.workloads.as_deref().unwrap_or("bulk,rr,crr,udp");
+    let workloads = a.workloads.as_deref().unwrap_or("bulk,rr,crr,udp,frag");
     for w in workloads.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let r = match w {
             "bulk" => bulk(lim),
             "rr" => rr(lim),
             "crr" => crr(lim),
             "udp" => udp_oneway(lim),
-            _ => return Err(usage(format!("--workloads: unknown workload `{w}` (bulk, rr, crr, udp)")).into()),
+            "frag" => frag_oneway(lim),
+            _ => {
+                return Err(usage(format!(
+                    "--workloads: unknown workload `{w}` (bulk, rr, crr, udp, frag)"
+                ))
+                .into())
+            }
         };
         let r = r.map_err(|e| SetupError::Runtime(format!("bench {w}: {e}")))?;
         if !a.json {

@@ -26,6 +26,15 @@ const CONNS_PER_CORE: u32 = 100;
 const CONN_BYTES: usize = 16 * 1024;
 /// UDP datagrams each core of host A sends.
 const DGRAMS_PER_CORE: u32 = 100;
+/// Datagrams over the MTU each core of host A sends: straight to B (fragmented on the wire)
+/// and through the IPIP tunnel (fragmented inside it, then encapsulated).
+const BIG_PER_CORE: u32 = 10;
+const BIG_DIRECT: usize = 4000;
+const BIG_TUNNEL: usize = 3000;
+/// The tunnel's inner network: A is .1, B is .2.
+const TUN_A: &str = "10.0.2.1/30";
+const TUN_B: &str = "10.0.2.2/30";
+const TUN_B_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 
 fn pattern(id: u32, i: usize) -> u8 {
     (id as usize * 131 + i * 7 + (i >> 9)) as u8
@@ -42,7 +51,19 @@ struct Client {
     bad: Vec<String>,
     udp: Option<Socket>,
     dgrams_back: u32,
+    /// Connected sockets for the big datagrams: straight to B, and through the tunnel.
+    big: Option<Socket>,
+    big_back: u32,
+    tun: Option<Socket>,
+    tun_back: u32,
     buf: Vec<u8>,
+}
+
+/// A big datagram: its number, then the pattern.
+fn big_datagram(seq: u32, len: usize) -> Vec<u8> {
+    let mut d: Vec<u8> = (0..len).map(|i| pattern(seq, i)).collect();
+    d[..4].copy_from_slice(&seq.to_be_bytes());
+    d
 }
 
 /// One client connection (user data of A's sockets): how far it sent and received.
@@ -105,6 +126,23 @@ impl GlueHandler<Flow> for Client {
     }
 
     fn on_readable(&mut self, g: &mut Glue<Flow>, s: Socket) {
+        if Some(s) == self.big || Some(s) == self.tun {
+            let len = if Some(s) == self.big { BIG_DIRECT } else { BIG_TUNNEL };
+            while let Ok(r) = g.recv_from(s, &mut self.buf) {
+                let seq = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes"));
+                if r.len == len && self.buf[..len] == big_datagram(seq, len)[..] {
+                    if len == BIG_DIRECT {
+                        self.big_back += 1;
+                    } else {
+                        self.tun_back += 1;
+                    }
+                } else {
+                    self.bad
+                        .push(format!("datagram {seq} of {len} B came back different ({} B)", r.len));
+                }
+            }
+            return;
+        }
         if Some(s) == self.udp {
             while let Ok(r) = g.recv_from(s, &mut self.buf) {
                 let seq = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes"));
@@ -152,9 +190,11 @@ impl GlueHandler<Flow> for Client {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn host<U>(
     devs: Vec<Box<dyn NetDevice>>,
     ip: &str,
+    tunnel: &str,
     cores: u16,
     mode: Steering,
     rss_key: &[u8],
@@ -167,6 +207,7 @@ fn host<U>(
         b.device_queues(devs)
     };
     b.addr(ip.parse().expect("valid"))
+        .tunnel(tunnel.parse().expect("valid tunnel"))
         .rss_key(rss_key)
         .cores(cores)
         .mode(mode)
@@ -221,8 +262,10 @@ pub fn exchange(
             .map(|d| Box::new(d) as Box<dyn NetDevice>)
             .collect::<Vec<_>>()
     };
-    let mut hosts_a: Vec<Glue<Flow>> = host(boxed(wa.into_queues()), a_ip, n, mode, &key, &pool)?;
-    let mut hosts_b: Vec<Glue<Conn>> = host(boxed(wb.into_queues()), b_ip, n, mode, &key, &pool)?;
+    let tun_a = format!("ipip:10.0.1.2:{TUN_A}");
+    let tun_b = format!("ipip:10.0.1.1:{TUN_B}");
+    let mut hosts_a: Vec<Glue<Flow>> = host(boxed(wa.into_queues()), a_ip, &tun_a, n, mode, &key, &pool)?;
+    let mut hosts_b: Vec<Glue<Conn>> = host(boxed(wb.into_queues()), b_ip, &tun_b, n, mode, &key, &pool)?;
     if !quiet {
         println!();
         println!(
@@ -230,6 +273,9 @@ pub fn exchange(
             CONNS_PER_CORE,
             CONN_BYTES / 1024,
             DGRAMS_PER_CORE
+        );
+        println!(
+            "multi-core: and an IPIP tunnel between them (A {TUN_A}, B {TUN_B}); every core of A sends {BIG_PER_CORE} UDP datagrams of {BIG_DIRECT} B to B (fragmented) and {BIG_PER_CORE} of {BIG_TUNNEL} B through the tunnel (fragmented inside it)"
         );
     }
     let echo_args = EchoArgs {
@@ -274,6 +320,10 @@ pub fn exchange(
                         bad: Vec::new(),
                         udp: None,
                         dgrams_back: 0,
+                        big: None,
+                        big_back: 0,
+                        tun: None,
+                        tun_back: 0,
                         buf: vec![0; 64 * 1024],
                     };
                     client.fill(&mut ga);
@@ -304,13 +354,46 @@ pub fn exchange(
                         }
                         Err(e) => client.bad.push(format!("udp socket: {e}")),
                     }
+                    // Big datagrams from connected sockets (their ports hash back here): the
+                    // fragments of each meet on one core of B, which re-injects the datagram
+                    // into the core that owns its flow; through the tunnel, the outer packets
+                    // all go where the tunnel endpoints hash, and the inner ones move on.
+                    for (to, len) in [(b_addr, BIG_DIRECT), (TUN_B_ADDR, BIG_TUNNEL)] {
+                        let s = match ga.udp_socket(None) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                client.bad.push(format!("udp socket: {e}"));
+                                continue;
+                            }
+                        };
+                        if let Err(e) = ga.udp_connect(s, SocketAddrV4::new(to, 7)) {
+                            client.bad.push(format!("udp connect {to}: {e}"));
+                        }
+                        if len == BIG_DIRECT {
+                            client.big = Some(s);
+                        } else {
+                            client.tun = Some(s);
+                        }
+                        for seq in first..first + BIG_PER_CORE {
+                            if let Err(e) = ga.send_to(s, &big_datagram(seq, len), None) {
+                                client.bad.push(format!("udp send {len} B to {to}: {e}"));
+                            }
+                            for _ in 0..4 {
+                                ga.periodic_with(&mut client);
+                                gb.periodic_with(&mut server);
+                            }
+                        }
+                    }
                     let mut marked = false;
                     let mut quiet_polls = 0u32;
                     loop {
                         let work = ga.periodic_with(&mut client) + gb.periodic_with(&mut server);
-                        let mine =
-                            client.next == client.last && client.open == 0 && client.dgrams_back == DGRAMS_PER_CORE
-                                || t0.elapsed() > Duration::from_secs(20);
+                        let mine = client.next == client.last
+                            && client.open == 0
+                            && client.dgrams_back == DGRAMS_PER_CORE
+                            && client.big_back == BIG_PER_CORE
+                            && client.tun_back == BIG_PER_CORE
+                            || t0.elapsed() > Duration::from_secs(20);
                         if mine && !marked {
                             marked = true;
                             finished.fetch_add(1, Ordering::Relaxed);
@@ -318,7 +401,7 @@ pub fn exchange(
                         // Every core polls until all are done (a core carries others' frames),
                         // then until TIME-WAIT has passed and the wire is quiet.
                         if finished.load(Ordering::Relaxed) as usize == n as usize
-                            && ga.protocol_sockets() <= 1
+                            && ga.protocol_sockets() <= 3
                             && gb.protocol_sockets() <= 2
                         {
                             quiet_polls = if work == 0 { quiet_polls + 1 } else { 0 };
@@ -327,7 +410,10 @@ pub fn exchange(
                             }
                         }
                     }
-                    if let Some(s) = client.udp.take() {
+                    for s in [client.udp.take(), client.big.take(), client.tun.take()]
+                        .into_iter()
+                        .flatten()
+                    {
                         let _ = ga.close(s);
                     }
                     let served = server.close(&mut gb);
@@ -340,6 +426,7 @@ pub fn exchange(
                         client.dgrams_back,
                         client.bad,
                         served,
+                        (client.big_back, client.tun_back),
                     )
                 })
             })
@@ -350,7 +437,8 @@ pub fn exchange(
     let mut bad = Vec::new();
     let (mut conns, mut dgrams) = (0, 0);
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
-    for (cpu, (ca, cb, done, back, errs, served)) in results.into_iter().enumerate() {
+    let mut big = (0, 0);
+    for (cpu, (ca, cb, done, back, errs, served, (big_back, tun_back))) in results.into_iter().enumerate() {
         if !quiet {
             println!(
                 "core {cpu}: A opened {} connections ({} echoed intact), {back} of {DGRAMS_PER_CORE} datagrams back; B accepted {} connections, echoed {} datagrams; A forwarded {} / B forwarded {} frames to another core",
@@ -362,6 +450,26 @@ pub fn exchange(
                 cb.mib.softnet[SoftnetMib::RssForwarded],
             );
         }
+        if !quiet {
+            use blink_glue::netcore::snmp::IpMib;
+            let tun_rx = |c: &CoreSummary| {
+                c.devs
+                    .iter()
+                    .find(|d| d.name.starts_with("ipip"))
+                    .map_or(0, |d| d.stats.rx_packets)
+            };
+            println!(
+                "core {cpu}: A got back {big_back} of {BIG_PER_CORE} datagrams of {BIG_DIRECT} B and {tun_back} of {BIG_PER_CORE} through the tunnel; B reassembled {} datagrams (of {} fragments), decapsulated {} tunnel packets, re-injected {} here / {} to another core, received {} from another core",
+                cb.mib.ip[IpMib::ReasmOKs],
+                cb.mib.ip[IpMib::ReasmReqds],
+                tun_rx(&cb),
+                cb.mib.softnet[SoftnetMib::ReinjectLocal],
+                cb.mib.softnet[SoftnetMib::ReinjectRemote],
+                cb.mib.softnet[SoftnetMib::ReinjectReceived],
+            );
+        }
+        big.0 += big_back;
+        big.1 += tun_back;
         conns += done;
         dgrams += back;
         bad.extend(errs.into_iter().map(|e| format!("core {cpu}: {e}")));
@@ -379,11 +487,24 @@ pub fn exchange(
             CONNS_PER_CORE * n as u32,
             DGRAMS_PER_CORE * n as u32
         );
+        println!(
+            "multi-core: {} of {} datagrams of {BIG_DIRECT} B and {} of {} through the IPIP tunnel echoed intact",
+            big.0,
+            BIG_PER_CORE * n as u32,
+            big.1,
+            BIG_PER_CORE * n as u32
+        );
         for e in bad.iter().take(5) {
             println!("  {e}");
         }
     }
-    if !bad.is_empty() || conns != CONNS_PER_CORE * n as u32 || dgrams != DGRAMS_PER_CORE * n as u32 || wrong != 0 {
+    let bigs = BIG_PER_CORE * n as u32;
+    if !bad.is_empty()
+        || conns != CONNS_PER_CORE * n as u32
+        || dgrams != DGRAMS_PER_CORE * n as u32
+        || big != (bigs, bigs)
+        || wrong != 0
+    {
         return Err(SetupError::Runtime(format!(
             "multi-core part: {} problem(s), {conns} connections and {dgrams} datagrams intact",
             bad.len()

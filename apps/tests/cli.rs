@@ -21,6 +21,16 @@ fn demo_on_two_cores_in_both_modes() {
                 && s.contains("wrong-core segments 0"),
             "{mode}: {s}"
         );
+        // Fragmented datagrams and the IPIP tunnel: all back, and B shows where each was
+        // reassembled, decapsulated and re-injected.
+        assert!(
+            s.contains("20 of 20 datagrams of 4000 B and 20 of 20 through the IPIP tunnel echoed intact"),
+            "{mode}: {s}"
+        );
+        assert!(
+            s.contains("decapsulated") && s.contains("Softnet.ReinjectRemote"),
+            "{mode}: {s}"
+        );
         for core in [
             "core 0: A opened 100 connections (100 echoed intact), 100 of 100 datagrams back",
             "core 1: A opened 100 connections (100 echoed intact), 100 of 100 datagrams back",
@@ -99,6 +109,17 @@ fn expect_usage(args: &[&str], field: &str) {
 #[test]
 fn bad_configuration_exits_2_and_names_the_field() {
     expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.300/24"], "--ip");
+    // Malformed tunnel specs are refused before any device is opened.
+    for bad in [
+        "vxlan:10.0.0.9:10.9.0.1/30",
+        "ipip:10.0.0.9",
+        "gre:10.0.0.9:10.9.0.1/30,key=x",
+    ] {
+        expect_usage(
+            &["echo", "--dev", "tap:x", "--ip", "10.0.0.1/24", "--tunnel", bad],
+            "--tunnel",
+        );
+    }
     expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.1"], "--ip");
     expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.1/33"], "--ip");
     expect_usage(&["echo", "--dev", "tap:x"], "--ip");

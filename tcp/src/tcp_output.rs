@@ -344,8 +344,7 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
     let mss = tcp_current_mss(sk, stack);
     let prior_packets = sk.packets_out;
     let mut sent_any = false;
-    loop {
-        let Some(head) = sk.write_queue.skb_peek() else { break };
+    while let Some(head) = sk.write_queue.skb_peek() {
         let cb = *head.cb::<TcpSkbCb>();
         let len = head.len() as u32;
         let fin = cb.tcp_flags & TCPHDR_FIN != 0;
