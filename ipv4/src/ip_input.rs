@@ -111,6 +111,7 @@ pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
 /// Linux: ip_local_deliver_finish() / ip_protocol_deliver_rcu(). Raw sockets get their copies
 /// first (raw_local_deliver), then the IP header is pulled and the packet goes to the
 /// registered transport protocol; "protocol unreachable" only when neither took it.
+#[inline(always)]
 pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
     let (proto, hlen) = {
         let h = Ipv4Hdr::new_unchecked(skb.data());

@@ -132,7 +132,7 @@ pub fn ip_append_data(
 
 /// Linux: dst_mtu() of the route to `dst` leaving by `dev`: the device MTU, lowered by a
 /// path MTU exception an ICMP "fragmentation needed" installed (RFC 1191).
-#[inline]
+#[inline(always)]
 pub fn ip_dst_mtu(stack: &Stack, dev: u16, dst: Ipv4Addr) -> usize {
     let dev_mtu = stack.devs[dev as usize].mtu;
     stack.fib.dst_mtu(dst, dev_mtu, stack.core.jiffies)
@@ -140,6 +140,7 @@ pub fn ip_dst_mtu(stack: &Stack, dev: u16, dst: Ipv4Addr) -> usize {
 
 /// Linux: ip_finish_output() / __ip_finish_output(). A packet over `mtu` is fragmented, each
 /// fragment then taking the same way out as a packet that fits.
+#[inline(always)]
 fn ip_finish_output(
     stack: &mut Stack,
     skb: SkBuff,

@@ -104,18 +104,25 @@ impl Fib {
     }
 
     /// The path MTU exception towards `daddr` still valid at `now` (jiffies), if any.
-    /// Linux: the fnhe_pmtu read in rt_bind_exception() / ipv4_mtu().
-    #[inline]
+    /// Linux: the fnhe_pmtu read in rt_bind_exception() / ipv4_mtu(). Asked for every packet
+    /// sent: the common case (no narrow path anywhere) is one inlined test.
+    #[inline(always)]
     pub fn pmtu(&self, daddr: Ipv4Addr, now: u64) -> Option<usize> {
         if self.exceptions.is_empty() {
             return None;
         }
+        self.pmtu_lookup(daddr, now)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pmtu_lookup(&self, daddr: Ipv4Addr, now: u64) -> Option<usize> {
         self.exceptions.get(&daddr).filter(|e| now < e.expires).map(|e| e.pmtu)
     }
 
     /// The MTU to send to `daddr` with: the device's, lowered by a live exception.
     /// Linux: dst_mtu() of the output route.
-    #[inline]
+    #[inline(always)]
     pub fn dst_mtu(&self, daddr: Ipv4Addr, dev_mtu: usize, now: u64) -> usize {
         self.pmtu(daddr, now).map_or(dev_mtu, |p| p.min(dev_mtu))
     }

@@ -332,7 +332,16 @@ impl Stack {
 
     /// Linux: process_backlog(). Run what tunnel decapsulation queued here through `ip_rcv`;
     /// a packet nested deeper queues its inner packet again, handled in the same call.
+    #[inline]
     pub fn process_backlog(&mut self) {
+        if !self.backlog.is_empty() {
+            self.process_backlog_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn process_backlog_slow(&mut self) {
         while let Some(skb) = self.backlog.skb_dequeue() {
             if (skb.dev as usize) < self.devs.len() {
                 crate::ip_input::ip_rcv(self, skb);
@@ -406,6 +415,7 @@ impl Stack {
 
     /// Run `f` with the protocol registered for `proto` and the stack, both mutable. The
     /// handler is taken out of its slot for the call, so it may use every part of the stack.
+    #[inline(always)]
     pub fn with_protocol<R>(&mut self, proto: u8, f: impl FnOnce(&mut Stack, &mut dyn InetProtocol) -> R) -> Option<R> {
         let mut h = self.protos[proto as usize].take()?;
         let r = f(self, h.as_mut());

@@ -647,6 +647,7 @@ fn sk_saddr_or_any(u: &UdpProto, h: SockHandle) -> Ipv4Addr {
 /// Output device, the path MTU (the device's, lowered by an ICMP "fragmentation needed") and
 /// the preferred source for `dst` (the limited broadcast leaves by the first device with an
 /// address, as ip_build_and_send_pkt does).
+#[inline(always)]
 fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), UdpErr> {
     if dst.is_broadcast() {
         return stack
