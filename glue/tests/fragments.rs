@@ -26,13 +26,22 @@ fn byte(seed: usize, i: usize) -> u8 {
     (seed * 131 + i * 7 + (i >> 9)) as u8
 }
 
-fn build(mode: Steering, dev: Vec<Box<dyn NetDevice>>, ip: &str, pool: &Mempool) -> Vec<Glue<()>> {
+fn build(
+    mode: Steering,
+    dev: Vec<Box<dyn NetDevice>>,
+    ip: &str,
+    pool: &Mempool,
+    impair: Option<&str>,
+) -> Vec<Glue<()>> {
     let b = GlueBuilder::new();
-    let b = if dev.len() == 1 {
+    let mut b = if dev.len() == 1 {
         b.device(dev.into_iter().next().unwrap())
     } else {
         b.device_queues(dev)
     };
+    if let Some(i) = impair {
+        b = b.impair(i.parse().unwrap());
+    }
     b.addr(ip.parse().unwrap())
         .cores(CORES)
         .mode(mode)
@@ -45,7 +54,7 @@ fn boxed<D: NetDevice + 'static>(v: Vec<D>) -> Vec<Box<dyn NetDevice>> {
     v.into_iter().map(|d| Box::new(d) as Box<dyn NetDevice>).collect()
 }
 
-fn run(mode: Steering) {
+fn run(mode: Steering, impair: Option<&str>) {
     let pool = Mempool::new(&MempoolConfig {
         n: 16384,
         ..Default::default()
@@ -73,8 +82,8 @@ fn run(mode: Steering) {
             (boxed(vec![wa]), boxed(vec![wb]))
         }
     };
-    let mut a = build(mode, wa, "10.0.0.1/24", &pool);
-    let mut b = build(mode, wb, "10.0.0.2/24", &pool);
+    let mut a = build(mode, wa, "10.0.0.1/24", &pool, impair);
+    let mut b = build(mode, wb, "10.0.0.2/24", &pool, impair);
     // B: an echo socket per core, each taking the datagrams its core owns.
     let mut echo = Vec::new();
     for g in b.iter_mut() {
@@ -182,6 +191,17 @@ fn run(mode: Steering) {
             .collect();
         println!("{mode:?} {name}: {}", per_core.join("; "));
     }
+    if impair.is_some() {
+        let reordered: u64 = a
+            .iter()
+            .chain(b.iter())
+            .flat_map(|g| g.stack().devs[0].dev.extra_stats())
+            .filter(|(k, _)| k == "impair.reordered")
+            .map(|(_, v)| v)
+            .sum();
+        println!("{mode:?}: {reordered} frames reordered");
+        assert!(reordered > 1000, "the impairment reordered frames: {reordered}");
+    }
     // Datagrams over the MTU: every size but none fit in 1500 bytes.
     let fragmented = (SIZES.len() * 16) as u64;
     assert_eq!(
@@ -215,10 +235,17 @@ fn run(mode: Steering) {
 
 #[test]
 fn rss_two_cores_fragmented_udp_echo_reinjected_to_owner() {
-    run(Steering::Rss);
+    run(Steering::Rss, None);
+}
+
+/// The same with both hosts' devices reordering frames (each held back with probability
+/// 0.4 and released after later ones): fragments arrive shuffled on both sides.
+#[test]
+fn rss_two_cores_fragments_reordered() {
+    run(Steering::Rss, Some("reorder=0.4,seed=17"));
 }
 
 #[test]
 fn poller_two_cores_fragmented_udp_echo_reinjected_to_owner() {
-    run(Steering::Poller);
+    run(Steering::Poller, None);
 }
