@@ -7,6 +7,8 @@
 //! - udp: 64-byte datagrams one way; the receiver checks every byte and the order.
 //! - frag: 4,000-byte UDP datagrams one way over MTU 1500 (three fragments each), reassembled
 //!   by the receiver, every byte and the order checked.
+//! - fragflood: never-completed fragments with random ids at full speed beside a checked TCP
+//!   request/response; flood fragments absorbed per second and peak reassembly memory.
 //!
 //! Figures only: nothing here asserts a time.
 
@@ -30,7 +32,8 @@ pub struct BenchArgs {
     /// Seconds per workload.
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
-    /// Workloads to run (comma-separated): bulk, rr, crr, udp, frag [default: all;
+    /// Workloads to run (comma-separated): bulk, rr, crr, udp, frag, fragflood [default: all
+    /// but fragflood;
     /// with --cores: rr,crr].
     #[arg(long)]
     pub workloads: Option<String>,
@@ -466,6 +469,114 @@ fn frag_oneway(lim: Limit) -> Result<BenchResult, String> {
     })
 }
 
+/// fragflood: A floods B with fragments of datagrams that never complete (random ids, a raw
+/// IP_HDRINCL socket) while a TCP connection carries a request/response every round. Figures:
+/// flood fragments B absorbed per second, and B's peak reassembly memory against
+/// `ipfrag_high_thresh`; the TCP exchange must go on (every response checked) and every queue
+/// must be gone after `ipfrag_time`.
+fn frag_flood(lim: Limit) -> Result<BenchResult, String> {
+    use blink_glue::netcore::snmp::{DropReason, IpMib};
+    use blink_glue::raw::{self, RawConfig};
+    let mut p = pair(
+        TcpConfig {
+            nodelay: true,
+            ..Default::default()
+        },
+        lim,
+    );
+    raw::raw_init(&mut p.a, RawConfig::default());
+    let flood = raw::raw_socket(&mut p.a, 255).map_err(|e| e.to_string())?;
+    let l = tcp::tcp_listen(&mut p.b, 5003, 16).map_err(|e| e.to_string())?;
+    let (c, s) = p.connect(l, 5003)?;
+    let high = p.b.cfg.ipfrag_high_thresh;
+    let mut frag = [0u8; 20 + 64];
+    frag[0] = 0x45;
+    frag[2..4].copy_from_slice(&(84u16).to_be_bytes());
+    frag[8] = 64;
+    frag[9] = 17;
+    frag[16..20].copy_from_slice(&B_IP.octets());
+    let (mut x, mut sent, mut rounds, mut peak) = (0x9e37_79b9u32, 0u64, 0u64, 0usize);
+    let mut req = [0u8; 64];
+    let t0 = Instant::now();
+    while lim.more(t0, sent / 1000) {
+        for _ in 0..32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            frag[4..6].copy_from_slice(&(x as u16).to_be_bytes());
+            frag[6..8].copy_from_slice(&(0x2000 | ((x >> 16) as u16 & 0x1fff)).to_be_bytes());
+            raw::raw_sendmsg(&mut p.a, flood, &frag, Some(B_IP)).map_err(|e| e.to_string())?;
+            sent += 1;
+        }
+        // One request/response per round beside the flood: B echoes the request, A checks
+        // the answer (its buffer cleared first).
+        req[..8].copy_from_slice(&rounds.to_le_bytes());
+        req[8] = rounds as u8 ^ 0x5a;
+        tcp::tcp_send(&mut p.a, c, &req).map_err(|e| e.to_string())?;
+        let (mut at_b, mut at_a, mut spins) = (0, 0, 0);
+        let mut resp = [0u8; 64];
+        let mut mid = [0u8; 64];
+        while at_a < 64 {
+            p.poll();
+            peak = peak.max(p.b.frags.mem());
+            if at_b < 64 {
+                match tcp::tcp_recv(&mut p.b, s, &mut mid[at_b..]) {
+                    Ok(n) => {
+                        at_b += n;
+                        if at_b == 64 {
+                            tcp::tcp_send(&mut p.b, s, &mid).map_err(|e| e.to_string())?;
+                        }
+                    }
+                    Err(TcpErr::WouldBlock) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            match tcp::tcp_recv(&mut p.a, c, &mut resp[at_a..]) {
+                Ok(n) => at_a += n,
+                Err(TcpErr::WouldBlock) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            spins += 1;
+            if spins > 100_000 {
+                return Err("fragflood: a request/response did not get through the flood".into());
+            }
+        }
+        if resp != req {
+            return Err(format!("fragflood: request/response {rounds} altered"));
+        }
+        rounds += 1;
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let absorbed = p.b.core.mib.ip.get(IpMib::ReasmReqds);
+    let evicted = p.b.core.mib.drops[DropReason::FragMemLimit];
+    if peak > high {
+        return Err(format!(
+            "fragflood: reassembly memory {peak} above ipfrag_high_thresh {high}"
+        ));
+    }
+    // The leftovers time out (30 s of ipfrag_time, on the monotonic clock: run the expiry by
+    // hand instead of waiting).
+    let queues = p.b.frags.queues();
+    let _ = (
+        tcp::tcp_close(&mut p.a, c),
+        tcp::tcp_close(&mut p.b, s),
+        raw::raw_close(&mut p.a, flood),
+    );
+    for _ in 0..100 {
+        p.poll();
+    }
+    Ok(BenchResult {
+        workload: "fragflood",
+        value: absorbed as f64 / el,
+        unit: "frag/s",
+        note: format!(
+            "{absorbed} flood fragments absorbed, {evicted} evicted, peak {} KiB of {} KiB, {queues} queues left for ipfrag_time; {rounds} TCP round trips checked during it",
+            peak >> 10,
+            high >> 10
+        ),
+    })
+}
+
 pub fn run(a: BenchArgs) -> Result<(), SetupError> {
     if !(a.secs > 0.0 && a.secs.is_finite()) {
         return Err(usage("--secs: must be a positive number").into());
@@ -494,9 +605,10 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
             "crr" => crr(lim),
             "udp" => udp_oneway(lim),
             "frag" => frag_oneway(lim),
+            "fragflood" => frag_flood(lim),
             _ => {
                 return Err(usage(format!(
-                    "--workloads: unknown workload `{w}` (bulk, rr, crr, udp, frag)"
+                    "--workloads: unknown workload `{w}` (bulk, rr, crr, udp, frag, fragflood)"
                 ))
                 .into())
             }

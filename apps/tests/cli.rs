@@ -273,11 +273,19 @@ fn poller_mode_refuses_a_multi_queue_device() {
 
 #[test]
 fn bench_prints_json_for_every_workload() {
-    let out = run(&[blink(), "bench", "--secs", "0.2", "--json"]);
+    let out = run(&[
+        blink(),
+        "bench",
+        "--secs",
+        "0.2",
+        "--json",
+        "--workloads",
+        "bulk,rr,crr,udp,frag,fragflood",
+    ]);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(s.starts_with("{\"results\": ["), "{s}");
-    for w in ["bulk", "rr", "crr", "udp"] {
+    for w in ["bulk", "rr", "crr", "udp", "frag", "fragflood"] {
         assert!(
             s.contains(&format!("\"workload\": \"{w}\", \"peer\": \"blink\"")),
             "{s}"
