@@ -72,6 +72,13 @@ pub struct DevArgs {
     /// replies to the tunnel's network go back through it).
     #[arg(long, value_name = "KIND:REMOTE:ADDR/LEN")]
     pub tunnel: Vec<String>,
+    /// Name of this instance for `blink stat|ss|neigh|link NAME` (default: the subcommand).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Control socket path (default: $XDG_RUNTIME_DIR/blink/NAME.sock, or /run/blink/NAME.sock
+    /// as root).
+    #[arg(long, value_name = "PATH")]
+    pub ctl: Option<PathBuf>,
 }
 
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
@@ -132,6 +139,17 @@ impl DevArgs {
             )));
         }
         self.tunnels()?;
+        if let Some(n) = &self.name {
+            if n.is_empty()
+                || n.len() > 64
+                || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || n.starts_with('.')
+            {
+                return Err(usage(format!(
+                    "--name: `{n}` must be 1..64 letters, digits, `-`, `_` or `.`"
+                )));
+            }
+        }
         if self.eal.is_some() && self.dev_kind()? != DevKind::Dpdk {
             return Err(usage("--eal: only meaningful with --dev dpdk"));
         }
@@ -141,6 +159,13 @@ impl DevArgs {
             }
         }
         Ok(())
+    }
+
+    /// Where this run's control socket listens: --ctl, else NAME's default path.
+    pub fn ctl_path(&self, subcommand: &str) -> PathBuf {
+        self.ctl
+            .clone()
+            .unwrap_or_else(|| crate::ctl::ctl_path(self.name.as_deref().unwrap_or(subcommand)))
     }
 
     /// The --tunnel endpoints.

@@ -36,6 +36,8 @@ pub struct RunOpts {
     pub duration: Option<Duration>,
     /// Print a counter line every this many seconds (core 0 prints for all).
     pub stats: Option<f64>,
+    /// Serve the control socket at this path (`blink stat|ss|neigh|link` read it).
+    pub ctl: Option<std::path::PathBuf>,
 }
 
 /// One device handle as a core saw it, for the report.
@@ -168,9 +170,34 @@ where
     let leaving = AtomicUsize::new(0);
     let meet = Rendezvous::new(n);
     let start = Instant::now();
+    // The control socket: core 0 serves it, the other cores answer its queries on their own
+    // channel (see ctl.rs). A socket that cannot be made is reported, not fatal.
+    let (mut ctl_server, mut ctl_rx) = (None, Vec::new());
+    if let Some(path) = &opts.ctl {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (1..n).map(|_| std::sync::mpsc::channel()).unzip();
+        match crate::ctl::CtlServer::bind(path, txs) {
+            Ok(s) => {
+                println!("control socket: {}", s.path().display());
+                ctl_server = Some(s);
+                ctl_rx = rxs.into_iter().map(Some).collect();
+            }
+            Err(e) => eprintln!("control socket: {e}; blink stat/ss cannot reach this run"),
+        }
+    }
+    let ctl_server = Mutex::new(ctl_server);
+    let ctl_rx: Vec<Mutex<Option<std::sync::mpsc::Receiver<crate::ctl::CtlQuery>>>> =
+        ctl_rx.into_iter().map(Mutex::new).collect();
     blink_glue::run_cores(cores, |mut glue| {
         let cpu = glue.cpu() as usize;
         let mut app = setup(&mut glue);
+        let mut ctl = if cpu == 0 {
+            ctl_server.lock().ok().and_then(|mut s| s.take())
+        } else {
+            None
+        };
+        let queries = ctl_rx
+            .get(cpu.wrapping_sub(1))
+            .and_then(|m| m.lock().ok().and_then(|mut r| r.take()));
         let mut next_stats = opts.stats.map(|s| start + Duration::from_secs_f64(s));
         let mut idle = 0u32;
         let mut done = false;
@@ -189,6 +216,14 @@ where
             }
             let work = glue.periodic_with(&mut app);
             app.on_poll(&mut glue);
+            if let Some(c) = ctl.as_mut() {
+                c.poll(&mut glue);
+            }
+            if let Some(q) = &queries {
+                while let Ok(q) = q.try_recv() {
+                    let _ = q.reply.send(crate::ctl::core_view(&mut glue));
+                }
+            }
             if left && leaving.load(Ordering::Relaxed) == n {
                 // Everyone is stopping: leave once this core has been quiet for a while.
                 quiet = if work == 0 { quiet + 1 } else { 0 };
@@ -324,7 +359,7 @@ pub fn stats_line_cores(cores: &[CoreSummary], in_use: usize) -> String {
     line
 }
 
-fn dev_line(d: &DevSummary, core: Option<u16>) -> String {
+pub fn dev_line(d: &DevSummary, core: Option<u16>) -> String {
     let s = &d.stats;
     let core = core.map(|c| format!(" core {c}")).unwrap_or_default();
     format!(

@@ -37,6 +37,13 @@ pub struct DemoArgs {
     /// Echo requests A sends to B.
     #[arg(long, default_value_t = 5)]
     pub count: u16,
+    /// Run the exchange quietly and print every core's counter tables instead
+    /// (/proc/net/snmp layout; with --cores N also the multi-core hosts).
+    #[arg(long)]
+    pub stat: bool,
+    /// With --stat: one JSON object, {"cores": [{"core": N, "host": "A", "counters": {...}}]}.
+    #[arg(long, requires = "stat")]
+    pub json: bool,
 }
 
 /// println! unless `quiet` (`blink stat` runs the same exchange without the narration).
@@ -69,6 +76,9 @@ fn poll_until(stack: &mut Stack, timeout: Duration, mut done: impl FnMut(&mut St
 }
 
 pub fn run(a: DemoArgs) -> Result<(), SetupError> {
+    if a.stat {
+        return crate::stat::demo_tables(&a, a.json);
+    }
     let h = exchange(&a, false)?;
     report(&h.a, "host A (core 0)");
     report(&h.b, "host B (core 1)");

@@ -439,6 +439,7 @@ pub fn run(a: EchoArgs) -> Result<(), SetupError> {
         stop: stop_flag(),
         duration: a.duration.filter(|d| *d > 0.0).map(Duration::from_secs_f64),
         stats: a.dev.stats,
+        ctl: Some(a.dev.ctl_path("echo")),
     };
     let res = run_cores(
         cores,

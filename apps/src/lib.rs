@@ -4,6 +4,7 @@ pub mod args;
 pub mod bench;
 pub mod bench_cores;
 pub mod cores;
+pub mod ctl;
 pub mod demo;
 pub mod demo_cores;
 pub mod echo;

@@ -555,6 +555,7 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
         stop: stop.clone(),
         duration: Some(Duration::from_secs_f64(a.timeout)),
         stats: a.dev.stats,
+        ctl: Some(a.dev.ctl_path("load")),
     };
     let start = Instant::now();
     let results = run_cores(

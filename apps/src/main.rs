@@ -1,7 +1,7 @@
 //! The `blink` command.
 
 use blink_apps::setup::SetupError;
-use blink_apps::{bench, demo, echo, httpd, load, stat};
+use blink_apps::{bench, ctl, demo, echo, httpd, load, stat};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -27,8 +27,15 @@ enum Cmd {
     Httpd(httpd::HttpdArgs),
     /// HTTP load generator: requests/s, failures, latency percentiles (like epwget/ab).
     Load(load::LoadArgs),
-    /// Per-core counters (/proc/net/snmp names plus blink's own) after the demo's exchange.
+    /// Counters of a running blink, per core and in total (/proc/net/snmp names plus blink's
+    /// own), like nstat; `--watch SECS` for deltas. The demo's: `blink demo --stat`.
     Stat(stat::StatArgs),
+    /// Sockets of a running blink, like `ss -tuan` with `-i` details (rtt, rto, cwnd, ...).
+    Ss(ctl::CtlArgs),
+    /// Neighbour (ARP) table of a running blink, like `ip neigh`.
+    Neigh(ctl::CtlArgs),
+    /// Devices of a running blink with their counters, like `ip -s link`.
+    Link(ctl::CtlArgs),
 }
 
 fn main() {
@@ -41,6 +48,9 @@ fn main() {
         Cmd::Httpd(a) => httpd::run(a),
         Cmd::Load(a) => load::run(a),
         Cmd::Stat(a) => stat::run(a),
+        Cmd::Ss(a) => ctl::run(a, "ss"),
+        Cmd::Neigh(a) => ctl::run(a, "neigh"),
+        Cmd::Link(a) => ctl::run(a, "link"),
     };
     match r {
         Ok(()) => {}

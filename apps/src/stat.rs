@@ -1,25 +1,27 @@
-//! `blink stat`: every per-core counter table, in /proc/net/snmp names plus blink's own.
+//! `blink stat`: the counters of a running blink, per core and in total, in /proc/net/snmp
+//! names plus blink's own, read through its control socket (see ctl.rs); `--watch SECS`
+//! prints what changed in each interval, as `nstat` does.
 //!
-//! It runs the same exchange as `blink demo` (two hosts on the in-memory wire, one core each:
-//! ARP, ping, ICMP errors, UDP and raw echo), quietly, then prints each core's tables: Linux's
-//! sections (Ip, Icmp, Tcp, Udp, TcpExt) and blink's own (Arp, Drop: one counter per drop
-//! reason), each as a line of names and a line of values as in /proc/net/snmp; or, with
-//! `--json`, one object per core. With `--cores N` it also runs the demo's multi-core part
-//! quietly and prints every core of its two hosts (`A2`, `B2`), then their total.
+//! `blink demo --stat` runs the demo's exchange quietly and prints the same tables for its
+//! hosts (what `blink stat` printed before it could read a live instance).
+
+use std::time::Duration;
 
 use blink_netcore::snmp::{Counters, Mib, MibEnum};
 use clap::Args;
 
+use crate::args::usage;
+use crate::ctl::{ask, CtlArgs};
 use crate::demo::{self, DemoArgs};
 use crate::setup::SetupError;
 
 #[derive(Args, Debug)]
 pub struct StatArgs {
     #[command(flatten)]
-    pub demo: DemoArgs,
-    /// One JSON object: {"cores": [{"core": N, "host": "A", "counters": {"Ip": {...}, ...}}]}.
-    #[arg(long)]
-    pub json: bool,
+    pub ctl: CtlArgs,
+    /// Print the counters that changed, every SECS seconds, until interrupted (like nstat).
+    #[arg(long, value_name = "SECS")]
+    pub watch: Option<f64>,
 }
 
 /// One section as a JSON object member: `"Ip": {"InReceives": 3, ...}`. Section and counter
@@ -45,14 +47,62 @@ pub fn mib_json(m: &Mib) -> String {
 }
 
 pub fn run(a: StatArgs) -> Result<(), SetupError> {
-    let h = demo::exchange(&a.demo, true)?;
+    let Some(secs) = a.watch else {
+        print!("{}", ask(&a.ctl, "stat")?);
+        return Ok(());
+    };
+    if !(secs > 0.0 && secs.is_finite()) || a.ctl.json {
+        return Err(usage("--watch: a positive number of seconds, without --json").into());
+    }
+    // nstat's way: the totals' deltas over each interval, non-zero ones only.
+    let mut last = parse_totals(&ask(&a.ctl, "stat")?);
+    loop {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let now = parse_totals(&ask(&a.ctl, "stat")?);
+        println!("# {secs} s");
+        for (k, v) in &now {
+            let before = last.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+            if *v != before {
+                println!("{k:<32}{:>12}", v.wrapping_sub(before));
+            }
+        }
+        last = now;
+    }
+}
+
+/// `Section.Name value` pairs of the `# total` tables of a `stat` answer (name and value lines
+/// as in /proc/net/snmp).
+fn parse_totals(text: &str) -> Vec<(String, u64)> {
+    let Some((_, total)) = text.split_once("# total\n") else {
+        return Vec::new();
+    };
+    let lines: Vec<&str> = total.lines().collect();
+    let mut out = Vec::new();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let mut n = names.split_whitespace();
+        let mut v = values.split_whitespace();
+        let (Some(sec), Some(_)) = (n.next(), v.next()) else {
+            continue;
+        };
+        let sec = sec.trim_end_matches(':');
+        for (name, val) in n.zip(v) {
+            out.push((format!("{sec}.{name}"), val.parse().unwrap_or(0)));
+        }
+    }
+    out
+}
+
+/// `blink demo --stat`: the demo's exchange, quietly, then every core's tables.
+pub fn demo_tables(a: &DemoArgs, json: bool) -> Result<(), SetupError> {
+    let h = demo::exchange(a, true)?;
     // core id, host name, counters: the demo runs host A on core 0 and host B on core 1.
     let mut cores: Vec<(String, String, Mib)> = vec![
         (h.a.core.cpu.to_string(), "A".into(), h.a.core.mib.clone()),
         (h.b.core.cpu.to_string(), "B".into(), h.b.core.mib.clone()),
     ];
-    if a.demo.dev.cores > 1 {
-        let (sa, sb, _) = crate::demo_cores::exchange(&a.demo, true)?;
+    if a.dev.cores > 1 {
+        let (sa, sb, _) = crate::demo_cores::exchange(a, true)?;
         for (host, cs) in [("A2", &sa), ("B2", &sb)] {
             for c in cs.iter() {
                 cores.push((c.cpu.to_string(), host.into(), c.mib.clone()));
@@ -60,7 +110,7 @@ pub fn run(a: StatArgs) -> Result<(), SetupError> {
             cores.push(("total".into(), host.into(), crate::cores::total_mib(cs)));
         }
     }
-    if a.json {
+    if json {
         let items: Vec<String> = cores
             .iter()
             .map(|(id, host, m)| {

@@ -360,8 +360,8 @@ fn counter(tables: &[Table], sec: &str, name: &str) -> u64 {
 }
 
 #[test]
-fn stat_prints_every_table_per_core() {
-    let out = run(&[blink(), "stat"]);
+fn demo_stat_prints_every_table_per_core() {
+    let out = run(&[blink(), "demo", "--stat"]);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(!s.contains("ping:"), "the exchange runs quietly: {s}");
@@ -392,8 +392,8 @@ fn stat_prints_every_table_per_core() {
 }
 
 #[test]
-fn stat_json_has_every_counter_per_core() {
-    let out = run(&[blink(), "stat", "--json"]);
+fn demo_stat_json_has_every_counter_per_core() {
+    let out = run(&[blink(), "demo", "--stat", "--json"]);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
     let s = s.trim();
@@ -417,4 +417,28 @@ fn stat_json_has_every_counter_per_core() {
     // The text and JSON forms carry the same figures: B answered 5 echo requests.
     let b = &s[s.find("\"host\": \"B\"").unwrap()..];
     assert!(b.contains("\"InEchos\": 5,"), "{s}");
+}
+
+/// `blink stat|ss|neigh|link` read a running instance: with none running they say so and exit
+/// 1; a bad --name is a usage error (2).
+#[test]
+fn live_commands_without_an_instance_exit_1() {
+    for cmd in ["stat", "ss", "neigh", "link"] {
+        let out = run(&[blink(), cmd, "no-such-blink-instance"]);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {e}");
+        assert!(e.contains("no running blink"), "{cmd}: {e}");
+    }
+    let out = run(&[
+        blink(),
+        "echo",
+        "--dev",
+        "tap:x",
+        "--ip",
+        "10.0.0.1/24",
+        "--name",
+        "a/b",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
 }

@@ -97,6 +97,11 @@ impl UdpSock {
         self.receive_queue.len()
     }
 
+    /// Bytes waiting to be read (`ss`'s Recv-Q).
+    pub fn rx_queued_bytes(&self) -> usize {
+        self.receive_queue.bytes()
+    }
+
     /// Linux: sock_error(). Return and clear the pending error.
     fn sock_error(&mut self) -> Result<(), UdpErr> {
         match self.err.take() {

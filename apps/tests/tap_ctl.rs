@@ -1,0 +1,126 @@
+//! Looking into a running blink: `blink echo --cores 2 --name N` on a TAP in a namespace the
+//! test makes, the kernel holding TCP connections open to it; meanwhile `blink stat`, `blink
+//! ss`, `blink neigh` and `blink link` read the live instance through its control socket
+//! (JSON parsed and checked against what the kernel did), and the socket file is gone once
+//! blink exits.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+/// Open N connections to HOST:7, echo one line on each, print READY, hold them until stdin
+/// closes.
+const HOLD_PY: &str = r#"
+import socket, sys
+host, n = sys.argv[1], int(sys.argv[2])
+conns = []
+for i in range(n):
+    s = socket.create_connection((host, 7), timeout=10)
+    s.sendall(b"conn %d\n" % i)
+    assert s.recv(64) == b"conn %d\n" % i
+    conns.append(s)
+print("READY", flush=True)
+sys.stdin.read()
+"#;
+
+fn field(json: &str, key: &str) -> u64 {
+    let at = json
+        .find(&format!("\"{key}\": "))
+        .unwrap_or_else(|| panic!("no {key} in {json}"));
+    json[at + key.len() + 4..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {json}"))
+}
+
+#[test]
+fn stat_ss_neigh_link_read_a_running_instance() {
+    if !require_root("stat_ss_neigh_link_read_a_running_instance") {
+        return;
+    }
+    let ns = Netns::new_multi_queue("ctl", "10.200.50.1/24");
+    let name = format!("ctltest{}", std::process::id());
+    let tap = format!("tap:{}", ns.tap);
+    let mut b = BlinkProc::spawn(
+        &ns,
+        &[
+            "echo",
+            "--dev",
+            &tap,
+            "--ip",
+            "10.200.50.2/24",
+            "--tcp",
+            "7",
+            "--cores",
+            "2",
+            "--name",
+            &name,
+        ],
+    );
+    let line = b.wait_line("control socket:", Duration::from_secs(10));
+    let path = line.trim_start_matches("control socket:").trim().to_string();
+    assert!(path.ends_with(&format!("{name}.sock")), "{line}");
+    let mut hold = ns
+        .cmd(&["python3", "-u", "-c", HOLD_PY, "10.200.50.2", "6"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python");
+    let mut ready = String::new();
+    BufReader::new(hold.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "READY");
+
+    // Counters, live, per core and in total: the 6 connections the kernel made.
+    let stat = run_ok(&[blink(), "stat", &name, "--json"]);
+    let total = &stat[stat.find("\"total\": ").expect("total")..];
+    assert_eq!(field(total, "PassiveOpens"), 6, "{stat}");
+    assert_eq!(stat.matches("\"core\": ").count(), 2, "both cores answered: {stat}");
+    let text = run_ok(&[blink(), "stat", &name]);
+    assert!(
+        text.contains("# core 0") && text.contains("# core 1") && text.contains("# total"),
+        "{text}"
+    );
+
+    // Sockets: a listener on each core and the 6 connections, each on the core its hash picks.
+    let ss = run_ok(&[blink(), "ss", &name, "--json"]);
+    assert_eq!(ss.matches("\"state\": \"LISTEN\"").count(), 2, "{ss}");
+    assert_eq!(ss.matches("\"state\": \"ESTAB\"").count(), 6, "{ss}");
+    assert_eq!(ss.matches("\"peer\": \"10.200.50.1:").count(), 6, "{ss}");
+    assert!(ss.contains("\"rtt_us\": ") && ss.contains("\"cwnd\": "), "{ss}");
+    let ss_text = run_ok(&[blink(), "ss", &name]);
+    assert!(ss_text.starts_with("Netid State"), "{ss_text}");
+    assert_eq!(ss_text.lines().filter(|l| l.contains("ESTAB")).count(), 6, "{ss_text}");
+
+    // The kernel's side of the TAP, learned by ARP and known to both cores.
+    let neigh = run_ok(&[blink(), "neigh", &name]);
+    assert!(
+        neigh.contains("10.200.50.1") && neigh.contains(&ns.tap_mac()),
+        "{neigh}"
+    );
+    assert!(neigh.contains("cores [0, 1]"), "{neigh}");
+    let link = run_ok(&[blink(), "link", &name, "--json"]);
+    assert_eq!(link.matches("\"name\": \"btap0\"").count(), 2, "{link}");
+    assert!(field(&link, "rx_packets") > 0, "{link}");
+
+    // Name-less: the one running instance is found (others may run in parallel tests, so
+    // only check it answers or names the choice).
+    let any = run(&[blink(), "stat"]);
+    let e = String::from_utf8_lossy(&any.stderr);
+    assert!(any.status.success() || e.contains("several blinks"), "{e}");
+
+    drop(hold.stdin.take());
+    let _ = hold.wait();
+    let (code, report) = b.stop();
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the control socket is removed at exit"
+    );
+}
