@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use blink_glue::netcore::snmp::MibEnum;
 use blink_glue::tcp::{self, TcpState};
 use blink_glue::udp;
 use blink_glue::Glue;
@@ -178,6 +179,7 @@ enum Request {
     Ss,
     Neigh,
     Link,
+    Drops,
 }
 
 struct Pending {
@@ -289,9 +291,10 @@ impl CtlServer {
             Some("ss") => Request::Ss,
             Some("neigh") => Request::Neigh,
             Some("link") => Request::Link,
+            Some("drops") => Request::Drops,
             other => {
-                let _ =
-                    stream.write_all(format!("error: unknown request {other:?} (stat, ss, neigh, link)\n").as_bytes());
+                let _ = stream
+                    .write_all(format!("error: unknown request {other:?} (stat, ss, neigh, link, drops)\n").as_bytes());
                 return;
             }
         };
@@ -419,6 +422,39 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
                 }
             }
         }
+        (Request::Drops, json) => {
+            // dropwatch's view: how many packets died of what, and where in the code.
+            let total = total_mib(&summaries);
+            let reasons: Vec<(String, u64)> = total
+                .drops
+                .iter()
+                .filter(|(_, v)| *v != 0)
+                .map(|(r, v)| (r.name().to_string(), v))
+                .collect();
+            let sites = total.drop_sites.list();
+            if json {
+                let r: Vec<String> = reasons.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+                let w: Vec<String> = sites
+                    .iter()
+                    .map(|(f, l, r, n)| {
+                        format!(
+                            "{{\"file\": \"{f}\", \"line\": {l}, \"reason\": \"{}\", \"count\": {n}}}",
+                            r.name()
+                        )
+                    })
+                    .collect();
+                out += &format!("{{\"reasons\": {{{}}}, \"sites\": [{}]}}\n", r.join(", "), w.join(", "));
+            } else {
+                out += "reason                      count\n";
+                for (k, v) in &reasons {
+                    out += &format!("{k:<24}{v:>9}\n");
+                }
+                out += "\nwhere                                             reason                  count\n";
+                for (f, l, r, n) in &sites {
+                    out += &format!("{:<50}{:<22}{n:>7}\n", format!("{f}:{l}"), r.name());
+                }
+            }
+        }
         (Request::Link, json) => {
             let multi = views.len() > 1;
             let mut items = Vec::new();
@@ -516,7 +552,7 @@ pub fn ask(a: &CtlArgs, request: &str) -> Result<String, SetupError> {
     Ok(out)
 }
 
-/// `blink ss|neigh|link`: print the answer.
+/// `blink ss|neigh|link|drops`: print the answer.
 pub fn run(a: CtlArgs, request: &str) -> Result<(), SetupError> {
     print!("{}", ask(&a, request)?);
     Ok(())

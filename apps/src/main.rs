@@ -36,6 +36,8 @@ enum Cmd {
     Neigh(ctl::CtlArgs),
     /// Devices of a running blink with their counters, like `ip -s link`.
     Link(ctl::CtlArgs),
+    /// Drops of a running blink by reason and by the code that dropped (like dropwatch).
+    Drops(ctl::CtlArgs),
 }
 
 fn main() {
@@ -51,6 +53,7 @@ fn main() {
         Cmd::Ss(a) => ctl::run(a, "ss"),
         Cmd::Neigh(a) => ctl::run(a, "neigh"),
         Cmd::Link(a) => ctl::run(a, "link"),
+        Cmd::Drops(a) => ctl::run(a, "drops"),
     };
     match r {
         Ok(()) => {}

@@ -109,6 +109,30 @@ fn stat_ss_neigh_link_read_a_running_instance() {
     assert_eq!(link.matches("\"name\": \"btap0\"").count(), 2, "{link}");
     assert!(field(&link, "rx_packets") > 0, "{link}");
 
+    // A UDP datagram with a wrong checksum (from a raw socket, the kernel adds the IP header):
+    // `blink drops` shows it under its reason, at the line of udp.rs that dropped it.
+    ns.exec_ok(&[
+        "python3",
+        "-c",
+        "import socket,struct; s=socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); \
+         s.sendto(struct.pack('!HHHH', 4000, 9, 12, 0x1234) + b'oops', ('10.200.50.2', 0))",
+    ]);
+    let mut drops = String::new();
+    for _ in 0..50 {
+        drops = run_ok(&[blink(), "drops", &name, "--json"]);
+        if drops.contains("\"UdpCsum\": 1") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(drops.contains("\"UdpCsum\": 1"), "{drops}");
+    assert!(
+        drops.contains("\"file\": \"udp/src/udp.rs\"") && drops.contains("\"reason\": \"UdpCsum\", \"count\": 1"),
+        "{drops}"
+    );
+    let text = run_ok(&[blink(), "drops", &name]);
+    assert!(text.contains("UdpCsum") && text.contains("udp/src/udp.rs:"), "{text}");
+
     // Name-less: the one running instance is found (others may run in parallel tests, so
     // only check it answers or names the choice).
     let any = run(&[blink(), "stat"]);

@@ -74,7 +74,7 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
 /// protocol address `tpa`, target hardware address `tha`, sender `spa` with our MAC.
 pub fn arp_send(stack: &mut Stack, op: ArpOp, dev: u16, eth_dst: EthAddr, tpa: Ipv4Addr, tha: EthAddr, spa: Ipv4Addr) {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        stack.core.mib.drops.inc(DropReason::NoMem);
+        stack.core.mib.drop_count(DropReason::NoMem);
         return;
     };
     let sha = stack.devs[dev as usize].mac;

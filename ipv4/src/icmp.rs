@@ -329,7 +329,7 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
     }
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.icmp.inc(IcmpMib::OutErrors);
-        stack.core.mib.drops.inc(DropReason::NoMem);
+        stack.core.mib.drop_count(DropReason::NoMem);
         return;
     };
     // Quote as much of the original (from its IP header) as fits.

@@ -40,7 +40,7 @@ pub fn ip_fragment(
         return frag_fail(
             stack,
             skb,
-            DropReason::NotSpecified,
+            DropReason::FragOptions,
             Ipv4Error::MessageTooLong { len, mtu },
         );
     }

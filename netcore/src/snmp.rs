@@ -103,7 +103,8 @@ mib_enum!(
     IpTtlZero, NeighFailed, NeighQueueFull, TxQueueFull, TxError, IcmpCsum, IcmpHdr,
     IcmpRateLimit, TcpCsum, UdpCsum, NoSocket, SocketRcvBuff, DevNotUp, RingFull, Oversize,
     ProtoMem, TcpOfoDrop, DupFrag, FragReasmTimeout, FragTooFar, FragOverlap, FragMemLimit,
-    TunnelHdr, TunnelCsum, TunnelNoMatch]
+    TunnelHdr, TunnelCsum, TunnelNoMatch, TcpFlags, TcpRfc7323Paws, TcpInvalidSequence,
+    TcpInvalidAckSequence, TcpAckUnsentData, TcpTooOldAck, FragOptions]
 );
 
 /// Per-core counters of one MIB section.
@@ -186,6 +187,37 @@ impl<E: MibEnum> IndexMut<E> for Counters<E> {
 }
 
 /// All counters of one core.
+/// Where drops happened (dropwatch's "N drops at function+offset"): the call site of each
+/// `kfree_skb_reason`, found by `#[track_caller]`, with its reason and count. Bounded by the
+/// number of drop sites in the code; touched only when a packet is dropped.
+#[derive(Clone, Default)]
+pub struct DropSites {
+    map: hashbrown::HashMap<(&'static str, u32), (DropReason, u64)>,
+}
+
+impl DropSites {
+    #[cold]
+    fn add(&mut self, at: &'static std::panic::Location<'static>, reason: DropReason, n: u64) {
+        let e = self.map.entry((at.file(), at.line())).or_insert((reason, 0));
+        e.0 = reason;
+        e.1 += n;
+    }
+
+    fn merge(&mut self, o: &DropSites) {
+        for (k, &(r, n)) in &o.map {
+            let e = self.map.entry(*k).or_insert((r, 0));
+            e.1 += n;
+        }
+    }
+
+    /// (file, line, reason, count), most frequent first.
+    pub fn list(&self) -> Vec<(&'static str, u32, DropReason, u64)> {
+        let mut v: Vec<_> = self.map.iter().map(|(&(f, l), &(r, n))| (f, l, r, n)).collect();
+        v.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(b.0)).then(a.1.cmp(&b.1)));
+        v
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Mib {
     pub ip: Counters<IpMib>,
@@ -196,18 +228,30 @@ pub struct Mib {
     pub arp: Counters<ArpMib>,
     pub softnet: Counters<SoftnetMib>,
     pub drops: Counters<DropReason>,
+    /// Where the drops happened.
+    pub drop_sites: DropSites,
 }
 
 impl Mib {
-    /// Linux: kfree_skb_reason(). Free the packet's buffers and count why.
+    /// Linux: kfree_skb_reason(). Free the packet's buffers and count why, and where.
     #[inline]
+    #[track_caller]
     pub fn kfree_skb_reason(&mut self, skb: SkBuff, reason: DropReason) {
-        self.drops.inc(reason);
+        self.drop_count(reason);
         drop(skb);
+    }
+
+    /// Count a drop that has no skb to free (the buffer for it could not be had).
+    #[inline]
+    #[track_caller]
+    pub fn drop_count(&mut self, reason: DropReason) {
+        self.drops.inc(reason);
+        self.drop_sites.add(std::panic::Location::caller(), reason, 1);
     }
 
     /// Sum another core's counters into these.
     pub fn merge(&mut self, o: &Mib) {
+        self.drop_sites.merge(&o.drop_sites);
         self.ip.merge(&o.ip);
         self.icmp.merge(&o.icmp);
         self.tcp.merge(&o.tcp);

@@ -329,12 +329,12 @@ impl RawDeliver for RawProto {
             let ts = truesize(skb, buf_size);
             if !sk.receive_queue.is_empty() && sk.rmem_alloc + ts > sk.rcvbuf {
                 sk.drops += 1;
-                stack.core.mib.drops.inc(DropReason::SocketRcvBuff);
+                stack.core.mib.drop_count(DropReason::SocketRcvBuff);
                 continue;
             }
             let Some(c) = skb.skb_clone(&mut stack.core.cache) else {
                 sk.drops += 1;
-                stack.core.mib.drops.inc(DropReason::NoMem);
+                stack.core.mib.drop_count(DropReason::NoMem);
                 continue;
             };
             sk.rmem_alloc += ts;

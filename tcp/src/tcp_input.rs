@@ -147,7 +147,7 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
             let t = sk.tuple();
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         }
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
         return;
     }
     if f & TCPHDR_RST != 0 {
@@ -158,7 +158,7 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
         return;
     }
     if f & TCPHDR_SYN == 0 {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
         return;
     }
     let t = sk.tuple();
@@ -223,7 +223,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             if before(tsval, sk.rx_opt.ts_recent) && sk.state != TcpState::SynRecv {
                 stack.core.mib.tcp_ext.inc(TcpExtMib::PAWSEstab);
                 tcp_send_ack(sk, stack);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::TcpRfc7323Paws);
                 return;
             }
         }
@@ -242,7 +242,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             }
             tcp_send_ack(sk, stack);
         }
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidSequence);
         return;
     }
     // RST (RFC 5961 3.2): exact match resets, in-window gets a challenge ACK.
@@ -279,7 +279,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         return;
     }
     if f & TCPHDR_ACK == 0 {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
         return;
     }
     sk.rcv_tstamp = stack.core.jiffies;
@@ -288,7 +288,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         if before(cb.ack_seq, sk.snd_una.wrapping_add(1)) || after(cb.ack_seq, sk.snd_nxt) {
             let t = sk.tuple();
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+            stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
             return;
         }
         sk.snd_una = cb.ack_seq;
@@ -312,7 +312,13 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         start_keepalive(sk, stack);
         sk.raise(ev::CONNECTED | ev::WRITABLE);
     } else if !tcp_ack(sk, stack, &cb, opts) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+        // Linux: tcp_ack() < 0, SKB_DROP_REASON_TCP_ACK_UNSENT_DATA / TCP_TOO_OLD_ACK.
+        let why = if after(cb.ack_seq, sk.snd_nxt) {
+            DropReason::TcpAckUnsentData
+        } else {
+            DropReason::TcpTooOldAck
+        };
+        stack.core.mib.kfree_skb_reason(skb, why);
         return;
     }
     // Our FIN acknowledged?
@@ -800,7 +806,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     if !before(cb.seq, sk.rcv_wup.wrapping_add(sk.rcv_wnd)) && len > 0 {
         // Beyond the window we advertised (with a zero window, any data at all: RFC 9293
         // 3.10.7.4, Linux's TCPZeroWindowDrop).
-        stack.core.mib.drops.inc(DropReason::SocketRcvBuff);
+        stack.core.mib.drop_count(DropReason::SocketRcvBuff);
         tcp_send_ack(sk, stack);
         return;
     }

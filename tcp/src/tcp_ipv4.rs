@@ -570,7 +570,15 @@ impl TcpProto {
             stack.core.mib.tcp_ext.inc(TcpExtMib::PAWSEstab);
         }
         match verdict {
-            ReqVerdict::Discard => stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified),
+            ReqVerdict::Discard => {
+                // An out-of-window reset, or a segment without ACK.
+                let why = if cb.tcp_flags & TCPHDR_RST != 0 {
+                    DropReason::TcpInvalidSequence
+                } else {
+                    DropReason::TcpFlags
+                };
+                stack.core.mib.kfree_skb_reason(skb, why);
+            }
             ReqVerdict::RetransmitSynack => {
                 if !req_oow_rate_limited(req, stack, &cb) {
                     // Linux: inet_rtx_syn_ack, and the timer restarts from now.
@@ -588,12 +596,17 @@ impl TcpProto {
                 if !req_oow_rate_limited(req, stack, &cb) {
                     req.send_ack(stack);
                 }
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+                let why = if paws_reject {
+                    DropReason::TcpRfc7323Paws
+                } else {
+                    DropReason::TcpInvalidSequence
+                };
+                stack.core.mib.kfree_skb_reason(skb, why);
             }
             ReqVerdict::Reset => {
                 let t = req.tuple;
                 tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NotSpecified);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
             }
             ReqVerdict::Embryonic => {
                 stack.core.mib.tcp.inc(TcpMib::AttemptFails);
@@ -978,7 +991,7 @@ pub fn tcp_v4_send_stateless(
     opts: &TcpOptions,
 ) -> bool {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        stack.core.mib.drops.inc(DropReason::NoMem);
+        stack.core.mib.drop_count(DropReason::NoMem);
         return false;
     };
     let Some(h) = skb.skb_put(TCP_HLEN_MIN + opts.len()) else {

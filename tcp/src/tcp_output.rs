@@ -159,7 +159,7 @@ fn __tcp_transmit(
     window: Option<u16>,
 ) -> bool {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        stack.core.mib.drops.inc(DropReason::NoMem);
+        stack.core.mib.drop_count(DropReason::NoMem);
         return false;
     };
     let win = match window {
@@ -306,7 +306,7 @@ pub fn tcp_send_fin(sk: &mut TcpSock, stack: &mut Stack) {
     sk.fin_queued = true;
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         // Without a buffer the FIN goes out on a later retransmission timer; count it.
-        stack.core.mib.drops.inc(DropReason::NoMem);
+        stack.core.mib.drop_count(DropReason::NoMem);
         sk.fin_queued = false;
         return;
     };
@@ -475,7 +475,7 @@ pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool
         // after an MSS reduction.
         let skb = sk.rtx_queue[i].skb_clone(&mut stack.core.cache);
         let Some(skb) = skb else {
-            stack.core.mib.drops.inc(DropReason::NoMem);
+            stack.core.mib.drop_count(DropReason::NoMem);
             return false;
         };
         let n = tcp_transmit_pieces(sk, stack, &skb, cb.seq, flags);

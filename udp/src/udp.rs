@@ -590,7 +590,7 @@ impl UdpProto {
                 Some(c) => self.udp_queue_rcv_skb(stack, h, c),
                 None => {
                     stack.core.mib.udp.inc(UdpMib::MemErrors);
-                    stack.core.mib.drops.inc(DropReason::NoMem);
+                    stack.core.mib.drop_count(DropReason::NoMem);
                 }
             }
         }
