@@ -180,6 +180,18 @@ impl DevArgs {
     pub fn addresses(&self) -> Result<Vec<Ipv4Cidr>, UsageError> {
         let mut v = Vec::new();
         if let Some(ip) = self.ip {
+            // A host address, not the subnet's own or its broadcast (except on /31 and /32,
+            // where every address is a host, RFC 3021).
+            if ip.prefix_len < 31 && (ip.addr == ip.network() || ip.addr == ip.broadcast()) {
+                let what = if ip.addr == ip.network() {
+                    "network"
+                } else {
+                    "broadcast"
+                };
+                return Err(usage(format!(
+                    "--ip: {ip} is the {what} address of its subnet, not a host address"
+                )));
+            }
             v.push(ip);
         }
         if let Some(path) = &self.config {

@@ -109,6 +109,8 @@ fn expect_usage(args: &[&str], field: &str) {
 #[test]
 fn bad_configuration_exits_2_and_names_the_field() {
     expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.300/24"], "--ip");
+    expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.0/24"], "--ip");
+    expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.255/24"], "--ip");
     // Malformed tunnel specs are refused before any device is opened.
     for bad in [
         "vxlan:10.0.0.9:10.9.0.1/30",
