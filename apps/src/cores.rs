@@ -221,7 +221,7 @@ where
             }
             if let Some(q) = &queries {
                 while let Ok(q) = q.try_recv() {
-                    let _ = q.reply.send(crate::ctl::core_view(&mut glue));
+                    let _ = q.reply.send(crate::ctl::core_apply(&mut glue, &q.cmd));
                 }
             }
             if left && leaving.load(Ordering::Relaxed) == n {

@@ -21,6 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use blink_glue::netcore::snmp::MibEnum;
+use blink_glue::netcore::trace::{TraceEvent, TraceFilter, Tracer};
 use blink_glue::tcp::{self, TcpState};
 use blink_glue::udp;
 use blink_glue::Glue;
@@ -77,6 +78,8 @@ pub struct TcpInfo {
 pub struct CoreView {
     pub summary: CoreSummary,
     pub socks: Vec<SockLine>,
+    /// Trace events taken since the last read (for `trace read`).
+    pub trace: Vec<TraceEvent>,
 }
 
 /// `ss`'s names for the states.
@@ -164,11 +167,45 @@ pub fn core_view<U>(glue: &mut Glue<U>) -> CoreView {
             });
         }
     });
-    CoreView { summary, socks }
+    CoreView {
+        summary,
+        socks,
+        trace: Vec::new(),
+    }
 }
 
-/// A query from core 0 to another core: answer with [`core_view`] on `reply`.
+/// What core 0 asks the other cores to do before they answer with their view.
+#[derive(Clone, Debug)]
+pub enum CoreCmd {
+    View,
+    TraceStart(TraceFilter, u32),
+    TraceRead,
+    TraceStop,
+}
+
+/// Do `cmd` on this core, then describe it.
+pub fn core_apply<U>(glue: &mut Glue<U>, cmd: &CoreCmd) -> CoreView {
+    let cpu = glue.cpu();
+    let mib = &mut glue.stack_mut().core.mib;
+    let mut trace = Vec::new();
+    match cmd {
+        CoreCmd::View => {}
+        CoreCmd::TraceStart(f, n) => mib.trace.0 = Some(Box::new(Tracer::new(f.clone(), *n, cpu))),
+        CoreCmd::TraceRead => {
+            if let Some(t) = mib.trace.0.as_mut() {
+                trace = std::mem::take(&mut t.events);
+            }
+        }
+        CoreCmd::TraceStop => mib.trace.0 = None,
+    }
+    let mut v = core_view(glue);
+    v.trace = trace;
+    v
+}
+
+/// A query from core 0 to another core: do `cmd`, answer with the view on `reply`.
 pub struct CtlQuery {
+    pub cmd: CoreCmd,
     pub reply: mpsc::Sender<CoreView>,
 }
 
@@ -180,6 +217,8 @@ enum Request {
     Neigh,
     Link,
     Drops,
+    /// Started, stopped or read the packet tracer.
+    Trace,
 }
 
 struct Pending {
@@ -292,18 +331,50 @@ impl CtlServer {
             Some("neigh") => Request::Neigh,
             Some("link") => Request::Link,
             Some("drops") => Request::Drops,
+            Some("trace") => Request::Trace,
             other => {
                 let _ = stream
                     .write_all(format!("error: unknown request {other:?} (stat, ss, neigh, link, drops)\n").as_bytes());
                 return;
             }
         };
-        let json = words.any(|w| w == "json");
+        let rest: Vec<&str> = words.collect();
+        let json = rest.contains(&"json");
+        let cmd = if req == Request::Trace {
+            // trace start COUNT FILTER... | trace read | trace stop
+            match rest.first().copied() {
+                Some("start") => {
+                    let count = rest.get(1).and_then(|c| c.parse().ok()).unwrap_or(0u32);
+                    match rest[2.min(rest.len())..].join(" ").parse::<TraceFilter>() {
+                        Ok(f) if count > 0 => CoreCmd::TraceStart(f, count),
+                        Ok(_) => {
+                            let _ = stream.write_all(b"error: trace start needs a count\n");
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = stream.write_all(format!("error: filter: {e}\n").as_bytes());
+                            return;
+                        }
+                    }
+                }
+                Some("read") => CoreCmd::TraceRead,
+                Some("stop") => CoreCmd::TraceStop,
+                _ => {
+                    let _ = stream.write_all(b"error: trace start COUNT FILTER | trace read | trace stop\n");
+                    return;
+                }
+            }
+        } else {
+            CoreCmd::View
+        };
         let (tx, rx) = mpsc::channel();
         for c in &self.cores {
-            let _ = c.send(CtlQuery { reply: tx.clone() });
+            let _ = c.send(CtlQuery {
+                cmd: cmd.clone(),
+                reply: tx.clone(),
+            });
         }
-        let _ = tx.send(core_view(glue));
+        let _ = tx.send(core_apply(glue, &cmd));
         self.pending.push(Pending {
             stream,
             req,
@@ -455,6 +526,16 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
                 }
             }
         }
+        (Request::Trace, _) => {
+            // One event per line: skb, core, ns since the core's tracer started, function,
+            // detail (the drop reason, or -).
+            let mut ev: Vec<&TraceEvent> = views.iter().flat_map(|v| v.trace.iter()).collect();
+            ev.sort_by_key(|e| (e.cpu, e.ns));
+            for e in ev {
+                let d = if e.detail.is_empty() { "-" } else { e.detail };
+                out += &format!("{:#x} {} {} {} {d}\n", e.skb, e.cpu, e.ns, e.func);
+            }
+        }
         (Request::Link, json) => {
             let multi = views.len() > 1;
             let mut items = Vec::new();
@@ -556,4 +637,69 @@ pub fn ask(a: &CtlArgs, request: &str) -> Result<String, SetupError> {
 pub fn run(a: CtlArgs, request: &str) -> Result<(), SetupError> {
     print!("{}", ask(&a, request)?);
     Ok(())
+}
+
+/// `blink trace`: follow packets through the stack of a running blink (pwru's view).
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub ctl: CtlArgs,
+    /// Which packets: tcp, udp, icmp, proto N, port N, host A.B.C.D, joined by `and`.
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    /// Packets to follow (per core), then stop.
+    #[arg(long, default_value_t = 10)]
+    pub count: u32,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+pub fn trace(a: TraceArgs) -> Result<(), SetupError> {
+    a.filter
+        .parse::<TraceFilter>()
+        .map_err(|e| SetupError::Usage(crate::args::usage(format!("--filter: {e}"))))?;
+    if a.count == 0 || !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        return Err(SetupError::Usage(crate::args::usage(
+            "--count and --timeout must be positive",
+        )));
+    }
+    let plain = CtlArgs {
+        name: a.ctl.name.clone(),
+        ctl: a.ctl.ctl.clone(),
+        json: false,
+    };
+    ask(&plain, &format!("trace start {} {}", a.count, a.filter))?;
+    println!(
+        "{:<16} {:>4} {:>12}  {:<20} {}",
+        "SKB", "CPU", "TIME(us)", "FUNC", "DETAIL"
+    );
+    let t0 = Instant::now();
+    let mut seen: Vec<String> = Vec::new();
+    let mut quiet = 0;
+    let res = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let text = match ask(&plain, "trace read") {
+            Ok(t) => t,
+            Err(e) => break Err(e),
+        };
+        quiet += 1;
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [skb, cpu, ns, func, detail] = f[..] else { continue };
+            quiet = 0;
+            let us = ns.parse::<u64>().unwrap_or(0) as f64 / 1000.0;
+            println!("{skb:<16} {cpu:>4} {us:>12.3}  {func:<20} {detail}");
+            if !seen.iter().any(|s| s == skb) {
+                seen.push(skb.to_string());
+            }
+        }
+        // Done when enough packets were seen and the last reads brought nothing new (their
+        // later steps have been recorded), or on timeout.
+        if (seen.len() >= a.count as usize && quiet >= 2) || t0.elapsed().as_secs_f64() > a.timeout {
+            break Ok(());
+        }
+    };
+    let _ = ask(&plain, "trace stop");
+    res
 }

@@ -38,6 +38,8 @@ enum Cmd {
     Link(ctl::CtlArgs),
     /// Drops of a running blink by reason and by the code that dropped (like dropwatch).
     Drops(ctl::CtlArgs),
+    /// Follow matching packets through a running blink, function by function (like pwru).
+    Trace(ctl::TraceArgs),
 }
 
 fn main() {
@@ -54,6 +56,7 @@ fn main() {
         Cmd::Neigh(a) => ctl::run(a, "neigh"),
         Cmd::Link(a) => ctl::run(a, "link"),
         Cmd::Drops(a) => ctl::run(a, "drops"),
+        Cmd::Trace(a) => ctl::trace(a),
     };
     match r {
         Ok(()) => {}

@@ -133,6 +133,50 @@ fn stat_ss_neigh_link_read_a_running_instance() {
     let text = run_ok(&[blink(), "drops", &name]);
     assert!(text.contains("UdpCsum") && text.contains("udp/src/udp.rs:"), "{text}");
 
+    // pwru's view: a datagram to a closed port, followed function by function to its drop.
+    let tracer = std::process::Command::new(blink())
+        .args([
+            "trace",
+            &name,
+            "--filter",
+            "udp port 9",
+            "--count",
+            "1",
+            "--timeout",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("blink trace");
+    std::thread::sleep(Duration::from_millis(500));
+    ns.exec_ok(&[
+        "python3",
+        "-c",
+        "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.200.50.2', 9))",
+    ]);
+    let out = tracer.wait_with_output().expect("trace output");
+    let trace = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{trace}");
+    let funcs: Vec<&str> = trace
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(
+        funcs,
+        [
+            "netif_receive_skb",
+            "ip_rcv",
+            "ip_local_deliver",
+            "udp_rcv",
+            "kfree_skb"
+        ],
+        "{trace}"
+    );
+    assert!(trace.lines().last().unwrap_or("").ends_with("NoSocket"), "{trace}");
+    let bad = run(&[blink(), "trace", &name, "--filter", "sctp"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad filter is a usage error");
+
     // Name-less: the one running instance is found (others may run in parallel tests, so
     // only check it answers or names the choice).
     let any = run(&[blink(), "stat"]);

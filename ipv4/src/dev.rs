@@ -74,6 +74,7 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
     }
     skb.dev = ifindex;
     skb.tstamp = stack.core.now_ns;
+    stack.core.mib.trace_select(&mut skb, ETH_HLEN, "netif_receive_skb");
     if !skb.pskb_may_pull(ETH_HLEN) {
         stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
         return;
@@ -124,7 +125,8 @@ pub fn eth_header(skb: &mut SkBuff, src: EthAddr, dst: EthAddr, ethertype: u16) 
 /// Linux: dev_queue_xmit(). Queue a complete frame on `skb->dev`'s transmit queue; a full
 /// queue is flushed to the device at once, and if the device still refuses, the frame is
 /// dropped and counted.
-pub fn dev_queue_xmit(stack: &mut Stack, skb: SkBuff) {
+pub fn dev_queue_xmit(stack: &mut Stack, mut skb: SkBuff) {
+    stack.core.mib.trace_select(&mut skb, ETH_HLEN, "dev_queue_xmit");
     let ifindex = skb.dev;
     if ifindex as usize >= stack.devs.len() {
         stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);

@@ -82,6 +82,9 @@ fn icmp_csum(skb: &SkBuff) -> u16 {
 
 /// Linux: icmp_rcv(). `skb->data` is at the ICMP header; the IP header is at the network mark.
 pub fn icmp_rcv(stack: &mut Stack, mut skb: SkBuff) {
+    if skb.trace {
+        stack.core.mib.trace_event(&skb, "icmp_rcv", "");
+    }
     let mib = &mut stack.core.mib;
     mib.icmp.inc(IcmpMib::InMsgs);
     if skb.ip_summed != IpSummed::Unnecessary && icmp_csum(&skb) != 0 {

@@ -18,6 +18,9 @@ use crate::stack::Stack;
 /// which blink does not do, and on output, where it is never 0.
 pub fn ip_rcv(stack: &mut Stack, mut skb: SkBuff) {
     let mib = &mut stack.core.mib;
+    if skb.trace {
+        mib.trace_event(&skb, "ip_rcv", "");
+    }
     mib.ip.inc(IpMib::InReceives);
     if !skb.pskb_may_pull(IPV4_MIN_HLEN) {
         mib.ip.inc(IpMib::InHdrErrors);
@@ -96,6 +99,9 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
 /// Linux: ip_local_deliver(). Fragments go to reassembly (`ip_defrag`); a datagram they
 /// complete is re-hashed on its transport tuple and delivered here or on its owner core.
 pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
+    if skb.trace {
+        stack.core.mib.trace_event(&skb, "ip_local_deliver", "");
+    }
     if Ipv4Hdr::new_unchecked(skb.data()).is_fragment() {
         let Some(whole) = crate::ip_defrag::ip_defrag(stack, skb) else {
             return;

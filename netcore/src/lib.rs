@@ -23,6 +23,7 @@ pub mod snmp;
 pub mod sock;
 pub mod stack_lf;
 pub mod timer;
+pub mod trace;
 
 pub use if_ether::EthAddr;
 pub use mbuf::{Mbuf, Mempool, MempoolCache, MempoolConfig};

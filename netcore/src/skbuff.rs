@@ -157,6 +157,8 @@ pub struct SkbMeta {
     pub pkt_type: PacketType,
     /// Receive/transmit time in nanoseconds of the core's clock.
     pub tstamp: u64,
+    /// Selected by the packet tracer (see trace.rs): each step records an event.
+    pub trace: bool,
     cb: [u64; SKB_CB_SIZE / 8],
 }
 
@@ -182,6 +184,7 @@ impl SkbMeta {
             csum: 0,
             pkt_type: PacketType::Host,
             tstamp: 0,
+            trace: false,
             cb: [0; SKB_CB_SIZE / 8],
         }
     }
@@ -206,6 +209,7 @@ impl SkbMeta {
         self.csum = 0;
         self.pkt_type = PacketType::Host;
         self.tstamp = 0;
+        self.trace = false;
         self.cb = [0; SKB_CB_SIZE / 8];
     }
 
@@ -670,6 +674,7 @@ impl SkbMeta {
         self.csum = m.csum;
         self.pkt_type = m.pkt_type;
         self.tstamp = m.tstamp;
+        self.trace = m.trace;
         self.cb = m.cb;
     }
 

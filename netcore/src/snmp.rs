@@ -230,6 +230,8 @@ pub struct Mib {
     pub drops: Counters<DropReason>,
     /// Where the drops happened.
     pub drop_sites: DropSites,
+    /// The packet tracer, when one runs on this core.
+    pub trace: crate::trace::TraceSlot,
 }
 
 impl Mib {
@@ -238,7 +240,41 @@ impl Mib {
     #[track_caller]
     pub fn kfree_skb_reason(&mut self, skb: SkBuff, reason: DropReason) {
         self.drop_count(reason);
+        if skb.trace {
+            self.trace_event(&skb, "kfree_skb", reason.name());
+        }
         drop(skb);
+    }
+
+    /// Record that a traced `skb` passed `func` (callers test `skb.trace` first).
+    #[cold]
+    pub fn trace_event(&mut self, skb: &SkBuff, func: &'static str, detail: &'static str) {
+        if let Some(t) = self.trace.0.as_mut() {
+            t.event(skb.host_addr(), func, detail);
+        }
+    }
+
+    /// The tracer's entry point: mark `skb` (whose `ip` is its IPv4 header) when a tracer
+    /// runs and its filter takes it, and record `func`. Off, one test of an empty Option.
+    #[inline]
+    pub fn trace_select(&mut self, skb: &mut SkBuff, ip_off: usize, func: &'static str) {
+        if self.trace.0.is_some() {
+            self.trace_select_slow(skb, ip_off, func);
+        }
+    }
+
+    #[cold]
+    fn trace_select_slow(&mut self, skb: &mut SkBuff, ip_off: usize, func: &'static str) {
+        let Some(t) = self.trace.0.as_mut() else { return };
+        if skb.trace {
+            t.event(skb.host_addr(), func, "");
+            return;
+        }
+        let d = skb.data();
+        if d.len() > ip_off && t.select(&d[ip_off..]) {
+            skb.trace = true;
+            t.event(skb.host_addr(), func, "");
+        }
     }
 
     /// Count a drop that has no skb to free (the buffer for it could not be had).

@@ -850,6 +850,9 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         let was_ooo = !sk.ooo_queue.is_empty();
         sk.rcv_nxt = cb.end_seq;
         if !skb.is_empty() {
+            if skb.trace {
+                stack.core.mib.trace_event(&skb, "tcp_queue_rcv", "");
+            }
             sk.receive_queue.skb_queue_tail(skb);
             sk.raise(ev::READABLE);
         }

@@ -1047,6 +1047,9 @@ impl InetProtocol for TcpProto {
     }
 
     fn handler(&mut self, stack: &mut Stack, skb: SkBuff) {
+        if skb.trace {
+            stack.core.mib.trace_event(&skb, "tcp_v4_rcv", "");
+        }
         self.tcp_v4_rcv(stack, skb);
     }
 

@@ -611,6 +611,9 @@ impl UdpProto {
         }
         skb.skb_pull(UDP_HLEN);
         sk.rmem_alloc += ts;
+        if skb.trace {
+            stack.core.mib.trace_event(&skb, "udp_queue_rcv_skb", "");
+        }
         sk.receive_queue.skb_queue_tail(skb);
         self.raise(h, ev::READABLE);
     }
@@ -732,6 +735,9 @@ impl InetProtocol for UdpProto {
     }
 
     fn handler(&mut self, stack: &mut Stack, skb: SkBuff) {
+        if skb.trace {
+            stack.core.mib.trace_event(&skb, "udp_rcv", "");
+        }
         self.udp_rcv(stack, skb);
     }
 
