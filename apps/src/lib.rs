@@ -3,6 +3,8 @@
 pub mod args;
 pub mod bench;
 pub mod bench_cores;
+pub mod bench_linux;
+pub mod bench_smoltcp;
 pub mod cores;
 pub mod ctl;
 pub mod demo;

@@ -309,6 +309,57 @@ fn bench_prints_json_for_every_workload() {
     expect_usage(&["bench", "--workloads", "bogus"], "--workloads");
 }
 
+/// `blink bench --quick --peer blink,smoltcp`: every workload on both peers, each with its
+/// frames and CPU per unit of work; a workload smoltcp cannot run is left out of the JSON and
+/// shown as n/a in the table; an unknown peer exits 2 naming `--peer`.
+#[test]
+fn bench_runs_every_workload_on_blink_and_smoltcp() {
+    let out = run(&[
+        blink(),
+        "bench",
+        "--quick",
+        "--peer",
+        "blink,smoltcp",
+        "--json",
+        "--secs",
+        "0.2",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.starts_with("{\"results\": ["), "{s}");
+    for w in ["bulk", "rr", "crr", "udp", "frag"] {
+        for peer in ["blink", "smoltcp"] {
+            let key = format!("\"workload\": \"{w}\", \"peer\": \"{peer}\", \"value\": ");
+            let at = s.find(&key).unwrap_or_else(|| panic!("{w} on {peer} missing: {s}"));
+            let rest = &s[at + key.len()..];
+            let value: f64 = rest[..rest.find(',').expect("more fields")].parse().expect("a number");
+            assert!(value > 0.0, "{w} on {peer}: {s}");
+            let entry = &rest[..rest.find('}').expect("end of entry")];
+            assert!(
+                entry.contains("\"frames_per_unit\": ") && !entry.contains("null"),
+                "{w} on {peer}: {entry}"
+            );
+            assert!(entry.contains("\"cpu_us_per_unit\": "), "{w} on {peer}: {entry}");
+        }
+    }
+    // The text table: a ratio column, and n/a for what smoltcp cannot run.
+    let out = run(&[
+        blink(),
+        "bench",
+        "--quick",
+        "--secs",
+        "0.1",
+        "--workloads",
+        "udp,fragflood",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.contains("blink/smoltcp"), "{s}");
+    assert!(s.contains("frames/dgram") && s.contains("CPU-us/dgram"), "{s}");
+    assert!(s.contains("n/a (blink only)"), "{s}");
+    expect_usage(&["bench", "--peer", "nonsense"], "--peer");
+}
+
 /// One section's counters: (section, [(name, value)]).
 type Table = (String, Vec<(String, u64)>);
 
