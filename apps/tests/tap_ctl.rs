@@ -174,6 +174,33 @@ fn stat_ss_neigh_link_read_a_running_instance() {
         "{trace}"
     );
     assert!(trace.lines().last().unwrap_or("").ends_with("NoSocket"), "{trace}");
+    // A TCP exchange: the data segment goes up to the socket queue and is read by the echo.
+    let tracer = std::process::Command::new(blink())
+        .args([
+            "trace",
+            &name,
+            "--filter",
+            "tcp port 7",
+            "--count",
+            "4",
+            "--timeout",
+            "10",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("blink trace");
+    std::thread::sleep(Duration::from_millis(500));
+    ns.exec_ok(&[
+        "python3",
+        "-c",
+        "import socket; s=socket.create_connection(('10.200.50.2', 7)); s.sendall(b'traced'); \
+         assert s.recv(16) == b'traced'; s.close()",
+    ]);
+    let out = tracer.wait_with_output().expect("trace output");
+    let trace = String::from_utf8_lossy(&out.stdout);
+    for f in ["tcp_v4_rcv", "tcp_queue_rcv", "tcp_recvmsg", "dev_queue_xmit"] {
+        assert!(trace.contains(f), "{f} missing:\n{trace}");
+    }
     let bad = run(&[blink(), "trace", &name, "--filter", "sctp"]);
     assert_eq!(bad.status.code(), Some(2), "a bad filter is a usage error");
 

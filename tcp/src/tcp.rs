@@ -679,6 +679,14 @@ pub fn tcp_recvmsg(sk: &mut TcpSock, stack: &mut Stack, buf: &mut [u8]) -> Resul
         let n = head.len().min(buf.len() - done);
         head.skb_copy_bits(0, &mut buf[done..done + n]);
         let mut skb = sk.receive_queue.skb_dequeue().expect("peeked");
+        if skb.trace {
+            // Linux: the skb:skb_copy_datagram_iovec tracepoint, then consume_skb.
+            stack.core.mib.trace_event(
+                &skb,
+                "tcp_recvmsg",
+                if n < skb.len() { "partial" } else { "consume_skb" },
+            );
+        }
         if n < skb.len() {
             skb.pskb_pull(n);
             sk.receive_queue.skb_queue_head(skb);
@@ -702,6 +710,9 @@ pub fn tcp_recvmsg(sk: &mut TcpSock, stack: &mut Stack, buf: &mut [u8]) -> Resul
 /// are the ones the device delivered). None when nothing is queued.
 pub fn tcp_recv_skb(sk: &mut TcpSock, stack: &mut Stack) -> Option<SkBuff> {
     let skb = sk.receive_queue.skb_dequeue()?;
+    if skb.trace {
+        stack.core.mib.trace_event(&skb, "tcp_recv_skb", "to the application");
+    }
     tcp_cleanup_rbuf(sk, stack);
     Some(skb)
 }

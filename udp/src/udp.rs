@@ -427,6 +427,9 @@ impl UdpProto {
         let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
         sk.sock_error()?;
         let skb = sk.receive_queue.skb_dequeue().ok_or(UdpErr::WouldBlock)?;
+        if skb.trace {
+            stack.core.mib.trace_event(&skb, "udp_recvmsg", "to the application");
+        }
         sk.rmem_alloc = sk.rmem_alloc.saturating_sub(truesize(&skb, buf_size));
         // Linux counts InDatagrams when the application reads the datagram (udp_recvmsg).
         stack.core.mib.udp.inc(UdpMib::InDatagrams);
