@@ -304,3 +304,110 @@ fn udp_flood_at_a_closed_port_is_rate_limited_and_echo_keeps_answering() {
     drop(b);
     assert_eq!(pool.in_use(), 0);
 }
+
+/// A segment of the connection `sport` -> B:`dport` with the given flags and numbers.
+fn segment(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let mut p = syn(A_IP, sport, dport, seq);
+    p[20 + 8..20 + 12].copy_from_slice(&ack.to_be_bytes());
+    p[20 + 13] = flags;
+    p[36] = 0;
+    p[37] = 0;
+    let mut pseudo = 0u32;
+    for w in [&A_IP.octets()[..], &B_IP.octets()[..]] {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]])) + u32::from(u16::from_be_bytes([w[2], w[3]]));
+    }
+    pseudo += 6 + 20;
+    let c = csum(&p[20..], pseudo);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// RST and ACK floods with random sequence and acknowledgment numbers at an established
+/// connection's own 4-tuple (RFC 5961): the connection survives and moves its MiB intact,
+/// and the challenge ACKs it sends stay within the out-of-window rate limit.
+#[test]
+fn rst_and_ack_floods_at_an_established_connection() {
+    const FLOOD: usize = 200_000;
+    const LEGIT: usize = 1 << 20;
+    let mut p = pair();
+    let l = p.b.tcp_listen(80, 16).unwrap();
+    let c = p.a.tcp_connect(B_IP, 80, None).unwrap();
+    let mut s = None;
+    for _ in 0..100 {
+        p.poll();
+        if let Ok(Some(x)) = p.b.accept(l) {
+            s = Some(x);
+            break;
+        }
+    }
+    let s = s.expect("connected");
+    let (local, _) = p.a.addrs(c).unwrap();
+    let raw = p.a.raw_socket(255, None).unwrap();
+    let mut rng = Rng(0xacc0_5eed);
+    let (mut sent, mut rcvd) = (0usize, 0usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut ms = 0u64;
+    for i in 0..FLOOD + 50_000 {
+        if i < FLOOD {
+            let r = rng.next();
+            let flags = if i % 2 == 0 { 0x04 } else { 0x10 };
+            let f = segment(local.port(), 80, r as u32, (r >> 32) as u32, flags);
+            let _ = p.a.send_to(raw, &f, Some(SocketAddrV4::new(B_IP, 0)));
+        }
+        if i % 32 != 31 {
+            continue;
+        }
+        p.poll();
+        if i % 1024 == 1023 {
+            p.vc.advance_ms(1);
+            ms += 1;
+        }
+        if sent < LEGIT {
+            let n = chunk.len().min(LEGIT - sent);
+            for (k, v) in chunk[..n].iter_mut().enumerate() {
+                *v = byte(sent + k);
+            }
+            match p.a.send(c, &chunk[..n]) {
+                Ok(k) => sent += k,
+                Err(GlueError::WouldBlock) => {}
+                Err(e) => panic!("client send: {e}"),
+            }
+        }
+        while let Ok(n) = p.b.recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            assert!((0..n).all(|k| buf[k] == byte(rcvd + k)), "bytes differ at {rcvd}");
+            rcvd += n;
+        }
+        if i >= FLOOD && rcvd == LEGIT {
+            break;
+        }
+    }
+    let ext = |g: &Glue<()>, c| g.stack().core.mib.tcp_ext.get(c);
+    let (challenges, skipped) = (
+        ext(&p.b, TcpExtMib::TCPChallengeACK),
+        ext(&p.b, TcpExtMib::TCPACKSkippedChallenge),
+    );
+    println!(
+        "RST/ACK flood: {FLOOD} segments over {ms} ms: TCPChallengeACK {challenges}, skipped {skipped}, EstabResets {}, legit {rcvd} of {LEGIT}",
+        p.b.stack().core.mib.tcp.get(TcpMib::EstabResets)
+    );
+    assert_eq!(rcvd, LEGIT, "the connection survived and carried everything");
+    assert_eq!(p.b.stack().core.mib.tcp.get(TcpMib::EstabResets), 0);
+    assert!(skipped > 0, "challenge ACKs were rate limited");
+    // Linux's tcp_invalid_ratelimit: one per 500 ms per socket.
+    assert!(challenges <= ms / 500 + 5, "{challenges} challenge ACKs in {ms} ms");
+    p.a.close(c).unwrap();
+    p.b.close(s).unwrap();
+    p.a.close(raw).unwrap();
+    for _ in 0..30 {
+        p.vc.advance_ms(1000);
+        p.poll();
+    }
+    let Pair { a, b, pool, .. } = p;
+    drop(a);
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+}
