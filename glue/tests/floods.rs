@@ -8,6 +8,8 @@
 //! - UDP flood at a closed port: ICMP port unreachable stays within the rate limit
 //!   (`Icmp.OutRateLimitGlobal` counts the rest) while a UDP echo on another port keeps
 //!   answering.
+//! - RST/ACK floods at an established connection's own tuple (RFC 5961), and the mbuf pool
+//!   running dry in the middle of a transfer.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -402,6 +404,92 @@ fn rst_and_ack_floods_at_an_established_connection() {
     p.a.close(c).unwrap();
     p.b.close(s).unwrap();
     p.a.close(raw).unwrap();
+    for _ in 0..30 {
+        p.vc.advance_ms(1000);
+        p.poll();
+    }
+    let Pair { a, b, pool, .. } = p;
+    drop(a);
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+}
+
+/// The mbuf pool runs dry in the middle of a transfer (the test takes every free buffer for
+/// 2 s of virtual time): the sender's writes are refused (TCP's share of the pool is gone),
+/// nothing deadlocks; once the buffers are back the transfer completes intact and nothing is
+/// leaked.
+#[test]
+fn pool_exhaustion_mid_transfer_recovers() {
+    const LEGIT: usize = 1 << 20;
+    let mut p = pair();
+    let l = p.b.tcp_listen(80, 16).unwrap();
+    let c = p.a.tcp_connect(B_IP, 80, None).unwrap();
+    let mut s = None;
+    for _ in 0..100 {
+        p.poll();
+        if let Ok(Some(x)) = p.b.accept(l) {
+            s = Some(x);
+            break;
+        }
+    }
+    let s = s.expect("connected");
+    let (mut sent, mut rcvd) = (0usize, 0usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut held = Vec::new();
+    let mut refused = 0u64;
+    let mut step = 0u64;
+    let mut cache = p.pool.cache();
+    while rcvd < LEGIT && step < 200_000 {
+        step += 1;
+        if step == 10 {
+            // Take every buffer the pool still has.
+            while let Some(m) = cache.alloc() {
+                held.push(m);
+            }
+            assert!(
+                p.pool.in_use() >= 16384 - 600, // the rest sits in the two stacks' own caches
+                "the pool is dry: {} in use",
+                p.pool.in_use()
+            );
+        }
+        if step == 2010 {
+            held.clear();
+        }
+        p.poll();
+        p.vc.advance_ms(1);
+        if sent < LEGIT {
+            let n = chunk.len().min(LEGIT - sent);
+            for (k, v) in chunk[..n].iter_mut().enumerate() {
+                *v = byte(sent + k);
+            }
+            match p.a.send(c, &chunk[..n]) {
+                // Nothing taken: the buffers (or TCP's share of them) are gone.
+                Ok(0) | Err(GlueError::WouldBlock) | Err(GlueError::NoMemory) if !held.is_empty() => refused += 1,
+                Ok(k) => sent += k,
+                Err(GlueError::WouldBlock) => {}
+                Err(e) => panic!("client send: {e}"),
+            }
+        }
+        while let Ok(n) = p.b.recv(s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            assert!((0..n).all(|k| buf[k] == byte(rcvd + k)), "bytes differ at {rcvd}");
+            rcvd += n;
+        }
+    }
+    drop(cache);
+    assert!(step > 2010, "the transfer waited for the buffers (done at {step} ms)");
+    let nomem: u64 = [&p.a, &p.b]
+        .iter()
+        .map(|g| g.stack().core.mib.drops[blink_glue::netcore::snmp::DropReason::NoMem])
+        .sum();
+    println!("pool exhaustion: {rcvd} of {LEGIT} bytes after {step} ms, sends refused {refused}, Drop.NoMem {nomem}");
+    assert_eq!(rcvd, LEGIT, "the transfer completed once the buffers were back");
+    assert!(refused > 0, "the dry pool was noticed by the sender");
+    p.a.close(c).unwrap();
+    p.b.close(s).unwrap();
     for _ in 0..30 {
         p.vc.advance_ms(1000);
         p.poll();
