@@ -177,7 +177,8 @@ where
         let (txs, rxs): (Vec<_>, Vec<_>) = (1..n).map(|_| std::sync::mpsc::channel()).unzip();
         match crate::ctl::CtlServer::bind(path, txs) {
             Ok(s) => {
-                println!("control socket: {}", s.path().display());
+                // On stderr: stdout may be a JSON document (`load --json`).
+                eprintln!("control socket: {}", s.path().display());
                 ctl_server = Some(s);
                 ctl_rx = rxs.into_iter().map(Some).collect();
             }

@@ -40,6 +40,9 @@ pub struct LoadArgs {
     /// Give up after this many seconds (what is unfinished counts as failed).
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     pub timeout: f64,
+    /// Print the results as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The parts of an `http://` URL blink load needs.
@@ -538,7 +541,8 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let sha_ref: Arc<OnceLock<[u8; 32]>> = Arc::default();
-    println!(
+    // With --json, stdout carries only the result document.
+    let banner = format!(
         "blink load: {} requests to {} over {} connections, {} per connection{}",
         a.n,
         a.url,
@@ -550,6 +554,11 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
             String::new()
         }
     );
+    if a.json {
+        eprintln!("{banner}");
+    } else {
+        println!("{banner}");
+    }
     let stop = stop_flag();
     let opts = RunOpts {
         stop: stop.clone(),
@@ -633,6 +642,30 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
     st.latencies_us.sort_unstable();
     let l = &st.latencies_us;
     let ms = |us: u64| us as f64 / 1000.0;
+    if a.json {
+        let sha = match (a.sha256, sha_ref.get()) {
+            (true, Some(d)) => format!("\"{}\"", hex(d)),
+            _ => "null".to_string(),
+        };
+        println!(
+            "{{\"requests_ok\": {}, \"failed\": {}, \"sha256_mismatches\": {}, \"seconds\": {:.3}, \"connections\": {}, \"requests_per_sec\": {:.1}, \"latency_ms\": {{\"p50\": {:.3}, \"p90\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"body_bytes\": {}, \"sha256\": {sha}}}",
+            st.ok,
+            st.failed,
+            st.sha_mismatch,
+            elapsed,
+            st.connections,
+            st.ok as f64 / elapsed,
+            ms(percentile(l, 50.0)),
+            ms(percentile(l, 90.0)),
+            ms(percentile(l, 99.0)),
+            ms(l.last().copied().unwrap_or(0)),
+            st.body_bytes
+        );
+        if st.failed > 0 {
+            return Err(SetupError::Runtime(format!("{} requests failed", st.failed)));
+        }
+        return Ok(());
+    }
     println!(
         "requests: {} ok, {} failed ({} sha256 mismatches) in {:.3} s over {} connections",
         st.ok, st.failed, st.sha_mismatch, elapsed, st.connections

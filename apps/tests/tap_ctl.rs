@@ -62,9 +62,15 @@ fn stat_ss_neigh_link_read_a_running_instance() {
             &name,
         ],
     );
-    let line = b.wait_line("control socket:", Duration::from_secs(10));
-    let path = line.trim_start_matches("control socket:").trim().to_string();
-    assert!(path.ends_with(&format!("{name}.sock")), "{line}");
+    b.wait_line("answering", Duration::from_secs(10));
+    let path = blink_apps::ctl::ctl_path(&name).display().to_string();
+    // The control socket is up once `blink stat` gets an answer.
+    let t0 = std::time::Instant::now();
+    while !run(&[blink(), "stat", &name]).status.success() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no control socket at {path}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::path::Path::new(&path).exists(), "{path}");
     let mut hold = ns
         .cmd(&["python3", "-u", "-c", HOLD_PY, "10.200.50.2", "6"])
         .stdin(Stdio::piped())

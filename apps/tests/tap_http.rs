@@ -318,12 +318,42 @@ fn blink_load_against_python_http_server() {
         "--timeout",
         "50",
     ]);
+    // The same as one JSON object.
+    let json = ns.exec(&[
+        blink(),
+        "load",
+        "--dev",
+        &tap,
+        "--ip",
+        &ip,
+        "--url",
+        &url,
+        "-n",
+        "40",
+        "-c",
+        "4",
+        "--sha256",
+        "--json",
+        "--name",
+        "loadjson",
+    ]);
     let _ = server.kill();
     let _ = server.wait();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "blink load failed:\n{text}\n{err}");
     assert!(text.contains("requests: 400 ok, 0 failed"), "{text}");
+    let j = String::from_utf8_lossy(&json.stdout).into_owned();
+    // stdout is the JSON document alone.
+    assert_eq!(j.lines().count(), 1, "{j}");
+    let line = j.trim();
+    assert!(json.status.success(), "{j}");
+    assert!(line.contains("\"requests_ok\": 40, \"failed\": 0,"), "{line}");
+    assert!(line.contains("\"body_bytes\": 8000000,"), "{line}");
+    assert!(
+        line.contains(&format!("\"sha256\": \"{}\"", sha256_file(&file))),
+        "{line}"
+    );
     let sha = sha256_file(&file);
     assert!(
         text.contains(&format!("sha256: {sha}")),

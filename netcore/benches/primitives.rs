@@ -55,9 +55,13 @@ fn checksum(c: &mut Criterion) {
     let data: Vec<u8> = (0..1500u32).map(|i| (i * 7) as u8).collect();
     let mut g = c.benchmark_group("checksum");
     g.throughput(Throughput::Bytes(1500));
-    g.bench_function("csum_partial_1500", |b| b.iter(|| csum_fold(csum_partial(black_box(&data), 0))));
+    g.bench_function("csum_partial_1500", |b| {
+        b.iter(|| csum_fold(csum_partial(black_box(&data), 0)))
+    });
     g.finish();
-    let hdr = [0x45u8, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let hdr = [
+        0x45u8, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
     c.bench_function("ip_fast_csum_20", |b| b.iter(|| ip_fast_csum(black_box(&hdr))));
 }
 
