@@ -65,11 +65,8 @@ pub fn configure(
             .map_err(|e| usage(e.to_string()))?;
     }
     for (i, t) in args.tunnels()?.into_iter().enumerate() {
-        let name = match t.kind {
-            blink_glue::TunnelKind::Ipip => format!("ipip{i}"),
-            blink_glue::TunnelKind::Gre { .. } => format!("gre{i}"),
-        };
-        blink_ipv4::ip_tunnel::ip_tunnel_add(stack, &name, t.parms(), t.addr).map_err(|e| usage(e.to_string()))?;
+        blink_ipv4::ip_tunnel::ip_tunnel_add(stack, &t.kind.dev_name(i), t.parms(), t.addr)
+            .map_err(|e| usage(e.to_string()))?;
     }
     Ok(())
 }

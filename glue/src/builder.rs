@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use blink_ipv4::inbox::{CoreSet, INBOX_SIZE};
-use blink_ipv4::ip_tunnel::{ip_tunnel_add, TunnelKind, TunnelSpec};
+use blink_ipv4::ip_tunnel::{ip_tunnel_add, TunnelSpec};
 use blink_ipv4::neighbour::neigh_add_static;
 use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
 use blink_netcore::drivers::impair::{Impair, ImpairConfig};
@@ -474,11 +474,7 @@ impl GlueBuilder {
                     .map_err(|e| Self::config("route", e.to_string()))?;
             }
             for (i, t) in self.tunnels.iter().enumerate() {
-                let name = match t.kind {
-                    TunnelKind::Ipip => format!("ipip{i}"),
-                    TunnelKind::Gre { .. } => format!("gre{i}"),
-                };
-                ip_tunnel_add(stack, &name, t.parms(), t.addr).map_err(|e| match e {
+                ip_tunnel_add(stack, &t.kind.dev_name(i), t.parms(), t.addr).map_err(|e| match e {
                     blink_ipv4::Ipv4Error::Config { msg, .. } => Self::config("tunnel", msg),
                     e => Self::config("tunnel", e.to_string()),
                 })?;

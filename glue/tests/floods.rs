@@ -128,6 +128,70 @@ fn byte(i: usize) -> u8 {
     (i * 31 + (i >> 10)) as u8
 }
 
+/// The legitimate traffic beside a flood: `len` bytes A -> B on one connection, every byte
+/// checked at B.
+struct Bulk {
+    len: usize,
+    sent: usize,
+    rcvd: usize,
+    chunk: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Bulk {
+    fn new(len: usize) -> Bulk {
+        Bulk {
+            len,
+            sent: 0,
+            rcvd: 0,
+            chunk: vec![0; 16 * 1024],
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Offer A's socket `c` the next bytes; what its send answered (nothing offered once all
+    /// is sent).
+    fn send(&mut self, a: &mut Glue<()>, c: Socket) -> Option<Result<usize, GlueError>> {
+        if self.sent == self.len {
+            return None;
+        }
+        let n = self.chunk.len().min(self.len - self.sent);
+        for (k, v) in self.chunk[..n].iter_mut().enumerate() {
+            *v = byte(self.sent + k);
+        }
+        let r = a.send(c, &self.chunk[..n]);
+        if let Ok(k) = r {
+            self.sent += k;
+        }
+        Some(r)
+    }
+
+    /// Read what B's socket `s` has, checking every byte.
+    fn recv(&mut self, b: &mut Glue<()>, s: Socket) {
+        while let Ok(n) = b.recv(s, &mut self.buf) {
+            if n == 0 {
+                break;
+            }
+            let at = self.rcvd;
+            assert!((0..n).all(|k| self.buf[k] == byte(at + k)), "bytes differ at {at}");
+            self.rcvd += n;
+        }
+    }
+
+    /// Both: a send whose refusal for lack of room is normal, then the reads.
+    fn step(&mut self, a: &mut Glue<()>, c: Socket, b: &mut Glue<()>, s: Socket) {
+        match self.send(a, c) {
+            None | Some(Ok(_)) | Some(Err(GlueError::WouldBlock)) => {}
+            Some(Err(e)) => panic!("client send: {e}"),
+        }
+        self.recv(b, s);
+    }
+
+    fn done(&self) -> bool {
+        self.rcvd == self.len
+    }
+}
+
 #[test]
 fn syn_flood_of_a_million_while_a_client_moves_a_mib() {
     const FLOOD: usize = 1_000_000;
@@ -137,9 +201,7 @@ fn syn_flood_of_a_million_while_a_client_moves_a_mib() {
     let raw = p.a.raw_socket(255, None).unwrap();
     let mut rng = Rng(0x5eed_f100d);
     let (mut client, mut server): (Option<Socket>, Option<Socket>) = (None, None);
-    let (mut sent, mut rcvd) = (0usize, 0usize);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut bulk = Bulk::new(LEGIT);
     let mut peak_reqs = 0usize;
     let mut peak_in_use = 0usize;
     for i in 0..FLOOD {
@@ -166,55 +228,25 @@ fn syn_flood_of_a_million_while_a_client_moves_a_mib() {
         if server.is_none() {
             server = p.b.accept(l).unwrap();
         }
-        if let Some(c) = client {
-            if sent < LEGIT {
-                let n = chunk.len().min(LEGIT - sent);
-                for (k, v) in chunk[..n].iter_mut().enumerate() {
-                    *v = byte(sent + k);
-                }
-                match p.a.send(c, &chunk[..n]) {
-                    Ok(k) => sent += k,
-                    Err(GlueError::WouldBlock) => {}
-                    Err(e) => panic!("client send: {e}"),
-                }
-            }
-        }
-        if let Some(s) = server {
-            while let Ok(n) = p.b.recv(s, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                assert!((0..n).all(|k| buf[k] == byte(rcvd + k)), "bytes differ at {rcvd}");
-                rcvd += n;
-            }
+        if let (Some(c), Some(s)) = (client, server) {
+            bulk.step(&mut p.a, c, &mut p.b, s);
+        } else if let Some(c) = client {
+            // Data may go ahead of the accept; it waits in the child's queue.
+            let _ = bulk.send(&mut p.a, c);
         }
     }
     // Let the legitimate transfer finish (a few virtual seconds at most).
     for _ in 0..20_000 {
-        if rcvd == LEGIT {
+        if bulk.done() {
             break;
         }
         p.poll();
         p.vc.advance_ms(1);
-        if let (Some(c), true) = (client, sent < LEGIT) {
-            let n = chunk.len().min(LEGIT - sent);
-            for (k, v) in chunk[..n].iter_mut().enumerate() {
-                *v = byte(sent + k);
-            }
-            if let Ok(k) = p.a.send(c, &chunk[..n]) {
-                sent += k;
-            }
-        }
-        if let Some(s) = server {
-            while let Ok(n) = p.b.recv(s, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                assert!((0..n).all(|k| buf[k] == byte(rcvd + k)), "bytes differ at {rcvd}");
-                rcvd += n;
-            }
+        if let (Some(c), Some(s)) = (client, server) {
+            bulk.step(&mut p.a, c, &mut p.b, s);
         }
     }
+    let rcvd = bulk.rcvd;
     let ext = |g: &Glue<()>, c| g.stack().core.mib.tcp_ext.get(c);
     let cookies = ext(&p.b, TcpExtMib::SyncookiesSent);
     println!(
@@ -346,9 +378,7 @@ fn rst_and_ack_floods_at_an_established_connection() {
     let (local, _) = p.a.addrs(c).unwrap();
     let raw = p.a.raw_socket(255, None).unwrap();
     let mut rng = Rng(0xacc0_5eed);
-    let (mut sent, mut rcvd) = (0usize, 0usize);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut bulk = Bulk::new(LEGIT);
     let mut ms = 0u64;
     for i in 0..FLOOD + 50_000 {
         if i < FLOOD {
@@ -365,28 +395,12 @@ fn rst_and_ack_floods_at_an_established_connection() {
             p.vc.advance_ms(1);
             ms += 1;
         }
-        if sent < LEGIT {
-            let n = chunk.len().min(LEGIT - sent);
-            for (k, v) in chunk[..n].iter_mut().enumerate() {
-                *v = byte(sent + k);
-            }
-            match p.a.send(c, &chunk[..n]) {
-                Ok(k) => sent += k,
-                Err(GlueError::WouldBlock) => {}
-                Err(e) => panic!("client send: {e}"),
-            }
-        }
-        while let Ok(n) = p.b.recv(s, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            assert!((0..n).all(|k| buf[k] == byte(rcvd + k)), "bytes differ at {rcvd}");
-            rcvd += n;
-        }
-        if i >= FLOOD && rcvd == LEGIT {
+        bulk.step(&mut p.a, c, &mut p.b, s);
+        if i >= FLOOD && bulk.done() {
             break;
         }
     }
+    let rcvd = bulk.rcvd;
     let ext = |g: &Glue<()>, c| g.stack().core.mib.tcp_ext.get(c);
     let (challenges, skipped) = (
         ext(&p.b, TcpExtMib::TCPChallengeACK),
@@ -433,14 +447,12 @@ fn pool_exhaustion_mid_transfer_recovers() {
         }
     }
     let s = s.expect("connected");
-    let (mut sent, mut rcvd) = (0usize, 0usize);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut bulk = Bulk::new(LEGIT);
     let mut held = Vec::new();
     let mut refused = 0u64;
     let mut step = 0u64;
     let mut cache = p.pool.cache();
-    while rcvd < LEGIT && step < 200_000 {
+    while !bulk.done() && step < 200_000 {
         step += 1;
         if step == 10 {
             // Take every buffer the pool still has.
@@ -458,27 +470,15 @@ fn pool_exhaustion_mid_transfer_recovers() {
         }
         p.poll();
         p.vc.advance_ms(1);
-        if sent < LEGIT {
-            let n = chunk.len().min(LEGIT - sent);
-            for (k, v) in chunk[..n].iter_mut().enumerate() {
-                *v = byte(sent + k);
-            }
-            match p.a.send(c, &chunk[..n]) {
-                // Nothing taken: the buffers (or TCP's share of them) are gone.
-                Ok(0) | Err(GlueError::WouldBlock) | Err(GlueError::NoMemory) if !held.is_empty() => refused += 1,
-                Ok(k) => sent += k,
-                Err(GlueError::WouldBlock) => {}
-                Err(e) => panic!("client send: {e}"),
-            }
+        match bulk.send(&mut p.a, c) {
+            // Nothing taken: the buffers (or TCP's share of them) are gone.
+            Some(Ok(0) | Err(GlueError::WouldBlock) | Err(GlueError::NoMemory)) if !held.is_empty() => refused += 1,
+            None | Some(Ok(_)) | Some(Err(GlueError::WouldBlock)) => {}
+            Some(Err(e)) => panic!("client send: {e}"),
         }
-        while let Ok(n) = p.b.recv(s, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            assert!((0..n).all(|k| buf[k] == byte(rcvd + k)), "bytes differ at {rcvd}");
-            rcvd += n;
-        }
+        bulk.recv(&mut p.b, s);
     }
+    let rcvd = bulk.rcvd;
     drop(cache);
     assert!(step > 2010, "the transfer waited for the buffers (done at {step} ms)");
     let nomem: u64 = [&p.a, &p.b]

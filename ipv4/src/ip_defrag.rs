@@ -30,7 +30,7 @@
 
 use std::net::Ipv4Addr;
 
-use blink_netcore::rss::{hash2cpu, RssHashType};
+use blink_netcore::rss::{hash2cpu, rss_hash_ipv4, RssHashType};
 use blink_netcore::skbuff::{Frag, IpSummed, SkBuff, SkBuffHead, SkbCb, MAX_SKB_FRAGS};
 use blink_netcore::snmp::{DropReason, IpMib, SoftnetMib};
 use blink_netcore::timer::TimerId;
@@ -39,7 +39,7 @@ use hashbrown::HashMap;
 use crate::icmp::icmp_send;
 use crate::icmphdr::ICMP_TIME_EXCEEDED;
 use crate::inbox::CoreMsg;
-use crate::iphdr::{Ipv4Hdr, IPPROTO_TCP, IPPROTO_UDP};
+use crate::iphdr::{Ipv4Hdr, IPV4_MIN_HLEN};
 use crate::stack::Stack;
 
 /// ICMP time exceeded code: fragment reassembly time exceeded (Linux: ICMP_EXC_FRAGTIME).
@@ -290,24 +290,12 @@ pub fn ip_defrag(stack: &mut Stack, skb: SkBuff) -> Option<SkBuff> {
         let stale = rid.wrapping_sub(q.rid) > max_dist && (q.meat > 0);
         q.rid = rid;
         if stale {
-            // Linux: ip_frag_reinit(). Empty the queue and start it again with this fragment.
-            let q = stack.frags.q(i);
-            let old = std::mem::take(&mut q.fragments);
-            let mem = std::mem::take(&mut q.mem);
-            q.len = 0;
-            q.meat = 0;
-            q.first_in = false;
-            q.last_in = false;
-            q.expires = now + stack.cfg.ipfrag_time_ms;
-            stack.frags.lru_unlink(i);
-            stack.frags.lru_push(i);
-            stack.frags.mem -= mem;
-            stack.core.mib.ip.inc(IpMib::ReasmFails);
-            let mut old = old;
-            while let Some(s) = old.skb_dequeue() {
-                stack.core.mib.kfree_skb_reason(s, DropReason::FragTooFar);
-            }
+            // Linux: ip_frag_reinit(). Drop what the queue holds and start it again with this
+            // fragment.
+            ip_frag_kill(stack, i, DropReason::FragTooFar);
+            let i = stack.frags.create(key, now + stack.cfg.ipfrag_time_ms);
             ip_frag_arm_timer(stack);
+            return ip_frag_queue(stack, i, skb, ihl, offset, end, more, truesize);
         }
     }
     ip_frag_queue(stack, i, skb, ihl, offset, end, more, truesize)
@@ -565,23 +553,20 @@ fn ip_expire(stack: &mut Stack, _data: u64) {
 /// else — other protocols, fragments — stays here: it was steered by the 2-tuple, which is
 /// what a whole packet of it would get too.
 pub(crate) fn ip_flow_owner(stack: &Stack, skb: &mut SkBuff) -> u16 {
-    let d = skb.data();
-    let h = Ipv4Hdr::new_unchecked(d);
-    let (proto, ihl) = (h.protocol(), h.header_len());
-    if stack.nb_cores() < 2 || !(proto == IPPROTO_TCP || proto == IPPROTO_UDP) || h.is_fragment() || d.len() < ihl + 4 {
+    if stack.nb_cores() < 2 || !skb.pskb_may_pull(IPV4_MIN_HLEN) {
         return stack.core.cpu;
     }
-    let (src, dst) = (h.src().octets(), h.dst().octets());
-    let sport = u16::from_be_bytes([d[ihl], d[ihl + 1]]);
-    let dport = u16::from_be_bytes([d[ihl + 2], d[ihl + 3]]);
-    let hash = stack.core.toeplitz.hash_ipv4_l4(src, dst, sport, dport);
-    skb.rss_hash = hash;
-    skb.hash_type = if proto == IPPROTO_TCP {
-        RssHashType::L4Ipv4Tcp
-    } else {
-        RssHashType::L4Ipv4Udp
-    };
-    hash2cpu(&stack.core.reta, hash)
+    // The ports must be linear to be read.
+    let want = (Ipv4Hdr::new_unchecked(skb.data()).header_len() + 4).min(skb.len());
+    let _ = skb.pskb_may_pull(want);
+    match rss_hash_ipv4(&stack.core.toeplitz, skb.data()) {
+        Some((hash, ty)) if ty.is_l4() => {
+            skb.rss_hash = hash;
+            skb.hash_type = ty;
+            hash2cpu(&stack.core.reta, hash)
+        }
+        _ => stack.core.cpu,
+    }
 }
 
 /// After reassembly: re-hash the datagram on its transport tuple and deliver it here when
@@ -589,10 +574,6 @@ pub(crate) fn ip_flow_owner(stack: &Stack, skb: &mut SkBuff) -> u16 {
 /// (`ReinjectRemote`), where it continues at `ip_local_deliver`. Returns the skb when it
 /// is this core's to deliver.
 pub fn ip_reinject_deliver(stack: &mut Stack, mut skb: SkBuff) -> Option<SkBuff> {
-    // The transport header must be linear to read the ports.
-    let ihl = Ipv4Hdr::new_unchecked(skb.data()).header_len();
-    let want = (ihl + 4).min(skb.len());
-    let _ = skb.pskb_may_pull(want);
     let owner = ip_flow_owner(stack, &mut skb);
     if owner == stack.core.cpu {
         stack.core.mib.softnet.inc(SoftnetMib::ReinjectLocal);

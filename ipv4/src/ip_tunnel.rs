@@ -60,6 +60,14 @@ impl TunnelKind {
         }
     }
 
+    /// Linux's device name for the `index`th tunnel of this kind: `ipip0`, `gre1`, ...
+    pub fn dev_name(self, index: usize) -> String {
+        match self {
+            TunnelKind::Ipip => format!("ipip{index}"),
+            TunnelKind::Gre { .. } => format!("gre{index}"),
+        }
+    }
+
     /// Bytes the encapsulation adds in front of the inner packet.
     pub fn overhead(self) -> usize {
         IPV4_MIN_HLEN
@@ -292,15 +300,8 @@ fn ip_tunnel_rcv(stack: &mut Stack, mut skb: SkBuff, ifindex: u16) {
     // The device vouched for the outer packet at most.
     skb.ip_summed = IpSummed::None;
     skb.hash_type = blink_netcore::rss::RssHashType::None;
-    let owner = if skb.pskb_may_pull(IPV4_MIN_HLEN) && Ipv4Hdr::new_unchecked(skb.data()).version() == 4 {
-        let ihl = Ipv4Hdr::new_unchecked(skb.data()).header_len();
-        let want = (ihl + 4).min(skb.len());
-        let _ = skb.pskb_may_pull(want);
-        crate::ip_defrag::ip_flow_owner(stack, &mut skb)
-    } else {
-        // ip_rcv will count what is wrong with it.
-        stack.core.cpu
-    };
+    // Not IPv4, or too short: this core, where ip_rcv will count what is wrong with it.
+    let owner = crate::ip_defrag::ip_flow_owner(stack, &mut skb);
     if owner == stack.core.cpu {
         stack.core.mib.softnet.inc(SoftnetMib::ReinjectLocal);
         stack.backlog.skb_queue_tail(skb);

@@ -339,8 +339,13 @@ pub fn rss_hash_frame(t: &Toeplitz, frame: &[u8]) -> Option<(u32, RssHashType)> 
     if frame.len() < 34 || frame[12] != 0x08 || frame[13] != 0x00 {
         return None;
     }
-    let ip = &frame[14..];
-    if ip[0] >> 4 != 4 {
+    rss_hash_ipv4(t, &frame[14..])
+}
+
+/// [`rss_hash_frame`] over an IPv4 packet (`ip` at its header): what software steering and
+/// the re-hash after reassembly or decapsulation compute.
+pub fn rss_hash_ipv4(t: &Toeplitz, ip: &[u8]) -> Option<(u32, RssHashType)> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
         return None;
     }
     let ihl = ((ip[0] & 0x0f) as usize) * 4;
