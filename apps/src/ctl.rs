@@ -536,9 +536,8 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
                 out += &format!("{:#x} {} {} {} {d}\n", e.skb, e.cpu, e.ns, e.func);
             }
         }
-        (Request::Link, json) => {
+        (Request::Link, false) => {
             let multi = views.len() > 1;
-            let mut items = Vec::new();
             for v in views {
                 for p in &v.summary.pollers {
                     out += &format!("{} (poller)\n", dev_line(&p.dev, None));
@@ -548,16 +547,22 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
                     for a in &d.addrs {
                         out += &format!("  inet {a}\n");
                     }
-                    let s = d.stats;
-                    items.push(format!(
-                        "{{\"core\": {}, \"ifindex\": {}, \"name\": \"{}\", \"mtu\": {}, \"rx_packets\": {}, \"tx_packets\": {}, \"rx_bytes\": {}, \"tx_bytes\": {}, \"rx_dropped\": {}, \"link\": {}}}",
-                        v.summary.cpu, d.ifindex, d.name, d.mtu, s.rx_packets, s.tx_packets, s.rx_bytes, s.tx_bytes, s.rx_dropped, d.link
-                    ));
                 }
             }
-            if json {
-                out = format!("{{\"links\": [{}]}}\n", items.join(", "));
-            }
+        }
+        (Request::Link, true) => {
+            let items: Vec<String> = views
+                .iter()
+                .flat_map(|v| v.summary.devs.iter().map(move |d| (v.summary.cpu, d)))
+                .map(|(cpu, d)| {
+                    let s = d.stats;
+                    format!(
+                        "{{\"core\": {cpu}, \"ifindex\": {}, \"name\": \"{}\", \"mtu\": {}, \"rx_packets\": {}, \"tx_packets\": {}, \"rx_bytes\": {}, \"tx_bytes\": {}, \"rx_dropped\": {}, \"link\": {}}}",
+                        d.ifindex, d.name, d.mtu, s.rx_packets, s.tx_packets, s.rx_bytes, s.tx_bytes, s.rx_dropped, d.link
+                    )
+                })
+                .collect();
+            out += &format!("{{\"links\": [{}]}}\n", items.join(", "));
         }
     }
     out

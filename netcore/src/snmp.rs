@@ -192,27 +192,25 @@ impl<E: MibEnum> IndexMut<E> for Counters<E> {
 /// number of drop sites in the code; touched only when a packet is dropped.
 #[derive(Clone, Default)]
 pub struct DropSites {
-    map: hashbrown::HashMap<(&'static str, u32), (DropReason, u64)>,
+    /// (file, line, reason) -> count: a site may drop for more than one reason.
+    map: hashbrown::HashMap<(&'static str, u32, DropReason), u64>,
 }
 
 impl DropSites {
     #[cold]
     fn add(&mut self, at: &'static std::panic::Location<'static>, reason: DropReason, n: u64) {
-        let e = self.map.entry((at.file(), at.line())).or_insert((reason, 0));
-        e.0 = reason;
-        e.1 += n;
+        *self.map.entry((at.file(), at.line(), reason)).or_insert(0) += n;
     }
 
     fn merge(&mut self, o: &DropSites) {
-        for (k, &(r, n)) in &o.map {
-            let e = self.map.entry(*k).or_insert((r, 0));
-            e.1 += n;
+        for (k, n) in &o.map {
+            *self.map.entry(*k).or_insert(0) += n;
         }
     }
 
     /// (file, line, reason, count), most frequent first.
     pub fn list(&self) -> Vec<(&'static str, u32, DropReason, u64)> {
-        let mut v: Vec<_> = self.map.iter().map(|(&(f, l), &(r, n))| (f, l, r, n)).collect();
+        let mut v: Vec<_> = self.map.iter().map(|(&(f, l, r), &n)| (f, l, r, n)).collect();
         v.sort_by(|a, b| b.3.cmp(&a.3).then(a.0.cmp(b.0)).then(a.1.cmp(&b.1)));
         v
     }
