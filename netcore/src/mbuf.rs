@@ -910,10 +910,15 @@ impl Clone for Mbuf {
 impl Drop for Mbuf {
     #[inline]
     fn drop(&mut self) {
-        if self.hdr().refcnt.fetch_sub(1, Ordering::Release) != 1 {
-            return;
+        // DPDK's rte_pktmbuf_prefree_seg: a count of one means this is the only handle, and no
+        // other can appear (cloning needs a handle), so the locked decrement is skipped. The
+        // acquire load pairs with the release decrement of whichever handle went before.
+        if self.hdr().refcnt.load(Ordering::Acquire) != 1 {
+            if self.hdr().refcnt.fetch_sub(1, Ordering::Release) != 1 {
+                return;
+            }
+            fence(Ordering::Acquire);
         }
-        fence(Ordering::Acquire);
         // SAFETY: the count reached zero, so this was the last handle.
         unsafe { release(self.0) }
     }

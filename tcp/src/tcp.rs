@@ -719,7 +719,11 @@ pub fn tcp_recv_skb(sk: &mut TcpSock, stack: &mut Stack) -> Option<SkBuff> {
 
 /// Linux: tcp_cleanup_rbuf(). After the application read, advertise the reopened window if it
 /// grew enough to matter (at least two MSS or half the buffer), so a sender stalled on a full
-/// window resumes.
+/// window resumes. Only once the peer has used at least half of what we last advertised
+/// (Linux: `2 * rcv_window_now <= window_clamp`): a small read from a barely used window is
+/// not worth a segment of its own (without this, the first request of every connection drew
+/// a pure window update, since the SYN's window is never scaled: one frame in ten of a
+/// connect-request-response-close).
 fn tcp_cleanup_rbuf(sk: &mut TcpSock, stack: &mut Stack) {
     if !sk.state.can_receive() {
         return;
@@ -727,7 +731,10 @@ fn tcp_cleanup_rbuf(sk: &mut TcpSock, stack: &mut Stack) {
     let queued = sk.receive_queue.bytes() as u32;
     let free = sk.rcvbuf.saturating_sub(queued);
     let advertised_left = sk.rcv_wnd.saturating_sub(sk.rcv_nxt.wrapping_sub(sk.rcv_wup));
-    if free >= advertised_left.saturating_mul(2) && free - advertised_left >= 2 * sk.mss_cache.min(sk.rcvbuf / 4) {
+    if advertised_left.saturating_mul(2) <= sk.rcv_wnd
+        && free >= advertised_left.saturating_mul(2)
+        && free - advertised_left >= 2 * sk.mss_cache.min(sk.rcvbuf / 4)
+    {
         crate::tcp_output::tcp_send_ack(sk, stack);
     }
 }

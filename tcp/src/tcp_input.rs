@@ -1006,7 +1006,15 @@ fn tcp_fin(sk: &mut TcpSock, stack: &mut Stack) {
     sk.rcv_shutdown = true;
     sk.raise(ev::READABLE);
     match sk.state {
-        TcpState::SynRecv | TcpState::Established => tcp_set_state(sk, stack, TcpState::CloseWait),
+        TcpState::SynRecv | TcpState::Established => {
+            // As Linux: the ACK of a FIN that moves us to CLOSE-WAIT is delayed (tcp_fin
+            // enters pingpong mode and only schedules it), so an application that closes in
+            // reply sends FIN+ACK in one segment; the delayed-ACK timer covers one that
+            // does not.
+            tcp_set_state(sk, stack, TcpState::CloseWait);
+            crate::tcp_output::tcp_send_delayed_ack(sk, stack);
+            return;
+        }
         TcpState::FinWait1 => {
             // Simultaneous close: our FIN is not acknowledged yet.
             tcp_set_state(sk, stack, TcpState::Closing);

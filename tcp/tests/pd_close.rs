@@ -65,8 +65,9 @@ fn time_wait_acks_retransmitted_fin() {
     s.assert_clean();
 }
 
-/// CLOSE-WAIT -> LAST-ACK -> CLOSED: we may still send after the peer's FIN, a retransmitted
-/// FIN is ACKed again, and our own FIN is retransmitted on timeout.
+/// CLOSE-WAIT -> LAST-ACK -> CLOSED: the peer's FIN is ACKed after the delayed-ACK timeout
+/// (Linux's tcp_fin enters pingpong mode), we may still send after it, a retransmitted FIN is
+/// ACKed again at once, and our own FIN is retransmitted on timeout.
 #[test]
 fn passive_close() {
     let mut s = run(
@@ -74,9 +75,9 @@ fn passive_close() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < F. 1:1(0) ack 1 win 65535
-0.1   > . 1:1(0) ack 2 <>
 0.1   expect_state CLOSE-WAIT
 0.1   read eof
+0.14  > . 1:1(0) ack 2 <>
 0.2   write 100
 0.2   > P. 1:101(100) ack 2 <>
 0.2   < . 2:2(0) ack 101 win 65535

@@ -77,8 +77,8 @@ fn passive_open_without_options() {
 0.44  > . 1001:1001(0) ack 1101 win 65435 <>
 0.5   read 100
 0.5   < F. 1101:1101(0) ack 1001 win 8192
-0.5   > . 1001:1001(0) ack 1102 <>
 0.5   read eof
+0.54  > . 1001:1001(0) ack 1102 <>
 0.6   close
 0.6   > F. 1001:1001(0) ack 1102 <>
 0.65  < . 1102:1102(0) ack 1002 win 8192
@@ -139,9 +139,9 @@ fn active_open() {
 0.2   > P. 1389:2001(612) ack 5001 <nop,nop,TS val * ecr 700>
 0.3   < . 5001:5001(0) ack 2001 win 1000 <nop,nop,TS val 800 ecr *>
 0.3   < F. 5001:5001(0) ack 2001 win 1000 <nop,nop,TS val 810 ecr *>
-0.3   > . 2001:2001(0) ack 5002 <nop,nop,TS val * ecr 810>
 0.3   expect_state CLOSE-WAIT
 0.3   read eof
+0.34  > . 2001:2001(0) ack 5002 <nop,nop,TS val * ecr 810>
 0.4   close
 0.4   > F. 2001:2001(0) ack 5002 <nop,nop,TS val * ecr 810>
 0.4   expect_state LAST-ACK
@@ -345,7 +345,6 @@ fn syn_in_established_challenge_ack() {
 0.24  > . 1:1(0) ack 11 <>
 0.3   read 10
 0.3   < F. 11:11(0) ack 1 win 65535
-0.3   > . 1:1(0) ack 12
 0.3   close
 0.3   > F. 1:1(0) ack 12
 0.35  < . 12:12(0) ack 2 win 65535

@@ -78,6 +78,14 @@ struct Counters {
     tx_dropped: AtomicU64,
 }
 
+/// Add to a counter only this handle writes (`&mut self` paths): a plain load and store, not
+/// a locked read-modify-write, which would cost ~20 cycles per burst of one frame. Other
+/// threads may still read it (relaxed) for statistics.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+}
+
 /// One end of an in-memory wire.
 pub struct WireDev {
     name: String,
@@ -202,8 +210,8 @@ impl NetDevice for WireDev {
             n += 1;
         }
         if n > 0 {
-            self.stats.rx_packets.fetch_add(n as u64, Ordering::Relaxed);
-            self.stats.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+            bump(&self.stats.rx_packets, n as u64);
+            bump(&self.stats.rx_bytes, bytes);
         }
         n
     }
@@ -230,8 +238,8 @@ impl NetDevice for WireDev {
             skb.queue = q as u16;
             self.tx.rings[q].enqueue(skb)
         });
-        self.stats.tx_packets.fetch_add(sent as u64, Ordering::Relaxed);
-        self.stats.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        bump(&self.stats.tx_packets, sent as u64);
+        bump(&self.stats.tx_bytes, bytes);
         sent
     }
 
