@@ -69,6 +69,8 @@ pub struct CoreSummary {
     pub devs: Vec<DevSummary>,
     pub pollers: Vec<PollerSummary>,
     pub neigh: Vec<String>,
+    /// The route table and live path MTU exceptions, as `ip route` prints them.
+    pub routes: Vec<String>,
     /// Buffers of the (shared) pool in use when the run ended, before any core tore down.
     pub pool_in_use: usize,
 }
@@ -94,6 +96,12 @@ impl CoreSummary {
                 .collect(),
             pollers: Vec::new(),
             neigh: stack.neigh.show(),
+            routes: stack.fib.show(stack.core.jiffies, |d| {
+                stack
+                    .devs
+                    .get(d as usize)
+                    .map_or_else(|| d.to_string(), |x| x.name().to_string())
+            }),
             pool_in_use: stack.pool_in_use(),
         }
     }

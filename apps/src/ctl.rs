@@ -215,6 +215,7 @@ enum Request {
     Stat,
     Ss,
     Neigh,
+    Route,
     Link,
     Drops,
     /// Started, stopped or read the packet tracer.
@@ -329,12 +330,15 @@ impl CtlServer {
             Some("stat") => Request::Stat,
             Some("ss") => Request::Ss,
             Some("neigh") => Request::Neigh,
+            Some("route") => Request::Route,
             Some("link") => Request::Link,
             Some("drops") => Request::Drops,
             Some("trace") => Request::Trace,
             other => {
-                let _ = stream
-                    .write_all(format!("error: unknown request {other:?} (stat, ss, neigh, link, drops)\n").as_bytes());
+                let _ = stream.write_all(
+                    format!("error: unknown request {other:?} (stat, ss, neigh, route, link, drops, trace)\n")
+                        .as_bytes(),
+                );
                 return;
             }
         };
@@ -472,21 +476,29 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
         (Request::Neigh, json) => {
             // Each core keeps its own copy of the table: show each entry once, with the cores
             // that hold it.
-            let mut lines: Vec<(String, Vec<u16>)> = Vec::new();
-            for v in views {
-                for l in &v.summary.neigh {
-                    match lines.iter_mut().find(|(x, _)| x == l) {
-                        Some((_, cs)) => cs.push(v.summary.cpu),
-                        None => lines.push((l.clone(), vec![v.summary.cpu])),
-                    }
-                }
-            }
+            let lines = per_core_lines(views, |v| &v.summary.neigh);
             if json {
                 let items: Vec<String> = lines
                     .iter()
                     .map(|(l, cs)| format!("{{\"entry\": \"{l}\", \"cores\": {cs:?}}}"))
                     .collect();
                 out += &format!("{{\"neighbours\": [{}]}}\n", items.join(", "));
+            } else {
+                for (l, cs) in &lines {
+                    out += &format!("{l} cores {cs:?}\n");
+                }
+            }
+        }
+        (Request::Route, json) => {
+            // Every core holds the same table (routes are configured on all of them); path MTU
+            // exceptions are learnt per core. One line per entry, with the cores holding it.
+            let lines = per_core_lines(views, |v| &v.summary.routes);
+            if json {
+                let items: Vec<String> = lines
+                    .iter()
+                    .map(|(l, cs)| format!("{{\"route\": \"{l}\", \"cores\": {cs:?}}}"))
+                    .collect();
+                out += &format!("{{\"routes\": [{}]}}\n", items.join(", "));
             } else {
                 for (l, cs) in &lines {
                     out += &format!("{l} cores {cs:?}\n");
@@ -568,7 +580,22 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
     out
 }
 
-/// Client side: `blink stat|ss|neigh|link [NAME]`.
+/// Lines that each core reports (its neighbours, its routes), each once with the cores that
+/// hold it, in the order first seen.
+fn per_core_lines(views: &[CoreView], lines_of: impl Fn(&CoreView) -> &Vec<String>) -> Vec<(String, Vec<u16>)> {
+    let mut lines: Vec<(String, Vec<u16>)> = Vec::new();
+    for v in views {
+        for l in lines_of(v) {
+            match lines.iter_mut().find(|(x, _)| x == l) {
+                Some((_, cs)) => cs.push(v.summary.cpu),
+                None => lines.push((l.clone(), vec![v.summary.cpu])),
+            }
+        }
+    }
+    lines
+}
+
+/// Client side: `blink stat|ss|neigh|route|link [NAME]`.
 #[derive(Args, Debug)]
 pub struct CtlArgs {
     /// The instance (its `--name`, by default the subcommand it runs: echo, httpd, load).
@@ -638,7 +665,7 @@ pub fn ask(a: &CtlArgs, request: &str) -> Result<String, SetupError> {
     Ok(out)
 }
 
-/// `blink ss|neigh|link|drops`: print the answer.
+/// `blink ss|neigh|route|link|drops`: print the answer.
 pub fn run(a: CtlArgs, request: &str) -> Result<(), SetupError> {
     print!("{}", ask(&a, request)?);
     Ok(())

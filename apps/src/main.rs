@@ -34,6 +34,9 @@ enum Cmd {
     Ss(ctl::CtlArgs),
     /// Neighbour (ARP) table of a running blink, like `ip neigh`.
     Neigh(ctl::CtlArgs),
+    /// Routes of a running blink with its path MTU exceptions, like `ip route` and
+    /// `ip route show cache`.
+    Route(ctl::CtlArgs),
     /// Devices of a running blink with their counters, like `ip -s link`.
     Link(ctl::CtlArgs),
     /// Drops of a running blink by reason and by the code that dropped (like dropwatch).
@@ -54,6 +57,7 @@ fn main() {
         Cmd::Stat(a) => stat::run(a),
         Cmd::Ss(a) => ctl::run(a, "ss"),
         Cmd::Neigh(a) => ctl::run(a, "neigh"),
+        Cmd::Route(a) => ctl::run(a, "route"),
         Cmd::Link(a) => ctl::run(a, "link"),
         Cmd::Drops(a) => ctl::run(a, "drops"),
         Cmd::Trace(a) => ctl::trace(a),

@@ -111,6 +111,17 @@ fn stat_ss_neigh_link_read_a_running_instance() {
         "{neigh}"
     );
     assert!(neigh.contains("cores [0, 1]"), "{neigh}");
+    // The connected route of the TAP's address, on both cores, as `ip route` prints it.
+    let route = run_ok(&[blink(), "route", &name]);
+    assert!(
+        route.contains("10.200.50.0/24 dev btap0 proto kernel scope link src 10.200.50.2 cores [0, 1]"),
+        "{route}"
+    );
+    let route_json = run_ok(&[blink(), "route", &name, "--json"]);
+    assert!(
+        route_json.starts_with("{\"routes\": [{\"route\": \"10.200.50.0/24"),
+        "{route_json}"
+    );
     let link = run_ok(&[blink(), "link", &name, "--json"]);
     assert_eq!(link.matches("\"name\": \"btap0\"").count(), 2, "{link}");
     assert!(field(&link, "rx_packets") > 0, "{link}");

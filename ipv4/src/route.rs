@@ -103,6 +103,42 @@ impl Fib {
         &self.routes
     }
 
+    /// The table as `ip route show` prints it (device names from `dev_name`), then the path
+    /// MTU exceptions still in force at `now` as `ip route show cache` does.
+    pub fn show(&self, now: u64, dev_name: impl Fn(u16) -> String) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| {
+                let dst = if r.dst.prefix_len == 0 {
+                    "default".to_string()
+                } else {
+                    format!("{}/{}", r.dst.addr, r.dst.prefix_len)
+                };
+                match r.gateway {
+                    Some(gw) => format!("{dst} via {gw} dev {} src {}", dev_name(r.dev), r.prefsrc),
+                    None => format!(
+                        "{dst} dev {} proto kernel scope link src {}",
+                        dev_name(r.dev),
+                        r.prefsrc
+                    ),
+                }
+            })
+            .collect();
+        let mut cache: Vec<(&Ipv4Addr, &FibNhException)> =
+            self.exceptions.iter().filter(|(_, e)| now < e.expires).collect();
+        cache.sort_by_key(|(a, _)| **a);
+        for (a, e) in cache {
+            let dev = self.lookup(*a).map_or_else(|| "?".to_string(), |r| dev_name(r.dev));
+            v.push(format!(
+                "{a} dev {dev} cache expires {}sec mtu {}",
+                (e.expires - now).div_ceil(1000),
+                e.pmtu
+            ));
+        }
+        v
+    }
+
     /// The path MTU exception towards `daddr` still valid at `now` (jiffies), if any.
     /// Linux: the fnhe_pmtu read in rt_bind_exception() / ipv4_mtu(). Asked for every packet
     /// sent: the common case (no narrow path anywhere) is one inlined test.
@@ -228,6 +264,28 @@ mod tests {
         f.add(r("10.0.0.0/24", None, 3));
         assert_eq!(f.routes().len(), 1);
         assert_eq!(f.lookup("10.0.0.9".parse().unwrap()).unwrap().dev, 3);
+    }
+
+    #[test]
+    fn show_prints_like_ip_route() {
+        let mut f = Fib::default();
+        f.add(r("0.0.0.0/0", Some("10.0.0.254"), 0));
+        f.add(r("10.0.0.0/24", None, 0));
+        f.update_pmtu(Ipv4Addr::new(192, 0, 2, 7), 1400, 1500, 1000);
+        let name = |d: u16| format!("eth{d}");
+        assert_eq!(
+            f.show(1000, name),
+            vec![
+                "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1",
+                "default via 10.0.0.254 dev eth0 src 10.0.0.1",
+                "192.0.2.7 dev eth0 cache expires 600sec mtu 1400",
+            ]
+        );
+        assert_eq!(
+            f.show(1000 + IP_RT_MTU_EXPIRES, name).len(),
+            2,
+            "an expired exception is not shown"
+        );
     }
 
     const D: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
