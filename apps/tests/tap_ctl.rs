@@ -215,7 +215,13 @@ fn stat_ss_neigh_link_read_a_running_instance() {
     ]);
     let out = tracer.wait_with_output().expect("trace output");
     let trace = String::from_utf8_lossy(&out.stdout);
-    for f in ["tcp_v4_rcv", "tcp_queue_rcv", "tcp_recvmsg", "dev_queue_xmit"] {
+    for f in [
+        "tcp_v4_rcv",
+        "tcp_queue_rcv",
+        "tcp_recvmsg",
+        "consume_skb",
+        "dev_queue_xmit",
+    ] {
         assert!(trace.contains(f), "{f} missing:\n{trace}");
     }
     let bad = run(&[blink(), "trace", &name, "--filter", "sctp"]);

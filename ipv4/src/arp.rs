@@ -67,7 +67,7 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
         arp_send(stack, ArpOp::Reply, dev, repr.sha, repr.spa, repr.sha, repr.tpa);
     }
     // Processed: a normal free, not a drop.
-    drop(skb);
+    stack.core.mib.consume_skb(skb);
 }
 
 /// Linux: arp_send(). Build and queue an ARP packet: Ethernet destination `eth_dst`, target

@@ -200,7 +200,7 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
             return;
         }
     }
-    drop(skb);
+    stack.core.mib.consume_skb(skb);
     let src_ip = if stack.is_local_addr(dst) { Some(dst) } else { None };
     let tx = IpTx {
         src: src_ip,

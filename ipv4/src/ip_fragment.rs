@@ -104,7 +104,7 @@ pub fn ip_fragment(
     debug_assert!(sent > 1, "ip_fragment on a datagram that fits");
     stack.core.mib.ip.inc(IpMib::FragOKs);
     // Consumed, not dropped: the fragments hold what they need of its buffers.
-    drop(skb);
+    stack.core.mib.consume_skb(skb);
     Ok(())
 }
 

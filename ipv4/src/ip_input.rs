@@ -141,7 +141,7 @@ pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
     if raw {
         // Delivered to raw sockets only: consumed, not dropped (Linux: consume_skb).
         stack.core.mib.ip.inc(IpMib::InDelivers);
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
         return;
     }
     stack.core.mib.ip.inc(IpMib::InUnknownProtos);

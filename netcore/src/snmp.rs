@@ -104,7 +104,8 @@ mib_enum!(
     IcmpRateLimit, TcpCsum, UdpCsum, NoSocket, SocketRcvBuff, DevNotUp, RingFull, Oversize,
     ProtoMem, TcpOfoDrop, DupFrag, FragReasmTimeout, FragTooFar, FragOverlap, FragMemLimit,
     TunnelHdr, TunnelCsum, TunnelNoMatch, TcpFlags, TcpRfc7323Paws, TcpInvalidSequence,
-    TcpInvalidAckSequence, TcpAckUnsentData, TcpTooOldAck, FragOptions]
+    TcpInvalidAckSequence, TcpAckUnsentData, TcpTooOldAck, FragOptions, TcpOldData, TcpOfoMerge,
+    TcpOverWindow]
 );
 
 /// Per-core counters of one MIB section.
@@ -240,6 +241,17 @@ impl Mib {
         self.drop_count(reason);
         if skb.trace {
             self.trace_event(&skb, "kfree_skb", reason.name());
+        }
+        drop(skb);
+    }
+
+    /// Linux: consume_skb(). Free a packet whose journey ended normally (delivered, answered,
+    /// acknowledged): not a drop, so no counter moves, but a traced packet's path ends with
+    /// `consume_skb` rather than silently, and never looks like a `kfree_skb`.
+    #[inline]
+    pub fn consume_skb(&mut self, skb: SkBuff) {
+        if skb.trace {
+            self.trace_event(&skb, "consume_skb", "");
         }
         drop(skb);
     }

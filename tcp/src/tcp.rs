@@ -681,15 +681,16 @@ pub fn tcp_recvmsg(sk: &mut TcpSock, stack: &mut Stack, buf: &mut [u8]) -> Resul
         let mut skb = sk.receive_queue.skb_dequeue().expect("peeked");
         if skb.trace {
             // Linux: the skb:skb_copy_datagram_iovec tracepoint, then consume_skb.
-            stack.core.mib.trace_event(
-                &skb,
-                "tcp_recvmsg",
-                if n < skb.len() { "partial" } else { "consume_skb" },
-            );
+            stack
+                .core
+                .mib
+                .trace_event(&skb, "tcp_recvmsg", if n < skb.len() { "partial" } else { "" });
         }
         if n < skb.len() {
             skb.pskb_pull(n);
             sk.receive_queue.skb_queue_head(skb);
+        } else {
+            stack.core.mib.consume_skb(skb);
         }
         done += n;
     }

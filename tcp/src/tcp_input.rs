@@ -154,7 +154,7 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
         if f & TCPHDR_ACK != 0 {
             tcp_reset(sk, stack);
         }
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
         return;
     }
     if f & TCPHDR_SYN == 0 {
@@ -184,14 +184,14 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
         start_keepalive(sk, stack);
         sk.raise(ev::CONNECTED | ev::WRITABLE);
         tcp_send_ack(sk, stack);
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
         return;
     }
     // Simultaneous open (RFC 9293 3.5 figure 8): SYN-RECV and a SYN-ACK.
     sk.snd_wnd = cb.window as u32;
     tcp_set_state(sk, stack, TcpState::SynRecv);
     tcp_send_synack(sk, stack);
-    drop(skb);
+    stack.core.mib.consume_skb(skb);
 }
 
 fn start_keepalive(sk: &mut TcpSock, stack: &mut Stack) {
@@ -252,7 +252,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         } else {
             tcp_send_challenge_ack(sk, stack);
         }
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
         return;
     }
     // Timestamp bookkeeping for our TSecr (RFC 7323 4.3).
@@ -275,7 +275,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         } else {
             tcp_send_challenge_ack(sk, stack);
         }
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
         return;
     }
     if f & TCPHDR_ACK == 0 {
@@ -335,7 +335,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         TcpState::Closing if fin_acked => tcp_time_wait(sk, stack),
         TcpState::LastAck if fin_acked => {
             tcp_done(sk, stack);
-            drop(skb);
+            stack.core.mib.consume_skb(skb);
             return;
         }
         _ => {}
@@ -352,7 +352,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         let t = sk.tuple();
         crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         tcp_done(sk, stack);
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
         return;
     }
     tcp_data_queue(sk, stack, skb);
@@ -784,6 +784,8 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     let fin = cb.tcp_flags & TCPHDR_FIN != 0;
     let len = skb.len() as u32;
     if len == 0 && !fin {
+        // A pure ACK: tcp_ack took all it carried.
+        stack.core.mib.consume_skb(skb);
         return;
     }
     if !after(cb.end_seq, sk.rcv_nxt) {
@@ -797,17 +799,20 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         }
         sk.quickack = sk.quickack.max(1);
         tcp_send_ack(sk, stack);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOldData);
         return;
     }
     if !sk.state.can_receive() {
-        // Data after the peer's FIN, or after we were reset: nothing to do with it.
+        // Data after the peer's FIN, or after we were reset: outside the sequence space that
+        // is still open, nothing to do with it.
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidSequence);
         return;
     }
     if !before(cb.seq, sk.rcv_wup.wrapping_add(sk.rcv_wnd)) && len > 0 {
         // Beyond the window we advertised (with a zero window, any data at all: RFC 9293
         // 3.10.7.4, Linux's TCPZeroWindowDrop).
-        stack.core.mib.drop_count(DropReason::SocketRcvBuff);
         tcp_send_ack(sk, stack);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOverWindow);
         return;
     }
     let in_order = !after(cb.seq, sk.rcv_nxt);
@@ -886,6 +891,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     } else {
         // Already held out of order (Linux: tcp_data_queue_ofo's D-SACK).
         tcp_dsack_set(sk, stack, cb.seq, cb.end_seq);
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoMerge);
     }
     tcp_update_sack_blocks(sk, cb.seq);
     sk.quickack = sk.quickack.max(1);

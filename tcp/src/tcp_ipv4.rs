@@ -413,7 +413,7 @@ impl TcpProto {
             match self.tcp_timewait_rcv(stack, twh, &skb, &opts) {
                 Some(isn) => tw_isn = Some(isn),
                 None => {
-                    drop(skb);
+                    stack.core.mib.consume_skb(skb);
                     return;
                 }
             }
@@ -435,7 +435,7 @@ impl TcpProto {
             if let Some(tw) = self.tables.twhash.get(&t).and_then(|&twh| self.tw.get(twh)) {
                 tw.send_ack(stack);
             }
-            drop(skb);
+            stack.core.mib.consume_skb(skb);
             return;
         }
         if tcp_wrong_core(stack, &t) {
@@ -518,7 +518,7 @@ impl TcpProto {
             let mss = crate::syncookies::MSS_TABLE[idx as usize];
             let win = self.cfg.rcvbuf.min(65535) as u16;
             crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win);
-            drop(skb);
+            stack.core.mib.consume_skb(skb);
             return;
         }
         // Linux: tcp_conn_request(). A request sock, not a full socket, until the handshake
@@ -560,7 +560,7 @@ impl TcpProto {
         if let Some(ls) = self.socks.get_mut(l) {
             ls.syn_pending += 1;
         }
-        drop(skb);
+        stack.core.mib.consume_skb(skb);
     }
 
     /// A segment for a connection in SYN-RECV (Linux: the TCP_NEW_SYN_RECV case of
@@ -594,7 +594,7 @@ impl TcpProto {
                         stack.timers.mod_timer(t, now + req.timeout_ms());
                     }
                 }
-                drop(skb);
+                stack.core.mib.consume_skb(skb);
             }
             ReqVerdict::Ack => {
                 if !req_oow_rate_limited(req, stack, &cb) {
@@ -620,7 +620,7 @@ impl TcpProto {
                 }
                 stack.core.mib.tcp_ext.inc(TcpExtMib::EmbryonicRsts);
                 self.reqsk_queue_drop(stack, rh);
-                drop(skb);
+                stack.core.mib.consume_skb(skb);
             }
             ReqVerdict::Promote => self.tcp_v4_syn_recv_sock(stack, rh, skb, opts),
         }

@@ -442,12 +442,14 @@ impl UdpProto {
         let from = skb_source(&skb);
         let n = skb.len().min(buf.len());
         skb.skb_copy_bits(0, &mut buf[..n]);
-        Ok(UdpRecv {
+        let r = UdpRecv {
             len: n,
             datagram_len: skb.len(),
             from,
             truncated: n < skb.len(),
-        })
+        };
+        stack.core.mib.consume_skb(skb);
+        Ok(r)
     }
 
     pub fn recv_skb(&mut self, stack: &mut Stack, h: SockHandle) -> Result<(SkBuff, SocketAddrV4), UdpErr> {
