@@ -18,9 +18,9 @@ const ONE_M: usize = 1_000_000;
 const OPS: usize = 2_000_000;
 /// Timers the operations cycle through (so they stay in cache: this measures the wheel).
 const PROBES: usize = 1024;
-/// A wheel's third level turns every 2^16 jiffies; the two wheels are 2^15 apart, so their
-/// block boundaries (where a naive use of the wheel cascades a whole slot) come every 2^15.
-const BOUNDARY: u64 = 1 << 15;
+/// The wheel's first level (tv1) has 64 one-jiffy buckets: every 64 jiffies the next
+/// second-level bucket cascades down into it, the ticks where the work of a tick peaks.
+const BOUNDARY: u64 = 64;
 
 struct Ctx {
     timers: Timers<Ctx>,
@@ -192,7 +192,7 @@ fn us(d: Duration) -> f64 {
 
 fn print_worst(label: &str, s: &TickStats) {
     println!(
-        "  {label}: worst advance(now+1) {:.1} us at jiffy {} (block boundaries every {} \
+        "  {label}: worst advance(now+1) {:.1} us at jiffy {} (cascades every {} \
          jiffies: worst {:.1} us; other ticks: worst {:.1} us at {}); ticks over 1 ms: {} of {}",
         us(s.worst),
         s.worst_at,
@@ -281,7 +281,7 @@ fn main() {
     let mut ctx = new_ctx(ONE_M, 0xBEEF);
     arm_random(&mut ctx, ONE_M);
     ctx.rearm = true;
-    let s = run_ticks(&mut ctx, 10 * BOUNDARY + 1000, true);
+    let s = run_ticks(&mut ctx, 10 * (1 << 15) + 1000, true);
     assert_eq!(ctx.timers.armed(), ONE_M);
     print_worst("steady 1M armed, expiries up to 10 min", &s);
 
@@ -290,7 +290,7 @@ fn main() {
     ctx.horizon = 60_000;
     arm_random(&mut ctx, ONE_M);
     ctx.rearm = true;
-    let s = run_ticks(&mut ctx, 6 * BOUNDARY + 1000, true);
+    let s = run_ticks(&mut ctx, 6 * (1 << 15) + 1000, true);
     assert_eq!(ctx.timers.armed(), ONE_M);
     print_worst("steady 1M armed, expiries up to 60 s", &s);
 

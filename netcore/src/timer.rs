@@ -1,31 +1,44 @@
-//! Kernel-style timers on a hierarchical timer wheel per core.
+//! Kernel-style timers on a cascading timer wheel per core.
 //!
-//! Linux: kernel/time/timer.c and include/linux/timer.h.
+//! Linux: kernel/time/timer.c and include/linux/timer.h (the wheel is the cascading one Linux
+//! had before 4.8).
 //!
 //! Each core owns one [`Timers`]. The timers themselves live in a per-core slab of
-//! `TimerList`s addressed by [`TimerId`]; the wheel (`hierarchical_hash_wheel_timer`'s plain
-//! `QuadWheelWithOverflow`, one tick per jiffy) holds only a `Copy` pair
-//! `(slab index, generation)`. Nothing is ever removed from the wheel: `mod_timer` filing a new
-//! entry (and `timer_free`) bumps the slot's generation, and an entry whose generation no
-//! longer matches, or whose timer is not pending, is dropped when its slot comes round.
-//! `del_timer` only clears the pending flag, so a timer re-armed after it may adopt its entry.
-//! That keeps every operation O(1) whatever the number of armed timers, with no allocation
-//! beyond the wheel's own slot vectors.
+//! `TimerList`s addressed by [`TimerId`]. Like the `entry` list_head of Linux's
+//! `struct timer_list`, every `TimerList` carries its own links (`next`/`prev`, slab indices),
+//! so a timer sits on at most one list: a wheel bucket, the expired queue or the deferred
+//! queue. The buckets and queues are nothing but list heads (two `u32`s each). Filing, moving
+//! and removing a timer is an O(1) link or unlink whatever the number of armed timers, and
+//! nothing allocates after construction except the slab (and its free list) growing when
+//! [`Timers::timer_setup`] needs more slots.
 //!
-//! # Bounded ticks: two wheels half a block apart
+//! # The wheel: two levels, long delays hop
 //!
-//! A cascading wheel moves a whole upper-level slot down in one tick. Used naively, every
-//! entry filed across a 2^16-jiffy boundary of the wheel's position waits in the third level
-//! and comes down in one piece when the boundary is reached: with 1M timers under a minute
-//! that is nearly all of them, a 10 ms stall every 65.5 s. So the wheel's third and fourth
-//! levels (and its overflow list) are never used. There are two wheels whose positions differ
-//! by half a block (2^15 jiffies); an entry goes to one whose current 2^16-jiffy block it
-//! does not leave, so it stays in the two lower levels, whose cascades move at most the
-//! entries due in one 256-jiffy window. One of the two wheels always has 2^15 - 1 jiffies of
-//! room; a longer delay is filed at a spread-out point in the second half of that room and
-//! re-filed for the rest when it surfaces (a 2-hour keepalive hops about 200 times over its
-//! life). The work per tick is then proportional to the timers due around that tick, never
-//! to the number armed.
+//! `tv1` has 64 buckets of one jiffy, `tv2` 4096 buckets of 64 jiffies (2^18 jiffies, 4.4
+//! minutes, in all), both rings indexed by the expiry's bits as in Linux. When tv1's index
+//! wraps, the tv2 bucket of the next 64 jiffies is cascaded down into tv1 (Linux: cascade()).
+//!
+//! Why not Linux's tv3..tv5: a cascade moves a whole upper-level bucket down in one tick. A
+//! tv3 bucket spans 2^14 jiffies, so every timer filed more than 2^14 jiffies out waits there
+//! and comes down in one piece: with 1M timers under a minute that is about a quarter of them
+//! at once, a stall of many milliseconds every 16 s. So there is no third level: a delay
+//! beyond tv2's reach is filed into a tv2 bucket in the second half of that reach, spread by a
+//! hash so that timers armed together do not all hop on the same tick, and re-filed for the
+//! rest of the delay when its bucket is cascaded (TCP's timers, under two minutes, never hop;
+//! a 2-hour keepalive hops about 37 times over its life). A cascade then moves the timers due
+//! in one 64-jiffy window plus the hops that happen to land there: the work per tick is
+//! proportional to the timers due around that tick, never to the number armed.
+//!
+//! Why 64 one-jiffy buckets rather than Linux's 256 (64 is its `CONFIG_BASE_SMALL` size): a
+//! cascade walks a linked list, one dependent cache miss per timer, so its cost is the number
+//! of timers due in one tv1 span. With 1M timers under a minute a 256-jiffy span holds ~4,300
+//! of them, and its cascade took over a millisecond on the development VM; a 64-jiffy span
+//! holds ~1,100 (well under 0.5 ms). tv2 is wide in exchange, so that its reach still covers
+//! TCP's timers.
+//!
+//! An occupancy bitmap per level lets [`Timers::advance`] jump straight to the next non-empty
+//! bucket instead of ticking through empty jiffies; a very long gap re-files the pending timers
+//! from the slab instead (see there).
 //!
 //! Timers fire only inside the poll loop of their core: the loop calls [`run_timers`] (or
 //! [`Timers::advance`] and then [`Timers::next_expired`] itself) with the current jiffy.
@@ -33,16 +46,12 @@
 //! # Exactness
 //!
 //! A timer armed for jiffy `e` runs during the first `advance(now)` with `now >= e`: exactly at
-//! `e` when the loop advances every jiffy, never earlier. Two situations bring an entry out
-//! of the wheel before the timer's expiry; it is then re-filed for the rest of the delay, so
-//! the owner never notices:
-//! - a delay longer than the wheel it went to can hold in its current block (above);
+//! `e` when the loop advances every jiffy, never earlier. Three situations bring a timer out of
+//! its bucket before its expiry; it is then re-filed for the rest of the delay, so the owner
+//! never notices:
+//! - a tv2 bucket is cascaded (its timers are due somewhere in the next 64 jiffies);
+//! - a delay longer than tv2 can hold (above);
 //! - `mod_timer` moving a pending timer *later* only records the new expiry (see there).
-//!
-//! (Keeping to the lower levels also avoids two faults of the crate's upper ones: delays of
-//! 2^32 - 2^24 and more are filed into a lower level and come out early once
-//! `position + delay` wraps, and its overflow arithmetic underflows for a delay of exactly
-//! `u32::MAX` at cycle position 0.)
 //!
 //! # Re-arming from a callback
 //!
@@ -81,13 +90,7 @@
 //! [`Timers::next_expired`] hands out the function and data *by value*, so nothing borrows the
 //! `Timers` while the callback runs.
 
-use std::collections::VecDeque;
 use std::fmt;
-use std::time::Duration;
-
-use hierarchical_hash_wheel_timer::wheels::quad_wheel::QuadWheelWithOverflow;
-use hierarchical_hash_wheel_timer::wheels::Skip;
-use hierarchical_hash_wheel_timer::TimerError;
 
 /// A timer callback: the owner's context and the timer's opaque data.
 ///
@@ -102,35 +105,75 @@ pub type TimerFn<C> = fn(&mut C, u64);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerId(u32);
 
-/// Jiffies covered by the wheel's two lower levels: an entry whose expiry stays within the
-/// wheel's current block of this size never reaches the third level.
-const BLOCK: u64 = 1 << 16;
+/// Linux (before 4.8): `TVR_BITS`, the first level (`tv1`) of one-jiffy buckets. 6 as with
+/// Linux's `CONFIG_BASE_SMALL`, not 8: it bounds the timers one cascade moves (module doc).
+const TVR_BITS: u32 = 6;
+const TVR_SIZE: usize = 1 << TVR_BITS;
+const TVR_MASK: u64 = TVR_SIZE as u64 - 1;
 
-/// Offset between the positions of the two wheels.
-const HALF_BLOCK: u64 = BLOCK / 2;
+/// Linux (before 4.8): `TVN_BITS`, the second level (`tv2`) of `TVR_SIZE`-jiffy buckets.
+/// Linux has 6 bits and three more such levels; here tv2 is the last level, so it is wider:
+/// 2^18 jiffies in all, beyond TCP's longest usual timers (RTO at most 120 s, TIME_WAIT and
+/// FIN_WAIT2 60 s).
+const TVN_BITS: u32 = 12;
+const TVN_SIZE: usize = 1 << TVN_BITS;
+const TVN_MASK: u64 = TVN_SIZE as u64 - 1;
 
-/// An advance over more than `BLOCK` jiffies and more than this many jiffies per slab slot
-/// re-files every pending timer from the slab instead of ticking through the gap.
+// The occupancy bitmaps give each level whole 64-bit words.
+const _: () = assert!(TVR_SIZE.is_multiple_of(64) && TVN_SIZE.is_multiple_of(64));
+
+/// Jiffies the two levels span: an advance over a longer gap may re-file from the slab.
+const WHEEL_SPAN: u64 = 1 << (TVR_BITS + TVN_BITS);
+
+/// An advance over more than `WHEEL_SPAN` jiffies and more than this many jiffies per slab
+/// slot re-files every pending timer from the slab instead of walking the wheel through the
+/// gap.
 const REBASE_JIFFIES_PER_SLOT: u64 = 64;
 
-type Wheel = QuadWheelWithOverflow<(u32, u32)>;
+/// List numbers: tv1's buckets, then tv2's, then the two queues.
+const TV2: usize = TVR_SIZE;
+const WHEEL_LISTS: usize = TVR_SIZE + TVN_SIZE;
+/// Timers due to run, in order (Linux: the local list expire_timers() walks).
+const EXPIRED: usize = WHEEL_LISTS;
+/// Timers that fell due again after already running in the current run epoch: they move to
+/// `EXPIRED` at the next advance.
+const DEFERRED: usize = WHEEL_LISTS + 1;
+const LISTS: usize = WHEEL_LISTS + 2;
+
+/// A link (`next`/`prev`, a list head's `first`/`last`) with this bit set refers to the head
+/// of list `link & !HEAD` rather than to a slab slot: the lists are circular through their
+/// head, like Linux's list_head, so linking and unlinking need no special cases.
+const HEAD: u32 = 1 << 31;
+/// `prev` of a timer on no list.
+const UNLINKED: u32 = u32::MAX;
+
+/// One list head: the first and last timer, or `HEAD | list` (itself) when empty.
+///
+/// Linux: `struct list_head` of a `tvec` bucket.
+#[derive(Clone, Copy)]
+struct ListHead {
+    first: u32,
+    last: u32,
+}
 
 /// One timer in the slab.
 ///
 /// Linux: `struct timer_list` in include/linux/timer.h.
-// repr(C) keeps what a tick reads (generation, pending, expires) together at the front.
+// repr(C) keeps what a tick and mod_timer read (expiry, links, state) together at the front.
 #[repr(C)]
 struct TimerList<C> {
-    /// Bumped on every `mod_timer` that files a new entry and on every `del_timer`; wheel and
-    /// queue entries carrying an older value are stale and ignored.
-    generation: u32,
-    /// Run epoch in which the callback last ran; a timer runs at most once per epoch.
-    ran_epoch: u32,
     /// Absolute jiffy at which the timer runs (meaningful while pending).
     expires: u64,
-    /// Jiffy at which the live entry (the one carrying `generation`) comes out of the wheel or
-    /// already sits on the expired queue; `<= expires` while pending.
+    /// Jiffy at which the list the timer is on comes round: its tv1 jiffy or the start of its
+    /// tv2 bucket while on the wheel (always `> now` there), the jiffy it was queued while on
+    /// the expired or deferred queue (`<= now`). `<= expires` while pending on the wheel.
     entry_at: u64,
+    /// Linux: `timer_list.entry`. Next and previous timer on the same list (or `HEAD | list`);
+    /// `prev` is `UNLINKED` when the timer is on no list.
+    next: u32,
+    prev: u32,
+    /// Run epoch in which the callback last ran; a timer runs at most once per epoch.
+    ran_epoch: u32,
     /// Linux: timer_pending(); true from `mod_timer` until the callback is handed out.
     pending: bool,
     /// False once `timer_free`d (the slot is on the free list).
@@ -139,26 +182,22 @@ struct TimerList<C> {
     data: u64,
 }
 
-/// One core's timers: the slab, the wheels and the expired queue.
+/// One core's timers: the slab, the wheel and the expired queue.
 ///
-/// Linux: `struct timer_base` in kernel/time/timer.c (one per CPU).
+/// Linux: `struct tvec_base` (`struct timer_base` since 4.8) in kernel/time/timer.c, one per
+/// CPU.
 pub struct Timers<C> {
     slab: Vec<TimerList<C>>,
     free: Vec<u32>,
-    /// Ticked and skipped together; `wheels[1]`'s position is `HALF_BLOCK` ahead of
-    /// `wheels[0]`'s, modulo `BLOCK`.
-    wheels: [Wheel; 2],
-    /// The last jiffy the wheels were advanced to (Linux: `timer_base.clk`, less one).
+    /// tv1's buckets, tv2's buckets, `EXPIRED` and `DEFERRED`.
+    lists: Box<[ListHead; LISTS]>,
+    /// One bit per wheel list (tv1's, then tv2's): set while the bucket is not empty.
+    occupied: [u64; WHEEL_LISTS / 64],
+    /// The last jiffy the wheel was advanced to (Linux: `timer_jiffies`, less one).
     now: u64,
-    /// Entries due to run, in order; stale ones are skipped when popped.
-    expired: VecDeque<(u32, u32)>,
-    /// Entries whose timer already ran in the current epoch: they run after the next advance.
-    deferred: VecDeque<(u32, u32)>,
     epoch: u32,
     armed: usize,
-    /// Reused by `rebase` to order the timers that fell due in the gap.
-    due: Vec<(u64, u32)>,
-    /// Wheel ticks actually performed (the rest of the jiffies were skipped).
+    /// Jiffies the wheel actually processed (the rest were skipped).
     wheel_ticks: u64,
 }
 
@@ -169,8 +208,8 @@ impl<C> fmt::Debug for Timers<C> {
             .field("armed", &self.armed)
             .field("slots", &self.slab.len())
             .field("free", &self.free.len())
-            .field("expired", &self.expired.len())
-            .field("deferred", &self.deferred.len())
+            .field("expired", &self.list_len(EXPIRED))
+            .field("deferred", &self.list_len(DEFERRED))
             .field("wheel_ticks", &self.wheel_ticks)
             .finish_non_exhaustive()
     }
@@ -186,17 +225,19 @@ impl<C> Timers<C> {
 
     /// Like [`Timers::new`], with room for `timers` timers in the slab before it grows.
     pub fn with_capacity(now_jiffies: u64, timers: usize) -> Self {
+        let mut lists = Box::new([ListHead { first: 0, last: 0 }; LISTS]);
+        for (l, head) in lists.iter_mut().enumerate() {
+            *head = empty_head(l);
+        }
         Timers {
             slab: Vec::with_capacity(timers),
             free: Vec::new(),
-            wheels: new_wheels(),
+            lists,
+            occupied: [0; WHEEL_LISTS / 64],
             now: now_jiffies,
-            expired: VecDeque::new(),
-            deferred: VecDeque::new(),
             // Fresh slots carry ran_epoch 0, so they may run before the first advance.
             epoch: 1,
             armed: 0,
-            due: Vec::new(),
             wheel_ticks: 0,
         }
     }
@@ -217,8 +258,9 @@ impl<C> Timers<C> {
     pub fn timer_setup(&mut self, func: TimerFn<C>, data: u64) -> TimerId {
         if let Some(idx) = self.free.pop() {
             let t = &mut self.slab[idx as usize];
-            // Keep generation (stale entries of the previous owner must stay stale) and
-            // ran_epoch (a callback recycling slots cannot make run_timers spin).
+            // timer_free unlinked it. Keep ran_epoch: a callback recycling slots cannot make
+            // run_timers spin.
+            debug_assert_eq!(t.prev, UNLINKED);
             t.func = func;
             t.data = data;
             t.expires = 0;
@@ -227,16 +269,20 @@ impl<C> Timers<C> {
             t.in_use = true;
             return TimerId(idx);
         }
-        let idx = u32::try_from(self.slab.len()).expect("more than 2^32 timers on one core");
+        let idx = u32::try_from(self.slab.len())
+            .ok()
+            .filter(|&i| i & HEAD == 0)
+            .expect("more than 2^31 timers on one core");
         self.slab.push(TimerList {
-            func,
-            data,
             expires: 0,
             entry_at: 0,
-            generation: 0,
+            next: UNLINKED,
+            prev: UNLINKED,
             ran_epoch: 0,
             pending: false,
             in_use: true,
+            func,
+            data,
         });
         TimerId(idx)
     }
@@ -244,10 +290,10 @@ impl<C> Timers<C> {
     /// Arm `id` to run at absolute jiffy `expires` (re-arming it if pending). Returns whether
     /// it was pending before. `expires <= now` makes it run at the next run of the timers.
     ///
-    /// Moving a pending timer earlier files a new wheel entry and makes the old one stale;
-    /// moving it later (or keeping its expiry) only records the new expiry, and the old entry
-    /// is re-filed for the remainder when it surfaces. So the common "push the timeout back on
-    /// every ACK" costs no wheel work at all.
+    /// Moving a pending timer earlier than the jiffy its bucket comes round moves it to the
+    /// bucket for the new expiry; moving it later (or keeping its expiry) only records the new
+    /// expiry, and the timer is re-filed for the remainder when its bucket comes round. So the
+    /// common "push the timeout back on every ACK" costs no wheel work at all.
     ///
     /// Linux: mod_timer() in kernel/time/timer.c.
     pub fn mod_timer(&mut self, id: TimerId, expires: u64) -> bool {
@@ -261,23 +307,27 @@ impl<C> Timers<C> {
             return true;
         }
         if !was_pending && t.entry_at > now && expires >= t.entry_at {
-            // Deleted, but its entry (carrying the current generation: del_timer leaves it)
-            // is still on a wheel and surfaces no later than the new expiry: adopt it, as
-            // above. A timer deleted and re-armed for every packet (the retransmission and
-            // delayed-ACK timers of a request/response flow) then costs no wheel work.
+            // Deleted, but still in its wheel bucket (del_timer leaves it there), which comes
+            // round no later than the new expiry: adopt it, as above. A timer deleted and
+            // re-armed for every packet (the retransmission and delayed-ACK timers of a
+            // request/response flow) then costs no wheel work. (`entry_at > now` only while on
+            // the wheel: every other path leaves it at or before now.)
+            debug_assert_ne!(t.prev, UNLINKED);
             t.expires = expires;
             t.pending = true;
             self.armed += 1;
             return false;
         }
-        t.generation = t.generation.wrapping_add(1);
+        let linked = t.prev != UNLINKED;
         t.expires = expires;
         t.pending = true;
-        let generation = t.generation;
         if !was_pending {
             self.armed += 1;
         }
-        self.enqueue(id.0, generation, expires);
+        if linked {
+            self.unlink(id.0);
+        }
+        self.enqueue(id.0, expires);
         was_pending
     }
 
@@ -289,8 +339,10 @@ impl<C> Timers<C> {
         let Some(t) = self.slot_mut(id, "del_timer") else {
             return false;
         };
-        // The generation stays: the timer's entry, wherever it is, is ignored while the timer
-        // is not pending, and mod_timer may adopt it again (see there).
+        // The timer stays on its list: it is dropped from there when the list comes round
+        // (a timer that is not pending never runs), and mod_timer may adopt its place in the
+        // wheel again (see there). Unlinking would cost the same work twice in the common
+        // delete-then-re-arm pattern.
         let was_pending = t.pending;
         t.pending = false;
         if was_pending {
@@ -323,9 +375,12 @@ impl<C> Timers<C> {
             return;
         }
         self.del_timer(id);
+        // Off whatever list it is on, so that the next owner starts clean.
+        if self.slab[id.0 as usize].prev != UNLINKED {
+            self.unlink(id.0);
+        }
         let t = &mut self.slab[id.0 as usize];
-        // Entries of this owner must never be adopted by the next one.
-        t.generation = t.generation.wrapping_add(1);
+        t.entry_at = 0;
         t.in_use = false;
         self.free.push(id.0);
     }
@@ -333,66 +388,41 @@ impl<C> Timers<C> {
     /// Move the wheel to jiffy `now_jiffies`, queueing every timer that expires on the way
     /// (and the ones deferred by the previous run). Call [`Timers::next_expired`] afterwards.
     ///
-    /// The wheels tick one jiffy at a time while anything is in the next slot and skip ahead
-    /// over empty stretches (a 256-jiffy stretch costs a skip and a tick). A gap longer than
-    /// 2^16 jiffies and than 64 jiffies per slab slot is not ticked through: every pending
-    /// timer is re-filed from the slab instead. A `now_jiffies` at or before the current jiffy
-    /// only starts a new run epoch.
+    /// Only jiffies with a non-empty bucket are processed (a tv1 bucket, or the tv2 bucket
+    /// cascaded at a multiple of 64); the occupancy bitmaps find the next one, so an empty
+    /// stretch costs one search whatever its length. A gap longer than the wheel (2^18
+    /// jiffies) and than 64 jiffies per slab slot does not walk the wheel at all: every
+    /// pending timer is re-filed from the slab instead. A `now_jiffies` at or before the
+    /// current jiffy only starts a new run epoch.
     ///
     /// Linux: __run_timers() in kernel/time/timer.c, collecting like collect_expired_timers().
     pub fn advance(&mut self, now_jiffies: u64) {
         self.epoch = self.epoch.wrapping_add(1);
-        if !self.deferred.is_empty() {
-            self.expired.extend(self.deferred.drain(..));
-        }
+        self.splice(DEFERRED, EXPIRED);
         let gap = now_jiffies.saturating_sub(self.now);
-        if gap > BLOCK && gap / REBASE_JIFFIES_PER_SLOT > self.slab.len() as u64 {
+        if gap > WHEEL_SPAN && gap / REBASE_JIFFIES_PER_SLOT > self.slab.len() as u64 {
             self.rebase(now_jiffies);
             return;
         }
         while self.now < now_jiffies {
-            let gap = now_jiffies - self.now;
-            if gap > 1 {
-                let skip = skippable(&self.wheels[0]).min(skippable(&self.wheels[1]));
-                if skip == u64::MAX {
-                    // Nothing filed: the wheels' positions do not matter (delays are relative
-                    // to them), only their offset, which standing still keeps.
-                    self.now = now_jiffies;
-                    break;
-                }
-                if skip > 0 {
-                    // skip < 2^32 (one wheel is not empty).
-                    let s = gap.min(skip) as u32;
-                    self.wheels[0].skip(s);
-                    self.wheels[1].skip(s);
-                    self.now += u64::from(s);
-                    continue;
-                }
+            let clk = self.now + 1;
+            let next = if self.has_work_at(clk) {
+                clk
+            } else if clk == now_jiffies {
+                // The poll loop's usual step: one empty jiffy, no search needed.
+                u64::MAX
+            } else {
+                self.next_pending_jiffy(clk)
+            };
+            if next > now_jiffies {
+                // Nothing filed up to now_jiffies. Skipping keeps every filed timer valid:
+                // each one's bucket comes round at or after the new position.
+                self.now = now_jiffies;
+                break;
             }
-            self.now += 1;
+            self.now = next;
             self.wheel_ticks += 1;
-            for w in 0..2 {
-                let fired = self.wheels[w].tick();
-                if fired.is_empty() {
-                    continue;
-                }
-                // The slab entries of a batch are cold and scattered. A first pass of
-                // independent loads (counting what falls due, to size the queue once) lets
-                // their cache misses overlap instead of queueing up one by one behind the
-                // wheel inserts of the second pass.
-                let now = self.now;
-                let due = fired
-                    .iter()
-                    .filter(|&&(idx, generation)| {
-                        let t = &self.slab[idx as usize];
-                        t.generation == generation && t.expires <= now
-                    })
-                    .count();
-                self.expired.reserve(due);
-                for (idx, generation) in fired {
-                    self.file_fired(idx, generation);
-                }
-            }
+            self.run_jiffy(next);
         }
     }
 
@@ -407,19 +437,25 @@ impl<C> Timers<C> {
     ///
     /// Linux: expire_timers() and call_timer_fn() in kernel/time/timer.c.
     pub fn next_expired(&mut self) -> Option<(TimerFn<C>, u64)> {
-        while let Some((idx, generation)) = self.expired.pop_front() {
+        loop {
+            let idx = self.lists[EXPIRED].first;
+            if idx & HEAD != 0 {
+                return None;
+            }
+            self.unlink(idx);
             let t = &self.slab[idx as usize];
-            if t.generation != generation || !t.pending {
+            if !t.pending {
+                // Deleted while on the wheel or the queue.
                 continue;
             }
             if t.expires > self.now {
-                // Pushed later by mod_timer after its entry was queued.
+                // Pushed later by mod_timer while in its tv1 bucket or on the queue.
                 let expires = t.expires;
-                self.enqueue(idx, generation, expires);
+                self.enqueue(idx, expires);
                 continue;
             }
             if t.ran_epoch == self.epoch {
-                self.deferred.push_back((idx, generation));
+                self.link_tail(DEFERRED, idx);
                 continue;
             }
             let epoch = self.epoch;
@@ -429,89 +465,289 @@ impl<C> Timers<C> {
             self.armed -= 1;
             return Some((t.func, t.data));
         }
-        None
     }
 
-    /// Jump to `now` without ticking: fresh wheels, and every pending timer re-filed under a
-    /// new generation (so every older wheel or queue entry is stale). Those already due are
-    /// queued in expiry order, as ticking would have queued them.
+    /// Whether jiffy `clk` (the next one) has a non-empty tv1 bucket or a tv2 bucket to
+    /// cascade.
+    fn has_work_at(&self, clk: u64) -> bool {
+        self.is_occupied((clk & TVR_MASK) as usize)
+            || (clk & TVR_MASK == 0 && self.is_occupied(TV2 + ((clk >> TVR_BITS) & TVN_MASK) as usize))
+    }
+
+    /// The first jiffy at or after `clk` (the next one) with work to do, `u64::MAX` if the
+    /// wheel is empty.
+    ///
+    /// Linux: __next_timer_interrupt() in kernel/time/timer.c (before 4.8).
+    fn next_pending_jiffy(&self, clk: u64) -> u64 {
+        let (tv1, tv2) = self.occupied.split_at(TVR_SIZE / 64);
+        // tv1 holds the jiffies [clk, clk + TVR_SIZE), bucket `jiffy & TVR_MASK`.
+        let from = (clk & TVR_MASK) as usize;
+        let in_tv1 = next_set(tv1, from).map_or(u64::MAX, |d| clk + d as u64);
+        // tv2 holds the blocks of TVR_SIZE jiffies after the current one (bucket
+        // `block & TVN_MASK`), and the current block itself when clk starts it (it is
+        // cascaded at clk).
+        let block = (clk >> TVR_BITS) + u64::from(clk & TVR_MASK != 0);
+        let from = (block & TVN_MASK) as usize;
+        let in_tv2 = next_set(tv2, from).map_or(u64::MAX, |d| (block + d as u64) << TVR_BITS);
+        in_tv1.min(in_tv2)
+    }
+
+    /// Process jiffy `jiffy` (already `self.now`): queue its tv1 bucket, then, at the start
+    /// of a block of `TVR_SIZE` jiffies, cascade the block's tv2 bucket into tv1.
+    ///
+    /// The tv1 bucket goes onto the expired queue whole, in O(1): deleted timers and timers
+    /// pushed later are sorted out as `next_expired` pops them. It goes before the cascade, so
+    /// a timer cascaded for `TVR_SIZE` jiffies from now can take the bucket's place.
+    ///
+    /// Linux: __run_timers() in kernel/time/timer.c (before 4.8).
+    fn run_jiffy(&mut self, jiffy: u64) {
+        let index = (jiffy & TVR_MASK) as usize;
+        self.splice(index, EXPIRED);
+        if index == 0 {
+            self.cascade(TV2 + ((jiffy >> TVR_BITS) & TVN_MASK) as usize);
+        }
+    }
+
+    /// Re-file every timer of tv2 bucket `list` for its expiry (into tv1, or further on for a
+    /// hop), dropping the deleted ones.
+    ///
+    /// Linux: cascade() in kernel/time/timer.c (before 4.8).
+    fn cascade(&mut self, list: usize) {
+        let mut idx = self.lists[list].first;
+        if idx & HEAD != 0 {
+            return;
+        }
+        // Detach the whole list first (Linux: list_replace_init()); nothing is filed back into
+        // this bucket, whose next block is a whole ring (TVN_SIZE blocks) away now.
+        self.lists[list] = empty_head(list);
+        self.clear_occupied(list);
+        while idx & HEAD == 0 {
+            let t = &mut self.slab[idx as usize];
+            let next = t.next;
+            t.prev = UNLINKED;
+            if t.pending {
+                let expires = t.expires;
+                self.enqueue(idx, expires);
+            }
+            idx = next;
+        }
+    }
+
+    /// Jump to `now` without walking the wheel: empty lists, and every pending timer re-filed
+    /// from the slab. Those already due are queued in expiry order, as walking would have
+    /// queued them.
     fn rebase(&mut self, now: u64) {
-        self.wheels = new_wheels();
-        self.expired.clear();
+        for (l, head) in self.lists.iter_mut().enumerate() {
+            *head = empty_head(l);
+        }
+        self.occupied = [0; WHEEL_LISTS / 64];
         self.now = now;
-        let mut due = std::mem::take(&mut self.due);
         for idx in 0..self.slab.len() as u32 {
             let t = &mut self.slab[idx as usize];
+            t.prev = UNLINKED;
+            t.next = UNLINKED;
             if !t.pending {
-                // Its entry went with the old wheels: nothing left for mod_timer to adopt.
+                // Its place in the wheel went with the old lists: nothing left to adopt.
                 t.entry_at = 0;
                 continue;
             }
-            t.generation = t.generation.wrapping_add(1);
-            if t.expires <= now {
-                t.entry_at = now;
-                due.push((t.expires, idx));
-            } else {
-                let (generation, expires) = (t.generation, t.expires);
-                self.enqueue(idx, generation, expires);
-            }
+            let expires = t.expires;
+            // Due ones go onto the queue in slab order, sorted below.
+            self.enqueue(idx, expires);
         }
-        due.sort_unstable();
-        for &(_, idx) in &due {
-            self.expired.push_back((idx, self.slab[idx as usize].generation));
-        }
-        due.clear();
-        self.due = due;
+        self.sort_expired();
     }
 
-    /// File the live entry of slot `idx` for `expires`: on a wheel, or straight onto the
+    /// Stable merge sort of the expired queue by expiry, in place on its links (no
+    /// allocation). Only `rebase` needs it; it is O(n log n) in the timers due.
+    fn sort_expired(&mut self) {
+        let mut list = self.lists[EXPIRED].first;
+        if list & HEAD != 0 {
+            return;
+        }
+        // Singly linked, ended by UNLINKED, while sorting (bottom-up, after S. Tatham's
+        // list merge sort); the prev links and the head are rebuilt afterwards.
+        let last = self.lists[EXPIRED].last;
+        self.slab[last as usize].next = UNLINKED;
+        let mut run = 1usize;
+        loop {
+            let mut p = list;
+            list = UNLINKED;
+            let mut tail = UNLINKED;
+            let mut merges = 0;
+            while p != UNLINKED {
+                merges += 1;
+                let mut q = p;
+                let mut psize = 0;
+                while psize < run && q != UNLINKED {
+                    psize += 1;
+                    q = self.slab[q as usize].next;
+                }
+                let mut qsize = run;
+                while psize > 0 || (qsize > 0 && q != UNLINKED) {
+                    let take_p = qsize == 0
+                        || q == UNLINKED
+                        || (psize > 0 && self.slab[p as usize].expires <= self.slab[q as usize].expires);
+                    let e = if take_p {
+                        let e = p;
+                        p = self.slab[p as usize].next;
+                        psize -= 1;
+                        e
+                    } else {
+                        let e = q;
+                        q = self.slab[q as usize].next;
+                        qsize -= 1;
+                        e
+                    };
+                    if tail == UNLINKED {
+                        list = e;
+                    } else {
+                        self.slab[tail as usize].next = e;
+                    }
+                    tail = e;
+                }
+                p = q;
+            }
+            self.slab[tail as usize].next = UNLINKED;
+            if merges <= 1 {
+                break;
+            }
+            run *= 2;
+        }
+        let head = HEAD | EXPIRED as u32;
+        let mut prev = head;
+        let mut idx = list;
+        self.lists[EXPIRED].first = list;
+        while idx != UNLINKED {
+            let t = &mut self.slab[idx as usize];
+            t.prev = prev;
+            prev = idx;
+            idx = t.next;
+        }
+        self.slab[prev as usize].next = head;
+        self.lists[EXPIRED].last = prev;
+    }
+
+    /// File slot `idx` (on no list) for `expires`: into the wheel, or straight onto the
     /// expired queue if it is already due.
     ///
-    /// Linux: enqueue_timer() in kernel/time/timer.c.
-    fn enqueue(&mut self, idx: u32, generation: u32, expires: u64) {
-        let entry_at = if expires <= self.now {
-            self.expired.push_back((idx, generation));
-            self.now
+    /// Linux: internal_add_timer() in kernel/time/timer.c (before 4.8).
+    fn enqueue(&mut self, idx: u32, expires: u64) {
+        let now = self.now;
+        let (list, entry_at) = if expires <= now {
+            (EXPIRED, now)
         } else {
-            // Room: the longest delay that stays in the wheel's current block.
-            let room = |w: &Wheel| BLOCK - 1 - u64::from(w.current_time_in_cycle() & 0xFFFF);
-            let (r0, r1) = (room(&self.wheels[0]), room(&self.wheels[1]));
-            let (w, room) = if r0 >= r1 { (0, r0) } else { (1, r1) };
-            debug_assert!(room >= HALF_BLOCK - 1);
-            let want = expires - self.now;
-            let delay = if want <= room {
-                want
+            // Linux's base->timer_jiffies: the next jiffy to process.
+            let clk = now + 1;
+            if expires - clk < TVR_SIZE as u64 {
+                ((expires & TVR_MASK) as usize, expires)
             } else {
-                // Surface somewhere in the second half of the room, spread by a hash so that
-                // timers armed together do not all come out (and hop) on the same tick.
-                let h = (u64::from(idx) ^ expires.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                room - (h >> 32) % (room / 2)
-            };
-            if let Err(err) = self.wheels[w].insert_with_delay((idx, generation), Duration::from_millis(delay)) {
-                match err {
-                    // Only a zero delay expires, and delay >= 1 here; keep it correct anyway.
-                    TimerError::Expired(entry) => self.expired.push_back(entry),
-                    TimerError::NotFound => unreachable!("wheel insert never reports NotFound"),
+                // expires >= clk + TVR_SIZE, so its block is after the current one.
+                let current = clk >> TVR_BITS;
+                let mut block = expires >> TVR_BITS;
+                if block - current >= TVN_SIZE as u64 {
+                    // Beyond tv2 (whose bucket for `current + TVN_SIZE` is the current
+                    // block's, cascaded already or right now): hop to a block in the second
+                    // half of tv2's reach, spread by a hash so that timers armed together do
+                    // not all come out (and hop) on the same tick.
+                    let h = (u64::from(idx) ^ expires.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    block = current + (TVN_SIZE / 2) as u64 + (h >> 32) % (TVN_SIZE / 2) as u64;
                 }
+                (TV2 + (block & TVN_MASK) as usize, block << TVR_BITS)
             }
-            self.now + delay
         };
+        self.link_tail(list, idx);
         self.slab[idx as usize].entry_at = entry_at;
     }
 
-    /// A wheel entry came out at `self.now`: queue it, re-file it (a hop of a long delay, or a
-    /// timer pushed later), or drop it if stale.
-    fn file_fired(&mut self, idx: u32, generation: u32) {
-        let t = &self.slab[idx as usize];
-        if t.generation != generation || !t.pending {
+    /// Append slot `idx` (on no list) to list `list`.
+    ///
+    /// Linux: list_add_tail().
+    fn link_tail(&mut self, list: usize, idx: u32) {
+        let last = self.lists[list].last;
+        let t = &mut self.slab[idx as usize];
+        t.prev = last;
+        t.next = HEAD | list as u32;
+        self.set_next(last, idx);
+        self.lists[list].last = idx;
+        if list < WHEEL_LISTS {
+            self.occupied[list / 64] |= 1 << (list % 64);
+        }
+    }
+
+    /// Take slot `idx` off its list.
+    ///
+    /// Linux: detach_timer() / list_del().
+    fn unlink(&mut self, idx: u32) {
+        let t = &mut self.slab[idx as usize];
+        let (prev, next) = (t.prev, t.next);
+        debug_assert_ne!(prev, UNLINKED);
+        t.prev = UNLINKED;
+        self.set_next(prev, next);
+        self.set_prev(next, prev);
+        if prev == next {
+            // Both are the head: the list is empty now.
+            let list = (prev & !HEAD) as usize;
+            if list < WHEEL_LISTS {
+                self.clear_occupied(list);
+            }
+        }
+    }
+
+    /// Move all of list `from` to the tail of list `to`, in O(1).
+    ///
+    /// Linux: list_splice_tail_init().
+    fn splice(&mut self, from: usize, to: usize) {
+        let ListHead { first, last } = self.lists[from];
+        if first & HEAD != 0 {
             return;
         }
-        if t.expires > self.now {
-            let expires = t.expires;
-            self.enqueue(idx, generation, expires);
-        } else {
-            self.expired.push_back((idx, generation));
+        self.lists[from] = empty_head(from);
+        if from < WHEEL_LISTS {
+            self.clear_occupied(from);
         }
+        let to_last = self.lists[to].last;
+        self.set_next(to_last, first);
+        self.slab[first as usize].prev = to_last;
+        self.slab[last as usize].next = HEAD | to as u32;
+        self.lists[to].last = last;
+    }
+
+    /// Set the `next` of a slot, or the `first` of a head.
+    fn set_next(&mut self, link: u32, next: u32) {
+        if link & HEAD != 0 {
+            self.lists[(link & !HEAD) as usize].first = next;
+        } else {
+            self.slab[link as usize].next = next;
+        }
+    }
+
+    /// Set the `prev` of a slot, or the `last` of a head.
+    fn set_prev(&mut self, link: u32, prev: u32) {
+        if link & HEAD != 0 {
+            self.lists[(link & !HEAD) as usize].last = prev;
+        } else {
+            self.slab[link as usize].prev = prev;
+        }
+    }
+
+    fn is_occupied(&self, list: usize) -> bool {
+        self.occupied[list / 64] & (1 << (list % 64)) != 0
+    }
+
+    fn clear_occupied(&mut self, list: usize) {
+        self.occupied[list / 64] &= !(1 << (list % 64));
+    }
+
+    /// Timers on list `list` (walks it; for Debug and tests).
+    fn list_len(&self, list: usize) -> usize {
+        let mut n = 0;
+        let mut idx = self.lists[list].first;
+        while idx & HEAD == 0 {
+            n += 1;
+            idx = self.slab[idx as usize].next;
+        }
+        n
     }
 
     fn slot(&self, id: TimerId, op: &str) -> Option<&TimerList<C>> {
@@ -535,20 +771,36 @@ impl<C> Timers<C> {
     }
 }
 
-/// Two empty wheels, the second `HALF_BLOCK` ahead of the first.
-fn new_wheels() -> [Wheel; 2] {
-    let mut ahead = Wheel::default();
-    ahead.skip(HALF_BLOCK as u32);
-    [Wheel::default(), ahead]
+/// The head of an empty list `list`: it points at itself.
+///
+/// Linux: INIT_LIST_HEAD().
+fn empty_head(list: usize) -> ListHead {
+    let me = HEAD | list as u32;
+    ListHead { first: me, last: me }
 }
 
-/// How many ticks `wheel` can skip without missing anything; `u64::MAX` if it is empty.
-fn skippable(wheel: &Wheel) -> u64 {
-    match wheel.can_skip() {
-        Skip::Empty => u64::MAX,
-        Skip::Millis(k) => u64::from(k),
-        Skip::None => 0,
+/// Circular search of a bitmap ring (`words.len() * 64` bits) for the first set bit at or
+/// after bit `from`: its distance from `from`, or `None` if no bit is set.
+fn next_set(words: &[u64], from: usize) -> Option<usize> {
+    let size = words.len() * 64;
+    let (first, bit) = (from / 64, from % 64);
+    let w = words[first] & (!0u64 << bit);
+    if w != 0 {
+        return Some(first * 64 + w.trailing_zeros() as usize - from);
     }
+    for k in 1..=words.len() {
+        let i = (first + k) % words.len();
+        // Back at the first word: only the bits before `from` are left.
+        let w = if k == words.len() {
+            words[i] & ((1u64 << bit) - 1)
+        } else {
+            words[i]
+        };
+        if w != 0 {
+            return Some((i * 64 + w.trailing_zeros() as usize + size - from) % size);
+        }
+    }
+    None
 }
 
 /// Advance `ctx`'s timers to `now` and run every callback due, returning how many ran.
@@ -562,7 +814,7 @@ fn skippable(wheel: &Wheel) -> u64 {
 /// Linux: run_timer_softirq() / __run_timers() in kernel/time/timer.c.
 pub fn run_timers<C>(ctx: &mut C, timers: fn(&mut C) -> &mut Timers<C>, now: u64) -> usize {
     let t = timers(ctx);
-    if now <= t.now && t.expired.is_empty() && t.deferred.is_empty() {
+    if now <= t.now && t.lists[EXPIRED].first & HEAD != 0 && t.lists[DEFERRED].first & HEAD != 0 {
         // Same jiffy and nothing queued: nothing can run (the poll loop comes here many times
         // per jiffy). Skipping the epoch bump changes nothing: epochs only order queued entries.
         return 0;
@@ -652,6 +904,59 @@ mod tests {
         let id = ctx.ids[data as usize + 1];
         let expires = ctx.timers.now() + ctx.period;
         assert!(ctx.timers.mod_timer(id, expires));
+    }
+
+    impl<C> Timers<C> {
+        /// Check the lists, the occupancy bitmaps and every timer's state against each other.
+        fn check_invariants(&self) {
+            let now = self.now;
+            let mut on_list = vec![usize::MAX; self.slab.len()];
+            for list in 0..LISTS {
+                let head = HEAD | list as u32;
+                let mut prev = head;
+                let mut idx = self.lists[list].first;
+                while idx & HEAD == 0 {
+                    assert_eq!(on_list[idx as usize], usize::MAX, "timer {idx} on two lists");
+                    on_list[idx as usize] = list;
+                    assert_eq!(self.slab[idx as usize].prev, prev, "list {list}: prev of {idx}");
+                    prev = idx;
+                    idx = self.slab[idx as usize].next;
+                }
+                assert_eq!(idx, head, "list {list} ends at its head");
+                assert_eq!(self.lists[list].last, prev, "list {list}: last");
+                if list < WHEEL_LISTS {
+                    assert_eq!(self.is_occupied(list), prev != head, "list {list}: occupancy bit");
+                }
+            }
+            let mut pending = 0;
+            for (i, t) in self.slab.iter().enumerate() {
+                let list = on_list[i];
+                if list == usize::MAX {
+                    assert_eq!(t.prev, UNLINKED, "timer {i} on no list");
+                    assert!(!t.pending, "pending timer {i} on no list");
+                    continue;
+                }
+                assert!(t.in_use, "freed timer {i} on list {list}");
+                if t.pending {
+                    pending += 1;
+                    if list < WHEEL_LISTS {
+                        assert!(t.entry_at <= t.expires, "timer {i} comes round after its expiry");
+                    }
+                }
+                if list < TV2 {
+                    assert!(t.entry_at > now && t.entry_at - now <= TVR_SIZE as u64, "tv1 timer {i}");
+                    assert_eq!((t.entry_at & TVR_MASK) as usize, list, "tv1 timer {i}: bucket");
+                } else if list < WHEEL_LISTS {
+                    assert!(t.entry_at > now && t.entry_at - now <= WHEEL_SPAN, "tv2 timer {i}");
+                    assert_eq!(t.entry_at & TVR_MASK, 0, "tv2 timer {i}: block start");
+                    let bucket = ((t.entry_at >> TVR_BITS) & TVN_MASK) as usize;
+                    assert_eq!(TV2 + bucket, list, "tv2 timer {i}: bucket");
+                } else {
+                    assert!(t.entry_at <= now, "queued timer {i}");
+                }
+            }
+            assert_eq!(pending, self.armed, "armed count");
+        }
     }
 
     /// Small deterministic PRNG (xorshift64).
@@ -1004,9 +1309,18 @@ mod tests {
 
     #[test]
     fn random_operations_match_a_model_ticking_long_gaps() {
-        // Enough idle slots that no advance below 12.8M jiffies rebases: long gaps are ticked
-        // through, with far timers hopping between the wheels.
+        // Enough idle slots that no advance below 12.8M jiffies rebases: long gaps are walked
+        // through, with far timers hopping through tv2.
         random_model(0x0123_4567_89AB_CDEF, 200_000);
+    }
+
+    #[test]
+    #[ignore = "soak (64 seeds, seconds): run with --ignored after changing the wheel"]
+    fn random_operations_match_a_model_many_seeds() {
+        for k in 0..64u64 {
+            let seed = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k + 1);
+            random_model(seed, if k % 4 == 0 { 200_000 } else { (k as usize % 3) * 300 });
+        }
     }
 
     /// Random mod/del/free/setup and advances by random steps (some long, crossing block
@@ -1076,13 +1390,17 @@ mod tests {
             }
             let armed = model.iter().filter(|m| m.is_some()).count();
             assert_eq!(ctx.timers.armed(), armed, "round {round} seed {seed:#x}");
+            if round % 97 == 0 {
+                ctx.timers.check_invariants();
+            }
         }
     }
 
     #[test]
     fn entries_stay_in_the_two_lower_levels() {
-        // With entries only in levels 0 and 1, a wheel can never skip more than 255 ticks;
-        // an entry in level 2 or 3 would let it skip to the end of a 2^16 or 2^24 block.
+        // With entries only in tv1 and tv2, every bucket in use comes round within the
+        // wheel's 2^18 jiffies; an entry filed further out (a third level, or a tv2 bucket a whole ring
+        // ahead) would let the wheel skip past it or cascade it early.
         let mut rng = XorShift(0x5EED);
         for round in 0..200 {
             let mut ctx = Ctx::new(rng.below(1 << 40));
@@ -1097,10 +1415,13 @@ mod tests {
             let expires = ctx.timers.now() + delay;
             ctx.timers.mod_timer(id, expires);
             while ctx.fired.is_empty() {
-                for w in &ctx.timers.wheels {
-                    let skip = skippable(w);
-                    assert!(skip <= 255 || skip == u64::MAX, "round {round}: skip {skip}");
-                }
+                ctx.timers.check_invariants();
+                let now = ctx.timers.now();
+                let next = ctx.timers.next_pending_jiffy(now + 1);
+                assert!(
+                    next - now <= WHEEL_SPAN,
+                    "round {round}: next bucket at {next}, now {now}"
+                );
                 let step = rng.below((delay / 40).max(40_000));
                 let to = (ctx.timers.now() + 1 + step).min(expires);
                 ctx.run(to);
@@ -1235,5 +1556,144 @@ mod tests {
         assert_eq!(ctx.run(10), 0);
         assert_eq!(ctx.timers.now(), 50);
         assert_eq!(ctx.run(60), 1);
+    }
+
+    #[test]
+    fn no_allocation_after_warm_up() {
+        // Buckets and queues are fixed arrays of list heads and the timers carry their own
+        // links: once the slab and its free list have their slots, no operation allocates,
+        // so no capacity may change over any mix of operations (short, cascading and hopping
+        // delays, deletes, frees, callbacks re-arming, walked gaps and rebases).
+        let mut ctx = Ctx::new(0);
+        ctx.period = 7;
+        let n = 1000u64;
+        for i in 0..n {
+            ctx.setup(if i.is_multiple_of(3) { rearm_by } else { record }, i);
+        }
+        let id = ctx.ids[1];
+        ctx.timers.timer_free(id);
+        assert_eq!(ctx.timers.timer_setup(record, 1), id);
+        let caps = |t: &Timers<Ctx>| (t.slab.capacity(), t.free.capacity(), t.slab.len());
+        let before = caps(&ctx.timers);
+        let mut rng = XorShift(0xA110_C8ED);
+        for round in 0..100_000 {
+            let now = ctx.timers.now();
+            let i = rng.below(n) as usize;
+            let id = ctx.ids[i];
+            match rng.below(10) {
+                0..=3 => {
+                    let delay = match rng.below(4) {
+                        0 => rng.below(300),
+                        1 => rng.below(60_000),
+                        2 => rng.below(1 << 20),
+                        _ => rng.below(1 << 34),
+                    };
+                    ctx.timers.mod_timer(id, now + delay);
+                }
+                4 | 5 => {
+                    ctx.timers.del_timer(id);
+                }
+                6 => {
+                    ctx.timers.timer_free(id);
+                    let func = if i.is_multiple_of(3) { rearm_by } else { record };
+                    assert_eq!(ctx.timers.timer_setup(func, i as u64), id);
+                }
+                _ => {
+                    let step = match rng.below(100) {
+                        0 => WHEEL_SPAN + 70_000 + rng.below(1 << 24), // rebases
+                        1..=10 => rng.below(5_000),
+                        _ => rng.below(3),
+                    };
+                    ctx.run(now + step);
+                    ctx.fired.clear();
+                }
+            }
+            assert_eq!(caps(&ctx.timers), before, "round {round}");
+        }
+        ctx.timers.check_invariants();
+    }
+
+    #[test]
+    fn a_rebase_queues_due_timers_in_expiry_order() {
+        // Few timers, and a gap that rebases instead of walking; the same with enough idle
+        // slots to walk the gap. Both queue what fell due in expiry order.
+        for padding in [0usize, 100_000] {
+            let mut ctx = Ctx::new(0);
+            for _ in 0..padding {
+                ctx.timers.timer_setup(record, u64::MAX);
+            }
+            let expiries = [500_000u64, 70_000, 3, 900_000, 70_000, 1_000_000, 2_000_000];
+            for (i, &e) in expiries.iter().enumerate() {
+                let id = ctx.setup(record, i as u64);
+                ctx.timers.mod_timer(id, e);
+            }
+            ctx.timers.advance(1_500_000);
+            assert_eq!(ctx.timers.wheel_ticks == 0, padding == 0, "rebased iff few slots");
+            ctx.timers.check_invariants();
+            let mut order = Vec::new();
+            while let Some((_, data)) = ctx.timers.next_expired() {
+                order.push(data);
+            }
+            assert_eq!(order, vec![2, 1, 4, 0, 3, 5], "padding {padding}");
+            assert_eq!(ctx.run(1_999_999), 0);
+            assert_eq!(ctx.run(2_000_000), 1);
+        }
+
+        // Many: the in-place merge sort of the queue against a sorted copy.
+        let mut rng = XorShift(0x50_27ED);
+        let mut ctx = Ctx::new(0);
+        let mut expect = Vec::new();
+        for i in 0..3000u64 {
+            let id = ctx.setup(record, i);
+            let e = 1 + rng.below(3_000_000);
+            if i.is_multiple_of(5) {
+                ctx.timers.mod_timer(id, e);
+                ctx.timers.del_timer(id);
+                continue;
+            }
+            ctx.timers.mod_timer(id, e);
+            if e <= 2_000_000 {
+                expect.push((e, i));
+            }
+        }
+        expect.sort_unstable();
+        ctx.timers.advance(2_000_000);
+        assert_eq!(ctx.timers.wheel_ticks, 0, "rebased");
+        ctx.timers.check_invariants();
+        let mut order = Vec::new();
+        while let Some((_, data)) = ctx.timers.next_expired() {
+            order.push(data);
+        }
+        let want: Vec<u64> = expect.iter().map(|&(_, i)| i).collect();
+        assert_eq!(order, want);
+        ctx.timers.check_invariants();
+    }
+
+    #[test]
+    fn deleted_and_moved_timers_leave_no_trace() {
+        // Timers moved earlier, deleted, freed from every kind of list; the lists and bitmaps
+        // stay consistent and only the live timers fire.
+        let mut ctx = Ctx::new(1_000);
+        let ids: Vec<TimerId> = (0..6).map(|i| ctx.setup(record, i)).collect();
+        ctx.timers.mod_timer(ids[0], 1_100); // tv1
+        ctx.timers.mod_timer(ids[1], 40_000); // tv2
+        ctx.timers.mod_timer(ids[2], 10_000_000); // hop
+        ctx.timers.mod_timer(ids[3], 900); // queued at once
+        ctx.timers.mod_timer(ids[4], 1_100);
+        ctx.timers.mod_timer(ids[5], 40_000);
+        ctx.timers.check_invariants();
+        assert!(ctx.timers.mod_timer(ids[1], 1_050)); // tv2 -> tv1
+        assert!(ctx.timers.mod_timer(ids[2], 30_000)); // hop -> tv2
+        ctx.timers.timer_free(ids[0]);
+        ctx.timers.timer_free(ids[3]);
+        assert!(ctx.timers.del_timer(ids[5]));
+        ctx.timers.check_invariants();
+        assert_eq!(ctx.timers.armed(), 3);
+        for j in 1_001..=50_000 {
+            ctx.run(j);
+        }
+        assert_eq!(ctx.fired, vec![(1, 1_050), (4, 1_100), (2, 30_000)]);
+        ctx.timers.check_invariants();
+        assert!(ctx.timers.occupied.iter().all(|&w| w == 0), "wheel empty");
     }
 }
