@@ -389,12 +389,16 @@ impl GlueBuilder {
                 DevSource::Tap { name, mac, mtu } => {
                     let mac = mac.unwrap_or_else(|| mac_for(spec.addrs.first().copied()));
                     let queues = if poller { 1 } else { n };
-                    TapDev::open(&name, queues, mac, mtu, pool.cache())
-                        .map_err(|e| GlueError::Device {
-                            name: name.clone(),
-                            msg: e.to_string(),
-                        })?
-                        .into_queues()
+                    let tap = TapDev::open(&name, queues, mac, mtu, pool.cache()).map_err(|e| GlueError::Device {
+                        name: name.clone(),
+                        msg: e.to_string(),
+                    })?;
+                    if blink_netcore::drivers::tap::tap_kernel_side_up(&name) == Some(false) {
+                        // Not an error (the kernel side may be brought up later), but nothing
+                        // passes until it is: say so where the user is looking.
+                        log::warn!("tap {name}: the kernel side is down, nothing passes until `ip link set {name} up`");
+                    }
+                    tap.into_queues()
                         .into_iter()
                         .map(|q| Box::new(q) as Box<dyn NetDevice>)
                         .collect()

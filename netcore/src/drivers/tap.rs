@@ -35,10 +35,33 @@ pub enum TapError {
     BadName(String),
     #[error("tap {name}: cannot open /dev/net/tun: {source} (needs root or CAP_NET_ADMIN, and the tun module)")]
     Open { name: String, source: io::Error },
-    #[error(
-        "tap {name}: TUNSETIFF failed: {source} (a persistent tap owned by another user, or several queues on a tap made without `ip tuntap add dev {name} mode tap multi_queue`)"
-    )]
+    #[error("tap {name}: TUNSETIFF failed: {source} ({})", setiff_hint(name, source))]
     SetIff { name: String, source: io::Error },
+}
+
+/// What a TUNSETIFF failure most likely means, by its errno.
+fn setiff_hint(name: &str, e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => format!(
+            "{name} is in use by another process: another blink, or a program holding its queue; \
+             stop it or choose another --dev tap:NAME"
+        ),
+        Some(libc::EPERM) => format!("a persistent tap {name} owned by another user or group"),
+        Some(libc::EINVAL) => format!(
+            "several queues on a tap made without `ip tuntap add dev {name} mode tap multi_queue`, \
+             or {name} exists and is not a tap"
+        ),
+        _ => format!("a persistent tap owned by another user, or several queues on a tap made without multi_queue"),
+    }
+}
+
+/// True when the kernel side of interface `name` is administratively up (IFF_UP in
+/// /sys/class/net/NAME/flags). A tap whose kernel side is down drops everything blink sends
+/// (`write` fails with EIO) and never delivers anything.
+pub fn tap_kernel_side_up(name: &str) -> Option<bool> {
+    let flags = std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).ok()?;
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).ok()?;
+    Some(flags & libc::IFF_UP as u32 != 0)
 }
 
 /// A TAP device with one fd per queue. A handle from [`TapDev::into_queues`] holds the fd
@@ -244,5 +267,45 @@ impl NetDevice for TapDev {
 
     fn stats(&self) -> DevStats {
         self.stats
+    }
+
+    /// The kernel side's administrative state (read from sysfs: this is for `blink link` and
+    /// `--stats`, never the packet path).
+    fn link_up(&self) -> bool {
+        tap_kernel_side_up(&self.name).unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setiff_failures_say_what_they_mean() {
+        let busy = TapError::SetIff {
+            name: "btap0".into(),
+            source: io::Error::from_raw_os_error(libc::EBUSY),
+        };
+        assert!(
+            busy.to_string().contains("btap0 is in use by another process"),
+            "{busy}"
+        );
+        let perm = TapError::SetIff {
+            name: "btap0".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(perm.to_string().contains("owned by another user"), "{perm}");
+        let inval = TapError::SetIff {
+            name: "btap0".into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert!(inval.to_string().contains("multi_queue"), "{inval}");
+    }
+
+    #[test]
+    fn kernel_side_state_is_read_from_sysfs() {
+        // The loopback interface is up in every network namespace; a missing one is unknown.
+        assert_eq!(tap_kernel_side_up("lo"), Some(true));
+        assert_eq!(tap_kernel_side_up("no-such-if0"), None);
     }
 }
