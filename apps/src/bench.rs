@@ -41,13 +41,15 @@ pub struct BenchArgs {
     /// Seconds per workload (and per peer).
     #[arg(long, default_value_t = 3.0)]
     pub secs: f64,
-    /// Workloads to run (comma-separated): bulk, rr, crr, udp, frag, fragflood [default: all
-    /// but fragflood;
-    /// with --cores: rr,crr].
+    /// Workloads to run (comma-separated): bulk, rr, crr, udp, frag, fragflood, conns, timers
+    /// [default: bulk,rr,crr,udp,frag; with --cores: rr,crr]. conns and timers are blink only
+    /// (see bench_conns.rs).
     #[arg(long)]
     pub workloads: Option<String>,
     /// Stop each workload after this much work instead of after --secs: MiB for bulk,
-    /// transactions for rr, connections for crr, thousands of datagrams for udp. A fixed amount of work gives stable
+    /// transactions for rr, connections for crr, thousands of datagrams for udp, transactions
+    /// per connection count for conns, thousands of operation pairs per measurement for timers.
+    /// A fixed amount of work gives stable
     /// instruction counts under `valgrind --tool=callgrind`.
     #[arg(long)]
     pub iters: Option<u64>,
@@ -66,8 +68,9 @@ pub struct BenchArgs {
     pub json: bool,
     /// Peers to run every workload on, in turn (comma-separated): blink, smoltcp (smoltcp 0.14,
     /// two interfaces on an in-memory Ethernet pair polled by one thread, as blink's stacks
-    /// are), linux-lo (kernel sockets over 127.0.0.1, client and server on two threads).
-    /// The table shows blink's ratio to each other peer.
+    /// are), linux-lo (kernel sockets over 127.0.0.1, client and server on two threads),
+    /// linux-veth (root only: kernel sockets in two network namespaces joined by a veth pair,
+    /// MTU 1500). The table shows blink's ratio to each other peer.
     #[arg(long, value_name = "LIST", default_value = "blink,smoltcp")]
     pub peer: String,
     /// Short runs: at most 0.5 s per workload and peer (every workload on three peers in well
@@ -82,21 +85,29 @@ pub struct BenchArgs {
     /// poller (a single-queue wire; core 0's loop runs the poller and load balancer).
     #[arg(long, default_value = "rss", value_parser = ["rss", "poller"])]
     pub mode: String,
+    /// Also draw the results as PNG charts into DIR (created if missing): one bar chart per
+    /// workload, blink's ratios to the other peers, and the conns workload's curves.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<std::path::PathBuf>,
+    /// conns workload: numbers of concurrent connections, in order (e.g. 1000,100000,1000000
+    /// or 1k,100k,1M) [default: 1k,100k; with --quick: 1k,10k]. rr is compared with the first.
+    #[arg(long, value_name = "LIST")]
+    pub conns: Option<String>,
 }
 
-const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub(crate) const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
-struct Pair {
-    a: Stack,
-    b: Stack,
-    pool: Mempool,
+pub(crate) struct Pair {
+    pub(crate) a: Stack,
+    pub(crate) b: Stack,
+    pub(crate) pool: Mempool,
     /// fragflood's clock: real time plus `skew_ns`, so the run can jump over ipfrag_time at
     /// the end instead of waiting 30 s for the flood's queues to expire.
     vclock: Option<(VirtualClock, Instant)>,
     skew_ns: u64,
 }
 
-fn pair(cfg: TcpConfig, lim: Limit) -> Pair {
+pub(crate) fn pair(cfg: TcpConfig, lim: Limit) -> Pair {
     pair_with(cfg, lim, false)
 }
 
@@ -138,7 +149,7 @@ fn pair_with(cfg: TcpConfig, lim: Limit, virtual_clock: bool) -> Pair {
 }
 
 impl Pair {
-    fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         if let Some((vc, t0)) = &self.vclock {
             vc.set_ns(t0.elapsed().as_nanos() as u64 + self.skew_ns);
         }
@@ -161,12 +172,12 @@ impl Pair {
     }
 
     /// Frames both stacks put on the wire so far.
-    fn frames(&self) -> u64 {
+    pub(crate) fn frames(&self) -> u64 {
         self.a.devs[0].dev.stats().tx_packets + self.b.devs[0].dev.stats().tx_packets
     }
 
     /// Poll until every mbuf is back in the pool: an error if some never come back.
-    fn drain(&mut self, what: &str) -> Result<(), String> {
+    pub(crate) fn drain(&mut self, what: &str) -> Result<(), String> {
         for _ in 0..10_000 {
             if self.pool.in_use() == 0 {
                 return Ok(());
@@ -534,7 +545,7 @@ fn rr(lim: Limit) -> Result<BenchResult, String> {
 /// One transaction `n` on client `c` / server `s`: the client sends request `n`, the server
 /// checks it whole and answers response `n`, the client checks that whole. Receive buffers
 /// are cleared before each read.
-fn transact(
+pub(crate) fn transact(
     p: &mut Pair,
     c: SockHandle,
     s: SockHandle,
@@ -868,6 +879,7 @@ pub enum Peer {
     Blink,
     Smoltcp,
     LinuxLo,
+    LinuxVeth,
 }
 
 impl Peer {
@@ -876,6 +888,7 @@ impl Peer {
             Peer::Blink => "blink",
             Peer::Smoltcp => "smoltcp",
             Peer::LinuxLo => "linux-lo",
+            Peer::LinuxVeth => "linux-veth",
         }
     }
 }
@@ -888,7 +901,12 @@ pub fn parse_peers(list: &str) -> Result<Vec<Peer>, String> {
             "blink" => Peer::Blink,
             "smoltcp" => Peer::Smoltcp,
             "linux-lo" => Peer::LinuxLo,
-            _ => return Err(format!("--peer: unknown peer `{name}` (blink, smoltcp, linux-lo)")),
+            "linux-veth" => Peer::LinuxVeth,
+            _ => {
+                return Err(format!(
+                    "--peer: unknown peer `{name}` (blink, smoltcp, linux-lo, linux-veth)"
+                ))
+            }
         };
         if out.contains(&p) {
             return Err(format!("--peer: `{name}` given twice"));
@@ -896,15 +914,30 @@ pub fn parse_peers(list: &str) -> Result<Vec<Peer>, String> {
         out.push(p);
     }
     if out.is_empty() {
-        return Err("--peer: no peer given (blink, smoltcp, linux-lo)".into());
+        return Err("--peer: no peer given (blink, smoltcp, linux-lo, linux-veth)".into());
     }
     Ok(out)
 }
 
-const WORKLOADS: [&str; 6] = ["bulk", "rr", "crr", "udp", "frag", "fragflood"];
+const WORKLOADS: [&str; 8] = ["bulk", "rr", "crr", "udp", "frag", "fragflood", "conns", "timers"];
 
-fn run_blink(w: &str, lim: Limit) -> Result<Outcome, String> {
+/// What the conns and timers workloads report beyond their table row.
+#[derive(Default)]
+pub(crate) struct Extras {
+    pub(crate) conns: Option<Vec<crate::bench_conns::ConnsPoint>>,
+    pub(crate) timers: Option<crate::bench_conns::TimersReport>,
+}
+
+fn run_blink(w: &str, lim: Limit, conns: &[usize], extras: &mut Extras) -> Result<Outcome, String> {
     let r = match w {
+        "conns" => crate::bench_conns::conns(conns, lim).map(|(r, points)| {
+            extras.conns = Some(points);
+            r
+        }),
+        "timers" => crate::bench_conns::timers(lim).map(|(r, report)| {
+            extras.timers = Some(report);
+            r
+        }),
         "bulk" => bulk(lim),
         "rr" => rr(lim),
         "crr" => crr(lim),
@@ -916,11 +949,12 @@ fn run_blink(w: &str, lim: Limit) -> Result<Outcome, String> {
     r.map(Outcome::Done)
 }
 
-fn run_one(peer: Peer, w: &str, lim: Limit) -> Result<Outcome, String> {
+fn run_one(peer: Peer, w: &str, lim: Limit, conns: &[usize], extras: &mut Extras) -> Result<Outcome, String> {
     match peer {
-        Peer::Blink => run_blink(w, lim),
+        Peer::Blink => run_blink(w, lim, conns, extras),
         Peer::Smoltcp => crate::bench_smoltcp::run(w, lim),
         Peer::LinuxLo => crate::bench_linux::run(w, lim),
+        Peer::LinuxVeth => crate::bench_linux::run_veth(w, lim),
     }
 }
 
@@ -1020,6 +1054,17 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
         return Err(usage("--iters: must be at least 1").into());
     }
     let peers = parse_peers(&a.peer).map_err(usage)?;
+    let conns = match &a.conns {
+        Some(list) => crate::bench_conns::parse_conns(list).map_err(usage)?,
+        None => crate::bench_conns::default_conns(a.quick),
+    };
+    if a.plot.is_some() && a.cores.is_some() {
+        return Err(usage("--plot: not available with --cores").into());
+    }
+    if let Some(dir) = &a.plot {
+        // Before the runs, so that a bad directory fails at once and not after them.
+        std::fs::create_dir_all(dir).map_err(|e| usage(format!("--plot: cannot create {}: {e}", dir.display())))?;
+    }
     if let Some(cores) = &a.cores {
         return crate::bench_cores::run(&a, cores);
     }
@@ -1038,7 +1083,7 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
                 Some(k) => v.push(*k),
                 None => {
                     return Err(usage(format!(
-                        "--workloads: unknown workload `{w}` (bulk, rr, crr, udp, frag, fragflood)"
+                        "--workloads: unknown workload `{w}` (bulk, rr, crr, udp, frag, fragflood, conns, timers)"
                     ))
                     .into())
                 }
@@ -1047,14 +1092,15 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
         v
     };
     let mut rows: Vec<(&str, Vec<Outcome>)> = Vec::new();
+    let mut extras = Extras::default();
     for w in workloads {
         let mut outs = Vec::new();
         for &peer in &peers {
             if !a.json {
                 eprintln!("bench: {w} on {}...", peer.name());
             }
-            let o =
-                run_one(peer, w, lim).map_err(|e| SetupError::Runtime(format!("bench {w} ({}): {e}", peer.name())))?;
+            let o = run_one(peer, w, lim, &conns, &mut extras)
+                .map_err(|e| SetupError::Runtime(format!("bench {w} ({}): {e}", peer.name())))?;
             outs.push(o);
         }
         rows.push((w, outs));
@@ -1078,9 +1124,29 @@ pub fn run(a: BenchArgs) -> Result<(), SetupError> {
                 ));
             }
         }
-        println!("{{\"results\": [{}]}}", items.join(", "));
+        let mut extra = String::new();
+        if let Some(points) = &extras.conns {
+            extra.push_str(&format!(", \"conns\": {}", crate::bench_conns::conns_json(points)));
+        }
+        if let Some(t) = &extras.timers {
+            extra.push_str(&format!(", \"timers\": {}", crate::bench_conns::timers_json(t)));
+        }
+        println!("{{\"results\": [{}]{extra}}}", items.join(", "));
     } else {
         print_table(&peers, &rows, a.offload);
+        if let Some(points) = &extras.conns {
+            crate::bench_conns::print_conns(points);
+        }
+        if let Some(t) = &extras.timers {
+            crate::bench_conns::print_timers(t);
+        }
+    }
+    if let Some(dir) = &a.plot {
+        let files = crate::bench_plot::write_plots(dir, &peers, &rows, extras.conns.as_deref())
+            .map_err(|e| SetupError::Runtime(format!("--plot {}: {e}", dir.display())))?;
+        for f in files {
+            eprintln!("bench: wrote {}", f.display());
+        }
     }
     Ok(())
 }
@@ -1177,6 +1243,8 @@ mod tests {
             parse_peers("blink,smoltcp,linux-lo"),
             Ok(vec![Peer::Blink, Peer::Smoltcp, Peer::LinuxLo])
         );
+        assert_eq!(parse_peers("linux-veth, blink"), Ok(vec![Peer::LinuxVeth, Peer::Blink]));
+        assert!(parse_peers("linux-veth,linux-veth").is_err());
         assert!(parse_peers("nonsense").unwrap_err().contains("--peer"));
         assert!(parse_peers("blink,blink").is_err());
         assert!(parse_peers("").is_err());

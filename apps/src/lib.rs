@@ -2,8 +2,10 @@
 
 pub mod args;
 pub mod bench;
+pub mod bench_conns;
 pub mod bench_cores;
 pub mod bench_linux;
+pub mod bench_plot;
 pub mod bench_smoltcp;
 pub mod cores;
 pub mod ctl;
