@@ -110,11 +110,79 @@ struct Flow {
     fresh: bool,
 }
 
+/// Why a request failed: what `blink load` reports next to the count, as ab's "Failed
+/// requests" line breaks down into connect, receive, length and exceptions.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Failure {
+    /// Could not open a connection (no port, no memory, no route).
+    Connect,
+    /// RST in reply to our SYN (ECONNREFUSED).
+    Refused,
+    /// RST on an established connection (ECONNRESET).
+    Reset,
+    /// Retransmissions ran out (ETIMEDOUT).
+    TimedOut,
+    /// The stack aborted the connection.
+    Aborted,
+    /// The server closed before the response was complete.
+    Closed,
+    /// A response blink load could not parse (head, length).
+    BadResponse,
+    /// A status other than 200.
+    Status,
+    /// A body whose SHA-256 differs from the first one's (`--sha256`).
+    Sha256,
+    /// Still unanswered when `--timeout` ran out.
+    Unfinished,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 10] = [
+        Failure::Connect,
+        Failure::Refused,
+        Failure::Reset,
+        Failure::TimedOut,
+        Failure::Aborted,
+        Failure::Closed,
+        Failure::BadResponse,
+        Failure::Status,
+        Failure::Sha256,
+        Failure::Unfinished,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Refused => "refused",
+            Failure::Reset => "reset",
+            Failure::TimedOut => "timed_out",
+            Failure::Aborted => "aborted",
+            Failure::Closed => "closed",
+            Failure::BadResponse => "bad_response",
+            Failure::Status => "status",
+            Failure::Sha256 => "sha256",
+            Failure::Unfinished => "unfinished",
+        }
+    }
+
+    fn of_close(r: CloseReason) -> Failure {
+        match r {
+            CloseReason::Normal => Failure::Closed,
+            CloseReason::Refused => Failure::Refused,
+            CloseReason::Reset => Failure::Reset,
+            CloseReason::TimedOut => Failure::TimedOut,
+            CloseReason::Aborted => Failure::Aborted,
+        }
+    }
+}
+
 /// One core's figures (merged over the cores at the end).
 #[derive(Default)]
 pub struct LoadStats {
     pub ok: u64,
     pub failed: u64,
+    /// `failed` by reason, indexed like `Failure::ALL`.
+    pub failures: [u64; Failure::ALL.len()],
     pub body_bytes: u64,
     pub latencies_us: Vec<u64>,
     pub sha256: Option<[u8; 32]>,
@@ -127,11 +195,44 @@ impl LoadStats {
     pub fn merge(&mut self, o: LoadStats) {
         self.ok += o.ok;
         self.failed += o.failed;
+        for (a, b) in self.failures.iter_mut().zip(o.failures) {
+            *a += b;
+        }
         self.body_bytes += o.body_bytes;
         self.latencies_us.extend(o.latencies_us);
         self.sha256 = self.sha256.or(o.sha256);
         self.sha_mismatch += o.sha_mismatch;
         self.connections += o.connections;
+    }
+
+    fn fail(&mut self, n: u64, why: Failure) {
+        self.failed += n;
+        let i = Failure::ALL
+            .iter()
+            .position(|&f| f == why)
+            .expect("every failure is in ALL");
+        self.failures[i] += n;
+    }
+
+    /// The failures by reason, non-zero ones only: `refused 3, reset 1`.
+    pub fn failure_summary(&self) -> String {
+        let parts: Vec<String> = Failure::ALL
+            .iter()
+            .zip(self.failures)
+            .filter(|(_, n)| *n > 0)
+            .map(|(f, n)| format!("{} {n}", f.name()))
+            .collect();
+        parts.join(", ")
+    }
+
+    /// The failures by reason as a JSON object (every reason, zeros included).
+    pub fn failure_json(&self) -> String {
+        let parts: Vec<String> = Failure::ALL
+            .iter()
+            .zip(self.failures)
+            .map(|(f, n)| format!("\"{}\": {n}", f.name()))
+            .collect();
+        format!("{{{}}}", parts.join(", "))
     }
 }
 
@@ -177,8 +278,8 @@ impl Load {
         self.stats.ok + self.stats.failed
     }
 
-    fn fail(&mut self, n: u64) {
-        self.stats.failed += n;
+    fn fail(&mut self, n: u64, why: Failure) {
+        self.stats.fail(n, why);
         self.pb.inc(n);
         self.note_done();
     }
@@ -222,7 +323,7 @@ impl Load {
                 }
                 Err(e) => {
                     log::warn!("connect: {e}");
-                    self.fail(budget as u64);
+                    self.fail(budget as u64, Failure::Connect);
                 }
             }
         }
@@ -366,10 +467,10 @@ impl Load {
         f.in_flight = false;
         f.phase = Phase::Head;
         self.stats.body_bytes += f.body_len as u64;
-        let mut good = f.status == 200;
+        let mut why = (f.status != 200).then_some(Failure::Status);
         if let Some(h) = f.hasher.take() {
             let d: [u8; 32] = h.finalize().into();
-            let r = if good {
+            let r = if why.is_none() {
                 Some(*self.sha_ref.get_or_init(|| d))
             } else {
                 self.sha_ref.get().copied()
@@ -377,31 +478,33 @@ impl Load {
             match r {
                 Some(r) if r != d => {
                     self.stats.sha_mismatch += 1;
-                    good = false;
+                    why = why.or(Some(Failure::Sha256));
                 }
                 Some(r) => self.stats.sha256 = Some(r),
                 None => {}
             }
         }
-        if good {
-            self.stats.ok += 1;
-            self.stats.latencies_us.push(f.started.elapsed().as_micros() as u64);
-            self.pb.inc(1);
-            self.note_done();
-        } else {
-            self.fail(1);
+        match why {
+            None => {
+                self.stats.ok += 1;
+                self.stats.latencies_us.push(f.started.elapsed().as_micros() as u64);
+                self.pb.inc(1);
+                self.note_done();
+            }
+            Some(w) => self.fail(1, w),
         }
     }
 
-    /// The connection is over: count what it still owed as failed, open a replacement.
-    fn retire(&mut self, f: &Flow) {
+    /// The connection is over (`why`: what a request it was carrying failed of): count what
+    /// it still owed as failed, open a replacement.
+    fn retire(&mut self, f: &Flow, why: Failure) {
         let owed = f.budget as u64 + f.in_flight as u64;
         if owed > 0 {
             // Requests this connection could not carry (the server closed early) are given
             // to a new connection, unless the connection failed mid-request.
             self.issued -= f.budget as u64;
             if f.in_flight {
-                self.fail(1);
+                self.fail(1, why);
             }
         }
         self.open -= 1;
@@ -423,7 +526,8 @@ impl Load {
             }
             Ok(false) => {
                 let _ = glue.close(s);
-                self.retire(&f);
+                // A request still in flight here: the server closed mid-response.
+                self.retire(&f, Failure::Closed);
             }
             Err(e) => {
                 log::debug!("flow failed: {e}");
@@ -433,7 +537,12 @@ impl Load {
                     f.in_flight = f.budget > 0;
                     f.budget = f.budget.saturating_sub(1);
                 }
-                self.retire(&f);
+                let why = match e {
+                    GlueError::Connection(r) => Failure::of_close(r),
+                    GlueError::Shutdown | GlueError::NotConnected => Failure::Closed,
+                    _ => Failure::BadResponse,
+                };
+                self.retire(&f, why);
             }
         }
         self.refill(glue);
@@ -470,7 +579,7 @@ impl GlueHandler<Flow> for Load {
                 f.in_flight = true;
                 f.budget -= 1;
             }
-            self.retire(&f);
+            self.retire(&f, Failure::of_close(c.reason));
         }
         self.refill(glue);
     }
@@ -638,7 +747,7 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
     if unfinished > 0 && !stop.load(Ordering::Relaxed) {
         eprintln!("blink load: timed out after {:.1} s", a.timeout);
     }
-    st.failed += unfinished;
+    st.fail(unfinished, Failure::Unfinished);
     st.latencies_us.sort_unstable();
     let l = &st.latencies_us;
     let ms = |us: u64| us as f64 / 1000.0;
@@ -648,9 +757,10 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
             _ => "null".to_string(),
         };
         println!(
-            "{{\"requests_ok\": {}, \"failed\": {}, \"sha256_mismatches\": {}, \"seconds\": {:.3}, \"connections\": {}, \"requests_per_sec\": {:.1}, \"latency_ms\": {{\"p50\": {:.3}, \"p90\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"body_bytes\": {}, \"sha256\": {sha}}}",
+            "{{\"requests_ok\": {}, \"failed\": {}, \"failures\": {}, \"sha256_mismatches\": {}, \"seconds\": {:.3}, \"connections\": {}, \"requests_per_sec\": {:.1}, \"latency_ms\": {{\"p50\": {:.3}, \"p90\": {:.3}, \"p99\": {:.3}, \"max\": {:.3}}}, \"body_bytes\": {}, \"sha256\": {sha}}}",
             st.ok,
             st.failed,
+            st.failure_json(),
             st.sha_mismatch,
             elapsed,
             st.connections,
@@ -662,12 +772,21 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
             st.body_bytes
         );
         if st.failed > 0 {
-            return Err(SetupError::Runtime(format!("{} requests failed", st.failed)));
+            return Err(SetupError::Runtime(format!(
+                "{} requests failed ({})",
+                st.failed,
+                st.failure_summary()
+            )));
         }
         return Ok(());
     }
+    let why = if st.failed > 0 {
+        format!(": {}", st.failure_summary())
+    } else {
+        String::new()
+    };
     println!(
-        "requests: {} ok, {} failed ({} sha256 mismatches) in {:.3} s over {} connections",
+        "requests: {} ok, {} failed{why} ({} sha256 mismatches) in {:.3} s over {} connections",
         st.ok, st.failed, st.sha_mismatch, elapsed, st.connections
     );
     println!("requests/s: {:.1}", st.ok as f64 / elapsed);
@@ -693,7 +812,11 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
         report_cores("blink load", &summaries, in_use);
     }
     if st.failed > 0 {
-        return Err(SetupError::Runtime(format!("{} requests failed", st.failed)));
+        return Err(SetupError::Runtime(format!(
+            "{} requests failed ({})",
+            st.failed,
+            st.failure_summary()
+        )));
     }
     Ok(())
 }
@@ -701,6 +824,23 @@ pub fn run(a: LoadArgs) -> Result<(), SetupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_counted_by_reason() {
+        let mut st = LoadStats::default();
+        st.fail(3, Failure::of_close(CloseReason::Refused));
+        st.fail(1, Failure::of_close(CloseReason::Reset));
+        st.fail(2, Failure::Unfinished);
+        assert_eq!(st.failed, 6);
+        assert_eq!(st.failure_summary(), "refused 3, reset 1, unfinished 2");
+        let j = st.failure_json();
+        assert!(j.starts_with("{\"connect\": 0, \"refused\": 3, \"reset\": 1,"), "{j}");
+        assert!(j.ends_with("\"unfinished\": 2}"), "{j}");
+        let mut other = LoadStats::default();
+        other.fail(1, Failure::Status);
+        st.merge(other);
+        assert_eq!(st.failure_summary(), "refused 3, reset 1, status 1, unfinished 2");
+    }
 
     #[test]
     fn urls() {

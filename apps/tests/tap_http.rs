@@ -339,6 +339,30 @@ fn blink_load_against_python_http_server() {
     ]);
     let _ = server.kill();
     let _ = server.wait();
+    // Nobody listens any more: the kernel refuses every connection, and load says so.
+    let refused = ns.exec(&[
+        blink(),
+        "load",
+        "--dev",
+        &tap,
+        "--ip",
+        &ip,
+        "--url",
+        &url,
+        "-n",
+        "5",
+        "-c",
+        "1",
+        "--timeout",
+        "20",
+        "--name",
+        "loadrefused",
+    ]);
+    let rtext = String::from_utf8_lossy(&refused.stdout).into_owned();
+    let rerr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{rtext}\n{rerr}");
+    assert!(rtext.contains("requests: 0 ok, 5 failed: refused 5"), "{rtext}");
+    assert!(rerr.contains("5 requests failed (refused 5)"), "{rerr}");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "blink load failed:\n{text}\n{err}");
@@ -348,7 +372,10 @@ fn blink_load_against_python_http_server() {
     assert_eq!(j.lines().count(), 1, "{j}");
     let line = j.trim();
     assert!(json.status.success(), "{j}");
-    assert!(line.contains("\"requests_ok\": 40, \"failed\": 0,"), "{line}");
+    assert!(
+        line.contains("\"requests_ok\": 40, \"failed\": 0, \"failures\": {\"connect\": 0, \"refused\": 0,"),
+        "{line}"
+    );
     assert!(line.contains("\"body_bytes\": 8000000,"), "{line}");
     assert!(
         line.contains(&format!("\"sha256\": \"{}\"", sha256_file(&file))),
@@ -445,6 +472,30 @@ fn blink_load_two_cores(mode: &str, net: u8) {
     ]);
     let _ = server.kill();
     let _ = server.wait();
+    // Nobody listens any more: the kernel refuses every connection, and load says so.
+    let refused = ns.exec(&[
+        blink(),
+        "load",
+        "--dev",
+        &tap,
+        "--ip",
+        &ip,
+        "--url",
+        &url,
+        "-n",
+        "5",
+        "-c",
+        "1",
+        "--timeout",
+        "20",
+        "--name",
+        "loadrefused",
+    ]);
+    let rtext = String::from_utf8_lossy(&refused.stdout).into_owned();
+    let rerr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{rtext}\n{rerr}");
+    assert!(rtext.contains("requests: 0 ok, 5 failed: refused 5"), "{rtext}");
+    assert!(rerr.contains("5 requests failed (refused 5)"), "{rerr}");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
