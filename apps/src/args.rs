@@ -24,13 +24,11 @@ pub fn usage(msg: impl Into<String>) -> UsageError {
 
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
-    /// Device: `wire` (in-memory, demo only), `tap:NAME` (Linux TAP) or `dpdk`.
-    #[arg(long, default_value = "wire")]
-    pub dev: String,
-    /// DPDK EAL arguments (with --dev dpdk), as one string, e.g.
-    /// "--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0 --file-prefix=blink1".
+    // The help says which devices this build can open (dpdk only with the feature).
+    #[arg(long, value_name = "DEV", help = DEV_HELP)]
+    pub dev: Option<String>,
     // The value itself starts with `--`: let clap take it as a value.
-    #[arg(long, value_name = "EAL ARGS", allow_hyphen_values = true)]
+    #[arg(long, value_name = "EAL ARGS", allow_hyphen_values = true, help = EAL_HELP)]
     pub eal: Option<String>,
     /// Address and prefix length of the stack, e.g. 10.200.0.2/24.
     #[arg(long, value_name = "A.B.C.D/LEN", value_parser = parse_cidr)]
@@ -81,8 +79,33 @@ pub struct DevArgs {
     pub ctl: Option<PathBuf>,
 }
 
+const DEV_HELP: &str = if cfg!(feature = "dpdk") {
+    "Device: `tap:NAME` (Linux TAP) or `dpdk`; required by echo, httpd and load. `wire` (the \
+     in-memory wire) is the demo's, and its default"
+} else {
+    "Device: `tap:NAME` (Linux TAP); required by echo, httpd and load. `wire` (the in-memory \
+     wire) is the demo's, and its default. [`dpdk`: not in this build, which lacks the `dpdk` \
+     feature: cargo build --release --features dpdk]"
+};
+
+const EAL_HELP: &str = if cfg!(feature = "dpdk") {
+    "DPDK EAL arguments (with --dev dpdk), as one string, e.g. \"--no-huge -m 512 --no-pci \
+     --vdev=net_tap0,iface=dtap0 -l 0 --file-prefix=blink1\""
+} else {
+    "[not in this build: needs the `dpdk` feature] DPDK EAL arguments (with --dev dpdk), as \
+     one string"
+};
+
 fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
-    s.parse::<Ipv4Cidr>().map_err(|e| format!("{e} (expected A.B.C.D/LEN)"))
+    // The parser's own message already says what form it expects.
+    s.parse::<Ipv4Cidr>().map_err(|e| {
+        let m = e.to_string();
+        if m.contains("A.B.C.D/LEN") {
+            m
+        } else {
+            format!("{m} (expected A.B.C.D/LEN)")
+        }
+    })
 }
 
 fn parse_impair(s: &str) -> Result<ImpairConfig, String> {
@@ -113,8 +136,9 @@ pub enum DevKind {
 }
 
 impl DevArgs {
+    /// The device chosen with --dev; without one, the demo's in-memory wire.
     pub fn dev_kind(&self) -> Result<DevKind, UsageError> {
-        match self.dev.as_str() {
+        match self.dev.as_deref().unwrap_or("wire") {
             "wire" => Ok(DevKind::Wire),
             "dpdk" => Ok(DevKind::Dpdk),
             s => match s.strip_prefix("tap:") {

@@ -113,6 +113,14 @@ pub fn build_cores<U>(
     pool_size: usize,
 ) -> Result<Vec<blink_glue::Glue<U>>, SetupError> {
     use blink_glue::{GlueBuilder, GlueError};
+    if args.dev.is_none() {
+        // Said before anything else: the demo's default device cannot serve here.
+        return Err(usage(
+            "--dev: required here: tap:NAME (a Linux TAP) or dpdk; the in-memory wire (the demo's \
+             default) needs a peer stack in this process",
+        )
+        .into());
+    }
     args.check_supported()?;
     let mode = args.steering()?;
     let addrs = args.addresses()?;

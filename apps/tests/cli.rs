@@ -123,6 +123,20 @@ fn bad_configuration_exits_2_and_names_the_field() {
         );
     }
     expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.1"], "--ip");
+    // The form expected is said once, not once per layer.
+    let out = run(&[blink(), "echo", "--dev", "tap:x", "--ip", "10.0.0.1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("expected A.B.C.D/LEN").count(), 1, "{err}");
+    // echo, httpd and load need a device of their own: no silent default to the demo's wire.
+    for cmd in ["echo", "httpd", "load"] {
+        let mut args = vec![cmd, "--ip", "10.0.0.1/24"];
+        match cmd {
+            "load" => args.extend_from_slice(&["--url", "http://10.0.0.2/"]),
+            "httpd" => args.extend_from_slice(&["--size", "10"]),
+            _ => {}
+        }
+        expect_usage(&args, "--dev");
+    }
     expect_usage(&["echo", "--dev", "tap:x", "--ip", "10.0.0.1/33"], "--ip");
     expect_usage(&["echo", "--dev", "tap:x"], "--ip");
     expect_usage(&["echo", "--dev", "bogus", "--ip", "10.0.0.1/24"], "--dev");
