@@ -1,0 +1,112 @@
+//! The README's shell examples, run as pasted: every ```sh block preceded by the marker line
+//! `<!-- ci: run -->`, in order, in one bash, from a scratch directory that holds what the
+//! examples expect to find (`./target/release/blink` is this build's binary, README.md a copy
+//! of the README). As root, `sudo` is a function that runs its arguments, and `cargo` one
+//! that does nothing (the binary is built already): nothing else of the text is changed.
+//!
+//! The examples make their own namespace (`blinkns`, 10.200.0.0/24 inside it) and remove it;
+//! the test removes it too if a block failed half-way.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const MARKER: &str = "<!-- ci: run -->";
+
+/// The blocks to run, with the README line each starts on.
+fn runnable_blocks(readme: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() == MARKER {
+            assert!(
+                lines.get(i + 1).is_some_and(|l| l.trim() == "```sh"),
+                "README line {}: the marker must be followed by a ```sh block",
+                i + 1
+            );
+            let start = i + 2;
+            let end = start
+                + lines[start..]
+                    .iter()
+                    .position(|l| l.trim() == "```")
+                    .unwrap_or_else(|| panic!("README line {start}: unterminated block"));
+            blocks.push((start + 1, lines[start..end].join("\n")));
+            i = end;
+        }
+        i += 1;
+    }
+    blocks
+}
+
+#[test]
+fn the_marked_blocks_are_found() {
+    let text = "a\n<!-- ci: run -->\n```sh\necho one\necho two\n```\n```sh\nnot this\n```\n";
+    assert_eq!(runnable_blocks(text), vec![(4, "echo one\necho two".to_string())]);
+}
+
+#[test]
+fn readme_examples_run_as_pasted() {
+    if !require_root("readme_examples_run_as_pasted") {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
+    let blocks = runnable_blocks(&readme);
+    assert!(blocks.len() >= 5, "expected the TAP examples to be marked `{MARKER}`");
+
+    let dir = std::env::temp_dir().join(format!("blink-readme-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("target/release")).expect("scratch dir");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_blink"), dir.join("target/release/blink")).expect("link blink");
+    std::fs::copy(repo.join("README.md"), dir.join("README.md")).expect("copy README");
+
+    let cleanup = || {
+        let _ = Command::new("pkill").args(["-INT", "-x", "blink"]).status();
+        let _ = Command::new("pkill").args(["-f", "http.server 8000"]).status();
+        let _ = Command::new("ip").args(["netns", "del", "blinkns"]).status();
+    };
+    cleanup();
+    for (line, block) in &blocks {
+        // From a file, as a pasted line would be typed: with `bash -c`, the script's text is
+        // in the shell's command line, where `pkill -f` would find itself.
+        let script = format!("sudo() {{ \"$@\"; }}\ncargo() {{ :; }}\nset -ex\n{block}\n");
+        std::fs::write(dir.join("block.sh"), script).expect("write block");
+        let out = Command::new("bash")
+            .arg("block.sh")
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("bash");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            cleanup();
+            panic!(
+                "README block at line {line} failed ({}):\n{stdout}\n{stderr}",
+                out.status
+            );
+        }
+        eprintln!("README block at line {line}: ok");
+        // What each block is there to show, checked in its output.
+        let both = format!("{stdout}{stderr}");
+        if block.contains("ping -c 5 10.200.0.2") {
+            assert!(both.contains("5 received"), "line {line}: the kernel's pings:\n{both}");
+        }
+        if block.contains("blink route echo") {
+            assert!(both.contains("10.200.0.0/24 dev btap0"), "line {line}: routes:\n{both}");
+            assert!(both.contains("consume_skb"), "line {line}: the trace:\n{both}");
+        }
+        if block.contains("ab -n 20000") {
+            assert!(both.contains("Failed requests:        0"), "line {line}: ab:\n{both}");
+            assert!(
+                both.contains("requests: 2000 ok, 0 failed"),
+                "line {line}: load:\n{both}"
+            );
+        }
+    }
+    cleanup();
+    let _ = std::fs::remove_dir_all(&dir);
+}
