@@ -1,4 +1,4 @@
-//! Device options shared by every subcommand (DESIGN.md, "The `blink` command"), and the
+//! Device options shared by every subcommand (the README's "Try it" sections), and the
 //! IPAugenblick-style `--config` file (`<port> <ip> <mask>` per line).
 
 use std::net::Ipv4Addr;

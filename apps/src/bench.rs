@@ -1,5 +1,5 @@
 //! `blink bench`: workloads between two blink stacks joined by the in-memory wire and polled by
-//! one thread (the arrangement PERFORMANCE.md measures smoltcp in), each verifying its data,
+//! one thread (the arrangement smoltcp's reference figures in apps/BENCHMARKS.md were taken in), each verifying its data,
 //! and the same workloads on other peers in the same run (`--peer`): smoltcp 0.14 in the same
 //! arrangement (bench_smoltcp.rs) and the Linux kernel over 127.0.0.1 (bench_linux.rs).
 //!
@@ -54,13 +54,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub iters: Option<u64>,
     /// bulk: send and receive buffer of each end, KiB (blink and smoltcp; linux-lo sets
-    /// SO_SNDBUF/SO_RCVBUF to it). The default, 256 KiB, is the arrangement PERFORMANCE.md
-    /// measured smoltcp in, so the figures compare directly.
+    /// SO_SNDBUF/SO_RCVBUF to it). The default, 256 KiB, is the arrangement smoltcp's reference
+    /// figures (apps/BENCHMARKS.md) were measured in, so the figures compare directly.
     #[arg(long, default_value_t = 256)]
     pub buf: u32,
     /// Let the in-memory wire declare TCP/UDP checksum offload, as veth does (checksums left
     /// partial by the sender, frames marked verified on arrival). Off by default: smoltcp's
-    /// figures in PERFORMANCE.md were taken with software checksums. blink only.
+    /// reference figures (apps/BENCHMARKS.md) were taken with software checksums. blink only.
     #[arg(long)]
     pub offload: bool,
     /// Print `{"results": [...]}` JSON instead of text.
@@ -212,7 +212,7 @@ impl Limit {
     }
 }
 
-/// One result line (DESIGN.md's `blink bench --json` schema).
+/// One result line (`blink bench --json`: `{"results": [{"workload", "peer", "value", "unit", ...}]}`).
 pub struct BenchResult {
     pub workload: &'static str,
     pub value: f64,

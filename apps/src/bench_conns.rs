@@ -5,7 +5,7 @@
 //!   concurrent established TCP connections for each N of `--conns` (default 1k,100k; `--quick`
 //!   1k,10k), then report the memory each idle connection end costs and the rate of 64-byte
 //!   request/response transactions spread over all N connections, with its ratio to the rate
-//!   at the first N. PERFORMANCE.md's targets: 1M connections at <= 1.5 KiB per idle end; rr
+//!   at the first N. The targets (apps/BENCHMARKS.md): 1M connections at <= 1.5 KiB per idle end; rr
 //!   at 100k >= 0.8x and at 1M >= 0.7x of rr at 1k.
 //! - timers: the per-core timer wheel (netcore/src/timer.rs) on its own: cost of a
 //!   `mod_timer` + `del_timer` pair with 10 and with 1,000,000 other timers armed, and the

@@ -6,7 +6,7 @@
 //! - `bench-ratios.png`, when blink ran beside other peers: for every workload, blink's value
 //!   divided by each other peer's (grouped bars, a dashed line at 1.0 = parity).
 //! - `conns.png`, after the conns workload: rr over all N connections and the memory per idle
-//!   connection end against N (log scale), with PERFORMANCE.md's targets dashed.
+//!   connection end against N (log scale), with the targets (apps/BENCHMARKS.md) dashed.
 //!
 //! Charts are drawn in memory by plotters and written as PNG; text uses DejaVu Sans, shipped
 //! in apps/assets/ (licence beside it) and compiled in, so no system font is needed.

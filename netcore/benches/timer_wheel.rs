@@ -2,7 +2,7 @@
 //! run every tick that fires 1M timers, and the worst single `advance(now + 1)` with ~1M armed.
 //!
 //! `cargo bench -p blink-netcore --bench timer_wheel` (harness = false: prints figures, asserts
-//! nothing about time). Targets (PERFORMANCE.md, "timers"): cost per operation at 1M armed =
+//! nothing about time). Targets (apps/BENCHMARKS.md, "timers"): cost per operation at 1M armed =
 //! at 10; worst single tick <= 1 ms.
 
 use std::hint::black_box;

@@ -8,7 +8,7 @@
 //! reassembly and tunnel decapsulation re-hash the inner datagram to find its owner core, and
 //! outgoing connections choose a source port whose reply hashes back to the connecting core —
 //! so this module reproduces the NIC bit for bit. The Microsoft verification vectors
-//! (`shared/rss_vectors.txt`, also in the Intel 82599 datasheet and DPDK's `test_thash.c`) are
+//! (Microsoft's RSS verification suite, also in the Intel 82599 datasheet and DPDK's `test_thash.c`) are
 //! the oracle in the tests below.
 //!
 //! Linux: `netdev_rss_key_fill()` / `ethtool_rxfh_indir_default()` in include/linux/ethtool.h
@@ -408,7 +408,7 @@ mod tests {
         assert!(differ > 900, "{differ}");
     }
 
-    /// The vectors of `shared/rss_vectors.txt`, verbatim:
+    /// Microsoft's RSS verification vectors, verbatim:
     /// src_ip src_port dst_ip dst_port ipv4 ipv4_tcp.
     const VECTORS: &str = "\
 66.9.149.187     2794      161.142.100.80  1766      0x323e8fc2  0x51ccc178

@@ -1,4 +1,4 @@
-//! Many concurrent connections (PERFORMANCE.md: "100 k concurrent connections — ≤ 4 KiB per
+//! Many concurrent connections (the targets in apps/BENCHMARKS.md: "100 k concurrent connections — ≤ 4 KiB per
 //! idle connection; rr at 100 k ≥ 80% of rr at 1 k").
 //!
 //! Two blink stacks on the in-memory wire, one thread. Opens N connections (default 1,000 and
