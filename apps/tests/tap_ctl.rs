@@ -242,3 +242,150 @@ fn stat_ss_neigh_link_read_a_running_instance() {
         "the control socket is removed at exit"
     );
 }
+
+/// The acceptance run: `blink httpd` under `ab`, read live. After ab's 200 requests
+/// (a connection each), `blink stat --json` counts exactly 200 passive opens; `blink ss` and
+/// `blink neigh` show the listener and the kernel's side; `blink drops` counts a UDP datagram
+/// to a closed port under NoSocket; `blink trace --filter 'tcp port 80' --count 20` follows 20
+/// packets of a new request, each path in the order the stack takes it.
+#[test]
+fn httpd_under_ab_read_live() {
+    if !require_root("httpd_under_ab_read_live") {
+        return;
+    }
+    let ns = Netns::new("ctlab", "10.200.51.1/24");
+    let name = format!("ctlab{}", std::process::id());
+    let tap = format!("tap:{}", ns.tap);
+    let mut b = BlinkProc::spawn(
+        &ns,
+        &[
+            "httpd",
+            "--dev",
+            &tap,
+            "--ip",
+            "10.200.51.2/24",
+            "--port",
+            "80",
+            "--size",
+            "512",
+            "--name",
+            &name,
+        ],
+    );
+    b.wait_line("blink httpd", Duration::from_secs(10));
+    let t0 = std::time::Instant::now();
+    while !run(&[blink(), "stat", &name]).status.success() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The connections ab makes, counted by the kernel it runs on (its ActiveOpens).
+    let active_opens = || {
+        let snmp = ns.exec_ok(&["cat", "/proc/net/snmp"]);
+        let tcp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Tcp:")).collect();
+        let col = tcp[0]
+            .split_whitespace()
+            .position(|h| h == "ActiveOpens")
+            .expect("ActiveOpens");
+        tcp[1]
+            .split_whitespace()
+            .nth(col)
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("a count")
+    };
+    let before = active_opens();
+    let ab = ns.exec(&[
+        "timeout",
+        "60",
+        "ab",
+        "-q",
+        "-n",
+        "200",
+        "-c",
+        "4",
+        "http://10.200.51.2/",
+    ]);
+    let abo = String::from_utf8_lossy(&ab.stdout);
+    assert!(
+        ab.status.success() && abo.contains("Failed requests:        0"),
+        "{abo}"
+    );
+    let made = active_opens() - before;
+    assert!(made >= 200, "{made} connections for 200 requests");
+
+    let stat = run_ok(&[blink(), "stat", &name, "--json"]);
+    let total = &stat[stat.find("\"total\": ").expect("total")..];
+    assert_eq!(field(total, "PassiveOpens"), made, "one per connection ab made: {stat}");
+    let ss = run_ok(&[blink(), "ss", &name, "--json"]);
+    assert!(
+        ss.contains("\"state\": \"LISTEN\"") && ss.contains("0.0.0.0:80"),
+        "{ss}"
+    );
+    let neigh = run_ok(&[blink(), "neigh", &name]);
+    assert!(neigh.contains("10.200.51.1"), "{neigh}");
+
+    ns.exec_ok(&[
+        "python3",
+        "-c",
+        "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('10.200.51.2', 9))",
+    ]);
+    let t0 = std::time::Instant::now();
+    loop {
+        let drops = run_ok(&[blink(), "drops", &name, "--json"]);
+        if drops.contains("\"NoSocket\"") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no NoSocket drop: {drops}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let tracer = std::process::Command::new(blink())
+        .args([
+            "trace",
+            &name,
+            "--filter",
+            "tcp port 80",
+            "--count",
+            "20",
+            "--timeout",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("blink trace");
+    std::thread::sleep(Duration::from_millis(500));
+    // Keep-alive requests on one connection: far more than 20 packets.
+    ns.exec_ok(&["ab", "-q", "-k", "-n", "50", "-c", "1", "http://10.200.51.2/"]);
+    let out = tracer.wait_with_output().expect("trace output");
+    let trace = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{trace}");
+    // One line per step: "SKB CPU TIME FUNC DETAIL"; a packet's steps share its skb (a buffer
+    // is reused once a packet ends, so a new path starts after consume_skb or kfree_skb).
+    let mut paths: Vec<(String, Vec<String>)> = Vec::new();
+    for l in trace.lines().skip(1) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let (Some(skb), Some(func)) = (w.first(), w.get(3)) else {
+            continue;
+        };
+        match paths.iter_mut().rev().find(|(s, _)| s == skb) {
+            Some((_, fs)) if fs.last().is_some_and(|f| f != "consume_skb" && f != "kfree_skb") => {
+                fs.push(func.to_string())
+            }
+            _ => paths.push((skb.to_string(), vec![func.to_string()])),
+        }
+    }
+    // Complete paths only: the trace stops after its 20th packet, possibly mid-path.
+    let received: Vec<&Vec<String>> = paths
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| f[0] == "netif_receive_skb" && f.last().is_some_and(|l| l == "consume_skb" || l == "kfree_skb"))
+        .collect();
+    assert!(received.len() >= 10, "{trace}");
+    for f in &received {
+        // The order the stack takes: device, IP, TCP, and then its end.
+        let at = |name: &str| f.iter().position(|x| x == name);
+        assert_eq!(at("ip_rcv"), Some(1), "{f:?}\n{trace}");
+        assert!(at("tcp_v4_rcv").is_some_and(|t| t > 1), "{f:?}\n{trace}");
+    }
+    let (code, report) = b.stop();
+    assert_eq!(code, Some(0), "{report}");
+}
