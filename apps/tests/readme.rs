@@ -15,14 +15,18 @@ use std::process::Command;
 use common::*;
 
 const MARKER: &str = "<!-- ci: run -->";
+/// Blocks that need the DPDK build: run by `cargo test --features dpdk --test readme` (which
+/// runs only these), not by the default build.
+const MARKER_DPDK: &str = "<!-- ci: run dpdk -->";
 
-/// The blocks to run, with the README line each starts on.
+/// The blocks this build runs, with the README line each starts on.
 fn runnable_blocks(readme: &str) -> Vec<(usize, String)> {
+    let marker = if cfg!(feature = "dpdk") { MARKER_DPDK } else { MARKER };
     let lines: Vec<&str> = readme.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if lines[i].trim() == MARKER {
+        if lines[i].trim() == marker {
             assert!(
                 lines.get(i + 1).is_some_and(|l| l.trim() == "```sh"),
                 "README line {}: the marker must be followed by a ```sh block",
@@ -44,8 +48,13 @@ fn runnable_blocks(readme: &str) -> Vec<(usize, String)> {
 
 #[test]
 fn the_marked_blocks_are_found() {
-    let text = "a\n<!-- ci: run -->\n```sh\necho one\necho two\n```\n```sh\nnot this\n```\n";
-    assert_eq!(runnable_blocks(text), vec![(4, "echo one\necho two".to_string())]);
+    let text = "a\n<!-- ci: run -->\n```sh\necho one\necho two\n```\n```sh\nnot this\n```\n\
+                <!-- ci: run dpdk -->\n```sh\necho dpdk\n```\n";
+    if cfg!(feature = "dpdk") {
+        assert_eq!(runnable_blocks(text), vec![(12, "echo dpdk".to_string())]);
+    } else {
+        assert_eq!(runnable_blocks(text), vec![(4, "echo one\necho two".to_string())]);
+    }
 }
 
 #[test]
@@ -56,7 +65,11 @@ fn readme_examples_run_as_pasted() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(repo.join("README.md")).expect("README.md");
     let blocks = runnable_blocks(&readme);
-    assert!(blocks.len() >= 5, "expected the TAP examples to be marked `{MARKER}`");
+    let want = if cfg!(feature = "dpdk") { 1 } else { 5 };
+    assert!(
+        blocks.len() >= want,
+        "expected the examples to be marked `{MARKER}` / `{MARKER_DPDK}`"
+    );
 
     let dir = std::env::temp_dir().join(format!("blink-readme-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("target/release")).expect("scratch dir");
@@ -67,6 +80,7 @@ fn readme_examples_run_as_pasted() {
         let _ = Command::new("pkill").args(["-INT", "-x", "blink"]).status();
         let _ = Command::new("pkill").args(["-f", "http.server 8000"]).status();
         let _ = Command::new("ip").args(["netns", "del", "blinkns"]).status();
+        let _ = Command::new("ip").args(["netns", "del", "blinkdp"]).status();
     };
     cleanup();
     for (line, block) in &blocks {
@@ -98,6 +112,18 @@ fn readme_examples_run_as_pasted() {
         if block.contains("blink route echo") {
             assert!(both.contains("10.200.0.0/24 dev btap0"), "line {line}: routes:\n{both}");
             assert!(both.contains("consume_skb"), "line {line}: the trace:\n{both}");
+        }
+        if block.contains("--dev dpdk") {
+            assert!(both.contains("3 received"), "line {line}: the kernel's pings:\n{both}");
+            // The echoed stream's hash, then the file's: the same.
+            let hashes: Vec<&str> = both
+                .split_whitespace()
+                .filter(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+                .collect();
+            assert!(
+                hashes.len() >= 2 && hashes[0] == hashes[1],
+                "line {line}: echoed bytes:\n{both}"
+            );
         }
         if block.contains("ab -n 20000") {
             assert!(both.contains("Failed requests:        0"), "line {line}: ab:\n{both}");
