@@ -168,8 +168,12 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         h.set_icmp_type(ICMP_ECHOREPLY);
         h.set_code(0);
         // Only the type/code word changed (8/code -> 0/0; the request's code need not be 0):
-        // RFC 1624 incremental update.
-        h.set_checksum(csum_replace2(old, old_word, 0));
+        // RFC 1624 incremental update. It yields 0x0000 where a full sum gives 0xffff: the
+        // same checksum in one's complement unless every other word is zero too (a reply to
+        // an all-zero request with id 0, seq 0), which receivers then reject. 0xffff is right
+        // in every case where 0x0000 comes out.
+        let c = csum_replace2(old, old_word, 0);
+        h.set_checksum(if c == 0 { 0xffff } else { c });
     }
     reply.skb_put_data(&hdr);
     // Payload: the request's own buffers, shared by refcount (a reassembled 60 KB ping is

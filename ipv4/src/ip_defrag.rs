@@ -406,6 +406,14 @@ fn ip_frag_queue(
 fn ip_frag_reasm(stack: &mut Stack, mut q: FragQueue) -> Option<SkBuff> {
     let mut head = q.fragments.skb_dequeue().expect("a complete queue has fragments");
     let ihl = head.cb::<FragCb>().ihl as usize;
+    // Each fragment was held to 65,535 bytes with its own header; the datagram gets the first
+    // one's, which may be longer (Linux: the out_oversize check of ip_frag_reasm).
+    if ihl + q.len as usize > IP_MAX_LEN {
+        stack.core.mib.ip.inc(IpMib::ReasmFails);
+        free_queue(stack, q, DropReason::Oversize);
+        stack.core.mib.kfree_skb_reason(head, DropReason::Oversize);
+        return None;
+    }
     let need: usize = q
         .fragments
         .iter()

@@ -25,6 +25,10 @@ pub mod stack_lf;
 pub mod timer;
 pub mod trace;
 
+/// Small tests of every `unsafe` block for Miri (`cargo +nightly miri test -p blink-netcore --lib miri_tests`).
+#[cfg(test)]
+mod miri_tests;
+
 pub use if_ether::EthAddr;
 pub use mbuf::{Mbuf, Mempool, MempoolCache, MempoolConfig};
 pub use skbuff::{SkBuff, SkBuffHead};

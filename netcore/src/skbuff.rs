@@ -133,6 +133,10 @@ pub struct SkbMeta {
     link: AtomicLink,
     /// Buffer of the linear area when it is not the host itself (clones).
     head: Option<Mbuf>,
+    /// The mbuf hosting this metadata: a copy of the host handle's pointer, set whenever an
+    /// skb is made in it. Not derived from `&self`: a reference to the metadata may only
+    /// reach the metadata's own bytes (Miri's stacked borrows rejects the `container_of`).
+    host: *const MbufHdr,
     data: u16,
     tail: u16,
     end: u16,
@@ -167,6 +171,7 @@ impl SkbMeta {
         SkbMeta {
             link: AtomicLink::new(),
             head: None,
+            host: std::ptr::null(),
             data: 0,
             tail: 0,
             end: 0,
@@ -216,10 +221,10 @@ impl SkbMeta {
     /// The mbuf hosting this metadata.
     #[inline]
     fn host(&self) -> &MbufHdr {
-        let off = std::mem::offset_of!(MbufHdr, skb);
-        // SAFETY: SkbMeta values only exist inside an MbufHdr's `skb` field (the constructor is
-        // crate-private and only the pool calls it), and UnsafeCell is repr(transparent).
-        unsafe { &*((self as *const SkbMeta as *const u8).sub(off) as *const MbufHdr) }
+        // SAFETY: `host` was set from the host handle when this skb was made (`set_host`);
+        // an SkbMeta is only reachable through that handle (an SkBuff or a queue holding it),
+        // so the descriptor is alive.
+        unsafe { &*self.host }
     }
 
     /// Buffer of the linear area.
@@ -240,13 +245,10 @@ impl SkbMeta {
     #[inline]
     fn head_buf_mut(&mut self) -> Option<&mut [u8]> {
         if self.head.is_none() {
-            let h = self.host();
-            if h_refcnt(h) != 1 {
-                return None;
-            }
-            // SAFETY: the host's refcount is 1 (held by the SkBuff that owns `self`, borrowed
-            // mutably here), so no clone reads this buffer.
-            return Some(unsafe { host_buf_mut(h as *const MbufHdr) });
+            // SAFETY: `host` is live (see `host`); `host_buf_mut` checks that the host's
+            // refcount is 1 (held by the SkBuff that owns `self`, borrowed mutably here), so no
+            // clone reads this buffer.
+            return unsafe { host_buf_mut(self.host) };
         }
         self.head.as_mut().and_then(|m| m.buf_mut())
     }
@@ -702,14 +704,18 @@ unsafe fn host_buf(h: &MbufHdr) -> &[u8] {
     std::slice::from_raw_parts(b.as_ptr(), b.len())
 }
 
+/// The host buffer, writable; None when a clone shares it (refcount above 1).
+///
 /// # Safety
-/// `h` must be live, its buffer referenced by nobody else, and the caller must bound the
-/// returned lifetime by its own exclusive borrow of the owning SkBuff.
+/// `h` must be live, and the caller must bound the returned lifetime by its own exclusive
+/// borrow of the owning SkBuff.
 #[inline]
-unsafe fn host_buf_mut<'a>(h: *const MbufHdr) -> &'a mut [u8] {
-    let m = std::mem::ManuallyDrop::new(Mbuf::from_raw(h));
-    let b = m.buf();
-    std::slice::from_raw_parts_mut(b.as_ptr() as *mut u8, b.len())
+unsafe fn host_buf_mut<'a>(h: *const MbufHdr) -> Option<&'a mut [u8]> {
+    let mut m = std::mem::ManuallyDrop::new(Mbuf::from_raw(h));
+    // Through `buf_mut`, not `buf`: a `&mut` made from the shared slice `buf` returns writes
+    // through a read-only borrow (undefined behaviour; Miri reports it).
+    let b = m.buf_mut()?;
+    Some(std::slice::from_raw_parts_mut(b.as_mut_ptr(), b.len()))
 }
 
 /// An owned socket buffer: one pointer to the mbuf hosting its metadata.
@@ -729,6 +735,7 @@ impl SkBuff {
     fn host_init(host: Mbuf, head: Option<Mbuf>) -> SkBuff {
         let (d, t, e) = (host.data_off(), host.data_off() + host.data_len(), host.buf_len());
         let mut skb = SkBuff { host };
+        skb.set_host();
         let meta = skb.meta_mut();
         meta.reinit();
         meta.head = head;
@@ -769,6 +776,15 @@ impl SkBuff {
         Some(skb)
     }
 
+    /// Record the host handle's pointer in the metadata (see `SkbMeta::host`).
+    #[inline]
+    fn set_host(&mut self) {
+        // SAFETY: a bitwise copy of the handle, turned into its pointer (with the provenance of
+        // the whole descriptor) and forgotten at once: the refcount is untouched.
+        let host = unsafe { std::ptr::read(&self.host) }.into_raw();
+        self.meta_mut().host = host;
+    }
+
     #[inline]
     fn meta_mut(&mut self) -> &mut SkbMeta {
         // SAFETY: the metadata in the private area belongs to the one SkBuff hosted by this
@@ -792,6 +808,7 @@ impl SkBuff {
             None => self.host.clone(),
         };
         let mut c = SkBuff { host };
+        c.set_host();
         let cm = c.meta_mut();
         cm.reinit();
         cm.head = Some(head);
@@ -918,8 +935,10 @@ unsafe impl PointerOps for SkbPointerOps {
         // running SkBuff's Drop (which would release the buffers).
         let host = unsafe { std::ptr::read(&skb.host) };
         let hdr = host.into_raw();
-        // SAFETY: `hdr` is a live descriptor; its `skb` field is the metadata.
-        unsafe { (*hdr).skb.get() as *const SkbMeta }
+        // SAFETY: `hdr` is a live descriptor; its `skb` field is the metadata. A raw place,
+        // not `(*hdr).skb.get()`: a reference to the field would narrow the pointer to it, and
+        // `from_raw` needs its way back to the whole descriptor.
+        unsafe { std::cell::UnsafeCell::raw_get(std::ptr::addr_of!((*hdr).skb)) as *const SkbMeta }
     }
 }
 

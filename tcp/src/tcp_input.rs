@@ -626,8 +626,12 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
         tcp_check_sack_reordering(sk, stack);
     }
     if !sk.rx_opt.sack_ok {
-        // Reno: each duplicate ACK means one segment left the network (tcp_add_reno_sack).
-        sk.sacked_out = sk.dupacks.min(sk.packets_out.saturating_sub(1));
+        // Reno: each duplicate ACK means one segment left the network (tcp_add_reno_sack),
+        // but never more than the segments not marked lost, so that sacked_out + lost_out
+        // stays within packets_out (tcp_limit_reno_sacked; after a timeout every segment is
+        // lost and duplicate ACKs count nothing).
+        let holes = sk.lost_out.max(1).min(sk.packets_out);
+        sk.sacked_out = sk.dupacks.min(sk.packets_out - holes);
     }
     if sk.probe0 {
         // The peer answers our probes: keep probing as long as it does (RFC 1122 4.2.2.17;
@@ -862,8 +866,10 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
             sk.raise(ev::READABLE);
         }
         let mut got_fin = fin;
-        if was_ooo {
-            got_fin |= tcp_ofo_queue(sk);
+        // Nothing follows a FIN: what waits out of order beyond it is not data (tcp_fin
+        // drops it).
+        if was_ooo && !fin {
+            got_fin = tcp_ofo_queue(sk);
             let n = sk.rcv_nxt;
             tcp_update_sack_blocks(sk, n);
             // Filling a hole: ACK at once so the sender leaves recovery quickly.
@@ -966,12 +972,14 @@ fn tcp_ofo_queue(sk: &mut TcpSock) -> bool {
             skb.pskb_pull(n);
         }
         sk.rcv_nxt = c.end_seq;
-        if c.tcp_flags & TCPHDR_FIN != 0 {
-            fin = true;
-        }
         if !skb.is_empty() {
             sk.receive_queue.skb_queue_tail(skb);
             sk.raise(ev::READABLE);
+        }
+        if c.tcp_flags & TCPHDR_FIN != 0 {
+            // The end of the stream: what is queued beyond it is not data (tcp_fin drops it).
+            fin = true;
+            break;
         }
     }
     fin
@@ -1010,6 +1018,12 @@ pub fn tcp_ack_burst_flush(sk: &mut TcpSock, stack: &mut Stack) {
 /// Linux: tcp_fin(). The peer finished sending.
 fn tcp_fin(sk: &mut TcpSock, stack: &mut Stack) {
     sk.rcv_shutdown = true;
+    // Segments held out of order beyond the FIN can never become data (Linux purges the
+    // out-of-order queue and the SACK blocks here too).
+    for skb in sk.ooo_queue.drain(..) {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
+    }
+    sk.selective_acks_clear();
     sk.raise(ev::READABLE);
     match sk.state {
         TcpState::SynRecv | TcpState::Established => {

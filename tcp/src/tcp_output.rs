@@ -305,9 +305,11 @@ pub fn tcp_send_fin(sk: &mut TcpSock, stack: &mut Stack) {
     }
     sk.fin_queued = true;
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-        // Without a buffer the FIN goes out on a later retransmission timer; count it.
+        // Without a buffer the FIN is queued later: by the next tcp_write_xmit (an ACK), or
+        // by the retransmission timer, armed here in case nothing else is in flight.
         stack.core.mib.drop_count(DropReason::NoMem);
         sk.fin_queued = false;
+        tcp_arm_rto(sk, stack, false);
         return;
     };
     let cb = skb.cb_mut::<TcpSkbCb>();
@@ -339,6 +341,12 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         sk.state,
         TcpState::Established | TcpState::CloseWait | TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
     ) {
+        return;
+    }
+    if !sk.fin_queued && matches!(sk.state, TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck) {
+        // A FIN that found no buffer when it was due (tcp_send_fin): queue it now, behind
+        // the data (tcp_send_fin transmits).
+        tcp_send_fin(sk, stack);
         return;
     }
     let mss = tcp_current_mss(sk, stack);

@@ -135,6 +135,9 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
     }
     if sk.rtx_queue.is_empty() {
         sk.icsk_pending = XmitTimer::Retrans;
+        // Nothing in flight: a FIN still waiting for a buffer goes out from here (see
+        // tcp_send_fin).
+        tcp_write_xmit(sk, stack, false);
         return;
     }
     // The same timer serves RACK's reordering timeout and the tail loss probe.
@@ -189,6 +192,10 @@ pub fn tcp_retransmit_timer(sk: &mut TcpSock, stack: &mut Stack) {
         .is_some_and(|s| s.cb::<TcpSkbCb>().sacked & TCPCB_SACKED_ACKED != 0);
     if reneg {
         stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSACKReneging);
+        sk.sacked_out = 0;
+    } else if !sk.rx_opt.sack_ok {
+        // Reno's duplicate-ACK count goes with the timeout, which marks every segment lost
+        // (Linux: tcp_reset_reno_sack in tcp_enter_loss).
         sk.sacked_out = 0;
     }
     for skb in sk.rtx_queue.iter_mut() {
