@@ -38,6 +38,16 @@ fn field(json: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} in {json}"))
 }
 
+/// Wait (10 s at most) until instance `name` answers on its control socket.
+fn wait_for_ctl(name: &str) {
+    let t0 = std::time::Instant::now();
+    while !run(&[blink(), "stat", name]).status.success() {
+        let path = blink_apps::ctl::ctl_path(name).display().to_string();
+        assert!(t0.elapsed() < Duration::from_secs(10), "no control socket at {path}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn stat_ss_neigh_link_read_a_running_instance() {
     if !require_root("stat_ss_neigh_link_read_a_running_instance") {
@@ -65,11 +75,7 @@ fn stat_ss_neigh_link_read_a_running_instance() {
     b.wait_line("answering", Duration::from_secs(10));
     let path = blink_apps::ctl::ctl_path(&name).display().to_string();
     // The control socket is up once `blink stat` gets an answer.
-    let t0 = std::time::Instant::now();
-    while !run(&[blink(), "stat", &name]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no control socket at {path}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_ctl(&name);
     assert!(std::path::Path::new(&path).exists(), "{path}");
     let mut hold = ns
         .cmd(&["python3", "-u", "-c", HOLD_PY, "10.200.50.2", "6"])
@@ -273,11 +279,7 @@ fn httpd_under_ab_read_live() {
         ],
     );
     b.wait_line("blink httpd", Duration::from_secs(10));
-    let t0 = std::time::Instant::now();
-    while !run(&[blink(), "stat", &name]).status.success() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "no control socket");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_ctl(&name);
     // The connections ab makes, counted by the kernel it runs on (its ActiveOpens).
     let active_opens = || {
         let snmp = ns.exec_ok(&["cat", "/proc/net/snmp"]);
