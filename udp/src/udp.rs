@@ -685,7 +685,7 @@ fn udp_send_skb(
     df: bool,
 ) -> Result<(), UdpErr> {
     let len = skb.len();
-    let offload = stack.devs[dev as usize].dev.features().has(NetdevFeatures::TXCSUM_UDP);
+    let offload = stack.devs[dev as usize].features.has(NetdevFeatures::TXCSUM_UDP);
     let Some(h) = skb.data_mut() else {
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(UdpErr::NoMemory);
@@ -702,11 +702,14 @@ fn udp_send_skb(
         UdpHdr::new_unchecked(&mut h[..UDP_HLEN]).set_checksum(udp_v4_pseudo(s, d, len as u16));
         skb.ip_summed = IpSummed::Partial;
     } else {
-        let c = {
+        let c = if skb.is_nonlinear() {
             let mut segs: arrayvec::ArrayVec<&[u8], { blink_netcore::skbuff::MAX_SKB_FRAGS + 1 }> =
                 arrayvec::ArrayVec::new();
             segs.extend(skb.segments());
             udp_v4_check(s, d, &segs)
+        } else {
+            // A datagram that fits one buffer (most): no segment list to build.
+            udp_v4_check(s, d, &[skb.data()])
         };
         UdpHdr::new_unchecked(&mut skb.data_mut().expect("checked writable above")[..UDP_HLEN]).set_checksum(c);
     }
