@@ -116,12 +116,19 @@ const CLOSED: u64 = 1 << 63;
 ///   which refills from there first. In the shared-nothing case the freeing core is the
 ///   allocating core, so the push touches only that core's line (the shared free stack and
 ///   an `in_use` counter updated by every core were half the cost of rr on two cores);
-/// - `out`: buffers of this slot outstanding (allocated and not yet freed), plus [`CLOSED`]
-///   while no cache owns the slot. `Mempool::in_use` sums them.
+/// - `out`: buffers in this slot's custody, plus [`CLOSED`] while no cache owns the slot:
+///   those outstanding (allocated and not yet freed) and those in the owning cache's local
+///   list. The cache charges `out` once per refill, for the whole batch, so an allocation
+///   from the local list costs no locked instruction (DPDK's per-lcore cache is likewise
+///   free of atomics); a free still discharges its buffer (`release`), which is how the last
+///   buffer of a closed slot knows it is the last;
+/// - `cached`: the length of the owning cache's local list, stored (not added: only the
+///   owner writes it) on every change, so `Mempool::in_use` can leave cached buffers out.
 #[repr(C, align(128))]
 struct CacheSlot {
     head: AtomicU64,
     out: AtomicU64,
+    cached: AtomicU64,
 }
 
 pub(crate) struct PoolInner {
@@ -274,7 +281,12 @@ impl Mempool {
         let used = self.inner.slots_used.load(Ordering::Acquire);
         let slots: u64 = self.inner.slots[..used]
             .iter()
-            .map(|s| s.out.load(Ordering::Acquire) & !CLOSED)
+            .map(|s| {
+                let out = s.out.load(Ordering::Acquire) & !CLOSED;
+                // Read apart, the two can disagree for a moment while another core's cache
+                // works: a snapshot, exact once that core is quiet.
+                out.saturating_sub(s.cached.load(Ordering::Acquire))
+            })
             .sum();
         self.inner.in_use.load(Ordering::Acquire) + slots as usize
     }
@@ -519,6 +531,7 @@ fn new_slots() -> Box<[CacheSlot]> {
         .map(|_| CacheSlot {
             head: StackLf::empty_head(),
             out: AtomicU64::new(CLOSED),
+            cached: AtomicU64::new(0),
         })
         .collect()
 }
@@ -529,11 +542,9 @@ impl PoolInner {
     fn take(self: &Arc<Self>, idx: u32, home: u16) -> Mbuf {
         let h = &self.hdrs[idx as usize];
         match self.slots.get(home as usize) {
-            // The owning cache holds the pool alive; only its core writes this line, except
-            // when a buffer it allocated is freed on another core.
-            Some(slot) => {
-                slot.out.fetch_add(1, Ordering::Relaxed);
-            }
+            // The owning cache holds the pool alive, and charged `out` for this buffer when it
+            // took it into its local list (see `CacheSlot`).
+            Some(_) => {}
             None => {
                 // An mbuf in flight keeps the pool's memory alive: the first outstanding buffer
                 // takes a strong count, the last one to return gives it back (see `release`).
@@ -619,6 +630,11 @@ impl MempoolCache {
                 if got > 1 {
                     self.local.reverse();
                 }
+                if let Some(slot) = inner.slots.get(self.slot as usize).filter(|_| got > 0) {
+                    // Charged once for the batch: allocations from the local list are then free
+                    // of locked instructions.
+                    slot.out.fetch_add(got as u64, Ordering::Relaxed);
+                }
                 match self.local.pop() {
                     Some(i) => i,
                     None => {
@@ -629,6 +645,9 @@ impl MempoolCache {
             }
         };
         self.allocs += 1;
+        if let Some(slot) = self.pool.inner.slots.get(self.slot as usize) {
+            slot.cached.store(self.local.len() as u64, Ordering::Relaxed);
+        }
         Some(self.pool.inner.take(idx, self.slot))
     }
 
@@ -645,12 +664,17 @@ impl MempoolCache {
 impl Drop for MempoolCache {
     fn drop(&mut self) {
         let inner = &self.pool.inner;
+        let cached = self.local.len() as u64;
         for idx in self.local.drain(..) {
             inner.free.push(idx);
         }
         let Some(slot) = inner.slots.get(self.slot as usize) else {
             return;
         };
+        // The local list no longer counts against the slot: what stays charged is what is
+        // outstanding, so the last of those to come back can tell (`release`).
+        slot.cached.store(0, Ordering::Relaxed);
+        slot.out.fetch_sub(cached, Ordering::AcqRel);
         // Buffers this cache handed out may still be in flight: park a strong count first, so
         // the pool outlives them; the last of them to come back drops it (`release`).
         inner
