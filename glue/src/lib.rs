@@ -5,7 +5,8 @@
 //! - [`Glue::periodic`] is one poll pass; events land on lists the application pulls
 //!   (`next_reader`, ...) or that [`Glue::dispatch`] turns into [`GlueHandler`] calls.
 //! - Sockets (TCP, UDP, raw) are [`Socket`] handles with typed per-socket user data
-//!   (`Glue<U>`); UDP and raw calls are in [`dgram`].
+//!   (`Glue<U>`); UDP and raw calls are in [`dgram`], socket options (setsockopt) and
+//!   bind-before-connect in [`sockopt`].
 //!
 //! A TCP echo server, driven by callbacks:
 //!
@@ -52,6 +53,7 @@ pub mod error;
 pub mod poller;
 pub mod runtime;
 pub mod socket;
+pub mod sockopt;
 
 pub use app_glue::{Closed, Glue, GlueHandler};
 pub use blink_ipv4::ip_tunnel::{TunnelKind, TunnelSpec};
@@ -60,6 +62,7 @@ pub use dgram::RecvFrom;
 pub use error::{CloseReason, GlueError};
 pub use runtime::{run_cores, Steering};
 pub use socket::{SockKind, Socket};
+pub use sockopt::{Keepalive, SockOpt};
 
 pub use blink_ipv4 as ipv4;
 pub use blink_netcore as netcore;

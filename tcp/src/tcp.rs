@@ -311,6 +311,17 @@ pub struct TcpSock {
     pub on_mem_waiters: bool,
     /// TcpConfig::tcp_mem_pct (pressure, max), percent of the mbuf pool.
     pub tcp_mem_pct: (u8, u8),
+
+    // ---- socket options set by the application (tcp_sockopt.rs) ----
+    /// TCP_MAXSEG (Linux: rx_opt.user_mss); 0 = not set.
+    pub user_mss: u16,
+    /// SO_LINGER time, ms; None = off.
+    pub linger_ms: Option<u64>,
+    /// Jiffies by which a lingering orphan must have finished (set by close).
+    pub linger_deadline: Option<u64>,
+    /// IP_TOS and IP_TTL of every segment (None: the stack's default TTL).
+    pub tos: u8,
+    pub ttl: Option<u8>,
 }
 
 impl TcpSock {
@@ -406,6 +417,11 @@ impl TcpSock {
             mem_blocked: false,
             on_mem_waiters: false,
             tcp_mem_pct: (75, 90),
+            user_mss: 0,
+            linger_ms: None,
+            linger_deadline: None,
+            tos: 0,
+            ttl: None,
         };
         sk.ca_ops.init(&mut sk.cong);
         sk
@@ -769,6 +785,12 @@ pub fn tcp_close(sk: &mut TcpSock, stack: &mut Stack) {
     }
     match sk.state {
         TcpState::Closed | TcpState::Listen | TcpState::SynSent => tcp_done(sk, stack),
+        _ if sk.linger_ms == Some(0) => {
+            // SO_LINGER with a zero time: drop what is queued and reset (Linux: tcp_close ->
+            // tcp_disconnect, counted as TCPAbortOnData).
+            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnData);
+            tcp_abort(sk, stack);
+        }
         _ => {
             let _ = tcp_shutdown(sk, stack);
             if sk.state == TcpState::FinWait2 {
@@ -776,6 +798,12 @@ pub fn tcp_close(sk: &mut TcpSock, stack: &mut Stack) {
                 if let Some(t) = sk.keepalive_timer {
                     stack.timers.mod_timer(t, stack.core.jiffies + sk.fin_timeout_ms);
                 }
+            } else if let (Some(ms), Some(t)) = (sk.linger_ms, sk.keepalive_timer) {
+                // Data or the FIN still unacknowledged: give it the linger time (the
+                // keepalive timer is the orphan's timer, as for tcp_fin_timeout).
+                let deadline = stack.core.jiffies + ms;
+                sk.linger_deadline = Some(deadline);
+                stack.timers.mod_timer(t, deadline);
             }
         }
     }
