@@ -6,7 +6,8 @@
 //!   (`next_reader`, ...) or that [`Glue::dispatch`] turns into [`GlueHandler`] calls.
 //! - Sockets (TCP, UDP, raw) are [`Socket`] handles with typed per-socket user data
 //!   (`Glue<U>`); UDP and raw calls are in [`dgram`], socket options (setsockopt) and
-//!   bind-before-connect in [`sockopt`].
+//!   bind-before-connect in [`sockopt`]; received payload as `bytes::Bytes` over the
+//!   mbuf, and `Bytes` sent without a copy when it is one of the pool's, in [`app_bytes`].
 //!
 //! A TCP echo server, driven by callbacks:
 //!
@@ -46,6 +47,7 @@
 //! single-queue device), [`runtime::run_cores`] runs each on its own pinned thread, and
 //! [`Glue::post`] carries application messages between cores through their inboxes.
 
+pub mod app_bytes;
 pub mod app_glue;
 pub mod builder;
 pub mod dgram;
@@ -69,3 +71,5 @@ pub use blink_netcore as netcore;
 pub use blink_raw as raw;
 pub use blink_tcp as tcp;
 pub use blink_udp as udp;
+/// The `bytes` crate glue's [`Glue::recv_bytes`] and [`Glue::send_bytes`] use.
+pub use bytes;

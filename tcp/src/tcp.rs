@@ -637,30 +637,36 @@ pub fn tcp_sendmsg(sk: &mut TcpSock, stack: &mut Stack, data: &[u8]) -> Result<u
 /// Linux: tcp_sendpage(). Zero-copy send: `m`'s data window becomes one segment's payload (it
 /// must not exceed the MSS). Gives the mbuf back when the send buffer is full.
 pub fn tcp_send_mbuf(sk: &mut TcpSock, stack: &mut Stack, m: Mbuf) -> Result<(), (Mbuf, TcpErr)> {
+    tcp_send_frag(sk, stack, Frag::from_mbuf(m)).map_err(|(f, e)| (f.into_mbuf(), e))
+}
+
+/// [`tcp_send_mbuf`] for a fragment: `f`'s bytes (1..=MSS, in a buffer that may be shared,
+/// e.g. received payload sent back) become one segment's payload, by reference.
+pub fn tcp_send_frag(sk: &mut TcpSock, stack: &mut Stack, f: Frag) -> Result<(), (Frag, TcpErr)> {
     if let Err(e) = check_send(sk) {
-        return Err((m, e));
+        return Err((f, e));
     }
-    let n = m.data_len();
+    let n = f.len();
     if n == 0 || n > sk.mss_cache as usize {
-        return Err((m, TcpErr::InvalidArgument("mbuf payload must be 1..=MSS bytes")));
+        return Err((f, TcpErr::InvalidArgument("mbuf payload must be 1..=MSS bytes")));
     }
     if (sk.send_space() as usize) < n {
         sk.snd_blocked = true;
-        return Err((m, TcpErr::WouldBlock));
+        return Err((f, TcpErr::WouldBlock));
     }
     if !sk_wmem_schedule(sk, stack) {
         sk.snd_blocked = true;
         sk.mem_blocked = true;
-        return Err((m, TcpErr::WouldBlock));
+        return Err((f, TcpErr::WouldBlock));
     }
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         // The pool is empty for the moment: try again on `ev::WRITABLE`.
         sk.snd_blocked = true;
         sk.mem_blocked = true;
-        return Err((m, TcpErr::WouldBlock));
+        return Err((f, TcpErr::WouldBlock));
     };
-    if let Err(f) = skb.skb_add_frag(Frag::from_mbuf(m)) {
-        return Err((f.into_mbuf(), TcpErr::NoMemory));
+    if let Err(f) = skb.skb_add_frag(f) {
+        return Err((f, TcpErr::NoMemory));
     }
     let cb = skb.cb_mut::<TcpSkbCb>();
     cb.seq = sk.write_seq;
