@@ -16,6 +16,50 @@
 //!
 //! `Bytes::from_owner` allocates a small shared header per `Bytes` (its reference count): the
 //! price of the ecosystem type, paid per segment handed out, never per byte.
+//!
+//! An echo that never copies what it echoes (what does not fit waits in the user data for the
+//! writable event):
+//!
+//! ```
+//! use blink_glue::bytes::Bytes;
+//! use blink_glue::{Glue, GlueHandler, Socket};
+//!
+//! struct Echo;
+//! impl GlueHandler<Vec<Bytes>> for Echo {
+//!     fn on_readable(&mut self, glue: &mut Glue<Vec<Bytes>>, s: Socket) {
+//!         while let Ok(Some(b)) = glue.recv_bytes(s) {
+//!             glue.user_data_mut(s).unwrap().push(b);
+//!         }
+//!         self.on_writable(glue, s);
+//!     }
+//!     fn on_writable(&mut self, glue: &mut Glue<Vec<Bytes>>, s: Socket) {
+//!         let mut pending = glue.take_user_data(s).unwrap_or_default();
+//!         while let Some(b) = pending.first_mut() {
+//!             let n = glue.send_bytes(s, b).unwrap_or(0);
+//!             if n < b.len() {
+//!                 *b = b.slice(n..); // the rest goes on the writable event
+//!                 break;
+//!             }
+//!             pending.remove(0); // sent: its buffer returns to the pool once acknowledged
+//!         }
+//!         let _ = glue.set_user_data(s, pending);
+//!     }
+//!     fn on_accept(&mut self, glue: &mut Glue<Vec<Bytes>>, _l: Socket, s: Socket) {
+//!         let _ = glue.set_user_data(s, Vec::new());
+//!     }
+//! }
+//! # use blink_glue::netcore::{drivers::wire::{wire_pair, WireConfig}, EthAddr};
+//! # let (a, _b) = wire_pair(("a", "b"), (EthAddr([2, 0, 0, 0, 0, 1]), EthAddr([2, 0, 0, 0, 0, 2])), &WireConfig::default());
+//! let mut glue: Glue<Vec<Bytes>> = blink_glue::GlueBuilder::new()
+//!     .device(Box::new(a))
+//!     .addr("10.0.0.1/24".parse().unwrap())
+//!     .build()
+//!     .unwrap();
+//! glue.tcp_listen(7, 128).unwrap();
+//! for _ in 0..10 {
+//!     glue.periodic_with(&mut Echo);
+//! }
+//! ```
 
 use bytes::Bytes;
 
