@@ -113,8 +113,21 @@ impl<U> Glue<U> {
     /// arrived in (see the module doc). `Ok(None)` is the end of the stream;
     /// `Err(WouldBlock)` means nothing yet. Drop the `Bytes` (on any thread) to give the
     /// buffer back; holding many pins that many buffers of the pool.
+    ///
+    /// On a UDP or raw socket it reads one datagram (`Ok(Some)`, possibly empty; see
+    /// [`Glue::recv_bytes_from`] for its source).
     pub fn recv_bytes(&mut self, s: Socket) -> Result<Option<Bytes>, GlueError> {
+        if s.kind() != SockKind::Tcp {
+            return self.recv_bytes_from(s).map(|(b, _)| Some(b));
+        }
         Ok(self.recv_skb(s)?.map(skb_to_bytes))
+    }
+
+    /// One datagram as `Bytes` over the buffer it arrived in, with its source (UDP: the
+    /// payload; raw: from the IP header on, port 0). `Err(WouldBlock)` when none is queued.
+    pub fn recv_bytes_from(&mut self, s: Socket) -> Result<(Bytes, std::net::SocketAddrV4), GlueError> {
+        let (skb, from) = self.recv_skb_from(s)?;
+        Ok((skb_to_bytes(skb), from))
     }
 
     /// Send `data`; returns the bytes taken (fewer, possibly 0, when the send buffer fills:

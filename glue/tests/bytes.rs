@@ -205,7 +205,7 @@ fn send_bytes_shares_pool_buffers_and_copies_others() {
     assert_ne!(got[0].as_ptr(), heap.as_ptr(), "copied into a buffer of the pool");
     drop(got);
 
-    // On a UDP socket it is a datagram (one copy).
+    // On a UDP socket: one datagram each way (sent with one copy, received over its mbuf).
     let u = p.a.udp_socket(None).unwrap();
     let r = p.b.udp_socket(None).unwrap();
     p.b.udp_bind(r, SocketAddrV4::new(B_IP, 9)).unwrap();
@@ -213,8 +213,14 @@ fn send_bytes_shares_pool_buffers_and_copies_others() {
     p.a.udp_connect(u, SocketAddrV4::new(B_IP, 9)).unwrap();
     assert_eq!(p.a.send_bytes(u, &d).unwrap(), 8);
     p.step();
-    let mut buf = [0u8; 64];
-    assert_eq!(p.b.recv(r, &mut buf).unwrap(), 8);
+    let (got, from) = p.b.recv_bytes_from(r).unwrap();
+    assert_eq!((&got[..], *from.ip()), (&b"datagram"[..], A_IP));
+    assert!(
+        p.pool.mbuf_containing(&got).is_some(),
+        "a datagram as Bytes over its mbuf"
+    );
+    drop(got);
+    assert_eq!(p.b.recv_bytes(r), Err(GlueError::WouldBlock));
     p.a.close(u).unwrap();
     p.b.close(r).unwrap();
     close_all(&mut p, socks);
