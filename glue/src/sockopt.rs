@@ -72,11 +72,10 @@ pub enum SockOpt {
     /// Set it before connect, or on a listener for the connections it accepts; on a
     /// connection it lowers the segment size from then on.
     MaxSeg(u16),
-    /// IP_TOS of every packet (on TCP the two ECN bits are cleared, as in Linux). A
-    /// listener's SYN-ACKs go with the defaults (Linux uses the listener's); the accepted
-    /// connection carries it from then on.
+    /// IP_TOS of every packet (on TCP the two ECN bits are cleared, as in Linux); a
+    /// listener's go on its SYN-ACKs and its connections' segments.
     Tos(u8),
-    /// IP_TTL of every packet (1..=255), with the same SYN-ACK exception as `Tos`.
+    /// IP_TTL of every packet (1..=255), a listener's as for `Tos`.
     Ttl(u8),
 }
 

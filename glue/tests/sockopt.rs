@@ -579,8 +579,9 @@ fn tos_and_ttl_in_the_ip_header() {
     r.a.set_option(c, SockOpt::Tos(0x2b)).unwrap();
     r.a.set_option(c, SockOpt::Ttl(7)).unwrap();
     let mark = r.log_len();
-    let (c, s, l) = r.connect(Some(c), &[]);
+    let (c, s, l) = r.connect(Some(c), &[SockOpt::Tos(0x48), SockOpt::Ttl(9)]);
     assert_eq!(r.a.send(c, b"hello").unwrap(), 5);
+    assert_eq!(r.b.send(s, b"hi").unwrap(), 2);
     r.steps(50);
     let out: Vec<Seg> = r.segs(mark).into_iter().filter(|s| s.dir == Dir::Out).collect();
     assert!(out.len() >= 3, "SYN, ACK, data");
@@ -588,9 +589,21 @@ fn tos_and_ttl_in_the_ip_header() {
         assert_eq!(seg.ttl, 7, "{seg:?}");
         assert_eq!(seg.tos, 0x28, "TOS with TCP's ECN bits cleared: {seg:?}");
     }
-    // A TCP socket without them: the defaults.
+    // B's listener had its own: its SYN-ACK and its connection's segments carry them.
     let inb: Vec<Seg> = r.segs(mark).into_iter().filter(|s| s.dir == Dir::In).collect();
-    assert!(inb.iter().all(|s| s.ttl == 64 && s.tos == 0), "{inb:?}");
+    assert!(
+        inb.iter().any(|s| s.syn) && inb.iter().any(|s| s.payload == 2),
+        "{inb:?}"
+    );
+    assert!(inb.iter().all(|s| s.ttl == 9 && s.tos == 0x48), "{inb:?}");
+    // A socket without them: the defaults.
+    let mark = r.log_len();
+    let d = r.a.tcp_connect(B_IP, PORT, None).unwrap();
+    r.steps(50);
+    let out: Vec<Seg> = r.segs(mark).into_iter().filter(|s| s.dir == Dir::Out).collect();
+    assert!(out.iter().any(|s| s.syn), "{out:?}");
+    assert!(out.iter().all(|s| s.ttl == 64 && s.tos == 0), "{out:?}");
+    let d2 = r.b.accept(l).unwrap().expect("accepted");
 
     let u = r.a.udp_socket(None).unwrap();
     r.a.set_option(u, SockOpt::Tos(0xb8)).unwrap();
@@ -612,7 +625,7 @@ fn tos_and_ttl_in_the_ip_header() {
     drop(log);
     assert_eq!(udp, vec![(0xb8, 3)], "UDP keeps the whole TOS byte");
     r.a.close(u).unwrap();
-    finish(&mut r, &[c], &[s, l]);
+    finish(&mut r, &[c, d], &[s, d2, l]);
 }
 
 /// SO_SNDBUF bounds what a send takes; SO_RCVBUF bounds the window the receiver offers and

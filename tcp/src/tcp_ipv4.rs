@@ -527,9 +527,9 @@ impl TcpProto {
         let mut rx_opt = self.rx_opt_allowed();
         // The listener's TCP_MAXSEG and SO_RCVBUF shape the SYN-ACK (Linux: the request
         // sock takes them from the listener in tcp_openreq_init_rwin).
-        let (user_mss, rcvbuf) = {
+        let (user_mss, rcvbuf, tos, ttl) = {
             let ls = self.socks.get(l).expect("listener exists");
-            (ls.user_mss, ls.rcvbuf)
+            (ls.user_mss, ls.rcvbuf, ls.tos, ls.ttl)
         };
         if user_mss != 0 {
             advmss = advmss.min(user_mss);
@@ -548,6 +548,8 @@ impl TcpProto {
             tx_csum_offload,
             snd_wnd: cb.window,
             rcv_wnd: rcvbuf.min(65535) as u16,
+            tos,
+            ttl,
             num_retrans: 0,
             num_timeout: 0,
             snt_synack_ns: stack.core.now_ns,
@@ -1096,6 +1098,22 @@ pub fn tcp_v4_send_stateless(
     window: u16,
     opts: &TcpOptions,
 ) -> bool {
+    tcp_v4_send_stateless_ip(stack, t, seq, ack, flags, window, opts, (0, None))
+}
+
+/// [`tcp_v4_send_stateless`] with the IP header's (TOS, TTL) of a listener's IP_TOS and
+/// IP_TTL (a request sock's SYN-ACK; Linux: tcp_v4_send_synack uses the listener's).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_v4_send_stateless_ip(
+    stack: &mut Stack,
+    t: &FourTuple,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    opts: &TcpOptions,
+    (tos, ttl): (u8, Option<u8>),
+) -> bool {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.drop_count(DropReason::NoMem);
         return false;
@@ -1111,8 +1129,8 @@ pub fn tcp_v4_send_stateless(
         src: Some(t.laddr),
         dst: t.raddr,
         protocol: IPPROTO_TCP,
-        ttl: None,
-        tos: 0,
+        ttl,
+        tos,
         df: true,
     };
     ip_build_and_send_pkt(stack, skb, tx).is_ok()
