@@ -291,6 +291,41 @@ impl Mempool {
         self.inner.in_use.load(Ordering::Acquire) + slots as usize
     }
 
+    /// The buffer of this pool that `bytes` lies in, as a new handle, with the offset of
+    /// `bytes` from the buffer's start; None when `bytes` is not (wholly) inside one buffer
+    /// of this pool, or the pool is DPDK's (its buffers are not one region to search).
+    ///
+    /// This is how a slice handed out earlier (a `bytes::Bytes` over received payload, say)
+    /// is recognised when it comes back, with no registry: the heap pool's data rooms are one
+    /// array, so an address says which buffer it is in. Sound for any slice: a live `&[u8]`
+    /// into a buffer means no `&mut` to those bytes exists, and the count is raised only
+    /// from a live handle's (never from 0, a free buffer), so the new handle shares a buffer
+    /// that is already in use, read-only while shared, as any clone does.
+    pub fn mbuf_containing(&self, bytes: &[u8]) -> Option<(Mbuf, usize)> {
+        let inner = &self.inner;
+        if inner.hdrs.is_empty() || bytes.is_empty() {
+            return None;
+        }
+        // Addresses only: the user's pointer is compared, never dereferenced; the handle is
+        // made from the descriptor, whose `buf` carries the region's provenance.
+        let base = inner.mem as *const u8 as usize;
+        let addr = bytes.as_ptr() as usize;
+        let off_in_pool = addr.checked_sub(base)?;
+        let idx = off_in_pool / inner.buf_size;
+        let h = inner.hdrs.get(idx)?;
+        let off = off_in_pool - idx * inner.buf_size;
+        if off + bytes.len() > h.buf_len as usize {
+            return None;
+        }
+        // Weak::upgrade's pattern: take a reference only if one is still held.
+        h.refcnt
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n != 0 && n < u32::MAX / 2).then_some(n + 1)
+            })
+            .ok()?;
+        Some((Mbuf(NonNull::from(h)), off))
+    }
+
     /// Buffers waiting in the shared free ring (excludes per-core caches).
     pub fn available(&self) -> usize {
         #[cfg(feature = "dpdk")]
@@ -1019,6 +1054,28 @@ impl fmt::Debug for Mbuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mbuf_containing_finds_the_buffer_of_a_slice() {
+        let p = pool(4);
+        let mut m = p.alloc().unwrap();
+        assert!(m.append_slice(b"hello, world"));
+        let (found, off) = p.mbuf_containing(&m.data()[7..]).expect("inside the buffer");
+        assert_eq!(found.buf_addr(), m.buf_addr());
+        assert_eq!(off, m.data_off() + 7);
+        assert_eq!(m.refcnt(), 2, "a new handle, as a clone");
+        assert_eq!(&found.buf()[off..off + 5], b"world");
+        drop(found);
+        assert!(m.is_unique());
+        // Not in the pool: a heap slice, another pool's buffer, an empty slice.
+        assert!(p.mbuf_containing(b"hello").is_none());
+        let other = pool(1);
+        let o = other.alloc().unwrap();
+        assert!(p.mbuf_containing(&o.buf()[..8]).is_none());
+        assert!(p.mbuf_containing(&m.data()[..0]).is_none());
+        drop((m, o));
+        assert_eq!(p.in_use(), 0);
+    }
 
     fn pool(n: usize) -> Mempool {
         Mempool::new(&MempoolConfig {
