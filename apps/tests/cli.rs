@@ -440,7 +440,7 @@ fn demo_stat_prints_every_table_per_core() {
         let secs: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(
             secs,
-            ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Drop"],
+            ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Exc", "Drop"],
             "{core}"
         );
     }
@@ -474,7 +474,7 @@ fn demo_stat_json_has_every_counter_per_core() {
     );
     assert_eq!(s.lines().count(), 1, "one JSON document");
     assert_eq!(s.matches('{').count(), s.matches('}').count(), "balanced: {s}");
-    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Drop"] {
+    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Exc", "Drop"] {
         assert_eq!(
             s.matches(&format!("\"{sec}\": {{")).count(),
             2,
