@@ -1,0 +1,272 @@
+//! The exception path through real TAPs (root): `blink httpd` serves port 80 in namespace A,
+//! and the kernel of a second namespace B, behind blink's exception TAP (moved there and given
+//! blink's address; blink gave it its MAC), serves a TCP echo. A client in A reaches both on
+//! one address, both transfers arrive intact, ping is answered once, and `blink stat` counts
+//! each direction. Once with a port rule (`tcp:22`), once with `unclaimed`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A bare network namespace (loopback up), deleted on drop.
+struct BareNs {
+    name: String,
+}
+
+impl BareNs {
+    fn new(tag: &str) -> BareNs {
+        let name = format!("blink-{tag}-{}", std::process::id());
+        let _ = run(&["ip", "netns", "del", &name]);
+        run_ok(&["ip", "netns", "add", &name]);
+        run_ok(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        BareNs { name }
+    }
+}
+
+impl Drop for BareNs {
+    fn drop(&mut self) {
+        let _ = run(&["ip", "netns", "del", &self.name]);
+    }
+}
+
+/// A kernel TCP echo server on PORT: prints READY once listening, echoes one connection.
+const ECHO_SERVER_PY: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4)
+print("READY", flush=True)
+c, _ = s.accept()
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    c.sendall(d)
+c.close()
+"#;
+
+/// Client: send N pseudo-random bytes to IP:PORT from a thread, read the echo, compare.
+const ECHO_CLIENT_PY: &str = r#"
+import socket, sys, threading, random
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = random.Random(21).randbytes(n)
+s = socket.create_connection((ip, port), timeout=20)
+def send():
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+got = bytearray()
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    got += d
+t.join()
+print("OK" if bytes(got) == data else "MISMATCH", len(got))
+"#;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("blink-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = run_ok(&["sha256sum", path.to_str().unwrap()]);
+    out.split_whitespace().next().unwrap_or_default().to_string()
+}
+
+/// `Section.Name` of the `# total` tables of `blink stat`.
+fn total(stat: &str, sec: &str, name: &str) -> u64 {
+    let (_, t) = stat
+        .split_once("# total\n")
+        .unwrap_or_else(|| panic!("no total: {stat}"));
+    let lines: Vec<&str> = t.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        if names.split_whitespace().next() != Some(&format!("{sec}:")) {
+            continue;
+        }
+        let i = names
+            .split_whitespace()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no {sec}.{name}: {stat}"));
+        return values.split_whitespace().nth(i).unwrap().parse().unwrap();
+    }
+    panic!("no section {sec}: {stat}")
+}
+
+/// A child killed and reaped on drop (a failed assertion must not leave it running).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the kernel's echo server in `ns` on `port` and wait until it listens.
+fn kernel_echo_server(ns: &str, port: u16) -> Reaped {
+    let mut c = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "python3",
+            "-u",
+            "-c",
+            ECHO_SERVER_PY,
+            &port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+    Reaped(c)
+}
+
+/// One run: blink httpd on 80 in A with `rules`; the kernel of B behind the exception TAP
+/// echoes on `kernel_port`. Returns `blink stat` taken after both transfers and the ping.
+fn shared_address(tag: &str, net: u8, rules: &str, kernel_if: Option<&str>, kernel_port: u16) -> String {
+    let a = Netns::new(tag, &format!("10.200.{net}.1/24"));
+    let b = BareNs::new(&format!("{tag}k"));
+    let dir = temp_dir(tag);
+    let root = dir.join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    run_ok(&[
+        "sh",
+        "-c",
+        &format!("head -c 2000000 /dev/urandom > {}", root.join("file.bin").display()),
+    ]);
+    let ctl = dir.join("ctl.sock");
+    let (tap, ip) = (format!("tap:{}", a.tap), format!("10.200.{net}.2/24"));
+    let mut args = vec![
+        "httpd",
+        "--dev",
+        &tap,
+        "--ip",
+        &ip,
+        "--port",
+        "80",
+        "--root",
+        root.to_str().unwrap(),
+        "--duration",
+        "120",
+        "--ctl",
+        ctl.to_str().unwrap(),
+        "--to-kernel",
+        rules,
+    ];
+    if let Some(k) = kernel_if {
+        args.extend_from_slice(&["--kernel-if", k]);
+    }
+    let kif = kernel_if.unwrap_or("blink-kni0");
+    let mut blink_proc = BlinkProc::spawn(&a, &args);
+    blink_proc.wait_line("blink httpd", Duration::from_secs(10));
+    // The kernel's share: blink's exception TAP moves to B and takes blink's address; its
+    // MAC is blink's already.
+    let blink_mac = a.exec_ok(&["cat", &format!("/sys/class/net/{kif}/address")]);
+    run_ok(&["ip", "-n", &a.name, "link", "set", kif, "netns", &b.name]);
+    run_ok(&["ip", "-n", &b.name, "addr", "add", &ip, "dev", kif]);
+    run_ok(&["ip", "-n", &b.name, "link", "set", kif, "up"]);
+    let mac_in_b = run_ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &b.name,
+        "cat",
+        &format!("/sys/class/net/{kif}/address"),
+    ]);
+    assert_eq!(blink_mac.trim(), mac_in_b.trim(), "one MAC for both");
+    let server = kernel_echo_server(&b.name, kernel_port);
+    let addr = format!("10.200.{net}.2");
+
+    // blink's share: HTTP on port 80, 2 MB checked by hash.
+    let got = dir.join("got.bin");
+    a.exec_ok(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "30",
+        "-o",
+        got.to_str().unwrap(),
+        &format!("http://{addr}/file.bin"),
+    ]);
+    assert_eq!(
+        sha256_file(&got),
+        sha256_file(&root.join("file.bin")),
+        "HTTP body differs"
+    );
+    // The kernel's share: 1 MiB echoed by B's kernel, on the same address.
+    let echo = a.exec_ok(&[
+        "python3",
+        "-c",
+        ECHO_CLIENT_PY,
+        &addr,
+        &kernel_port.to_string(),
+        "1048576",
+    ]);
+    assert_eq!(echo.trim(), "OK 1048576", "kernel echo");
+    drop(server);
+    // Ping: blink answers, the kernel never sees the request, so one reply each.
+    let ping = a.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &addr]);
+    assert!(ping.contains("3 packets transmitted, 3 received"), "{ping}");
+    assert!(!ping.contains("DUP"), "answered twice: {ping}");
+    let stat = run_ok(&[blink(), "stat", "--ctl", ctl.to_str().unwrap()]);
+    let (code, out) = blink_proc.stop();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("mbufs in use after shutdown: 0"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+    stat
+}
+
+#[test]
+fn blink_and_the_kernel_share_one_address_by_port() {
+    if !require_root("blink_and_the_kernel_share_one_address_by_port") {
+        return;
+    }
+    let stat = shared_address("exc", 61, "tcp:22", Some("bkni0"), 22);
+    // Each direction counted; blink itself opened only the HTTP connection and never
+    // answered port 22 (no RST), and it answered each ping once.
+    assert!(total(&stat, "Exc", "ToKernelRule") > 100, "{stat}");
+    assert!(total(&stat, "Exc", "FromKernel") > 100, "{stat}");
+    assert!(
+        total(&stat, "Exc", "ToKernelCopy") >= 1,
+        "the kernel's ARP reply: {stat}"
+    );
+    assert_eq!(total(&stat, "Exc", "ToKernelUnclaimed"), 0, "{stat}");
+    assert_eq!(total(&stat, "Tcp", "PassiveOpens"), 1, "{stat}");
+    assert_eq!(total(&stat, "Tcp", "OutRsts"), 0, "{stat}");
+    assert_eq!(total(&stat, "Icmp", "OutEchoReps"), 3, "{stat}");
+}
+
+#[test]
+fn ports_blink_does_not_serve_reach_the_kernel_with_unclaimed() {
+    if !require_root("ports_blink_does_not_serve_reach_the_kernel_with_unclaimed") {
+        return;
+    }
+    // The default kernel interface name, and a port no rule names.
+    let stat = shared_address("excu", 62, "unclaimed", None, 5555);
+    assert!(total(&stat, "Exc", "ToKernelUnclaimed") > 100, "{stat}");
+    assert_eq!(total(&stat, "Exc", "ToKernelRule"), 0, "{stat}");
+    assert!(total(&stat, "Exc", "FromKernel") > 100, "{stat}");
+    assert_eq!(total(&stat, "Tcp", "PassiveOpens"), 1, "{stat}");
+    assert_eq!(
+        total(&stat, "Tcp", "OutRsts"),
+        0,
+        "no RST for the kernel's port: {stat}"
+    );
+    assert_eq!(total(&stat, "Icmp", "OutEchoReps"), 3, "{stat}");
+}
