@@ -136,10 +136,39 @@ fn kernel_echo_server(ns: &str, port: u16) -> Reaped {
     Reaped(c)
 }
 
-/// One run: blink httpd on 80 in A with `rules`; the kernel of B behind the exception TAP
-/// echoes on `kernel_port`. Returns `blink stat` taken after both transfers and the ping.
-fn shared_address(tag: &str, net: u8, rules: &str, kernel_if: Option<&str>, kernel_port: u16) -> String {
-    let a = Netns::new(tag, &format!("10.200.{net}.1/24"));
+/// How blink is told about the exception path: options, or a config file's lines.
+enum Setup<'a> {
+    Options {
+        rules: &'a str,
+        kernel_if: Option<&'a str>,
+    },
+    /// The file's text, whose `kernel-if` (if any) is given too; `--cores N` on a multi-queue TAP.
+    Config {
+        text: String,
+        kernel_if: Option<&'a str>,
+        cores: u16,
+    },
+}
+
+/// What blink's instruments said after both transfers and the ping.
+struct Seen {
+    stat: String,
+    neigh: String,
+    route: String,
+}
+
+/// One run: blink httpd on 80 in A, sharing with the kernel of B behind the exception TAP,
+/// which echoes on `kernel_port`.
+fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
+    let (kernel_if, cores) = match &setup {
+        Setup::Options { kernel_if, .. } => (*kernel_if, 1),
+        Setup::Config { kernel_if, cores, .. } => (*kernel_if, *cores),
+    };
+    let a = if cores > 1 {
+        Netns::new_multi_queue(tag, &format!("10.200.{net}.1/24"))
+    } else {
+        Netns::new(tag, &format!("10.200.{net}.1/24"))
+    };
     let b = BareNs::new(&format!("{tag}k"));
     let dir = temp_dir(tag);
     let root = dir.join("www");
@@ -150,13 +179,13 @@ fn shared_address(tag: &str, net: u8, rules: &str, kernel_if: Option<&str>, kern
         &format!("head -c 2000000 /dev/urandom > {}", root.join("file.bin").display()),
     ]);
     let ctl = dir.join("ctl.sock");
+    let conf = dir.join("blink.conf");
     let (tap, ip) = (format!("tap:{}", a.tap), format!("10.200.{net}.2/24"));
+    let cores_s = cores.to_string();
     let mut args = vec![
         "httpd",
         "--dev",
         &tap,
-        "--ip",
-        &ip,
         "--port",
         "80",
         "--root",
@@ -165,11 +194,20 @@ fn shared_address(tag: &str, net: u8, rules: &str, kernel_if: Option<&str>, kern
         "120",
         "--ctl",
         ctl.to_str().unwrap(),
-        "--to-kernel",
-        rules,
+        "--cores",
+        &cores_s,
     ];
-    if let Some(k) = kernel_if {
-        args.extend_from_slice(&["--kernel-if", k]);
+    match &setup {
+        Setup::Options { rules, kernel_if } => {
+            args.extend_from_slice(&["--ip", &ip, "--to-kernel", rules]);
+            if let Some(k) = kernel_if {
+                args.extend_from_slice(&["--kernel-if", k]);
+            }
+        }
+        Setup::Config { text, .. } => {
+            std::fs::write(&conf, text).unwrap();
+            args.extend_from_slice(&["--config", conf.to_str().unwrap()]);
+        }
     }
     let kif = kernel_if.unwrap_or("blink-kni0");
     let mut blink_proc = BlinkProc::spawn(&a, &args);
@@ -224,12 +262,17 @@ fn shared_address(tag: &str, net: u8, rules: &str, kernel_if: Option<&str>, kern
     let ping = a.exec_ok(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &addr]);
     assert!(ping.contains("3 packets transmitted, 3 received"), "{ping}");
     assert!(!ping.contains("DUP"), "answered twice: {ping}");
-    let stat = run_ok(&[blink(), "stat", "--ctl", ctl.to_str().unwrap()]);
+    let ask = |what: &str| run_ok(&[blink(), what, "--ctl", ctl.to_str().unwrap()]);
+    let seen = Seen {
+        stat: ask("stat"),
+        neigh: ask("neigh"),
+        route: ask("route"),
+    };
     let (code, out) = blink_proc.stop();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("mbufs in use after shutdown: 0"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
-    stat
+    seen
 }
 
 #[test]
@@ -237,7 +280,11 @@ fn blink_and_the_kernel_share_one_address_by_port() {
     if !require_root("blink_and_the_kernel_share_one_address_by_port") {
         return;
     }
-    let stat = shared_address("exc", 61, "tcp:22", Some("bkni0"), 22);
+    let setup = Setup::Options {
+        rules: "tcp:22",
+        kernel_if: Some("bkni0"),
+    };
+    let stat = shared_address("exc", 61, setup, 22).stat;
     // Each direction counted; blink itself opened only the HTTP connection and never
     // answered port 22 (no RST), and it answered each ping once.
     assert!(total(&stat, "Exc", "ToKernelRule") > 100, "{stat}");
@@ -252,21 +299,45 @@ fn blink_and_the_kernel_share_one_address_by_port() {
     assert_eq!(total(&stat, "Icmp", "OutEchoReps"), 3, "{stat}");
 }
 
+/// `unclaimed`, set in the config file with static neighbour and route lines, on two cores
+/// (each with its own queue of both TAPs), with the default kernel interface name.
 #[test]
 fn ports_blink_does_not_serve_reach_the_kernel_with_unclaimed() {
     if !require_root("ports_blink_does_not_serve_reach_the_kernel_with_unclaimed") {
         return;
     }
-    // The default kernel interface name, and a port no rule names.
-    let stat = shared_address("excu", 62, "unclaimed", None, 5555);
-    assert!(total(&stat, "Exc", "ToKernelUnclaimed") > 100, "{stat}");
-    assert_eq!(total(&stat, "Exc", "ToKernelRule"), 0, "{stat}");
-    assert!(total(&stat, "Exc", "FromKernel") > 100, "{stat}");
-    assert_eq!(total(&stat, "Tcp", "PassiveOpens"), 1, "{stat}");
-    assert_eq!(
-        total(&stat, "Tcp", "OutRsts"),
-        0,
-        "no RST for the kernel's port: {stat}"
+    let text = "# blink's address, a static neighbour and route, and the kernel's share\n\
+                0 10.200.62.2 255.255.255.0\n\
+                arp 10.200.62.9 02:00:00:00:00:09\n\
+                route 10.201.0.0/16 via 10.200.62.1\n\
+                to-kernel unclaimed\n"
+        .to_string();
+    let cores = if blink_glue::runtime::allowed_cpus().len() >= 2 {
+        2
+    } else {
+        1
+    };
+    let setup = Setup::Config {
+        text,
+        kernel_if: None,
+        cores,
+    };
+    let seen = shared_address("excu", 62, setup, 5555);
+    let stat = &seen.stat;
+    assert!(total(stat, "Exc", "ToKernelUnclaimed") > 100, "{stat}");
+    assert_eq!(total(stat, "Exc", "ToKernelRule"), 0, "{stat}");
+    assert!(total(stat, "Exc", "FromKernel") > 100, "{stat}");
+    assert_eq!(total(stat, "Tcp", "PassiveOpens"), 1, "{stat}");
+    assert_eq!(total(stat, "Tcp", "OutRsts"), 0, "no RST for the kernel's port: {stat}");
+    assert_eq!(total(stat, "Icmp", "OutEchoReps"), 3, "{stat}");
+    assert_eq!(total(stat, "Softnet", "WrongCore"), 0, "{stat}");
+    // The config file's static entries are in place.
+    assert!(
+        seen.neigh.contains("10.200.62.9")
+            && seen.neigh.contains("02:00:00:00:00:09")
+            && seen.neigh.contains("PERMANENT"),
+        "{}",
+        seen.neigh
     );
-    assert_eq!(total(&stat, "Icmp", "OutEchoReps"), 3, "{stat}");
+    assert!(seen.route.contains("10.201.0.0/16 via 10.200.62.1"), "{}", seen.route);
 }
