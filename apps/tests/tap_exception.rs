@@ -199,7 +199,8 @@ fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
     ];
     match &setup {
         Setup::Options { rules, kernel_if } => {
-            args.extend_from_slice(&["--ip", &ip, "--to-kernel", rules]);
+            // A smaller MTU than the TAP's: the kernel's side must take blink's.
+            args.extend_from_slice(&["--ip", &ip, "--mtu", "1400", "--to-kernel", rules]);
             if let Some(k) = kernel_if {
                 args.extend_from_slice(&["--kernel-if", k]);
             }
@@ -227,6 +228,20 @@ fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
         &format!("/sys/class/net/{kif}/address"),
     ]);
     assert_eq!(blink_mac.trim(), mac_in_b.trim(), "one MAC for both");
+    let mtu_in_b = run_ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &b.name,
+        "cat",
+        &format!("/sys/class/net/{kif}/mtu"),
+    ]);
+    let want_mtu = if matches!(setup, Setup::Options { .. }) {
+        "1400"
+    } else {
+        "1500"
+    };
+    assert_eq!(mtu_in_b.trim(), want_mtu, "the kernel's side has blink's MTU");
     let server = kernel_echo_server(&b.name, kernel_port);
     let addr = format!("10.200.{net}.2");
 

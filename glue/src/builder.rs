@@ -306,7 +306,8 @@ impl GlueBuilder {
     /// Share the first device with the kernel (the exception path): frames the `rules` give
     /// the kernel go to `side`, which is polled with the devices, and what the kernel sends
     /// there leaves through the first device unchanged. A TAP side gets the first device's
-    /// MAC (and takes the same IP address when the user configures it), one queue per core.
+    /// MAC and MTU (and takes the same IP address when the user configures it), one queue per
+    /// core.
     pub fn to_kernel(mut self, rules: ExcRules, side: KernelSide) -> Self {
         self.exception = Some((rules, side));
         self
@@ -495,10 +496,10 @@ impl GlueBuilder {
                         name: name.clone(),
                         msg: e.to_string(),
                     })?;
-                    if let Err(e) = blink_netcore::drivers::tap::tap_set_kernel_mac(&name, mac) {
+                    if let Err(e) = blink_netcore::drivers::tap::tap_set_kernel_link(&name, mac, mtu) {
                         return Err(GlueError::Device {
                             name,
-                            msg: format!("cannot give the kernel's side blink's MAC {mac}: {e}"),
+                            msg: format!("cannot give the kernel's side blink's MAC {mac} and MTU {mtu}: {e}"),
                         });
                     }
                     tap.into_queues()
