@@ -241,6 +241,16 @@ fn exc_deliver(stack: &mut Stack, mut skb: SkBuff, why: ExcMib) {
     if skb.trace {
         stack.core.mib.trace_event(&skb, "ip_exc_deliver", why_name(why));
     }
+    exc_to_kernel(stack, skb, why);
+}
+
+/// Count and hand over; without a kernel side (rules set by hand, no hook) the frame is a
+/// drop with a reason like any other, never lost silently.
+fn exc_to_kernel(stack: &mut Stack, skb: SkBuff, why: ExcMib) {
+    if !stack.has_exception_hook() {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+        return;
+    }
     stack.core.mib.exc.inc(why);
     stack.core.mib.exc.inc(ExcMib::ToKernel);
     stack.with_exception(|s, h| h.to_kernel(s, skb));
@@ -266,15 +276,11 @@ fn exc_copy(stack: &mut Stack, skb: &SkBuff) {
         }
     });
     drop(whole);
-    let Some(mut copy) = copy else {
+    let Some(copy) = copy else {
         stack.core.mib.drop_count(DropReason::NoMem);
         return;
     };
-    copy.skb_reset_mac_header();
-    copy.skb_set_network_header(ETH_HLEN);
-    stack.core.mib.exc.inc(ExcMib::ToKernelCopy);
-    stack.core.mib.exc.inc(ExcMib::ToKernel);
-    stack.with_exception(|s, h| h.to_kernel(s, copy));
+    exc_to_kernel(stack, copy, ExcMib::ToKernelCopy);
 }
 
 /// Called by `ip_local_deliver_finish` before raw sockets and the protocols see a datagram

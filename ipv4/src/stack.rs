@@ -463,9 +463,14 @@ impl Stack {
         self.exc_rules.as_deref()
     }
 
+    /// True when a kernel side is attached (and not taken out for a call).
+    pub fn has_exception_hook(&self) -> bool {
+        self.exc_hook.is_some()
+    }
+
     /// Run `f` with the exception hook and the stack, both mutable (taken out for the call,
-    /// like `with_protocol`). A frame handed to the kernel while the hook is out (it cannot
-    /// be: the hook never receives) would be dropped, counted.
+    /// like `with_protocol`; the hook only transmits while out, so nothing is handed to the
+    /// kernel meanwhile).
     pub fn with_exception<R>(
         &mut self,
         f: impl FnOnce(&mut Stack, &mut dyn crate::ip_exception::ExceptionPath) -> R,
