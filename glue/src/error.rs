@@ -100,6 +100,7 @@ impl From<TcpErr> for GlueError {
             TcpErr::AddrInUse(p) => GlueError::AddrInUse(p),
             TcpErr::NoRoute(a) => GlueError::NoRoute(a),
             TcpErr::NoPorts => GlueError::NoPorts,
+            TcpErr::AddrNotAvailable(a) => GlueError::AddrNotAvailable(a),
             TcpErr::NoMemory => GlueError::NoMemory,
             TcpErr::InvalidArgument(m) => GlueError::InvalidArgument(m),
             // glue registers TCP itself, so this means the stack was assembled by hand.

@@ -6,7 +6,9 @@
 //!   (`next_reader`, ...) or that [`Glue::dispatch`] turns into [`GlueHandler`] calls.
 //! - [`exception`]: the kernel's side of a shared NIC (`GlueBuilder::to_kernel`).
 //! - Sockets (TCP, UDP, raw) are [`Socket`] handles with typed per-socket user data
-//!   (`Glue<U>`); UDP and raw calls are in [`dgram`].
+//!   (`Glue<U>`); UDP and raw calls are in [`dgram`], socket options (setsockopt) and
+//!   bind-before-connect in [`sockopt`]; received payload as `bytes::Bytes` over the
+//!   mbuf, and `Bytes` sent without a copy when it is one of the pool's, in [`app_bytes`].
 //!
 //! A TCP echo server, driven by callbacks:
 //!
@@ -46,6 +48,7 @@
 //! single-queue device), [`runtime::run_cores`] runs each on its own pinned thread, and
 //! [`Glue::post`] carries application messages between cores through their inboxes.
 
+pub mod app_bytes;
 pub mod app_glue;
 pub mod builder;
 pub mod dgram;
@@ -54,6 +57,7 @@ pub mod exception;
 pub mod poller;
 pub mod runtime;
 pub mod socket;
+pub mod sockopt;
 
 pub use app_glue::{Closed, Glue, GlueHandler};
 pub use blink_ipv4::ip_tunnel::{TunnelKind, TunnelSpec};
@@ -63,9 +67,12 @@ pub use error::{CloseReason, GlueError};
 pub use exception::{KernelSide, DEFAULT_KERNEL_IF};
 pub use runtime::{run_cores, Steering};
 pub use socket::{SockKind, Socket};
+pub use sockopt::{Keepalive, SockOpt};
 
 pub use blink_ipv4 as ipv4;
 pub use blink_netcore as netcore;
 pub use blink_raw as raw;
 pub use blink_tcp as tcp;
 pub use blink_udp as udp;
+/// The `bytes` crate glue's [`Glue::recv_bytes`] and [`Glue::send_bytes`] use.
+pub use bytes;

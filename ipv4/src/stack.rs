@@ -110,7 +110,11 @@ pub struct NetDev {
     pub dev: Box<dyn NetDevice>,
     pub mac: EthAddr,
     pub mtu: usize,
-    /// IPv4 addresses on the device (Linux: in_device->ifa_list).
+    /// The device's offloads, read once when it is attached (Linux: dev->features): the
+    /// send paths ask for every packet, and a device does not change them while attached.
+    pub features: NetdevFeatures,
+    /// IPv4 addresses on the device (Linux: in_device->ifa_list). Change them only through
+    /// `Stack::add_addr`, which also keeps the stack's address lists.
     pub addrs: Vec<Ipv4Cidr>,
     /// The queue this core polls and transmits on.
     pub queue: u16,
@@ -161,6 +165,12 @@ pub struct Stack {
     ip_id: u16,
     /// Wall-clock time at clock zero, for pcap timestamps.
     epoch: Duration,
+    /// Every device's addresses, and the directed broadcasts of their subnets, as flat lists
+    /// kept by `add_addr` (Linux: the local table's RTN_LOCAL / RTN_BROADCAST entries).
+    /// Asked several times per packet (ip_rcv, UDP's source choice, ip_finish_output2):
+    /// a scan of a few words instead of walking each device's prefixes.
+    local_addrs: Vec<Ipv4Addr>,
+    bcast_addrs: Vec<Ipv4Addr>,
 }
 
 impl Stack {
@@ -192,6 +202,8 @@ impl Stack {
             // A varying start (as Linux's random ip_idents), in this core's residue class.
             ip_id: cpu.wrapping_add((epoch.subsec_nanos() as u16).wrapping_mul(nb_cores.max(1))),
             epoch,
+            local_addrs: Vec::new(),
+            bcast_addrs: Vec::new(),
         }
     }
 
@@ -205,6 +217,7 @@ impl Stack {
             ifindex,
             mac: dev.mac(),
             mtu: dev.mtu(),
+            features: dev.features(),
             dev,
             addrs: Vec::new(),
             queue,
@@ -371,6 +384,10 @@ impl Stack {
             });
         }
         d.addrs.push(addr);
+        self.local_addrs.push(addr.addr);
+        if addr.prefix_len < 31 {
+            self.bcast_addrs.push(addr.broadcast());
+        }
         self.fib.add(FibRoute {
             dst: Ipv4Cidr::new(addr.network(), addr.prefix_len).expect("prefix already valid"),
             gateway: None,
@@ -492,17 +509,15 @@ impl Stack {
     }
 
     /// True if `ip` is one of our addresses (Linux: inet_addr_type() == RTN_LOCAL).
+    #[inline]
     pub fn is_local_addr(&self, ip: Ipv4Addr) -> bool {
-        self.devs.iter().any(|d| d.addrs.iter().any(|a| a.addr == ip))
+        self.local_addrs.contains(&ip)
     }
 
     /// True if `ip` is the limited broadcast or the directed broadcast of one of our subnets.
+    #[inline]
     pub fn is_broadcast_addr(&self, ip: Ipv4Addr) -> bool {
-        ip.is_broadcast()
-            || self
-                .devs
-                .iter()
-                .any(|d| d.addrs.iter().any(|a| a.prefix_len < 31 && a.broadcast() == ip))
+        ip.is_broadcast() || self.bcast_addrs.contains(&ip)
     }
 
     /// First address of a device (the source of ARP and ICMP it originates).

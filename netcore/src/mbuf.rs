@@ -116,12 +116,19 @@ const CLOSED: u64 = 1 << 63;
 ///   which refills from there first. In the shared-nothing case the freeing core is the
 ///   allocating core, so the push touches only that core's line (the shared free stack and
 ///   an `in_use` counter updated by every core were half the cost of rr on two cores);
-/// - `out`: buffers of this slot outstanding (allocated and not yet freed), plus [`CLOSED`]
-///   while no cache owns the slot. `Mempool::in_use` sums them.
+/// - `out`: buffers in this slot's custody, plus [`CLOSED`] while no cache owns the slot:
+///   those outstanding (allocated and not yet freed) and those in the owning cache's local
+///   list. The cache charges `out` once per refill, for the whole batch, so an allocation
+///   from the local list costs no locked instruction (DPDK's per-lcore cache is likewise
+///   free of atomics); a free still discharges its buffer (`release`), which is how the last
+///   buffer of a closed slot knows it is the last;
+/// - `cached`: the length of the owning cache's local list, stored (not added: only the
+///   owner writes it) on every change, so `Mempool::in_use` can leave cached buffers out.
 #[repr(C, align(128))]
 struct CacheSlot {
     head: AtomicU64,
     out: AtomicU64,
+    cached: AtomicU64,
 }
 
 pub(crate) struct PoolInner {
@@ -274,9 +281,49 @@ impl Mempool {
         let used = self.inner.slots_used.load(Ordering::Acquire);
         let slots: u64 = self.inner.slots[..used]
             .iter()
-            .map(|s| s.out.load(Ordering::Acquire) & !CLOSED)
+            .map(|s| {
+                let out = s.out.load(Ordering::Acquire) & !CLOSED;
+                // Read apart, the two can disagree for a moment while another core's cache
+                // works: a snapshot, exact once that core is quiet.
+                out.saturating_sub(s.cached.load(Ordering::Acquire))
+            })
             .sum();
         self.inner.in_use.load(Ordering::Acquire) + slots as usize
+    }
+
+    /// The buffer of this pool that `bytes` lies in, as a new handle, with the offset of
+    /// `bytes` from the buffer's start; None when `bytes` is not (wholly) inside one buffer
+    /// of this pool, or the pool is DPDK's (its buffers are not one region to search).
+    ///
+    /// This is how a slice handed out earlier (a `bytes::Bytes` over received payload, say)
+    /// is recognised when it comes back, with no registry: the heap pool's data rooms are one
+    /// array, so an address says which buffer it is in. Sound for any slice: a live `&[u8]`
+    /// into a buffer means no `&mut` to those bytes exists, and the count is raised only
+    /// from a live handle's (never from 0, a free buffer), so the new handle shares a buffer
+    /// that is already in use, read-only while shared, as any clone does.
+    pub fn mbuf_containing(&self, bytes: &[u8]) -> Option<(Mbuf, usize)> {
+        let inner = &self.inner;
+        if inner.hdrs.is_empty() || bytes.is_empty() {
+            return None;
+        }
+        // Addresses only: the user's pointer is compared, never dereferenced; the handle is
+        // made from the descriptor, whose `buf` carries the region's provenance.
+        let base = inner.mem as *const u8 as usize;
+        let addr = bytes.as_ptr() as usize;
+        let off_in_pool = addr.checked_sub(base)?;
+        let idx = off_in_pool / inner.buf_size;
+        let h = inner.hdrs.get(idx)?;
+        let off = off_in_pool - idx * inner.buf_size;
+        if off + bytes.len() > h.buf_len as usize {
+            return None;
+        }
+        // Weak::upgrade's pattern: take a reference only if one is still held.
+        h.refcnt
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n != 0 && n < u32::MAX / 2).then_some(n + 1)
+            })
+            .ok()?;
+        Some((Mbuf(NonNull::from(h)), off))
     }
 
     /// Buffers waiting in the shared free ring (excludes per-core caches).
@@ -519,6 +566,7 @@ fn new_slots() -> Box<[CacheSlot]> {
         .map(|_| CacheSlot {
             head: StackLf::empty_head(),
             out: AtomicU64::new(CLOSED),
+            cached: AtomicU64::new(0),
         })
         .collect()
 }
@@ -529,11 +577,9 @@ impl PoolInner {
     fn take(self: &Arc<Self>, idx: u32, home: u16) -> Mbuf {
         let h = &self.hdrs[idx as usize];
         match self.slots.get(home as usize) {
-            // The owning cache holds the pool alive; only its core writes this line, except
-            // when a buffer it allocated is freed on another core.
-            Some(slot) => {
-                slot.out.fetch_add(1, Ordering::Relaxed);
-            }
+            // The owning cache holds the pool alive, and charged `out` for this buffer when it
+            // took it into its local list (see `CacheSlot`).
+            Some(_) => {}
             None => {
                 // An mbuf in flight keeps the pool's memory alive: the first outstanding buffer
                 // takes a strong count, the last one to return gives it back (see `release`).
@@ -619,6 +665,11 @@ impl MempoolCache {
                 if got > 1 {
                     self.local.reverse();
                 }
+                if let Some(slot) = inner.slots.get(self.slot as usize).filter(|_| got > 0) {
+                    // Charged once for the batch: allocations from the local list are then free
+                    // of locked instructions.
+                    slot.out.fetch_add(got as u64, Ordering::Relaxed);
+                }
                 match self.local.pop() {
                     Some(i) => i,
                     None => {
@@ -629,6 +680,9 @@ impl MempoolCache {
             }
         };
         self.allocs += 1;
+        if let Some(slot) = self.pool.inner.slots.get(self.slot as usize) {
+            slot.cached.store(self.local.len() as u64, Ordering::Relaxed);
+        }
         Some(self.pool.inner.take(idx, self.slot))
     }
 
@@ -645,12 +699,17 @@ impl MempoolCache {
 impl Drop for MempoolCache {
     fn drop(&mut self) {
         let inner = &self.pool.inner;
+        let cached = self.local.len() as u64;
         for idx in self.local.drain(..) {
             inner.free.push(idx);
         }
         let Some(slot) = inner.slots.get(self.slot as usize) else {
             return;
         };
+        // The local list no longer counts against the slot: what stays charged is what is
+        // outstanding, so the last of those to come back can tell (`release`).
+        slot.cached.store(0, Ordering::Relaxed);
+        slot.out.fetch_sub(cached, Ordering::AcqRel);
         // Buffers this cache handed out may still be in flight: park a strong count first, so
         // the pool outlives them; the last of them to come back drops it (`release`).
         inner
@@ -995,6 +1054,28 @@ impl fmt::Debug for Mbuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mbuf_containing_finds_the_buffer_of_a_slice() {
+        let p = pool(4);
+        let mut m = p.alloc().unwrap();
+        assert!(m.append_slice(b"hello, world"));
+        let (found, off) = p.mbuf_containing(&m.data()[7..]).expect("inside the buffer");
+        assert_eq!(found.buf_addr(), m.buf_addr());
+        assert_eq!(off, m.data_off() + 7);
+        assert_eq!(m.refcnt(), 2, "a new handle, as a clone");
+        assert_eq!(&found.buf()[off..off + 5], b"world");
+        drop(found);
+        assert!(m.is_unique());
+        // Not in the pool: a heap slice, another pool's buffer, an empty slice.
+        assert!(p.mbuf_containing(b"hello").is_none());
+        let other = pool(1);
+        let o = other.alloc().unwrap();
+        assert!(p.mbuf_containing(&o.buf()[..8]).is_none());
+        assert!(p.mbuf_containing(&m.data()[..0]).is_none());
+        drop((m, o));
+        assert_eq!(p.in_use(), 0);
+    }
 
     fn pool(n: usize) -> Mempool {
         Mempool::new(&MempoolConfig {

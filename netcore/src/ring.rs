@@ -116,6 +116,8 @@ impl<T> Ring<T> {
     /// bursts) and this never allocates. DPDK: `rte_ring_dequeue_burst()`.
     pub fn dequeue_burst(&self, out: &mut Vec<T>, max: usize) -> usize {
         let mut taken = 0;
+        // At most what the ring holds now: a pop that finds it empty costs a full fence.
+        let max = max.min(self.queue.len());
         while taken < max {
             match self.queue.pop() {
                 Some(item) => out.push(item),

@@ -459,6 +459,11 @@ impl SkbMeta {
     /// Linux: skb_copy_bits(). Copy `to.len()` bytes starting at `offset` (from `data`),
     /// across fragments. False when the packet is shorter.
     pub fn skb_copy_bits(&self, offset: usize, to: &mut [u8]) -> bool {
+        // The common case first, as Linux does: everything asked for is in the linear area.
+        if offset + to.len() <= self.headlen() {
+            to.copy_from_slice(&self.data()[offset..offset + to.len()]);
+            return true;
+        }
         if offset + to.len() > self.len() {
             return false;
         }

@@ -18,6 +18,7 @@ pub mod tcp_ipv4;
 pub mod tcp_minisocks;
 pub mod tcp_output;
 pub mod tcp_recovery;
+pub mod tcp_sockopt;
 pub mod tcp_timer;
 pub mod tcphdr;
 
@@ -29,6 +30,7 @@ use blink_netcore::sock::SockHandle;
 
 pub use tcp::{TcpError, TcpState};
 pub use tcp_ipv4::TcpProto;
+pub use tcp_sockopt::{Keepalive, TcpSockOpt};
 
 /// Minimum retransmission timeout (Linux: TCP_RTO_MIN, 200 ms).
 pub const TCP_RTO_MIN_MS: u64 = 200;
@@ -113,14 +115,7 @@ impl TcpConfig {
     /// The window scale we offer: the smallest shift that lets the receive buffer be
     /// advertised (Linux: tcp_select_initial_window).
     pub fn rcv_wscale(&self) -> u8 {
-        if !self.window_scaling {
-            return 0;
-        }
-        let mut s = 0;
-        while s < tcphdr::TCP_MAX_WSCALE && (65535u32 << s) < self.rcvbuf {
-            s += 1;
-        }
-        s
+        tcp_sockopt::rcv_wscale_for(self.window_scaling, self.rcvbuf)
     }
 }
 
@@ -143,6 +138,8 @@ pub enum TcpErr {
     NoRoute(Ipv4Addr),
     #[error("no free local port")]
     NoPorts,
+    #[error("address {0} is not local")]
+    AddrNotAvailable(Ipv4Addr),
     #[error("out of memory")]
     NoMemory,
     #[error("invalid argument: {0}")]
@@ -193,6 +190,30 @@ pub fn tcp_accept(stack: &mut Stack, l: SockHandle) -> Result<Option<SockHandle>
 /// Start connecting to `daddr:dport`; `ev::CONNECTED` (or `ev::CLOSED`) follows.
 pub fn tcp_connect(stack: &mut Stack, daddr: Ipv4Addr, dport: u16) -> Result<SockHandle, TcpErr> {
     with_tcp(stack, |t, s| t.connect(s, daddr, dport))?
+}
+
+/// A closed socket to set options on, bind and connect (socket(2)).
+pub fn tcp_socket(stack: &mut Stack) -> Result<SockHandle, TcpErr> {
+    with_tcp(stack, |t, s| t.socket(s))?
+}
+
+/// Bind closed socket `h` to `addr:port` before connecting (bind(2)).
+pub fn tcp_bind(stack: &mut Stack, h: SockHandle, addr: Ipv4Addr, port: u16) -> Result<(), TcpErr> {
+    with_tcp(stack, |t, s| t.bind(s, h, addr, port))?
+}
+
+/// Connect closed socket `h` (from [`tcp_socket`]) to `daddr:dport` (connect(2)).
+pub fn tcp_connect_sock(stack: &mut Stack, h: SockHandle, daddr: Ipv4Addr, dport: u16) -> Result<(), TcpErr> {
+    with_tcp(stack, |t, s| {
+        let r = t.connect_sock(s, h, daddr, dport);
+        t.post_process(s, h);
+        r
+    })?
+}
+
+/// Set a socket option (setsockopt(2)).
+pub fn tcp_setsockopt(stack: &mut Stack, h: SockHandle, opt: TcpSockOpt) -> Result<(), TcpErr> {
+    on_sock(stack, h, |sk, s| tcp_sockopt::tcp_setsockopt(sk, s, opt))
 }
 
 /// Copying send; returns the bytes accepted (0 when the send buffer is full).

@@ -311,6 +311,17 @@ pub struct TcpSock {
     pub on_mem_waiters: bool,
     /// TcpConfig::tcp_mem_pct (pressure, max), percent of the mbuf pool.
     pub tcp_mem_pct: (u8, u8),
+
+    // ---- socket options set by the application (tcp_sockopt.rs) ----
+    /// TCP_MAXSEG (Linux: rx_opt.user_mss); 0 = not set.
+    pub user_mss: u16,
+    /// SO_LINGER time, ms; None = off.
+    pub linger_ms: Option<u64>,
+    /// Jiffies by which a lingering orphan must have finished (set by close).
+    pub linger_deadline: Option<u64>,
+    /// IP_TOS and IP_TTL of every segment (None: the stack's default TTL).
+    pub tos: u8,
+    pub ttl: Option<u8>,
 }
 
 impl TcpSock {
@@ -406,6 +417,11 @@ impl TcpSock {
             mem_blocked: false,
             on_mem_waiters: false,
             tcp_mem_pct: (75, 90),
+            user_mss: 0,
+            linger_ms: None,
+            linger_deadline: None,
+            tos: 0,
+            ttl: None,
         };
         sk.ca_ops.init(&mut sk.cong);
         sk
@@ -621,30 +637,36 @@ pub fn tcp_sendmsg(sk: &mut TcpSock, stack: &mut Stack, data: &[u8]) -> Result<u
 /// Linux: tcp_sendpage(). Zero-copy send: `m`'s data window becomes one segment's payload (it
 /// must not exceed the MSS). Gives the mbuf back when the send buffer is full.
 pub fn tcp_send_mbuf(sk: &mut TcpSock, stack: &mut Stack, m: Mbuf) -> Result<(), (Mbuf, TcpErr)> {
+    tcp_send_frag(sk, stack, Frag::from_mbuf(m)).map_err(|(f, e)| (f.into_mbuf(), e))
+}
+
+/// [`tcp_send_mbuf`] for a fragment: `f`'s bytes (1..=MSS, in a buffer that may be shared,
+/// e.g. received payload sent back) become one segment's payload, by reference.
+pub fn tcp_send_frag(sk: &mut TcpSock, stack: &mut Stack, f: Frag) -> Result<(), (Frag, TcpErr)> {
     if let Err(e) = check_send(sk) {
-        return Err((m, e));
+        return Err((f, e));
     }
-    let n = m.data_len();
+    let n = f.len();
     if n == 0 || n > sk.mss_cache as usize {
-        return Err((m, TcpErr::InvalidArgument("mbuf payload must be 1..=MSS bytes")));
+        return Err((f, TcpErr::InvalidArgument("mbuf payload must be 1..=MSS bytes")));
     }
     if (sk.send_space() as usize) < n {
         sk.snd_blocked = true;
-        return Err((m, TcpErr::WouldBlock));
+        return Err((f, TcpErr::WouldBlock));
     }
     if !sk_wmem_schedule(sk, stack) {
         sk.snd_blocked = true;
         sk.mem_blocked = true;
-        return Err((m, TcpErr::WouldBlock));
+        return Err((f, TcpErr::WouldBlock));
     }
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         // The pool is empty for the moment: try again on `ev::WRITABLE`.
         sk.snd_blocked = true;
         sk.mem_blocked = true;
-        return Err((m, TcpErr::WouldBlock));
+        return Err((f, TcpErr::WouldBlock));
     };
-    if let Err(f) = skb.skb_add_frag(Frag::from_mbuf(m)) {
-        return Err((f.into_mbuf(), TcpErr::NoMemory));
+    if let Err(f) = skb.skb_add_frag(f) {
+        return Err((f, TcpErr::NoMemory));
     }
     let cb = skb.cb_mut::<TcpSkbCb>();
     cb.seq = sk.write_seq;
@@ -769,6 +791,12 @@ pub fn tcp_close(sk: &mut TcpSock, stack: &mut Stack) {
     }
     match sk.state {
         TcpState::Closed | TcpState::Listen | TcpState::SynSent => tcp_done(sk, stack),
+        _ if sk.linger_ms == Some(0) => {
+            // SO_LINGER with a zero time: drop what is queued and reset (Linux: tcp_close ->
+            // tcp_disconnect, counted as TCPAbortOnData).
+            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPAbortOnData);
+            tcp_abort(sk, stack);
+        }
         _ => {
             let _ = tcp_shutdown(sk, stack);
             if sk.state == TcpState::FinWait2 {
@@ -776,6 +804,12 @@ pub fn tcp_close(sk: &mut TcpSock, stack: &mut Stack) {
                 if let Some(t) = sk.keepalive_timer {
                     stack.timers.mod_timer(t, stack.core.jiffies + sk.fin_timeout_ms);
                 }
+            } else if let (Some(ms), Some(t)) = (sk.linger_ms, sk.keepalive_timer) {
+                // Data or the FIN still unacknowledged: give it the linger time (the
+                // keepalive timer is the orphan's timer, as for tcp_fin_timeout).
+                let deadline = stack.core.jiffies + ms;
+                sk.linger_deadline = Some(deadline);
+                stack.timers.mod_timer(t, deadline);
             }
         }
     }

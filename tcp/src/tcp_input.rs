@@ -17,6 +17,10 @@ use crate::tcphdr::*;
 pub fn tcp_negotiate_options(sk: &mut TcpSock, stack: &Stack, o: &TcpOptions, t: &FourTuple) {
     // Decided once per connection, not per segment: the route (and its device) is fixed.
     (sk.advmss, sk.tx_csum_offload) = tcp_route(stack, t.raddr);
+    if sk.user_mss != 0 {
+        // TCP_MAXSEG (Linux: tcp_connect_init / tcp_openreq_init_rwin clamp to user_mss).
+        sk.advmss = sk.advmss.min(sk.user_mss);
+    }
     tcp_negotiate_rx_opt(&mut sk.rx_opt, o, stack.core.jiffies);
     sk.mss_cache = tcp_mss_cache(&sk.rx_opt, sk.advmss);
     // A path MTU learnt from an earlier connection still holds (Linux: tcp_sync_mss with

@@ -527,8 +527,18 @@ impl TcpProto {
         }
         // Linux: tcp_conn_request(). A request sock, not a full socket, until the handshake
         // completes.
-        let (advmss, tx_csum_offload) = crate::tcp_input::tcp_route(stack, t.raddr);
+        let (mut advmss, tx_csum_offload) = crate::tcp_input::tcp_route(stack, t.raddr);
         let mut rx_opt = self.rx_opt_allowed();
+        // The listener's TCP_MAXSEG and SO_RCVBUF shape the SYN-ACK (Linux: the request
+        // sock takes them from the listener in tcp_openreq_init_rwin).
+        let (user_mss, rcvbuf, tos, ttl) = {
+            let ls = self.socks.get(l).expect("listener exists");
+            (ls.user_mss, ls.rcvbuf, ls.tos, ls.ttl)
+        };
+        if user_mss != 0 {
+            advmss = advmss.min(user_mss);
+        }
+        rx_opt.rcv_wscale = crate::tcp_sockopt::rcv_wscale_for(rx_opt.wscale_ok, rcvbuf);
         crate::tcp_input::tcp_negotiate_rx_opt(&mut rx_opt, opts, stack.core.jiffies);
         let (iss, ts_offset) = self.isn(&t, stack.core.now_ns);
         let req = TcpRequestSock {
@@ -541,7 +551,9 @@ impl TcpProto {
             advmss,
             tx_csum_offload,
             snd_wnd: cb.window,
-            rcv_wnd: self.cfg.rcvbuf.min(65535) as u16,
+            rcv_wnd: rcvbuf.min(65535) as u16,
+            tos,
+            ttl,
             num_retrans: 0,
             num_timeout: 0,
             snt_synack_ns: stack.core.now_ns,
@@ -741,6 +753,9 @@ impl TcpProto {
         sk.snd_wnd = window as u32;
         sk.max_window = sk.snd_wnd;
         sk.parent = Some(l);
+        if let Some(ls) = self.socks.get(l) {
+            crate::tcp_sockopt::tcp_inherit_opts(&mut sk, ls);
+        }
         sk.rcv_tstamp = stack.core.jiffies;
         sk
     }
@@ -860,49 +875,138 @@ impl TcpProto {
         Ok(Some(c))
     }
 
-    /// Linux: tcp_v4_connect(). Active open to `daddr:dport`.
+    /// Linux: tcp_v4_connect(). Active open to `daddr:dport` on a new socket.
     pub fn connect(&mut self, stack: &mut Stack, daddr: Ipv4Addr, dport: u16) -> Result<SockHandle, TcpErr> {
+        let h = self.socket(stack)?;
+        if let Err(e) = self.connect_sock(stack, h, daddr, dport) {
+            self.destroy(stack, h);
+            return Err(e);
+        }
+        Ok(h)
+    }
+
+    /// Linux: socket(AF_INET, SOCK_STREAM) + tcp_v4_init_sock(). A closed socket the
+    /// application can set options on and bind before [`TcpProto::connect_sock`].
+    pub fn socket(&mut self, stack: &mut Stack) -> Result<SockHandle, TcpErr> {
+        let sk = self.new_sock();
+        let h = self.socks.insert(sk).ok_or(TcpErr::NoMemory)?;
+        let sk = self.socks.get_mut(h).expect("inserted");
+        Self::setup_timers(stack, sk, h);
+        Ok(h)
+    }
+
+    /// Linux: inet_bind(). Fix the local address (UNSPECIFIED: the route's) and port (0: an
+    /// ephemeral one at connect) of closed socket `h`. The port must be free: blink has no
+    /// SO_REUSEADDR for TCP. On several cores the replies to a bound port must hash to this
+    /// core, which connect checks once the peer is known.
+    pub fn bind(&mut self, stack: &mut Stack, h: SockHandle, addr: Ipv4Addr, port: u16) -> Result<(), TcpErr> {
+        let sk = self.socks.get(h).ok_or(TcpErr::BadHandle)?;
+        if sk.state != TcpState::Closed || sk.sport != 0 || !sk.saddr.is_unspecified() {
+            return Err(TcpErr::InvalidArgument("bind: socket already bound or in use"));
+        }
+        if !addr.is_unspecified() && !stack.is_local_addr(addr) {
+            return Err(TcpErr::AddrNotAvailable(addr));
+        }
+        if port != 0 && (self.tables.lhash.contains_key(&port) || self.tables.is_bound(port)) {
+            return Err(TcpErr::AddrInUse(port));
+        }
+        if port != 0 {
+            self.tables.bind_ref(port);
+        }
+        let sk = self.socks.get_mut(h).expect("looked up above");
+        sk.saddr = addr;
+        sk.sport = port;
+        Ok(())
+    }
+
+    /// Linux: tcp_v4_connect(). Active open of closed socket `h` (made by
+    /// [`TcpProto::socket`], maybe bound) to `daddr:dport`.
+    pub fn connect_sock(
+        &mut self,
+        stack: &mut Stack,
+        h: SockHandle,
+        daddr: Ipv4Addr,
+        dport: u16,
+    ) -> Result<(), TcpErr> {
         if dport == 0 || daddr.is_unspecified() || daddr.is_broadcast() || daddr.is_multicast() {
             return Err(TcpErr::InvalidArgument("destination"));
         }
-        let saddr = stack
+        let (bound_addr, bound_port) = {
+            let sk = self.socks.get(h).ok_or(TcpErr::BadHandle)?;
+            if sk.state != TcpState::Closed || !sk.daddr.is_unspecified() {
+                return Err(TcpErr::InvalidArgument(
+                    "connect: socket already connected or listening",
+                ));
+            }
+            (sk.saddr, sk.sport)
+        };
+        let route_src = stack
             .fib
             .lookup(daddr)
             .map(|r| r.prefsrc)
             .ok_or(TcpErr::NoRoute(daddr))?;
-        let (lport, tw_isn) = self.pick_ephemeral(stack, saddr, daddr, dport).ok_or(TcpErr::NoPorts)?;
+        let saddr = if bound_addr.is_unspecified() {
+            route_src
+        } else {
+            bound_addr
+        };
+        let (lport, tw_isn) = if bound_port != 0 {
+            let t = FourTuple {
+                laddr: saddr,
+                lport: bound_port,
+                raddr: daddr,
+                rport: dport,
+            };
+            if self.tables.ehash.contains_key(&t) || self.tables.twhash.contains_key(&t) {
+                return Err(TcpErr::AddrInUse(bound_port));
+            }
+            let core = &stack.core;
+            if core.reta.nb_queues() > 1 && core.l4_owner(daddr, saddr, dport, bound_port) != core.cpu {
+                return Err(TcpErr::InvalidArgument(
+                    "bind: the replies to this port would reach another core (pick one that hashes here, or port 0)",
+                ));
+            }
+            (bound_port, None)
+        } else {
+            self.pick_ephemeral(stack, saddr, daddr, dport).ok_or(TcpErr::NoPorts)?
+        };
         let t = FourTuple {
             laddr: saddr,
             lport,
             raddr: daddr,
             rport: dport,
         };
-        let mut sk = self.new_sock();
+        let (iss, tsoff) = self.isn(&t, stack.core.now_ns);
+        let iss = tw_isn.unwrap_or(iss);
+        let sk = self.socks.get_mut(h).expect("looked up above");
         sk.saddr = saddr;
         sk.sport = lport;
         sk.daddr = daddr;
         sk.dport = dport;
-        let (iss, tsoff) = self.isn(&t, stack.core.now_ns);
-        let iss = tw_isn.unwrap_or(iss);
         sk.iss = iss;
         sk.ts_offset = tsoff;
         sk.snd_una = iss;
         sk.snd_nxt = iss.wrapping_add(1);
         sk.write_seq = iss.wrapping_add(1);
         sk.state = TcpState::SynSent;
-        // The SYN-ACK's options settle the rest (tcp_negotiate_options).
-        sk.advmss = crate::tcp_input::tcp_route(stack, daddr).0;
+        // The SYN-ACK's options settle the rest (tcp_negotiate_options); TCP_MAXSEG caps what
+        // we announce (Linux: tcp_connect_init clamps to user_mss).
+        let route_mss = crate::tcp_input::tcp_route(stack, daddr).0;
+        sk.advmss = match sk.user_mss {
+            0 => route_mss,
+            u => route_mss.min(u),
+        };
         sk.mss_cache = sk.advmss as u32;
         sk.rto_ms = crate::TCP_TIMEOUT_INIT_MS;
-        let h = self.socks.insert(sk).ok_or(TcpErr::NoMemory)?;
         self.tables.ehash.insert(t, h);
-        self.tables.bind_ref(lport);
-        let sk = self.socks.get_mut(h).expect("inserted");
-        Self::setup_timers(stack, sk, h);
+        if bound_port == 0 {
+            self.tables.bind_ref(lport);
+        }
+        let sk = self.socks.get_mut(h).expect("looked up above");
         tcp_send_syn(sk, stack);
         crate::tcp_output::tcp_arm_rto(sk, stack, true);
         stack.core.mib.tcp.inc(TcpMib::ActiveOpens);
-        Ok(h)
+        Ok(())
     }
 
     /// An ephemeral port for a connection to `daddr:dport` whose reply tuple hashes back to
@@ -998,6 +1102,22 @@ pub fn tcp_v4_send_stateless(
     window: u16,
     opts: &TcpOptions,
 ) -> bool {
+    tcp_v4_send_stateless_ip(stack, t, seq, ack, flags, window, opts, (0, None))
+}
+
+/// [`tcp_v4_send_stateless`] with the IP header's (TOS, TTL) of a listener's IP_TOS and
+/// IP_TTL (a request sock's SYN-ACK; Linux: tcp_v4_send_synack uses the listener's).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_v4_send_stateless_ip(
+    stack: &mut Stack,
+    t: &FourTuple,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    opts: &TcpOptions,
+    (tos, ttl): (u8, Option<u8>),
+) -> bool {
     let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.drop_count(DropReason::NoMem);
         return false;
@@ -1013,8 +1133,8 @@ pub fn tcp_v4_send_stateless(
         src: Some(t.laddr),
         dst: t.raddr,
         protocol: IPPROTO_TCP,
-        ttl: None,
-        tos: 0,
+        ttl,
+        tos,
         df: true,
     };
     ip_build_and_send_pkt(stack, skb, tx).is_ok()

@@ -21,7 +21,7 @@ use blink_netcore::timer::TimerId;
 
 use crate::inet_hashtables::FourTuple;
 use crate::tcp::{RxOpt, TcpSkbCb, TcpSock};
-use crate::tcp_ipv4::tcp_v4_send_stateless;
+use crate::tcp_ipv4::{tcp_v4_send_stateless, tcp_v4_send_stateless_ip};
 use crate::tcphdr::*;
 
 /// Linux: struct tcp_request_sock (with inet_request_sock and request_sock): what a SYN-RECV
@@ -45,6 +45,9 @@ pub struct TcpRequestSock {
     pub snd_wnd: u16,
     /// The window our SYN-ACK announced (never scaled; Linux: rsk_rcv_wnd).
     pub rcv_wnd: u16,
+    /// The listener's IP_TOS and IP_TTL, for the SYN-ACK and ACKs sent from here.
+    pub tos: u8,
+    pub ttl: Option<u8>,
     /// SYN-ACKs sent again for any reason (a sample of the handshake RTT needs none).
     pub num_retrans: u32,
     /// Timer expiries so far: the SYN-ACK backoff and the give-up count.
@@ -123,7 +126,7 @@ impl TcpRequestSock {
     pub fn send_synack(&self, stack: &mut Stack) -> bool {
         let tsval = (stack.core.jiffies as u32).wrapping_add(self.ts_offset);
         let opts = crate::tcp_output::syn_options_from(&self.rx_opt, self.advmss, tsval, true);
-        tcp_v4_send_stateless(
+        tcp_v4_send_stateless_ip(
             stack,
             &self.tuple,
             self.snt_isn,
@@ -131,6 +134,7 @@ impl TcpRequestSock {
             TCPHDR_SYN | TCPHDR_ACK,
             self.rcv_wnd,
             &opts,
+            (self.tos, self.ttl),
         )
     }
 
@@ -141,7 +145,7 @@ impl TcpRequestSock {
             let tsval = (stack.core.jiffies as u32).wrapping_add(self.ts_offset);
             opts.ts = Some((tsval, self.rx_opt.ts_recent));
         }
-        tcp_v4_send_stateless(
+        tcp_v4_send_stateless_ip(
             stack,
             &self.tuple,
             self.snt_isn.wrapping_add(1),
@@ -149,6 +153,7 @@ impl TcpRequestSock {
             TCPHDR_ACK,
             self.rcv_wnd,
             &opts,
+            (self.tos, self.ttl),
         );
     }
 
@@ -356,6 +361,8 @@ mod tests {
             tx_csum_offload: false,
             snd_wnd: 65535,
             rcv_wnd: 65535,
+            tos: 0,
+            ttl: None,
             num_retrans: 0,
             num_timeout: 0,
             snt_synack_ns: 0,

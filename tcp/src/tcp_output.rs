@@ -197,8 +197,8 @@ fn __tcp_transmit(
         src: Some(sk.saddr),
         dst: sk.daddr,
         protocol: IPPROTO_TCP,
-        ttl: None,
-        tos: 0,
+        ttl: sk.ttl,
+        tos: sk.tos,
         df: true,
     };
     ip_build_and_send_pkt(stack, skb, tx).is_ok()

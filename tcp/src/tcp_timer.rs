@@ -244,6 +244,9 @@ pub fn tcp_delack_timer(sk: &mut TcpSock, stack: &mut Stack) {
 /// Linux: tcp_keepalive_timer(), which also ends FIN-WAIT-2 for orphans.
 pub fn tcp_keepalive_timer(sk: &mut TcpSock, stack: &mut Stack) {
     let now = stack.core.jiffies;
+    if crate::tcp_sockopt::tcp_linger_expired(sk, stack) {
+        return;
+    }
     match sk.state {
         // An orphan's FIN-WAIT-2 timeout; a socket the application still holds is kept
         // (and probed, with keepalive on), as in Linux.

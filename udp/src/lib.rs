@@ -114,6 +114,16 @@ pub fn udp_set_dontfrag(stack: &mut Stack, h: SockHandle, on: bool) -> Result<()
     with_udp(stack, |u, _| u.set_dontfrag(h, on))?
 }
 
+/// IP_TOS / IP_TTL of the socket's datagrams; None leaves a setting as it is.
+pub fn udp_set_tos_ttl(stack: &mut Stack, h: SockHandle, tos: Option<u8>, ttl: Option<u8>) -> Result<(), UdpErr> {
+    with_udp(stack, |u, _| u.set_tos_ttl(h, tos, ttl))?
+}
+
+/// SO_RCVBUF: bytes of datagrams the socket queues before dropping (RcvbufErrors).
+pub fn udp_set_rcvbuf(stack: &mut Stack, h: SockHandle, bytes: usize) -> Result<(), UdpErr> {
+    with_udp(stack, |u, _| u.set_rcvbuf(h, bytes))?
+}
+
 /// SO_REUSEADDR before `udp_bind`: sockets that all set it may share a port; a datagram goes
 /// to the best match (connected 4-tuple, then bound address, then wildcard).
 pub fn udp_set_reuseaddr(stack: &mut Stack, h: SockHandle, on: bool) -> Result<(), UdpErr> {

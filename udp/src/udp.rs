@@ -72,6 +72,9 @@ pub struct UdpSock {
     /// IP_MTU_DISCOVER = IP_PMTUDISC_DO: send with Don't Fragment and refuse (EMSGSIZE) a
     /// datagram over the path MTU instead of letting IP fragment it.
     pub dontfrag: bool,
+    /// IP_TOS and IP_TTL of every datagram (None: the stack's default TTL).
+    pub tos: u8,
+    pub ttl: Option<u8>,
     pub rcvbuf: usize,
     /// Receive-buffer memory charged (Linux: sk_rmem_alloc).
     pub rmem_alloc: usize,
@@ -199,6 +202,8 @@ impl UdpProto {
                 bucket: None,
                 reuse: false,
                 dontfrag: false,
+                tos: 0,
+                ttl: None,
                 rcvbuf: self.cfg.rcvbuf,
                 rmem_alloc: 0,
                 drops: 0,
@@ -235,6 +240,31 @@ impl UdpProto {
     /// MessageTooLong; without, IP fragments them.
     pub fn set_dontfrag(&mut self, h: SockHandle, on: bool) -> Result<(), UdpErr> {
         self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?.dontfrag = on;
+        Ok(())
+    }
+
+    /// Linux: setsockopt(IP_TOS) and setsockopt(IP_TTL) (`ttl` None: the stack's default).
+    pub fn set_tos_ttl(&mut self, h: SockHandle, tos: Option<u8>, ttl: Option<u8>) -> Result<(), UdpErr> {
+        if ttl == Some(0) {
+            return Err(UdpErr::InvalidArgument("IP_TTL: 1..=255"));
+        }
+        let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
+        if let Some(t) = tos {
+            sk.tos = t;
+        }
+        if ttl.is_some() {
+            sk.ttl = ttl;
+        }
+        Ok(())
+    }
+
+    /// Linux: setsockopt(SO_RCVBUF): bytes of datagrams (truesize) the socket queues. blink
+    /// refuses a value outside 4 KiB..=1 GiB where Linux clamps, and does not double it.
+    pub fn set_rcvbuf(&mut self, h: SockHandle, bytes: usize) -> Result<(), UdpErr> {
+        if !(4096..=1 << 30).contains(&bytes) {
+            return Err(UdpErr::InvalidArgument("SO_RCVBUF: 4096..=1073741824 bytes"));
+        }
+        self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?.rcvbuf = bytes;
         Ok(())
     }
 
@@ -308,14 +338,14 @@ impl UdpProto {
     }
 
     /// Resolve the destination and source of a send; autobinds. Returns (source,
-    /// destination, output device, DF).
+    /// destination, output device, the socket's IP header settings).
     fn prepare_send(
         &mut self,
         stack: &Stack,
         h: SockHandle,
         len: usize,
         to: Option<SocketAddrV4>,
-    ) -> Result<(SocketAddrV4, SocketAddrV4, u16, bool), UdpErr> {
+    ) -> Result<(SocketAddrV4, SocketAddrV4, u16, TxIp), UdpErr> {
         {
             let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
             sk.sock_error()?;
@@ -341,7 +371,12 @@ impl UdpProto {
         } else {
             sk.saddr
         };
-        Ok((SocketAddrV4::new(src, sk.sport), dst, dev, sk.dontfrag))
+        let ip = TxIp {
+            df: sk.dontfrag,
+            tos: sk.tos,
+            ttl: sk.ttl,
+        };
+        Ok((SocketAddrV4::new(src, sk.sport), dst, dev, ip))
     }
 
     /// Linux: udp_sendmsg(). Copies `data` into a fresh datagram (the header and as much as
@@ -354,7 +389,7 @@ impl UdpProto {
         data: &[u8],
         to: Option<SocketAddrV4>,
     ) -> Result<usize, UdpErr> {
-        let (src, dst, dev, df) = self.prepare_send(stack, h, data.len(), to)?;
+        let (src, dst, dev, ip) = self.prepare_send(stack, h, data.len(), to)?;
         let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
             stack.core.mib.udp.inc(UdpMib::SndbufErrors);
             return Err(UdpErr::NoMemory);
@@ -384,7 +419,7 @@ impl UdpProto {
                 });
             }
         }
-        udp_send_skb(stack, skb, src, dst, dev, df)?;
+        udp_send_skb(stack, skb, src, dst, dev, ip)?;
         Ok(data.len())
     }
 
@@ -403,7 +438,7 @@ impl UdpProto {
                 UdpErr::InvalidArgument("the payload mbuf must have one segment"),
             ));
         }
-        let (src, dst, dev, df) = match self.prepare_send(stack, h, m.data_len(), to) {
+        let (src, dst, dev, ip) = match self.prepare_send(stack, h, m.data_len(), to) {
             Ok(v) => v,
             Err(e) => return Err((Some(m), e)),
         };
@@ -419,7 +454,7 @@ impl UdpProto {
                 return Err((Some(f.into_mbuf()), UdpErr::NoMemory));
             }
         }
-        udp_send_skb(stack, skb, src, dst, dev, df).map_err(|e| (None, e))
+        udp_send_skb(stack, skb, src, dst, dev, ip).map_err(|e| (None, e))
     }
 
     fn take_datagram(&mut self, stack: &mut Stack, h: SockHandle) -> Result<SkBuff, UdpErr> {
@@ -683,6 +718,15 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
     Ok((r.dev, ip_dst_mtu(stack, r.dev, dst), r.prefsrc))
 }
 
+/// What a socket puts in the IP header of its datagrams (Linux: the inet_sock fields
+/// ip_setup_cork copies).
+#[derive(Debug, Clone, Copy)]
+struct TxIp {
+    df: bool,
+    tos: u8,
+    ttl: Option<u8>,
+}
+
 /// Linux: udp_send_skb(). Fill the header, checksum it (in software unless the device
 /// offers UDP transmit checksum offload), and hand it to IP.
 fn udp_send_skb(
@@ -691,10 +735,10 @@ fn udp_send_skb(
     src: SocketAddrV4,
     dst: SocketAddrV4,
     dev: u16,
-    df: bool,
+    ip: TxIp,
 ) -> Result<(), UdpErr> {
     let len = skb.len();
-    let offload = stack.devs[dev as usize].dev.features().has(NetdevFeatures::TXCSUM_UDP);
+    let offload = stack.devs[dev as usize].features.has(NetdevFeatures::TXCSUM_UDP);
     let Some(h) = skb.data_mut() else {
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(UdpErr::NoMemory);
@@ -711,11 +755,14 @@ fn udp_send_skb(
         UdpHdr::new_unchecked(&mut h[..UDP_HLEN]).set_checksum(udp_v4_pseudo(s, d, len as u16));
         skb.ip_summed = IpSummed::Partial;
     } else {
-        let c = {
+        let c = if skb.is_nonlinear() {
             let mut segs: arrayvec::ArrayVec<&[u8], { blink_netcore::skbuff::MAX_SKB_FRAGS + 1 }> =
                 arrayvec::ArrayVec::new();
             segs.extend(skb.segments());
             udp_v4_check(s, d, &segs)
+        } else {
+            // A datagram that fits one buffer (most): no segment list to build.
+            udp_v4_check(s, d, &[skb.data()])
         };
         UdpHdr::new_unchecked(&mut skb.data_mut().expect("checked writable above")[..UDP_HLEN]).set_checksum(c);
     }
@@ -724,9 +771,9 @@ fn udp_send_skb(
         src: Some(*src.ip()),
         dst: *dst.ip(),
         protocol: IPPROTO_UDP,
-        ttl: None,
-        tos: 0,
-        df,
+        ttl: ip.ttl,
+        tos: ip.tos,
+        df: ip.df,
     };
     match ip_build_and_send_pkt(stack, skb, tx) {
         Ok(()) => {
