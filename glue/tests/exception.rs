@@ -255,3 +255,52 @@ fn without_unclaimed_blink_still_resets() {
     assert_eq!(n.a.stack().core.mib.tcp[TcpMib::OutRsts], 1);
     assert_eq!(n.exc(ExcMib::ToKernel), 0);
 }
+
+#[test]
+fn arp_requests_and_a_whole_protocol_go_to_the_kernel_by_rule() {
+    let mut n = net("arp,proto:89,udp:67-68");
+    // B resolves A: with `arp` the kernel sees B's request too, and blink still answers it.
+    let r = n.b.raw_socket(89, None).unwrap();
+    n.b.send_to(r, b"ospf hello", Some(SocketAddrV4::new(A_IP, 0))).unwrap();
+    let u = n.b.udp_socket(None).unwrap();
+    n.b.send_to(u, b"dhcp", Some(SocketAddrV4::new(A_IP, 67))).unwrap();
+    n.step(10);
+    let frames = n.kernel_rx();
+    // ARP target protocol address at bytes 38..42 of the frame.
+    let arp_requests = |tpa: Ipv4Addr| {
+        frames
+            .iter()
+            .filter(|f| f[12..14] == [8, 6] && f[20..22] == [0, 1] && f[38..42] == tpa.octets())
+            .count()
+    };
+    assert_eq!(arp_requests(A_IP), 1, "B's request for A, mirrored");
+    assert_eq!(arp_requests(B_IP), 1, "B's gratuitous ARP, mirrored");
+    assert_eq!(
+        n.a.stack().core.mib.arp[blink_glue::netcore::snmp::ArpMib::OutReplies],
+        1,
+        "blink answered it"
+    );
+    let ospf: Vec<_> = frames
+        .iter()
+        .filter(|f| f.len() > 23 && f[12..14] == [8, 0] && f[23] == 89)
+        .collect();
+    assert_eq!(ospf.len(), 1, "protocol 89 is the kernel's");
+    assert!(ospf[0].ends_with(b"ospf hello"));
+    assert!(
+        frames.iter().any(|f| l4_of(f) == Some((17, 67))),
+        "udp:67 is the kernel's"
+    );
+    let a = &n.a.stack().core.mib;
+    assert_eq!(a.icmp[IcmpMib::OutDestUnreachs], 0, "no protocol or port unreachable");
+    assert_eq!(
+        a.ip[blink_glue::netcore::snmp::IpMib::InDelivers],
+        0,
+        "blink delivered none of it"
+    );
+    assert_eq!(n.exc(ExcMib::ToKernelRule), 2);
+    assert_eq!(n.exc(ExcMib::ToKernelCopy), 2);
+    n.b.close(r).unwrap();
+    n.b.close(u).unwrap();
+    n.step(5);
+    assert_eq!(n.pool.in_use(), 0, "mbufs leaked");
+}
