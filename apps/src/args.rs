@@ -1,12 +1,15 @@
-//! Device options shared by every subcommand (the README's "Try it" sections), and the
-//! IPAugenblick-style `--config` file (`<port> <ip> <mask>` per line).
+//! Device options shared by every subcommand (the README's "Try it" sections); the
+//! `--config` file's syntax is in config.rs.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use blink_ipv4::iphdr::{mask_to_prefix, Ipv4Cidr};
+use blink_ipv4::ip_exception::ExcRules;
+use blink_ipv4::iphdr::Ipv4Cidr;
 use blink_netcore::drivers::impair::ImpairConfig;
 use clap::Args;
+
+use crate::config::{check_ifname, parse_config_file, ConfigFile};
 
 /// A configuration error: names the field, exits with code 2.
 #[derive(Debug)]
@@ -52,9 +55,21 @@ pub struct DevArgs {
     /// flow hash alike).
     #[arg(long, value_name = "KEY", default_value = "default", value_parser = ["default", "symmetric"])]
     pub rss_key: String,
-    /// IPAugenblick-style interface file: lines of `<port> <ip> <mask>`.
+    /// Configuration file: IPAugenblick's `<port> <ip> <mask>` lines, `arp <ip> <mac>`,
+    /// `route <dst>/<len> via <gw>`, `to-kernel RULES`, `kernel-if NAME` (see config.rs).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Share the device with the kernel (the exception path): frames matching RULES go to a
+    /// kernel TAP with blink's MAC, and what the kernel sends there leaves through blink's
+    /// device. RULES: tcp:PORT[-PORT], udp:PORT[-PORT], proto:N, arp (mirror ARP requests
+    /// too; replies always are), icmp-copy (ICMP other than the echo requests blink answers),
+    /// unclaimed (what no blink socket wants, instead of RST or port unreachable); e.g.
+    /// `tcp:22,udp:67-68,arp`.
+    #[arg(long = "to-kernel", value_name = "RULES")]
+    pub to_kernel: Option<String>,
+    /// Name of the exception path's kernel TAP (default: blink-kni0).
+    #[arg(long = "kernel-if", value_name = "NAME")]
+    pub kernel_if: Option<String>,
     /// Capture every frame of the device into this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -174,6 +189,7 @@ impl DevArgs {
                 )));
             }
         }
+        self.exception()?;
         if self.eal.is_some() && self.dev_kind()? != DevKind::Dpdk {
             return Err(usage("--eal: only meaningful with --dev dpdk"));
         }
@@ -200,6 +216,21 @@ impl DevArgs {
             .collect()
     }
 
+    /// The --config file, parsed (None without one). Entries for a port that does not exist
+    /// are errors naming it: blink drives one device, port 0.
+    pub fn config_file(&self) -> Result<Option<ConfigFile>, UsageError> {
+        let Some(path) = &self.config else {
+            return Ok(None);
+        };
+        let at = || format!("--config {}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: cannot read: {e}", at())))?;
+        let c = parse_config_file(&text).map_err(|e| usage(format!("{}: {e}", at())))?;
+        if let Some((port, _)) = c.ports.iter().find(|(p, _)| *p != 0) {
+            return Err(usage(format!("{}: port {port}: only port 0 exists (one device)", at())));
+        }
+        Ok(Some(c))
+    }
+
     /// Addresses of port 0: --ip plus the --config lines.
     pub fn addresses(&self) -> Result<Vec<Ipv4Cidr>, UsageError> {
         let mut v = Vec::new();
@@ -218,51 +249,96 @@ impl DevArgs {
             }
             v.push(ip);
         }
-        if let Some(path) = &self.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| usage(format!("--config {}: cannot read: {e}", path.display())))?;
-            for (port, cidr) in parse_config(&text).map_err(|e| usage(format!("--config {}: {e}", path.display())))? {
-                if port != 0 {
-                    return Err(usage(format!(
-                        "--config {}: port {port}: only port 0 exists (one device)",
-                        path.display()
-                    )));
-                }
-                v.push(cidr);
-            }
+        if let Some(c) = self.config_file()? {
+            v.extend(c.ports.iter().map(|&(_, cidr)| cidr));
         }
         Ok(v)
     }
+
+    /// Static neighbours and routes of the --config file, each checked against the
+    /// addresses: a gateway or neighbour must be on a connected network.
+    pub fn static_entries(&self) -> Result<StaticEntries, UsageError> {
+        let Some(c) = self.config_file()? else {
+            return Ok(StaticEntries::default());
+        };
+        let addrs = self.addresses()?;
+        let path = self.config.as_ref().expect("a config file was read").display();
+        let connected = |ip: Ipv4Addr| addrs.iter().any(|a| a.contains(ip));
+        for (ip, mac) in &c.arp {
+            if !connected(*ip) {
+                return Err(usage(format!(
+                    "--config {path}: arp {ip} {mac}: {ip} is not on any connected network"
+                )));
+            }
+        }
+        for (dst, gw) in &c.routes {
+            if !connected(*gw) {
+                return Err(usage(format!(
+                    "--config {path}: route {dst} via {gw}: gateway {gw} is not on any connected network"
+                )));
+            }
+        }
+        Ok(StaticEntries {
+            arp: c.arp,
+            routes: c.routes,
+        })
+    }
+
+    /// The exception path: (rules, kernel TAP name) from --to-kernel/--kernel-if, or else the
+    /// config file's `to-kernel`/`kernel-if` lines (the command line wins).
+    pub fn exception(&self) -> Result<Option<(ExcRules, String)>, UsageError> {
+        let file = self.config_file()?;
+        let rules = match &self.to_kernel {
+            Some(r) => Some(r.parse::<ExcRules>().map_err(|e| usage(format!("--to-kernel: {e}")))?),
+            None => file.as_ref().and_then(|c| c.to_kernel.clone()),
+        };
+        if let Some(n) = &self.kernel_if {
+            check_ifname(n).map_err(|e| usage(format!("--kernel-if: {e}")))?;
+        }
+        let name = self
+            .kernel_if
+            .clone()
+            .or_else(|| file.as_ref().and_then(|c| c.kernel_if.clone()));
+        let Some(rules) = rules else {
+            if self.kernel_if.is_some() {
+                return Err(usage("--kernel-if: only meaningful with --to-kernel RULES"));
+            }
+            if let (Some(n), Some(p)) = (&name, &self.config) {
+                return Err(usage(format!(
+                    "--config {}: kernel-if {n}: only meaningful with --to-kernel RULES (or a `to-kernel` line)",
+                    p.display()
+                )));
+            }
+            return Ok(None);
+        };
+        let name = name.unwrap_or_else(|| blink_glue::DEFAULT_KERNEL_IF.to_string());
+        match self.dev_kind()? {
+            DevKind::Wire => {
+                return Err(usage(
+                    "--to-kernel: the in-memory wire has no kernel to share it with; use --dev tap:NAME or dpdk",
+                ))
+            }
+            DevKind::Tap(t) if t == name => {
+                return Err(usage(format!(
+                    "--kernel-if: `{name}` is blink's own device (--dev tap:{t})"
+                )))
+            }
+            _ => {}
+        }
+        Ok(Some((rules, name)))
+    }
 }
 
-/// Parse IPAugenblick's interface lines: `<port> <ip> <mask>`; `#` starts a comment.
+/// The config file's static neighbours and routes.
+#[derive(Debug, Default)]
+pub struct StaticEntries {
+    pub arp: Vec<(Ipv4Addr, blink_netcore::EthAddr)>,
+    pub routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
+}
+
+/// Parse IPAugenblick's interface lines (`<port> <ip> <mask>`) of a config file.
 pub fn parse_config(text: &str) -> Result<Vec<(u16, Ipv4Cidr)>, String> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let n = i + 1;
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 3 {
-            return Err(format!("line {n}: expected `<port> <ip> <mask>`, got `{line}`"));
-        }
-        let port: u16 = f[0]
-            .parse()
-            .map_err(|_| format!("line {n}: field `port`: `{}` is not a port number", f[0]))?;
-        let ip: Ipv4Addr = f[1]
-            .parse()
-            .map_err(|_| format!("line {n}: field `ip`: `{}` is not an IPv4 address", f[1]))?;
-        let len = mask_to_prefix(f[2])
-            .ok_or_else(|| format!("line {n}: field `mask`: `{}` is not a contiguous netmask", f[2]))?;
-        let cidr = Ipv4Cidr::new(ip, len).map_err(|e| format!("line {n}: {e}"))?;
-        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-            return Err(format!("line {n}: field `ip`: {ip} cannot be a host address"));
-        }
-        out.push((port, cidr));
-    }
-    Ok(out)
+    parse_config_file(text).map(|c| c.ports)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod bench_cores;
 pub mod bench_linux;
 pub mod bench_plot;
 pub mod bench_smoltcp;
+pub mod config;
 pub mod cores;
 pub mod ctl;
 pub mod demo;

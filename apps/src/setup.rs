@@ -153,6 +153,17 @@ pub fn build_cores<U>(
     for t in args.tunnels()? {
         b = b.tunnel(t);
     }
+    let st = args.static_entries()?;
+    for (ip, mac) in st.arp {
+        b = b.static_arp(ip, mac);
+    }
+    for (dst, gw) in st.routes {
+        b = b.route(dst, gw);
+    }
+    if let Some((rules, name)) = args.exception()? {
+        eprintln!("exception path: {rules} -> kernel interface {name}");
+        b = b.to_kernel(rules, blink_glue::KernelSide::Tap(name));
+    }
     b.pool_size(pool_size)
         .rss_key(&args.rss_key_bytes())
         .cores(args.cores)
@@ -166,6 +177,7 @@ pub fn build_cores<U>(
                     "route" => "gw",
                     "addr" => "ip",
                     "device" => "dev",
+                    "kernel_if" => "kernel-if",
                     f => f,
                 };
                 SetupError::Usage(usage(format!("--{opt}: {msg}")))

@@ -41,6 +41,7 @@ pub fn mib_json(m: &Mib) -> String {
         json_section(&m.tcp_ext),
         json_section(&m.arp),
         json_section(&m.softnet),
+        json_section(&m.exc),
         json_section(&m.drops),
     ];
     format!("{{{}}}", s.join(", "))
@@ -154,6 +155,6 @@ mod tests {
         assert!(j.contains("\"Udp\": {\"InDatagrams\": 0, \"NoPorts\": 3,"), "{j}");
         assert!(j.contains("\"NoMem\": 1"), "{j}");
         let sections = j.matches("\": {").count();
-        assert_eq!(sections, 8, "Ip Icmp Tcp Udp TcpExt Arp Softnet Drop: {j}");
+        assert_eq!(sections, 9, "Ip Icmp Tcp Udp TcpExt Arp Softnet Exc Drop: {j}");
     }
 }

@@ -167,6 +167,76 @@ fn bad_configuration_exits_2_and_names_the_field() {
     let _ = std::fs::remove_file(&cfg);
 }
 
+/// The exception path's options and the config file's other lines are checked before any
+/// device is opened (no root needed): a malformed rule, a bad interface name, `--kernel-if`
+/// alone, the demo's wire, and config lines that are malformed, unknown, for a port that does
+/// not exist, or off every connected network each exit 2 naming what is wrong.
+#[test]
+fn bad_exception_path_and_config_lines_exit_2_naming_them() {
+    let base = ["echo", "--dev", "tap:x", "--ip", "10.0.0.1/24"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> { base.iter().chain(extra).copied().collect() };
+    for (rules, says) in [
+        ("tcp:99999", "`tcp:99999`"),
+        ("udp:68-67", "range 68-67"),
+        ("proto:256", "`proto:256`"),
+        ("ssh", "`ssh` is not a rule"),
+        ("", "no rules"),
+    ] {
+        expect_usage(&with(&["--to-kernel", rules]), says);
+        expect_usage(&with(&["--to-kernel", rules]), "--to-kernel");
+    }
+    expect_usage(
+        &with(&["--to-kernel", "tcp:22", "--kernel-if", "a-name-far-too-long"]),
+        "--kernel-if",
+    );
+    expect_usage(&with(&["--kernel-if", "kni0"]), "only meaningful with --to-kernel");
+    expect_usage(
+        &with(&["--to-kernel", "tcp:22", "--kernel-if", "x"]),
+        "blink's own device",
+    );
+    expect_usage(&["demo", "--to-kernel", "tcp:22"], "--to-kernel");
+
+    let cfg = std::env::temp_dir().join(format!("blink-bad-exc-config-{}", std::process::id()));
+    let path = cfg.to_str().unwrap().to_string();
+    for (text, says) in [
+        (
+            "0 10.0.0.1 255.255.255.0\nto-kernel tcp:22,bogus\n",
+            "line 2: to-kernel: `bogus`",
+        ),
+        ("0 10.0.0.1 255.255.255.0\n2 10.0.1.1 255.255.255.0\n", "port 2"),
+        (
+            "0 10.0.0.1 255.255.255.0\narp 10.0.0.9 02:00:00:00:00\n",
+            "line 2: arp: field `mac`",
+        ),
+        (
+            "0 10.0.0.1 255.255.255.0\narp 10.9.0.9 02:00:00:00:00:09\n",
+            "arp 10.9.0.9",
+        ),
+        (
+            "0 10.0.0.1 255.255.255.0\nroute 10.8.0.0/16 via 10.9.0.1\n",
+            "gateway 10.9.0.1",
+        ),
+        (
+            "0 10.0.0.1 255.255.255.0\nroute 10.8.0.0/16 10.0.0.9\n",
+            "line 2: expected `route",
+        ),
+        (
+            "0 10.0.0.1 255.255.255.0\nkernel-if kni0\n",
+            "only meaningful with --to-kernel",
+        ),
+        (
+            "0 10.0.0.1 255.255.255.0\nmtu 9000\n",
+            "line 2: `mtu` is not a config line",
+        ),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let args = ["echo", "--dev", "tap:x", "--config", path.as_str()];
+        expect_usage(&args, says);
+        expect_usage(&args, "--config");
+    }
+    let _ = std::fs::remove_file(&cfg);
+}
+
 /// The multi-core options are checked before any device is opened (no root needed): a core
 /// count of 0 or above the CPUs this process may use, and an unknown steering mode.
 #[test]
@@ -440,7 +510,7 @@ fn demo_stat_prints_every_table_per_core() {
         let secs: Vec<&str> = tables.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(
             secs,
-            ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Drop"],
+            ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Exc", "Drop"],
             "{core}"
         );
     }
@@ -474,7 +544,7 @@ fn demo_stat_json_has_every_counter_per_core() {
     );
     assert_eq!(s.lines().count(), 1, "one JSON document");
     assert_eq!(s.matches('{').count(), s.matches('}').count(), "balanced: {s}");
-    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Drop"] {
+    for sec in ["Ip", "Icmp", "Tcp", "Udp", "TcpExt", "Arp", "Softnet", "Exc", "Drop"] {
         assert_eq!(
             s.matches(&format!("\"{sec}\": {{")).count(),
             2,

@@ -4,7 +4,8 @@
 //! of the README). As root, `sudo` is a function that runs its arguments, and `cargo` one
 //! that does nothing (the binary is built already): nothing else of the text is changed.
 //!
-//! The examples make their own namespace (`blinkns`, 10.200.0.0/24 inside it) and remove it;
+//! The examples make their own namespaces (`blinkns`, 10.200.0.0/24 inside it, and the
+//! exception path's `blinkkni`) and remove them;
 //! the test removes it too if a block failed half-way.
 
 mod common;
@@ -81,6 +82,7 @@ fn readme_examples_run_as_pasted() {
         let _ = Command::new("pkill").args(["-f", "http.server 8000"]).status();
         let _ = Command::new("ip").args(["netns", "del", "blinkns"]).status();
         let _ = Command::new("ip").args(["netns", "del", "blinkdp"]).status();
+        let _ = Command::new("ip").args(["netns", "del", "blinkkni"]).status();
     };
     cleanup();
     for (line, block) in &blocks {
@@ -124,6 +126,19 @@ fn readme_examples_run_as_pasted() {
                 hashes.len() >= 2 && hashes[0] == hashes[1],
                 "line {line}: echoed bytes:\n{both}"
             );
+        }
+        if block.contains("--to-kernel") {
+            // Both shares on one address, and each ping answered once.
+            assert!(both.contains("\n1024\n"), "line {line}: blink's HTTP:\n{both}");
+            assert!(
+                both.contains("hello from the kernel"),
+                "line {line}: the kernel's port 22:\n{both}"
+            );
+            assert!(
+                both.contains("3 received") && !both.contains("DUP"),
+                "line {line}: ping:\n{both}"
+            );
+            assert!(both.contains("Exc: ToKernel"), "line {line}: counters:\n{both}");
         }
         if block.contains("ab -n 20000") {
             assert!(both.contains("Failed requests:        0"), "line {line}: ab:\n{both}");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use blink_ipv4::inbox::{CoreSet, INBOX_SIZE};
+use blink_ipv4::ip_exception::ExcRules;
 use blink_ipv4::ip_tunnel::{ip_tunnel_add, TunnelSpec};
 use blink_ipv4::neighbour::neigh_add_static;
 use blink_ipv4::{Ipv4Cidr, Stack, StackConfig};
@@ -20,6 +21,7 @@ use blink_raw::RawConfig;
 use blink_tcp::TcpConfig;
 use blink_udp::UdpConfig;
 
+use crate::exception::{KernelIf, KernelSide};
 use crate::poller::Poller;
 use crate::runtime::{allowed_cpus, Steering};
 use crate::{Glue, GlueError};
@@ -84,6 +86,7 @@ pub struct GlueBuilder {
     tcp: TcpConfig,
     udp: UdpConfig,
     raw: RawConfig,
+    exception: Option<(ExcRules, KernelSide)>,
     err: Option<GlueError>,
 }
 
@@ -110,6 +113,7 @@ impl GlueBuilder {
             tcp: TcpConfig::default(),
             udp: UdpConfig::default(),
             raw: RawConfig::default(),
+            exception: None,
             err: None,
         }
     }
@@ -299,6 +303,16 @@ impl GlueBuilder {
         self
     }
 
+    /// Share the first device with the kernel (the exception path): frames the `rules` give
+    /// the kernel go to `side`, which is polled with the devices, and what the kernel sends
+    /// there leaves through the first device unchanged. A TAP side gets the first device's
+    /// MAC and MTU (and takes the same IP address when the user configures it), one queue per
+    /// core.
+    pub fn to_kernel(mut self, rules: ExcRules, side: KernelSide) -> Self {
+        self.exception = Some((rules, side));
+        self
+    }
+
     fn config(field: &str, msg: impl Into<String>) -> GlueError {
         GlueError::Config {
             field: field.into(),
@@ -469,6 +483,43 @@ impl GlueBuilder {
                         .add_addr(ifindex, *a)
                         .map_err(|e| Self::config("addr", e.to_string()))?;
                 }
+            }
+        }
+        if let Some((rules, side)) = self.exception {
+            let (mac, mtu) = {
+                let d = &stacks[0].devs[0];
+                (d.mac, d.mtu)
+            };
+            let sides: Vec<(Box<dyn NetDevice>, u16)> = match side {
+                KernelSide::Tap(name) => {
+                    let tap = TapDev::open(&name, n, mac, mtu, pool.cache()).map_err(|e| GlueError::Device {
+                        name: name.clone(),
+                        msg: e.to_string(),
+                    })?;
+                    if let Err(e) = blink_netcore::drivers::tap::tap_set_kernel_link(&name, mac, mtu) {
+                        return Err(GlueError::Device {
+                            name,
+                            msg: format!("cannot give the kernel's side blink's MAC {mac} and MTU {mtu}: {e}"),
+                        });
+                    }
+                    tap.into_queues()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(q, t)| (Box::new(t) as Box<dyn NetDevice>, q as u16))
+                        .collect()
+                }
+                KernelSide::Devices(v) => {
+                    if v.len() != n as usize {
+                        return Err(Self::config(
+                            "kernel_if",
+                            format!("{n} cores need {n} kernel-side devices, got {}", v.len()),
+                        ));
+                    }
+                    v.into_iter().map(|d| (d, 0)).collect()
+                }
+            };
+            for (stack, (dev, q)) in stacks.iter_mut().zip(sides) {
+                stack.set_exception(rules.clone(), Box::new(KernelIf::new(dev, q, 0)));
             }
         }
         for stack in &mut stacks {

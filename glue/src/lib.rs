@@ -4,6 +4,7 @@
 //!   addresses, routes, static neighbours, the buffer pool, the clock and TCP settings.
 //! - [`Glue::periodic`] is one poll pass; events land on lists the application pulls
 //!   (`next_reader`, ...) or that [`Glue::dispatch`] turns into [`GlueHandler`] calls.
+//! - [`exception`]: the kernel's side of a shared NIC (`GlueBuilder::to_kernel`).
 //! - Sockets (TCP, UDP, raw) are [`Socket`] handles with typed per-socket user data
 //!   (`Glue<U>`); UDP and raw calls are in [`dgram`], socket options (setsockopt) and
 //!   bind-before-connect in [`sockopt`]; received payload as `bytes::Bytes` over the
@@ -52,6 +53,7 @@ pub mod app_glue;
 pub mod builder;
 pub mod dgram;
 pub mod error;
+pub mod exception;
 pub mod poller;
 pub mod runtime;
 pub mod socket;
@@ -62,6 +64,7 @@ pub use blink_ipv4::ip_tunnel::{TunnelKind, TunnelSpec};
 pub use builder::{mac_for, GlueBuilder};
 pub use dgram::RecvFrom;
 pub use error::{CloseReason, GlueError};
+pub use exception::{KernelSide, DEFAULT_KERNEL_IF};
 pub use runtime::{run_cores, Steering};
 pub use socket::{SockKind, Socket};
 pub use sockopt::{Keepalive, SockOpt};

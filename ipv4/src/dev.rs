@@ -104,8 +104,17 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
     skb.skb_reset_network_header();
     match ethertype {
         ETH_P_IP => crate::ip_input::ip_rcv(stack, skb),
-        ETH_P_ARP => crate::arp::arp_rcv(stack, skb),
-        _ => stack.core.mib.kfree_skb_reason(skb, DropReason::UnhandledProto),
+        ETH_P_ARP => {
+            if stack.exc_rules.is_some() {
+                crate::ip_exception::exc_arp(stack, &skb);
+            }
+            crate::arp::arp_rcv(stack, skb)
+        }
+        _ => {
+            if let Some(skb) = crate::ip_exception::exc_unhandled_ethertype(stack, skb) {
+                stack.core.mib.kfree_skb_reason(skb, DropReason::UnhandledProto);
+            }
+        }
     }
 }
 

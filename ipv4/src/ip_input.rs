@@ -118,7 +118,12 @@ pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
 /// first (raw_local_deliver), then the IP header is pulled and the packet goes to the
 /// registered transport protocol; "protocol unreachable" only when neither took it.
 #[inline(always)]
-pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
+pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, skb: SkBuff) {
+    // The exception path decides first: a datagram the kernel owns is never seen by blink's
+    // raw sockets or protocols.
+    let Some(mut skb) = crate::ip_exception::ip_exc_local(stack, skb) else {
+        return;
+    };
     let (proto, hlen) = {
         let h = Ipv4Hdr::new_unchecked(skb.data());
         (h.protocol(), h.header_len())
@@ -144,6 +149,9 @@ pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, mut skb: SkBuff) {
         stack.core.mib.consume_skb(skb);
         return;
     }
+    let Some(skb) = crate::ip_exception::ip_exc_unclaimed(stack, skb) else {
+        return;
+    };
     stack.core.mib.ip.inc(IpMib::InUnknownProtos);
     icmp_send(stack, &skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, 0);
     stack.core.mib.kfree_skb_reason(skb, DropReason::IpNoProto);

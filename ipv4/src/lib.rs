@@ -8,6 +8,8 @@
 //! - [`ip_input`] and [`ip_output`]: `ip_rcv` .. `ip_local_deliver`, `ip_build_and_send_pkt`.
 //! - [`ip_defrag`]: reassembly queues, and the re-hash that sends a reassembled datagram to
 //!   the core owning its flow.
+//! - [`ip_exception`]: the exception path's classifier (which frames the kernel that shares
+//!   the NIC gets) and its hook.
 //! - [`route`]: the FIB (longest-prefix match, default gateway).
 //! - [`icmp`]: echo, errors, rate limiting.
 //! - Header views, parsed once and reused everywhere: [`arphdr`], [`iphdr`], [`icmphdr`].
@@ -19,6 +21,7 @@ pub mod icmp;
 pub mod icmphdr;
 pub mod inbox;
 pub mod ip_defrag;
+pub mod ip_exception;
 pub mod ip_fragment;
 pub mod ip_input;
 pub mod ip_output;

@@ -151,6 +151,10 @@ pub struct Stack {
     /// Numbers of the registered protocols, for the per-burst flush.
     proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
+    /// The exception path's rules (None: everything is blink's, one test per frame) and the
+    /// kernel's side, set together by [`Stack::set_exception`].
+    pub(crate) exc_rules: Option<Box<crate::ip_exception::ExcRules>>,
+    exc_hook: Option<Box<dyn crate::ip_exception::ExceptionPath>>,
     /// Every core's inbox (this one's included), shared by the cores of this instance.
     pub cores: Arc<CoreSet>,
     /// Packets to go through `ip_rcv` again on this core once the current one is done:
@@ -190,6 +194,8 @@ impl Stack {
             protos: (0..256).map(|_| None).collect(),
             proto_nums: Vec::new(),
             raw: None,
+            exc_rules: None,
+            exc_hook: None,
             cores: Arc::new(CoreSet::new(nb_cores, INBOX_SIZE)),
             backlog: blink_netcore::skbuff::SkBuffHead::new(),
             app_msgs: VecDeque::new(),
@@ -458,6 +464,40 @@ impl Stack {
         Some(r)
     }
 
+    /// Share this core's device with the kernel: frames the `rules` give it go to `hook`
+    /// (see [`crate::ip_exception`]), and `hook` is polled with the devices.
+    pub fn set_exception(
+        &mut self,
+        rules: crate::ip_exception::ExcRules,
+        hook: Box<dyn crate::ip_exception::ExceptionPath>,
+    ) {
+        self.exc_rules = Some(Box::new(rules));
+        self.exc_hook = Some(hook);
+    }
+
+    /// The exception path's rules, when one is set.
+    pub fn exception_rules(&self) -> Option<&crate::ip_exception::ExcRules> {
+        self.exc_rules.as_deref()
+    }
+
+    /// True when a kernel side is attached (and not taken out for a call).
+    pub fn has_exception_hook(&self) -> bool {
+        self.exc_hook.is_some()
+    }
+
+    /// Run `f` with the exception hook and the stack, both mutable (taken out for the call,
+    /// like `with_protocol`; the hook only transmits while out, so nothing is handed to the
+    /// kernel meanwhile).
+    pub fn with_exception<R>(
+        &mut self,
+        f: impl FnOnce(&mut Stack, &mut dyn crate::ip_exception::ExceptionPath) -> R,
+    ) -> Option<R> {
+        let mut h = self.exc_hook.take()?;
+        let r = f(self, h.as_mut());
+        self.exc_hook = Some(h);
+        Some(r)
+    }
+
     /// Next IP identification (Linux: ip_select_ident). The receiver reassembles by
     /// (source, destination, id, protocol), so two cores sending fragmented datagrams to one
     /// host must not hand out the same id at the same time: core `c` of `n` takes the ids
@@ -523,6 +563,9 @@ impl Stack {
                 self.process_backlog();
                 self.flush_protocols();
             }
+        }
+        if self.exc_hook.is_some() {
+            rx += self.with_exception(|s, h| h.poll(s)).unwrap_or(0);
         }
         self.flush_tx();
         rx

@@ -632,6 +632,12 @@ impl SkbMeta {
         self.network_header as isize - self.data as isize
     }
 
+    /// Offset of the MAC header from `data` (negative once pulled past it; Linux:
+    /// skb_mac_offset()).
+    pub fn skb_mac_offset(&self) -> isize {
+        self.mac_header as isize - self.data as isize
+    }
+
     pub fn skb_transport_offset(&self) -> isize {
         self.transport_header as isize - self.data as isize
     }

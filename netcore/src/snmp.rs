@@ -105,7 +105,16 @@ mib_enum!(
     ProtoMem, TcpOfoDrop, DupFrag, FragReasmTimeout, FragTooFar, FragOverlap, FragMemLimit,
     TunnelHdr, TunnelCsum, TunnelNoMatch, TcpFlags, TcpRfc7323Paws, TcpInvalidSequence,
     TcpInvalidAckSequence, TcpAckUnsentData, TcpTooOldAck, FragOptions, TcpOldData, TcpOfoMerge,
-    TcpOverWindow]
+    TcpOverWindow, ExcNoMacHeader, ExcKernelTxFull, ExcKernelTxError, ExcFromKernelRunt]
+);
+
+mib_enum!(
+    /// The exception path (frames shared with the kernel through its TAP): `ToKernel` counts
+    /// every frame handed to the kernel, split by why into `ToKernelRule` (a `--to-kernel`
+    /// port or protocol rule took it), `ToKernelUnclaimed` (no socket in blink wanted it) and
+    /// `ToKernelCopy` (an ARP or ICMP message both sides see); `FromKernel` counts the
+    /// frames the kernel sent out through blink's device. Drops: `Drop.Exc*`.
+    ExcMib, "Exc", [ToKernel, ToKernelRule, ToKernelUnclaimed, ToKernelCopy, FromKernel]
 );
 
 /// Per-core counters of one MIB section.
@@ -226,6 +235,7 @@ pub struct Mib {
     pub tcp_ext: Counters<TcpExtMib>,
     pub arp: Counters<ArpMib>,
     pub softnet: Counters<SoftnetMib>,
+    pub exc: Counters<ExcMib>,
     pub drops: Counters<DropReason>,
     /// Where the drops happened.
     pub drop_sites: DropSites,
@@ -305,6 +315,7 @@ impl Mib {
         self.tcp_ext.merge(&o.tcp_ext);
         self.arp.merge(&o.arp);
         self.softnet.merge(&o.softnet);
+        self.exc.merge(&o.exc);
         self.drops.merge(&o.drops);
     }
 
@@ -318,6 +329,7 @@ impl Mib {
         self.tcp_ext.snmp_lines(&mut s);
         self.arp.snmp_lines(&mut s);
         self.softnet.snmp_lines(&mut s);
+        self.exc.snmp_lines(&mut s);
         self.drops.snmp_lines(&mut s);
         s
     }
@@ -339,6 +351,7 @@ impl Mib {
         push(&self.tcp_ext, &mut v);
         push(&self.arp, &mut v);
         push(&self.softnet, &mut v);
+        push(&self.exc, &mut v);
         push(&self.drops, &mut v);
         v
     }

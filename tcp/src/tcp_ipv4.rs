@@ -442,6 +442,10 @@ impl TcpProto {
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
+        // Nobody here wants it: the kernel sharing the NIC may (`--to-kernel unclaimed`).
+        let Some(skb) = blink_ipv4::ip_exception::ip_exc_unclaimed(stack, skb) else {
+            return;
+        };
         // No socket: answer with a reset (RFC 9293 3.10.7.1), never a reset to a reset.
         if cb.tcp_flags & TCPHDR_RST == 0 {
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);

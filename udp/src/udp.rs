@@ -578,13 +578,22 @@ impl UdpProto {
             return;
         }
         let Some(h) = found else {
-            if bcast {
-                // Linux: __udp4_lib_mcast_deliver() with no listener.
-                stack.core.mib.udp.inc(UdpMib::IgnoredMulti);
-            } else if stack.nb_cores() > 1 && stack.core.l4_owner(saddr, daddr, sport, dport) != stack.core.cpu {
+            let wrong_core =
+                !bcast && stack.nb_cores() > 1 && stack.core.l4_owner(saddr, daddr, sport, dport) != stack.core.cpu;
+            if wrong_core {
                 // Steered to the wrong core (impossible by construction): its owner may have
                 // the socket, so no port unreachable from here. Counted for the tests.
                 stack.core.mib.softnet.inc(blink_netcore::snmp::SoftnetMib::WrongCore);
+                stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+                return;
+            }
+            // Nobody here wants it: the kernel sharing the NIC may (`--to-kernel unclaimed`).
+            let Some(skb) = blink_ipv4::ip_exception::ip_exc_unclaimed(stack, skb) else {
+                return;
+            };
+            if bcast {
+                // Linux: __udp4_lib_mcast_deliver() with no listener.
+                stack.core.mib.udp.inc(UdpMib::IgnoredMulti);
             } else {
                 stack.core.mib.udp.inc(UdpMib::NoPorts);
                 icmp_send(stack, &skb, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0);

@@ -64,6 +64,53 @@ pub fn tap_kernel_side_up(name: &str) -> Option<bool> {
     Some(flags & libc::IFF_UP as u32 != 0)
 }
 
+/// Give the kernel side of interface `name` a MAC address and an MTU (Linux: SIOCSIFHWADDR
+/// and SIOCSIFMTU, what `ip link set NAME address MAC mtu N` does). The exception path's TAP
+/// takes blink's MAC this way, so the kernel and blink answer for one address on the wire, and
+/// its MTU, so the kernel never sends a frame blink's device would refuse.
+pub fn tap_set_kernel_link(name: &str, mac: EthAddr, mtu: usize) -> io::Result<()> {
+    const SIOCSIFHWADDR: libc::c_ulong = 0x8924;
+    const SIOCSIFMTU: libc::c_ulong = 0x8922;
+    const ARPHRD_ETHER: u16 = 1;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let ifreq = || {
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        req
+    };
+    // SAFETY: a plain socket(2) whose fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, owned descriptor.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = ifreq();
+    // SAFETY: writing the sockaddr member of the union of a zeroed ifreq.
+    unsafe {
+        req.ifr_ifru.ifru_hwaddr.sa_family = ARPHRD_ETHER;
+        for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac.0) {
+            *d = s as libc::c_char;
+        }
+    }
+    // SAFETY: SIOCSIFHWADDR reads an ifreq, which `req` is.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFHWADDR as _, &mut req as *mut libc::ifreq) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut req = ifreq();
+    req.ifr_ifru.ifru_mtu = mtu.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: SIOCSIFMTU reads an ifreq, which `req` is.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFMTU as _, &mut req as *mut libc::ifreq) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A TAP device with one fd per queue. A handle from [`TapDev::into_queues`] holds the fd
 /// of its own queue only (the others are `None`).
 pub struct TapDev {
