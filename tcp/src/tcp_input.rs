@@ -133,6 +133,8 @@ pub fn __tcp_oow_rate_limited(stack: &mut Stack, last: &mut Option<u64>, skipped
 /// RFC 5961 / Linux tcp_send_challenge_ack(): answer a suspicious RST or SYN with an ACK.
 /// Rate limited per socket (Linux: __tcp_oow_rate_limited), so a blind attacker cannot turn
 /// us into an ACK reflector, and an ACK storm between confused peers dies out.
+#[cold]
+#[inline(never)]
 fn tcp_send_challenge_ack(sk: &mut TcpSock, stack: &mut Stack) {
     if __tcp_oow_rate_limited(stack, &mut sk.last_oow_ack_time, TcpExtMib::TCPACKSkippedChallenge) {
         return;
@@ -378,6 +380,8 @@ fn tcp_time_wait(sk: &mut TcpSock, stack: &mut Stack) {
 /// sample from a newly SACKed, never retransmitted segment (Linux: sack_rtt_us) and the number
 /// of segments newly SACKed. `dsack`: the first block is a D-SACK (RFC 2883), reporting a
 /// duplicate, not new data: it only credits the undo of a retransmission it covers.
+#[cold]
+#[inline(never)]
 fn tcp_sacktag(sk: &mut TcpSock, stack: &mut Stack, opts: &TcpOptions, dsack: bool) -> (Option<u32>, u32) {
     let now = stack.core.now_ns;
     let mut rtt: Option<u32> = None;
@@ -441,6 +445,8 @@ fn tcp_sacktag(sk: &mut TcpSock, stack: &mut Stack, opts: &TcpOptions, dsack: bo
 
 /// Linux: tcp_check_sack_reordering(). A segment sent once arrived after later ones: the
 /// path reorders, so RACK keeps a reordering window even in recovery (reord_seen).
+#[cold]
+#[inline(never)]
 fn tcp_check_sack_reordering(sk: &mut TcpSock, stack: &mut Stack) {
     sk.rack.reord = true;
     stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSACKReorder);
@@ -448,6 +454,8 @@ fn tcp_check_sack_reordering(sk: &mut TcpSock, stack: &mut Stack) {
 
 /// Mark segments lost for recovery: with SACK, every unSACKed segment below the highest SACK
 /// (FACK-style); without, the head (Linux: tcp_mark_head_lost / tcp_update_scoreboard).
+#[cold]
+#[inline(never)]
 fn tcp_mark_lost(sk: &mut TcpSock) {
     let sack = sk.rx_opt.sack_ok && sk.sacked_out > 0;
     let hs = sk.highest_sack;
@@ -470,6 +478,8 @@ fn tcp_mark_lost(sk: &mut TcpSock) {
 /// Linux: tcp_enter_recovery() + tcp_init_cwnd_reduction(). Fast retransmit (RFC 5681 3.2 /
 /// RFC 6675): reduce the window once, remember what to restore should the recovery prove
 /// spurious, and recover until everything sent so far is acknowledged.
+#[cold]
+#[inline(never)]
 pub(crate) fn tcp_enter_recovery(sk: &mut TcpSock, stack: &mut Stack) {
     sk.undo.prior_ssthresh = tcp_current_ssthresh(sk);
     sk.cong.prior_cwnd = sk.cong.cwnd;
@@ -930,6 +940,8 @@ fn tcp_try_rmem_schedule(sk: &mut TcpSock, stack: &mut Stack, in_order: bool) ->
 /// Linux: tcp_prune_ofo_queue(). Drop the whole out-of-order queue (Linux drops from the far
 /// end until enough is freed; with skb counts as the measure, all of it is simplest) and
 /// forget the SACK blocks that described it, so the sender retransmits it.
+#[cold]
+#[inline(never)]
 fn tcp_prune_ofo_queue(sk: &mut TcpSock, stack: &mut Stack) {
     stack.core.mib.tcp_ext.inc(TcpExtMib::OfoPruned);
     for skb in sk.ooo_queue.drain(..) {
@@ -941,6 +953,8 @@ fn tcp_prune_ofo_queue(sk: &mut TcpSock, stack: &mut Stack) {
 
 /// Linux: tcp_dsack_set(). Report `seq..end_seq` as received twice in the next ACK's first
 /// SACK block (RFC 2883).
+#[cold]
+#[inline(never)]
 fn tcp_dsack_set(sk: &mut TcpSock, stack: &mut Stack, seq: u32, end_seq: u32) {
     if !sk.rx_opt.sack_ok || !before(seq, end_seq) {
         return;
