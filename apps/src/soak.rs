@@ -644,7 +644,7 @@ impl Soak {
             .iter()
             .find(|(k, _)| k == "impair.corrupted")
             .map(|(_, v)| *v)
-            .unwrap_or(0)
+            .expect("the impairment reports impair.corrupted")
     }
 
     fn run(&mut self, args: &SoakArgs, dur: Duration) -> Result<(), Fail> {

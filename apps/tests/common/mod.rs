@@ -265,8 +265,19 @@ pub fn report_core(report: &str, cpu: u16) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// One counter of one core's report line (0 if absent).
+/// Panic unless `name` is a counter blink has: reports leave zero counters out, so a
+/// misspelt name would read 0 and pass every `== 0` check. MIB names (`Tcp.RetransSegs`) are
+/// checked against the MIB itself; device statistics (`dpdk.*`, `impair.*`) come from the
+/// driver at run time and are only checked for their prefix.
+pub fn assert_counter_name(name: &str) {
+    let known = blink_netcore::snmp::Mib::default().by_name(name).is_some()
+        || ["dpdk.", "impair."].iter().any(|p| name.starts_with(p));
+    assert!(known, "no counter named `{name}` (Section.Name, as in `blink stat`)");
+}
+
+/// One counter of one core's report line (0 if absent: the report omits zeros).
 pub fn core_counter(report: &str, cpu: u16, name: &str) -> u64 {
+    assert_counter_name(name);
     report_core(report, cpu)
         .into_iter()
         .find(|(k, _)| k == name)

@@ -489,10 +489,14 @@ impl Script {
         Ok(())
     }
 
-    /// A counter by its `Section.Name` (`Tcp.ActiveOpens`, `TcpExt.TCPTimeouts`, ...).
+    /// A counter by its `Section.Name` (`Tcp.ActiveOpens`, `TcpExt.TCPTimeouts`, ...). A name
+    /// no counter has fails the test: read as 0 it would pass every `== 0` check.
     pub fn counter(&self, name: &str) -> u64 {
-        let all = self.stack.core.mib.nonzero();
-        all.into_iter().find(|(k, _)| k == name).map_or(0, |(_, v)| v)
+        self.stack
+            .core
+            .mib
+            .by_name(name)
+            .unwrap_or_else(|| panic!("no counter named `{name}` (Section.Name, as in `blink stat`)"))
     }
 
     /// Check counters (the stack starts from zero, so values are deltas since the start).
