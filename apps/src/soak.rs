@@ -518,7 +518,14 @@ impl Soak {
                 } else {
                     0
                 };
-                let Some(_) = check_dgram(raw, &self.buf[off..r.len], &mut self.t)? else {
+                let vt = self.vc.now_ns();
+                let Some(_) = check_dgram(raw, &self.buf[off..r.len], &mut self.t).map_err(|Fail(m)| {
+                    Fail(format!(
+                        "on B (the request), {} bytes, virtual time {vt} ns: {m}",
+                        r.len
+                    ))
+                })?
+                else {
                     continue;
                 };
                 let to = if raw {
@@ -546,7 +553,10 @@ impl Soak {
                 } else {
                     0
                 };
-                let Some(seq) = check_dgram(raw, &self.buf[off..r.len], &mut self.t)? else {
+                let vt = self.vc.now_ns();
+                let Some(seq) = check_dgram(raw, &self.buf[off..r.len], &mut self.t)
+                    .map_err(|Fail(m)| Fail(format!("on A (the reply), {} bytes, virtual time {vt} ns: {m}", r.len)))?
+                else {
                     continue;
                 };
                 if seq >= d.next_seq {
