@@ -33,7 +33,24 @@ pub(super) fn check(what: &str, id: u64, off: u64, got: &[u8]) -> Result<(), Fai
     for (i, &b) in got.iter().enumerate() {
         let want = pat(id, off + i as u64);
         if b != want {
-            fail!("{what} {id}: byte {} is {b:#04x}, expected {want:#04x}", off + i as u64);
+            // Every other wrong byte too (up to 8), with its XOR: two single-bit errors that
+            // cancel in the 16-bit ones' complement sum look different from a shifted stream.
+            let others: Vec<String> = got[i + 1..]
+                .iter()
+                .enumerate()
+                .filter_map(|(j, &g)| {
+                    let k = off + (i + 1 + j) as u64;
+                    let w = pat(id, k);
+                    (g != w).then(|| format!("{k} (xor {:#04x})", g ^ w))
+                })
+                .take(8)
+                .collect();
+            fail!(
+                "{what} {id}: byte {} is {b:#04x}, expected {want:#04x} (xor {:#04x}); other wrong bytes: [{}]",
+                off + i as u64,
+                b ^ want,
+                others.join(", ")
+            );
         }
     }
     Ok(())
