@@ -822,7 +822,7 @@ impl Soak {
         }
         let t = self.t;
         println!(
-            "end: {} connections completed, {} aborted, {:.1} MiB verified, udp {}/{} answered ({} lost, {} extra), raw {}/{} answered ({} lost, {} bad crc), retrans {}, {} connects waited for a port",
+            "end: {} connections completed, {} aborted, {:.1} MiB verified, udp {}/{} answered ({} lost, {} extra, {} damaged past the UDP checksum), raw {}/{} answered ({} lost, {} bad crc), retrans {}, {} connects waited for a port",
             t.conns_done,
             t.conns_aborted,
             mib(t.bytes_verified),
@@ -830,6 +830,7 @@ impl Soak {
             t.udp_sent,
             t.udp_lost,
             t.udp_extra,
+            t.udp_csum_blind,
             t.raw_answered,
             t.raw_sent,
             t.raw_lost,
@@ -864,6 +865,13 @@ impl Soak {
             fail!(
                 "{} raw packets failed their CRC, but the wire corrupted only {corrupted} frames",
                 t.raw_bad_crc
+            );
+        }
+        // Each needs two damaged frames of one datagram.
+        if 2 * t.udp_csum_blind > corrupted {
+            fail!(
+                "{} UDP datagrams damaged past their checksum, but the wire corrupted only {corrupted} frames",
+                t.udp_csum_blind
             );
         }
         if t.conns_done == 0 || t.udp_answered == 0 || t.raw_answered == 0 {
