@@ -16,4 +16,5 @@ pub mod echo;
 pub mod httpd;
 pub mod load;
 pub mod setup;
+pub mod soak;
 pub mod stat;

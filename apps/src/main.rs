@@ -1,7 +1,7 @@
 //! The `blink` command.
 
 use blink_apps::setup::SetupError;
-use blink_apps::{bench, ctl, demo, echo, httpd, load, stat};
+use blink_apps::{bench, ctl, demo, echo, httpd, load, soak, stat};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -43,6 +43,9 @@ enum Cmd {
     Drops(ctl::CtlArgs),
     /// Follow matching packets through a running blink, function by function (like pwru).
     Trace(ctl::TraceArgs),
+    /// Two blink stacks on a lossy, reordering, duplicating, corrupting wire for minutes:
+    /// TCP churn and bulk, UDP and raw, every byte checked; fails on leaks or growth.
+    Soak(soak::SoakArgs),
 }
 
 fn main() {
@@ -61,6 +64,7 @@ fn main() {
         Cmd::Link(a) => ctl::run(a, "link"),
         Cmd::Drops(a) => ctl::run(a, "drops"),
         Cmd::Trace(a) => ctl::trace(a),
+        Cmd::Soak(a) => soak::run(a),
     };
     match r {
         Ok(()) => {}

@@ -61,6 +61,7 @@ fn start_echo(tag: &str, net: u8, extra: &[&str]) -> (Netns, BlinkProc) {
 
 /// A counter from blink's end-of-run report (`  name value` lines; zero ones are omitted).
 fn counter(report: &str, name: &str) -> u64 {
+    assert_counter_name(name);
     report
         .lines()
         .filter_map(|l| l.trim().strip_prefix(name)?.trim().parse().ok())

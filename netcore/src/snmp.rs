@@ -334,6 +334,24 @@ impl Mib {
         s
     }
 
+    /// A counter by its `Section.Name` (`Tcp.RetransSegs`, `Drop.IpCsum`), zero or not; None
+    /// when no counter has that name, so a misspelt name in a check fails instead of
+    /// reading 0.
+    pub fn by_name(&self, name: &str) -> Option<u64> {
+        fn find<E: MibEnum>(c: &Counters<E>, name: &str) -> Option<u64> {
+            let rest = name.strip_prefix(E::PREFIX)?.strip_prefix('.')?;
+            c.iter().find(|(e, _)| e.name() == rest).map(|(_, v)| v)
+        }
+        find(&self.ip, name)
+            .or_else(|| find(&self.icmp, name))
+            .or_else(|| find(&self.tcp, name))
+            .or_else(|| find(&self.udp, name))
+            .or_else(|| find(&self.tcp_ext, name))
+            .or_else(|| find(&self.arp, name))
+            .or_else(|| find(&self.softnet, name))
+            .or_else(|| find(&self.drops, name))
+    }
+
     /// Non-zero counters as `Section.Name value` pairs, for compact reports.
     pub fn nonzero(&self) -> Vec<(String, u64)> {
         fn push<E: MibEnum>(c: &Counters<E>, out: &mut Vec<(String, u64)>) {
@@ -379,6 +397,19 @@ mod tests {
         let nz = m.nonzero();
         assert!(nz.contains(&("Ip.InDelivers".to_string(), 3)));
         assert!(nz.contains(&("Icmp.InEchos".to_string(), 1)));
+        assert_eq!(m.by_name("Ip.InDelivers"), Some(3));
+        assert_eq!(m.by_name("Tcp.RetransSegs"), Some(0), "zero counters too");
+        assert_eq!(m.by_name("Drop.IpCsum"), Some(0));
+        // Misspelt, or in the wrong section: no such counter.
+        for bad in [
+            "Ip.InDeliver",
+            "Tcp.InDelivers",
+            "IpInDelivers",
+            "Ip.",
+            "Ipx.InDelivers",
+        ] {
+            assert_eq!(m.by_name(bad), None, "{bad}");
+        }
         let mut sum = Mib::default();
         sum.merge(&m);
         sum.merge(&m);

@@ -10,6 +10,7 @@
 //! TCP registers itself with IPv4 (`tcp_init`), which never names it.
 
 pub mod inet_hashtables;
+pub mod secure_seq;
 pub mod syncookies;
 pub mod tcp;
 pub mod tcp_cong;
@@ -86,6 +87,9 @@ pub struct TcpConfig {
     /// Tail loss probes (RACK-TLP, RFC 8985; Linux: net.ipv4.tcp_early_retrans = 3, the
     /// default). Off, a lost tail waits for the RTO.
     pub tlp: bool,
+    /// Fixes the secrets behind ISNs, timestamp offsets, SYN cookies and the ephemeral-port
+    /// start (see `secure_seq`), so a run can be replayed; None (the default): random keys.
+    pub seed: Option<u64>,
 }
 
 impl Default for TcpConfig {
@@ -107,6 +111,7 @@ impl Default for TcpConfig {
             tw_reuse: false,
             tcp_mem_pct: (75, 90),
             tlp: true,
+            seed: None,
         }
     }
 }

@@ -7,13 +7,13 @@
 //! remembered without timestamps, so cookie connections run without window scaling, SACK and
 //! timestamps (Linux encodes them in the timestamp when the peer sends one; blink does not yet).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 
 use blink_ipv4::Stack;
 use blink_netcore::snmp::TcpExtMib;
 
 use crate::inet_hashtables::FourTuple;
+use crate::secure_seq::SecretKey;
 use crate::tcphdr::*;
 
 /// MSS values a cookie can carry (Linux: msstab).
@@ -25,20 +25,22 @@ const MAX_AGE: u32 = 2;
 
 /// The per-core secret (two keyed hashes).
 pub struct CookieSecret {
-    key: RandomState,
+    key: SecretKey,
 }
 
 impl Default for CookieSecret {
     fn default() -> Self {
-        CookieSecret {
-            key: RandomState::new(),
-        }
+        CookieSecret::new(SecretKey::new(None, "cookie"))
     }
 }
 
 impl CookieSecret {
+    pub fn new(key: SecretKey) -> CookieSecret {
+        CookieSecret { key }
+    }
+
     fn hash(&self, t: &FourTuple, count: u32, c: u32) -> u32 {
-        let mut h = self.key.build_hasher();
+        let mut h = self.key.hasher();
         h.write_u32(u32::from(t.laddr));
         h.write_u32(u32::from(t.raddr));
         h.write_u16(t.lport);

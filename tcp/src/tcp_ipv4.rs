@@ -3,7 +3,6 @@
 //! `tcp_v4_send_reset`, `tcp_v4_syn_recv_sock`) and inet_connection_sock.c (listen/accept).
 
 use std::any::Any;
-use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 
 use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
@@ -14,6 +13,8 @@ use blink_netcore::snmp::{DropReason, TcpExtMib, TcpMib};
 use blink_netcore::sock::{SockHandle, SockSlab};
 
 use crate::inet_hashtables::{FourTuple, InetHashTables};
+use crate::secure_seq::{port_start, secure_tcp_seq, SecretKey};
+use crate::syncookies::CookieSecret;
 use crate::tcp::{ev, RxOpt, TcpError, TcpSkbCb, TcpSock, TcpState};
 use crate::tcp_cong::cong_by_name;
 use crate::tcp_input::{tcp_rcv_state_process, tcp_rcv_synsent};
@@ -38,49 +39,35 @@ pub struct TcpProto {
     mem_waiters: Vec<SockHandle>,
     /// Sockets owing an ACK at the end of the current receive burst (tcp_ack_burst_flush).
     ack_backlog: Vec<SockHandle>,
-    isn_key: std::collections::hash_map::RandomState,
-    cookies: crate::syncookies::CookieSecret,
+    isn_key: SecretKey,
+    cookies: CookieSecret,
     next_port: u16,
-}
-
-/// Where the ephemeral-port search starts: a random point of the range (RFC 6056), so a new
-/// process does not walk straight into the tuples its predecessor left in the peer's
-/// TIME-WAIT.
-fn random_port((lo, hi): (u16, u16)) -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    let span = (hi - lo) as u64 + 1;
-    lo + (h.finish() % span) as u16
 }
 
 impl TcpProto {
     pub fn new(cfg: TcpConfig) -> TcpProto {
+        let (isn_key, cookies) = (
+            SecretKey::new(cfg.seed, "isn"),
+            CookieSecret::new(SecretKey::new(cfg.seed, "cookie")),
+        );
         TcpProto {
             socks: SockSlab::default(),
             reqs: SockSlab::default(),
             tw: SockSlab::default(),
             tables: InetHashTables::default(),
-            next_port: random_port(cfg.ephemeral_ports),
+            next_port: port_start(cfg.seed, cfg.ephemeral_ports),
             cfg,
             ready: Vec::new(),
             ack_backlog: Vec::new(),
             mem_waiters: Vec::new(),
-            isn_key: std::collections::hash_map::RandomState::new(),
-            cookies: Default::default(),
+            isn_key,
+            cookies,
         }
     }
 
-    /// RFC 6528 initial sequence number: a keyed hash of the 4-tuple plus a clock ticking every
-    /// 64 ns (Linux: secure_tcp_seq + the ns clock >> 6).
+    /// RFC 6528 initial sequence number and timestamp offset of `t` (see `secure_seq`).
     fn isn(&self, t: &FourTuple, now_ns: u64) -> (u32, u32) {
-        let mut h = self.isn_key.build_hasher();
-        h.write_u32(u32::from(t.laddr));
-        h.write_u32(u32::from(t.raddr));
-        h.write_u16(t.lport);
-        h.write_u16(t.rport);
-        let v = h.finish();
-        ((v as u32).wrapping_add((now_ns >> 6) as u32), (v >> 32) as u32)
+        secure_tcp_seq(&self.isn_key, t, now_ns)
     }
 
     /// A socket on the heap, as Linux's come from a slab cache: a ~740-byte `TcpSock` held in

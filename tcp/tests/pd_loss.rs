@@ -3,8 +3,10 @@
 
 mod script;
 
+use blink_tcp::inet_hashtables::FourTuple;
+use blink_tcp::secure_seq::{secure_tcp_seq, SecretKey};
 use blink_tcp::TcpConfig;
-use script::{cfg, cfg_tlp, run, ACCEPTED_PLAIN, ACCEPTED_SACK};
+use script::{cfg, cfg_tlp, run, Script, ACCEPTED_PLAIN, ACCEPTED_SACK, REMOTE_IP, STACK_IP};
 
 /// After an RTT sample of ~0 the RTO is the 200 ms floor; it doubles on every timeout.
 /// Without timestamps the ACK of a retransmitted segment is no RTT sample (Karn), so the
@@ -121,10 +123,13 @@ fn sack_recovery_retransmits_only_holes() {
 }
 
 fn sack_recovery_once() {
-    let mut s = run(
-        cfg(),
-        &format!(
-            "{ACCEPTED_SACK}
+    let mut s = run(cfg(), &format!("{ACCEPTED_SACK}{SACK_RECOVERY}"));
+    assert_sack_recovery(&mut s);
+}
+
+/// 8,000 bytes in eight segments; the remote reports two holes (1001:2001 and 4001:5001) and
+/// gets exactly those again, then everything is acknowledged and the connection closes.
+const SACK_RECOVERY: &str = "
 0.1   write 8000
 0.1   > . 1:1001(1000) ack 1
 0.1   > . 1001:2001(1000) ack 1
@@ -148,9 +153,9 @@ fn sack_recovery_once() {
 0.3   > F. 8001:8001(0) ack 2
 0.35  < . 2:2(0) ack 8002 win 65535
 0.4   close listener
-"
-        ),
-    );
+";
+
+fn assert_sack_recovery(s: &mut Script) {
     s.assert_counters(&[
         ("TcpExt.TCPSackRecovery", 1),
         ("TcpExt.TCPFastRetrans", 1),
@@ -159,6 +164,55 @@ fn sack_recovery_once() {
         ("Tcp.CurrEstab", 0),
     ]);
     s.assert_clean();
+}
+
+/// A TCP seed whose ISN for the scripts' passive open (10.0.0.2:8080 from 10.0.0.1:40000, SYN
+/// at time 0) lies in `want`: the search runs the stack's own ISN function.
+fn seed_with_isn_in(want: std::ops::Range<u32>) -> u64 {
+    let t = FourTuple {
+        laddr: STACK_IP,
+        lport: 8080,
+        raddr: REMOTE_IP,
+        rport: 40000,
+    };
+    (0..100_000_000u64)
+        .find(|&seed| want.contains(&secure_tcp_seq(&SecretKey::new(Some(seed), "isn"), &t, 0).0))
+        .expect("a seed within 10^8 (each one has a chance of 1 in ~4 million)")
+}
+
+/// blink's own sequence numbers wrap in the middle of SACK recovery: its ISN is 4,001 to 5,000
+/// below 2^32, so the second hole (relative 4001:5001) straddles 2^32. Only the holes are
+/// retransmitted, each with its own bytes (the harness checks payload by sequence number), and
+/// the cumulative ACK across the wrap ends recovery.
+#[test]
+fn sack_recovery_across_blinks_sequence_wraparound() {
+    let seed = seed_with_isn_in(u32::MAX - 5000..u32::MAX - 4000);
+    let mut s = Script::new(TcpConfig {
+        seed: Some(seed),
+        ..cfg()
+    });
+    s.run(&format!("{ACCEPTED_SACK}{SACK_RECOVERY}"));
+    let isn = s.stack_isn().expect("the SYN-ACK was seen");
+    assert!(
+        (u32::MAX - 5000..u32::MAX - 4000).contains(&isn),
+        "seed {seed}: ISN {isn} is not the one the seed gives"
+    );
+    assert_sack_recovery(&mut s);
+}
+
+/// The same seed gives the same ISN; another seed another one.
+#[test]
+fn tcp_seed_reproduces_the_isn() {
+    let isn = |seed| {
+        let mut s = Script::new(TcpConfig {
+            seed: Some(seed),
+            ..cfg()
+        });
+        s.run(&format!("{ACCEPTED_SACK}0.1 close\n0.1 > F. 1:1(0) ack 1\n"));
+        s.stack_isn().expect("the SYN-ACK was seen")
+    };
+    assert_eq!(isn(7), isn(7));
+    assert_ne!(isn(7), isn(8));
 }
 
 /// A zero window is probed with an already-acknowledged sequence number at RTO, 2 RTO,

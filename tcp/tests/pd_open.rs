@@ -514,6 +514,39 @@ fn harness_rejects_early_segment() {
     );
 }
 
+/// The harness itself: a segment the script does not expect fails it, whether the script
+/// goes on (the next line reports it) or ends there.
+#[test]
+#[should_panic(
+    expected = "script line 11: `0.2   < . 1:1(0) ack 1001 win 65535`\n    unexpected segment at 100 ms: [8080>40000] P. 1001:2001(1000)"
+)]
+fn harness_rejects_unexpected_segment_mid_script() {
+    run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 2000
+0.1   > . 1:1001(1000) ack 1
+0.2   < . 1:1(0) ack 1001 win 65535
+"
+        ),
+    );
+}
+
+#[test]
+#[should_panic(expected = "after the last line: unexpected segment at 100 ms: [8080>40000] P. 1001:2001(1000)")]
+fn harness_rejects_unexpected_segment_at_the_end() {
+    run(
+        cfg(),
+        &format!(
+            "{ACCEPTED_SACK}
+0.1   write 2000
+0.1   > . 1:1001(1000) ack 1
+"
+        ),
+    );
+}
+
 /// With SYN cookies on, a full accept queue still drops the SYN rather than answering with a
 /// cookie: the connection the cookie would make could not be queued either (Linux:
 /// tcp_conn_request checks sk_acceptq_is_full first). Cookies are for a full SYN backlog.

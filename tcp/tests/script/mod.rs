@@ -87,6 +87,8 @@ pub struct Script {
     /// Script time of the previous line, ms.
     t: u64,
     last_tsval: Option<u32>,
+    /// TCP's seed (`TcpConfig::seed`), named when a line fails so the run can be replayed.
+    seed: Option<u64>,
 }
 
 /// Run `script` against a fresh stack with TCP configured by `cfg`; panics at the first line
@@ -103,6 +105,7 @@ fn err(e: impl Display) -> String {
 
 impl Script {
     pub fn new(cfg: TcpConfig) -> Script {
+        let seed = cfg.seed;
         let pool = Mempool::new(&MempoolConfig {
             name: "script".into(),
             n: 4096,
@@ -135,6 +138,7 @@ impl Script {
             sock: None,
             t: 0,
             last_tsval: None,
+            seed,
         };
         s.stack.flush_tx();
         s.collect();
@@ -155,13 +159,17 @@ impl Script {
             }
             if let Err(e) = self.exec(text) {
                 let now = self.now_ms();
-                panic!("script line {}: `{text}`\n    {e}\n    (virtual time {now} ms)", i + 1);
+                panic!(
+                    "script line {}: `{text}`\n    {e}\n    (virtual time {now} ms, TCP seed {:?})",
+                    i + 1,
+                    self.seed
+                );
             }
         }
         self.stack.flush_tx();
         self.collect();
         if let Err(e) = self.no_unexpected() {
-            panic!("after the last line: {e}");
+            panic!("after the last line: {e} (TCP seed {:?})", self.seed);
         }
     }
 
@@ -223,6 +231,11 @@ impl Script {
             wr_rel: 1,
             ..Default::default()
         })
+    }
+
+    /// The stack's ISN on the current connection, once its SYN or SYN-ACK was seen.
+    pub fn stack_isn(&mut self) -> Option<u32> {
+        self.conn(self.rport).stack_isn
     }
 
     fn isn(&mut self, rport: u16) -> u32 {
@@ -489,10 +502,14 @@ impl Script {
         Ok(())
     }
 
-    /// A counter by its `Section.Name` (`Tcp.ActiveOpens`, `TcpExt.TCPTimeouts`, ...).
+    /// A counter by its `Section.Name` (`Tcp.ActiveOpens`, `TcpExt.TCPTimeouts`, ...). A name
+    /// no counter has fails the test: read as 0 it would pass every `== 0` check.
     pub fn counter(&self, name: &str) -> u64 {
-        let all = self.stack.core.mib.nonzero();
-        all.into_iter().find(|(k, _)| k == name).map_or(0, |(_, v)| v)
+        self.stack
+            .core
+            .mib
+            .by_name(name)
+            .unwrap_or_else(|| panic!("no counter named `{name}` (Section.Name, as in `blink stat`)"))
     }
 
     /// Check counters (the stack starts from zero, so values are deltas since the start).
@@ -548,7 +565,20 @@ pub fn cfg() -> TcpConfig {
         rcvbuf: 65535,
         timewait_ms: 1000,
         tlp: false,
+        seed: Some(seed()),
         ..Default::default()
+    }
+}
+
+/// The TCP seed of [`cfg`]: BLINK_SEED from the environment (to replay a run a failure named),
+/// else 1. Scripts number the stack's sequence space from its ISN, so they pass whatever the
+/// seed; it fixes ISNs, timestamp offsets, cookies and ports.
+pub fn seed() -> u64 {
+    match std::env::var("BLINK_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("BLINK_SEED: `{v}` is not an integer")),
+        Err(_) => 1,
     }
 }
 
