@@ -26,42 +26,6 @@ fn bare_netns(tag: &str, iface: &str) -> Netns {
     }
 }
 
-const ECHO_SERVER_PY: &str = r#"
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(4)
-print("READY", flush=True)
-c, _ = s.accept()
-while True:
-    d = c.recv(65536)
-    if not d:
-        break
-    c.sendall(d)
-c.close()
-"#;
-
-const ECHO_CLIENT_PY: &str = r#"
-import socket, sys, threading, random
-ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = random.Random(port).randbytes(n)
-s = socket.create_connection((ip, port), timeout=20)
-def send():
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-t = threading.Thread(target=send)
-t.start()
-got = bytearray()
-while True:
-    d = s.recv(65536)
-    if not d:
-        break
-    got += d
-t.join()
-print("OK" if bytes(got) == data else "MISMATCH", len(got))
-"#;
-
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -147,7 +111,7 @@ fn dpdk_port_shared_with_the_kernel_by_port() {
         "one MAC for both: {banner} vs {kni_mac}"
     );
     let mut server = b
-        .cmd(&["python3", "-u", "-c", ECHO_SERVER_PY, "22"])
+        .cmd(&["python3", "-u", "-c", common::ECHO_SERVER_PY, "22"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
@@ -159,7 +123,7 @@ fn dpdk_port_shared_with_the_kernel_by_port() {
     let server = Reaped(server);
     let addr = format!("10.200.{net}.2");
     for port in ["7", "22"] {
-        let out = a.exec_ok(&["python3", "-c", ECHO_CLIENT_PY, &addr, port, "1048576"]);
+        let out = a.exec_ok(&["python3", "-c", common::ECHO_CLIENT_PY, &addr, port, "1048576"]);
         assert_eq!(out.trim(), "OK 1048576", "port {port}");
     }
     drop(server);

@@ -34,44 +34,6 @@ impl Drop for BareNs {
     }
 }
 
-/// A kernel TCP echo server on PORT: prints READY once listening, echoes one connection.
-const ECHO_SERVER_PY: &str = r#"
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(4)
-print("READY", flush=True)
-c, _ = s.accept()
-while True:
-    d = c.recv(65536)
-    if not d:
-        break
-    c.sendall(d)
-c.close()
-"#;
-
-/// Client: send N pseudo-random bytes to IP:PORT from a thread, read the echo, compare.
-const ECHO_CLIENT_PY: &str = r#"
-import socket, sys, threading, random
-ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = random.Random(21).randbytes(n)
-s = socket.create_connection((ip, port), timeout=20)
-def send():
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-t = threading.Thread(target=send)
-t.start()
-got = bytearray()
-while True:
-    d = s.recv(65536)
-    if not d:
-        break
-    got += d
-t.join()
-print("OK" if bytes(got) == data else "MISMATCH", len(got))
-"#;
-
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("blink-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -124,7 +86,7 @@ fn kernel_echo_server(ns: &str, port: u16) -> Reaped {
             "python3",
             "-u",
             "-c",
-            ECHO_SERVER_PY,
+            common::ECHO_SERVER_PY,
             &port.to_string(),
         ])
         .stdout(Stdio::piped())
@@ -266,7 +228,7 @@ fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
     let echo = a.exec_ok(&[
         "python3",
         "-c",
-        ECHO_CLIENT_PY,
+        common::ECHO_CLIENT_PY,
         &addr,
         &kernel_port.to_string(),
         "1048576",

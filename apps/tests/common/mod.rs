@@ -293,3 +293,41 @@ pub fn per_core_lines(report: &str) -> Vec<&str> {
         .filter(|l| l.starts_with("core ") || l.starts_with("poller ") || *l == "per core:")
         .collect()
 }
+
+/// A kernel TCP echo server on PORT: prints READY once listening, echoes one connection.
+pub const ECHO_SERVER_PY: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4)
+print("READY", flush=True)
+c, _ = s.accept()
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    c.sendall(d)
+c.close()
+"#;
+
+/// Client (IP PORT N): send N pseudo-random bytes to IP:PORT from a thread, read the echo, compare.
+pub const ECHO_CLIENT_PY: &str = r#"
+import socket, sys, threading, random
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = random.Random(port).randbytes(n)
+s = socket.create_connection((ip, port), timeout=20)
+def send():
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send)
+t.start()
+got = bytearray()
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    got += d
+t.join()
+print("OK" if bytes(got) == data else "MISMATCH", len(got))
+"#;
