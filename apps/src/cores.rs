@@ -91,7 +91,7 @@ impl CoreSummary {
                     stats: d.dev.stats(),
                     extra: d.dev.extra_stats(),
                     link: d.dev.link_up(),
-                    addrs: d.addrs.clone(),
+                    addrs: d.addrs().to_vec(),
                 })
                 .collect(),
             pollers: Vec::new(),

@@ -432,7 +432,7 @@ pub fn run(a: EchoArgs) -> Result<(), SetupError> {
         "blink echo: {} mac {} addr {} (answering {}){cores_note}",
         d.name(),
         d.mac,
-        d.addrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+        d.addrs().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
         what.join(", ")
     );
     let opts = RunOpts {

@@ -410,7 +410,7 @@ pub fn run(a: HttpdArgs) -> Result<(), SetupError> {
         "blink httpd: {} mac {} addr {} port {} serving {}{}",
         d.name(),
         d.mac,
-        d.addrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
+        d.addrs().iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", "),
         a.port,
         match &content {
             Content::Fixed(b) => format!("{} bytes on every path", b.len()),

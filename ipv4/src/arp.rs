@@ -41,8 +41,8 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
             return;
         }
     }
-    let for_us = stack.devs[dev as usize].addrs.iter().any(|a| a.addr == repr.tpa);
-    let sender_is_us = stack.devs[dev as usize].addrs.iter().any(|a| a.addr == repr.spa);
+    let for_us = stack.devs[dev as usize].addrs().iter().any(|a| a.addr == repr.tpa);
+    let sender_is_us = stack.devs[dev as usize].addrs().iter().any(|a| a.addr == repr.spa);
     if sender_is_us {
         // Someone else claims our address (or our own gratuitous ARP echoed back).
         if repr.sha != stack.devs[dev as usize].mac {

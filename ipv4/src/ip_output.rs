@@ -160,8 +160,8 @@ fn ip_finish_output(
 /// and the preferred source address.
 fn ip_route_output(stack: &Stack, dst: Ipv4Addr) -> Option<(Option<FibRoute>, u16, Ipv4Addr)> {
     if dst.is_broadcast() {
-        let d = stack.devs.iter().find(|d| !d.addrs.is_empty())?;
-        return Some((None, d.ifindex, d.addrs[0].addr));
+        let d = stack.devs.iter().find(|d| !d.addrs().is_empty())?;
+        return Some((None, d.ifindex, d.addrs()[0].addr));
     }
     let r = stack.fib.lookup(dst)?.clone();
     let (dev, src) = (r.dev, r.prefsrc);

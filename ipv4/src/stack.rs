@@ -113,9 +113,9 @@ pub struct NetDev {
     /// The device's offloads, read once when it is attached (Linux: dev->features): the
     /// send paths ask for every packet, and a device does not change them while attached.
     pub features: NetdevFeatures,
-    /// IPv4 addresses on the device (Linux: in_device->ifa_list). Change them only through
-    /// `Stack::add_addr`, which also keeps the stack's address lists.
-    pub addrs: Vec<Ipv4Cidr>,
+    /// IPv4 addresses on the device (Linux: in_device->ifa_list). Private: only
+    /// `Stack::add_addr` changes them, so the stack's flat address lists cannot drift.
+    addrs: Vec<Ipv4Cidr>,
     /// The queue this core polls and transmits on.
     pub queue: u16,
     /// Frames waiting for the next `tx_burst` (flushed at the end of each poll or when full).
@@ -133,6 +133,12 @@ pub struct NetDev {
 impl NetDev {
     pub fn name(&self) -> &str {
         self.dev.name()
+    }
+
+    /// The device's IPv4 addresses, in the order they were added (the first is the
+    /// device's primary address, Linux's `inet_select_addr` default).
+    pub fn addrs(&self) -> &[Ipv4Cidr] {
+        &self.addrs
     }
 }
 

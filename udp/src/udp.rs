@@ -710,8 +710,8 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
         return stack
             .devs
             .iter()
-            .find(|d| !d.addrs.is_empty())
-            .map(|d| (d.ifindex, d.mtu, d.addrs[0].addr))
+            .find(|d| !d.addrs().is_empty())
+            .map(|d| (d.ifindex, d.mtu, d.addrs()[0].addr))
             .ok_or(UdpErr::NoRoute(dst));
     }
     let r = stack.fib.lookup(dst).ok_or(UdpErr::NoRoute(dst))?;
