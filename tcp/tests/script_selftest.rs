@@ -262,6 +262,16 @@ fn ip_df_tos_and_fragments_are_checked() {
     tampered(|f| f[20] &= !0x40, "DF 0 MF 0 offset 0 (expected DF set");
     tampered(|f| f[20] |= 0x20, "DF 1 MF 1 offset 0");
     tampered(|f| f[15] = 0x10, "TOS 0x10 (expected 0x00)");
+    // IP options (NOP, NOP, NOP, EOL) where blink sends none.
+    tampered(
+        |f| {
+            f.splice(34..34, [1, 1, 1, 0]);
+            f[14] = 0x46;
+            let len = u16::from_be_bytes([f[16], f[17]]) + 4;
+            f[16..18].copy_from_slice(&len.to_be_bytes());
+        },
+        "IHL 6 (expected 5: no IP options)",
+    );
 }
 
 /// The IP ID steps by one per segment (blink's one counter per stack, one core).
