@@ -760,39 +760,60 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
     true
 }
 
-/// Rebuild the SACK blocks we advertise from the out-of-order queue; the block holding the
-/// newest segment goes first (RFC 2018 4).
-fn tcp_update_sack_blocks(sk: &mut TcpSock, newest: u32) {
-    let mut blocks: arrayvec::ArrayVec<SackBlock, 16> = arrayvec::ArrayVec::new();
+/// Linux: tcp_sack_new_ofo_skb() + tcp_sack_remove(). Refresh the SACK blocks we advertise
+/// from the out-of-order queue. RFC 2018 4: the first block MUST hold the segment that
+/// triggered the ACK (`newest`; None when the ACK is for in-order data), and the others
+/// SHOULD repeat the most recently reported blocks, most recent first. So the order is
+/// recency, not sequence: each block reported before keeps its rank (grown to the queue's
+/// range that now holds it, or gone if that data left the queue), and a block that fell off
+/// the four is not brought back (Linux forgets it too). Built from the queue, not patched,
+/// so merges and prunes need no bookkeeping of their own.
+fn tcp_update_sack_blocks(sk: &mut TcpSock, newest: Option<u32>) {
+    // Keys to place, in rank order: the newest segment, then each block reported before.
+    let mut keys: [Option<u32>; 5] = [None; 5];
+    keys[0] = newest;
+    for (k, b) in keys[1..].iter_mut().zip(&sk.selective_acks[..sk.num_sacks as usize]) {
+        *k = Some(b.start);
+    }
+    // One pass over the queue: the contiguous range holding each key.
+    let mut found: [Option<SackBlock>; 5] = [None; 5];
+    let mut place = |r: SackBlock| {
+        for (k, f) in keys.iter().zip(found.iter_mut()) {
+            if k.is_some_and(|k| !before(k, r.start) && before(k, r.end)) {
+                *f = Some(r);
+            }
+        }
+    };
+    let mut cur: Option<SackBlock> = None;
     for s in &sk.ooo_queue {
         let c = s.cb::<TcpSkbCb>();
-        match blocks.last_mut() {
-            Some(b) if !after(c.seq, b.end) => {
-                if after(c.end_seq, b.end) {
-                    b.end = c.end_seq;
+        match cur.as_mut() {
+            Some(r) if !after(c.seq, r.end) => {
+                if after(c.end_seq, r.end) {
+                    r.end = c.end_seq;
                 }
             }
             _ => {
-                if blocks
-                    .try_push(SackBlock {
-                        start: c.seq,
-                        end: c.end_seq,
-                    })
-                    .is_err()
-                {
-                    break;
+                if let Some(r) = cur {
+                    place(r);
                 }
+                cur = Some(SackBlock {
+                    start: c.seq,
+                    end: c.end_seq,
+                });
             }
         }
     }
-    if let Some(i) = blocks
-        .iter()
-        .position(|b| !before(newest, b.start) && before(newest, b.end))
-    {
-        blocks[..=i].rotate_right(1);
+    if let Some(r) = cur {
+        place(r);
     }
-    let n = blocks.len().min(4);
-    sk.selective_acks[..n].copy_from_slice(&blocks[..n]);
+    let mut n = 0;
+    for r in found.into_iter().flatten() {
+        if n < 4 && !sk.selective_acks[..n].contains(&r) {
+            sk.selective_acks[n] = r;
+            n += 1;
+        }
+    }
     sk.num_sacks = n as u8;
 }
 
@@ -884,8 +905,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         // drops it).
         if was_ooo && !fin {
             got_fin = tcp_ofo_queue(sk);
-            let n = sk.rcv_nxt;
-            tcp_update_sack_blocks(sk, n);
+            tcp_update_sack_blocks(sk, None);
             // Filling a hole: ACK at once so the sender leaves recovery quickly.
             sk.quickack = sk.quickack.max(1);
         }
@@ -913,7 +933,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         tcp_dsack_set(sk, stack, cb.seq, cb.end_seq);
         stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoMerge);
     }
-    tcp_update_sack_blocks(sk, cb.seq);
+    tcp_update_sack_blocks(sk, Some(cb.seq));
     sk.quickack = sk.quickack.max(1);
     tcp_send_ack(sk, stack);
 }
@@ -1065,4 +1085,70 @@ fn tcp_fin(sk: &mut TcpSock, stack: &mut Stack) {
         _ => {}
     }
     tcp_send_ack(sk, stack);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blink_netcore::{Mempool, MempoolConfig};
+
+    /// Out-of-order segments `(seq, end_seq)` arrive one by one; the SACK blocks after each.
+    fn sack_blocks_after(segs: &[(u32, u32)]) -> Vec<Vec<(u32, u32)>> {
+        let pool = Mempool::new(&MempoolConfig {
+            name: "sack".into(),
+            n: 256,
+            cache_size: 0,
+            ..Default::default()
+        })
+        .expect("pool");
+        let mut cache = pool.cache();
+        let ca = crate::tcp_cong::cong_by_name("cubic").expect("cubic");
+        let mut sk = TcpSock::new(ca, 65535, 65535);
+        let mut seen = Vec::new();
+        for &(seq, end_seq) in segs {
+            let mut skb = SkBuff::from_slice(&mut cache, &[0u8; 1]).expect("skb");
+            *skb.cb_mut::<TcpSkbCb>() = TcpSkbCb {
+                seq,
+                end_seq,
+                ..Default::default()
+            };
+            let pos = sk
+                .ooo_queue
+                .iter()
+                .position(|s| after(s.cb::<TcpSkbCb>().seq, seq))
+                .unwrap_or(sk.ooo_queue.len());
+            sk.ooo_queue.insert(pos, skb);
+            tcp_update_sack_blocks(&mut sk, Some(seq));
+            seen.push(
+                sk.selective_acks[..sk.num_sacks as usize]
+                    .iter()
+                    .map(|b| (b.start, b.end))
+                    .collect(),
+            );
+        }
+        sk.ooo_queue.clear();
+        seen
+    }
+
+    /// RFC 2018 4 (and Linux's tcp_sack_new_ofo_skb): the newest block first, then the blocks
+    /// reported before, most recent first; the oldest falls off the four. blink used to list
+    /// the others in sequence order, so with five holes the newest but one was forgotten.
+    #[test]
+    fn sack_blocks_in_recency_order() {
+        let seen = sack_blocks_after(&[(10, 11), (30, 31), (20, 21), (50, 51), (40, 41), (31, 32)]);
+        assert_eq!(seen[2], [(20, 21), (30, 31), (10, 11)]);
+        assert_eq!(seen[3], [(50, 51), (20, 21), (30, 31), (10, 11)]);
+        assert_eq!(seen[4], [(40, 41), (50, 51), (20, 21), (30, 31)]);
+        // A segment that grows a block moves it to the front.
+        assert_eq!(seen[5], [(30, 32), (40, 41), (50, 51), (20, 21)]);
+    }
+
+    /// The first block holds the newest segment however many holes come before it (blink
+    /// used to look at the lowest 16 ranges only, so the 17th hole's ACK led with another).
+    #[test]
+    fn first_sack_block_holds_the_newest_segment_beyond_sixteen_holes() {
+        let segs: Vec<(u32, u32)> = (0..20).map(|i| (2 + 2 * i, 3 + 2 * i)).collect();
+        let seen = sack_blocks_after(&segs);
+        assert_eq!(seen[19], [(40, 41), (38, 39), (36, 37), (34, 35)]);
+    }
 }

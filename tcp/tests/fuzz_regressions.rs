@@ -132,13 +132,13 @@ fn out_of_order_data_beyond_a_fin_is_not_delivered() {
         &format!(
             "{}
 0.1   < . 2:152(150) ack 1 win 65535
-0.1   > . 1:1(0) ack 1 <>
+0.1   > . 1:1(0) ack 1 win 65535 <>
 0.2   < F. 1:1(0) ack 1 win 65535
-0.2   > . 1:1(0) ack 2 <>
+0.2   > . 1:1(0) ack 2 win 65535 <>
 0.2   expect_state CLOSE-WAIT
 0.2   read eof
 0.3   close
-0.3   > F. 1:1(0) ack 2 <>
+0.3   > F. 1:1(0) ack 2 win 65535 <>
 0.4   < . 2:2(0) ack 2 win 65535
 0.4   expect_state gone
 0.4   close listener
@@ -168,11 +168,11 @@ fn fin_that_found_no_buffer_goes_out_later() {
     drop(hoard);
     s.run(
         "
-0.3   > F. 1:1(0) ack 1 <>
+0.3   > F. 1:1(0) ack 1 win 65535 <>
 0.35  < . 1:1(0) ack 2 win 65535
 0.35  expect_state FIN-WAIT-2
 0.4   < F. 1:1(0) ack 2 win 65535
-0.4   > . 2:2(0) ack 2 <>
+0.4   > . 2:2(0) ack 2 win 65535 <>
 0.4   expect_state TIME-WAIT
 1.5   expect_state gone
 1.5   close listener

@@ -15,18 +15,18 @@ fn active_close_time_wait() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.1   expect_state FIN-WAIT-1
 0.15  < . 1:1(0) ack 2 win 65535
 0.15  expect_state FIN-WAIT-2
 0.2   < F. 1:1(0) ack 2 win 65535
-0.2   > . 2:2(0) ack 2 <>
+0.2   > . 2:2(0) ack 2 win 65535 <>
 0.2   expect_state TIME-WAIT
 0.2   expect_counter Tcp.CurrEstab 0
 1.19  expect_state TIME-WAIT
 1.2   expect_state gone
 1.3   < . 2:2(0) ack 2 win 65535
-1.3   > R 2:2(0) <>
+1.3   > R 2:2(0) win 0 <>
 1.3   close listener
 "
         ),
@@ -49,12 +49,12 @@ fn time_wait_acks_retransmitted_fin() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.1   < F. 1:1(0) ack 2 win 65535
-0.1   > . 2:2(0) ack 2 <>
+0.1   > . 2:2(0) ack 2 win 65535 <>
 0.1   expect_state TIME-WAIT
 0.6   < F. 1:1(0) ack 2 win 65535
-0.6   > . 2:2(0) ack 2 <>
+0.6   > . 2:2(0) ack 2 win 65535 <>
 1.59  expect_state TIME-WAIT
 1.6   expect_state gone
 1.6   close listener
@@ -77,16 +77,16 @@ fn passive_close() {
 0.1   < F. 1:1(0) ack 1 win 65535
 0.1   expect_state CLOSE-WAIT
 0.1   read eof
-0.14  > . 1:1(0) ack 2 <>
+0.14  > . 1:1(0) ack 2 win 65535 <>
 0.2   write 100
-0.2   > P. 1:101(100) ack 2 <>
+0.2   > P. 1:101(100) ack 2 win 65535 <>
 0.2   < . 2:2(0) ack 101 win 65535
 0.25  < F. 1:1(0) ack 101 win 65535
-0.25  > . 101:101(0) ack 2 <>
+0.25  > . 101:101(0) ack 2 win 65535 <>
 0.3   close
-0.3   > F. 101:101(0) ack 2 <>
+0.3   > F. 101:101(0) ack 2 win 65535 <>
 0.3   expect_state LAST-ACK
-0.5   > F. 101:101(0) ack 2 <>
+0.5   > F. 101:101(0) ack 2 win 65535 <>
 0.55  < . 2:2(0) ack 102 win 65535
 0.55  expect_state gone
 0.6   close listener
@@ -111,9 +111,9 @@ fn simultaneous_close() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.1   < F. 1:1(0) ack 1 win 65535
-0.1   > . 2:2(0) ack 2 <>
+0.1   > . 2:2(0) ack 2 win 65535 <>
 0.1   expect_state CLOSING
 0.15  < . 2:2(0) ack 2 win 65535
 0.15  expect_state TIME-WAIT
@@ -136,15 +136,15 @@ fn half_close() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   shutdown
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 2 win 65535
 0.15  expect_state FIN-WAIT-2
 0.2   < P. 1:1001(1000) ack 2 win 65535
-0.24  > . 2:2(0) ack 1001 <>
+0.24  > . 2:2(0) ack 1001 win 64535 <>
 0.25  read 1000
 0.3   < P. 1001:1101(100) ack 2 win 65535
 0.3   < F. 1101:1101(0) ack 2 win 65535
-0.3   > . 2:2(0) ack 1102 <>
+0.3   > . 2:2(0) ack 1102 win 65435 <>
 0.3   read 100
 0.3   read eof
 0.3   expect_state TIME-WAIT
@@ -172,18 +172,18 @@ fn half_close_with_keepalive() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   shutdown
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 2 win 65535
 0.2   < P. 1:101(100) ack 2 win 65535
-0.24  > . 2:2(0) ack 101 <>
-2.2   > . 1:1(0) ack 101 <>
+0.24  > . 2:2(0) ack 101 win 65435 <>
+2.2   > . 1:1(0) ack 101 win 65435 <>
 2.2   < . 101:101(0) ack 2 win 65535
 2.2   expect_state FIN-WAIT-2
 3.0   < P. 101:201(100) ack 2 win 65535
-3.04  > . 2:2(0) ack 201 <>
+3.04  > . 2:2(0) ack 201 win 65335 <>
 3.1   read 200
 3.1   < F. 201:201(0) ack 2 win 65535
-3.1   > . 2:2(0) ack 202 <>
+3.1   > . 2:2(0) ack 202 win 65535 <>
 3.1   read eof
 3.1   close
 4.1   expect_state gone
@@ -207,7 +207,7 @@ fn orphan_fin_wait2_timeout() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 2 win 65535
 0.15  expect_state FIN-WAIT-2
 2.14  expect_state FIN-WAIT-2
@@ -228,12 +228,12 @@ fn close_with_unread_data_sends_rst() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < P. 1:101(100) ack 1 win 65535
-0.14  > . 1:1(0) ack 101 <>
+0.14  > . 1:1(0) ack 101 win 65435 <>
 0.2   close
-0.2   > R. 1:1(0) ack 101 <>
+0.2   > R. 1:1(0) ack 101 win 0 <>
 0.2   expect_state gone
 0.3   < . 101:101(0) ack 1 win 65535
-0.3   > R 1:1(0) <>
+0.3   > R 1:1(0) win 0 <>
 0.3   close listener
 "
         ),
@@ -257,10 +257,10 @@ fn data_after_close_resets() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 2 win 65535
 0.2   < P. 1:101(100) ack 2 win 65535
-0.2   > R 2:2(0) <>
+0.2   > R 2:2(0) win 0 <>
 0.2   expect_state gone
 0.2   close listener
 "
@@ -281,12 +281,12 @@ fn time_wait_taken_over_by_newer_syn() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.1   < F. 1:1(0) ack 2 win 65535
-0.1   > . 2:2(0) ack 2 <>
+0.1   > . 2:2(0) ack 2 win 65535 <>
 0.1   expect_state TIME-WAIT
 0.2   < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
-0.2   > . 2:2(0) ack 2 <>
+0.2   > . 2:2(0) ack 2 win 65535 <>
 0.2   expect_state TIME-WAIT
 0.3   < S 5000:5000(0) win 65535 <mss 1000,sackOK,nop,nop>
 0.3   > S. 65539:65539(0) ack 5001 win 65535 <mss 1460,sackOK>
@@ -318,14 +318,14 @@ fn time_wait_killed_by_reset() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   close
-0.1   > F. 1:1(0) ack 1 <>
+0.1   > F. 1:1(0) ack 1 win 65535 <>
 0.1   < F. 1:1(0) ack 2 win 65535
-0.1   > . 2:2(0) ack 2 <>
+0.1   > . 2:2(0) ack 2 win 65535 <>
 0.1   expect_state TIME-WAIT
 0.2   < R 2:2(0) win 0
 0.2   expect_state gone
 0.3   < . 2:2(0) ack 2 win 65535
-0.3   > R 2:2(0) <>
+0.3   > R 2:2(0) win 0 <>
 0.3   close listener
 "
         ),
@@ -348,13 +348,13 @@ fn keepalive_silent_with_data_in_flight() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
-0.3   > P. 1:1001(1000) ack 1
-0.7   > P. 1:1001(1000) ack 1
-1.5   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
+0.3   > P. 1:1001(1000) ack 1 win 65535 <>
+0.7   > P. 1:1001(1000) ack 1 win 65535 <>
+1.5   > P. 1:1001(1000) ack 1 win 65535 <>
 2.0   < . 1:1(0) ack 1001 win 65535
 2.0   expect_state ESTAB
-3.0   > . 1000:1000(0) ack 1 <>
+3.0   > . 1000:1000(0) ack 1 win 65535 <>
 3.0   < . 1:1(0) ack 1001 win 65535
 3.1   < R 1:1(0) win 0
 3.1   close

@@ -25,13 +25,13 @@ fn delayed_ack_and_quick_ack() {
 0.4   read 3100
 0.5   < P. 3101:3201(100) ack 1 win 65535
 0.52  write 200
-0.52  > P. 1:201(200) ack 3201 <>
+0.52  > P. 1:201(200) ack 3201 win 65435 <>
 0.6   < . 3201:3201(0) ack 201 win 65535
 0.7   read 100
 0.8   < F. 3201:3201(0) ack 201 win 65535
 0.8   read eof
 0.8   close
-0.8   > F. 201:201(0) ack 3202
+0.8   > F. 201:201(0) ack 3202 win 65535 <>
 0.85  < . 3202:3202(0) ack 202 win 65535
 0.85  expect_state gone
 0.9   close listener
@@ -57,11 +57,11 @@ fn nagle_holds_small_segments() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 100
-0.1   > P. 1:101(100) ack 1
+0.1   > P. 1:101(100) ack 1 win 65535 <>
 0.11  write 100
 0.12  write 100
 0.15  < . 1:1(0) ack 101 win 65535
-0.15  > P. 101:301(200) ack 1
+0.15  > P. 101:301(200) ack 1 win 65535 <>
 {tail}"
         ),
     );
@@ -73,11 +73,11 @@ fn nagle_holds_small_segments() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 100
-0.1   > P. 1:101(100) ack 1
+0.1   > P. 1:101(100) ack 1 win 65535 <>
 0.11  write 100
-0.11  > P. 101:201(100) ack 1
+0.11  > P. 101:201(100) ack 1 win 65535 <>
 0.12  write 100
-0.12  > P. 201:301(100) ack 1
+0.12  > P. 201:301(100) ack 1 win 65535 <>
 {tail}"
         ),
     );
@@ -98,17 +98,17 @@ fn receive_window_fills_and_reopens() {
 0     accept
 0.1   < . 1:1001(1000) ack 1 win 65535
 0.1   < . 1001:2001(1000) ack 1 win 65535
-0.1   > . 1:1(0) ack 2001 win 2000
+0.1   > . 1:1(0) ack 2001 win 2000 <>
 0.1   < . 2001:3001(1000) ack 1 win 65535
 0.1   < . 3001:4001(1000) ack 1 win 65535
-0.1   > . 1:1(0) ack 4001 win 0
+0.1   > . 1:1(0) ack 4001 win 0 <>
 # Beyond the window: dropped, and ACKed at once.
 0.2   < . 4001:5001(1000) ack 1 win 65535
-0.2   > . 1:1(0) ack 4001 win 0
+0.2   > . 1:1(0) ack 4001 win 0 <>
 0.3   read 4000
-0.3   > . 1:1(0) ack 4001 win 4000
+0.3   > . 1:1(0) ack 4001 win 4000 <>
 0.4   < . 4001:5001(1000) ack 1 win 65535
-0.44  > . 1:1(0) ack 5001 win 3000
+0.44  > . 1:1(0) ack 5001 win 3000 <>
 0.5   read 1000
 0.5   < R 5001:5001(0) win 0
 0.5   close
@@ -128,23 +128,23 @@ fn out_of_order_sack_then_fill() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < . 1001:2001(1000) ack 1 win 65535
-0.1   > . 1:1(0) ack 1 <sack 1001:2001>
+0.1   > . 1:1(0) ack 1 win 65535 <sack 1001:2001>
 0.1   < . 2001:3001(1000) ack 1 win 65535
-0.1   > . 1:1(0) ack 1 <sack 1001:3001>
+0.1   > . 1:1(0) ack 1 win 65535 <sack 1001:3001>
 0.11  < . 4001:5001(1000) ack 1 win 65535
-0.11  > . 1:1(0) ack 1 <sack 4001:5001 1001:3001>
+0.11  > . 1:1(0) ack 1 win 65535 <sack 4001:5001 1001:3001>
 # A duplicate of out-of-order data changes nothing but is ACKed, the block holding it first,
 # after a D-SACK block reporting the duplicate (RFC 2883; Linux: tcp_data_queue_ofo).
 0.115 < . 2001:3001(1000) ack 1 win 65535
-0.115 > . 1:1(0) ack 1 <sack 2001:3001 1001:3001 4001:5001>
+0.115 > . 1:1(0) ack 1 win 65535 <sack 2001:3001 1001:3001 4001:5001>
 0.12  < . 1:1001(1000) ack 1 win 65535
-0.12  > . 1:1(0) ack 3001 <sack 4001:5001>
+0.12  > . 1:1(0) ack 3001 win 62535 <sack 4001:5001>
 0.13  < P. 3001:4001(1000) ack 1 win 65535
-0.13  > . 1:1(0) ack 5001 <>
+0.13  > . 1:1(0) ack 5001 win 60535 <>
 0.2   read 5000
 0.3   < F. 5001:5001(0) ack 1 win 65535
 0.3   close
-0.3   > F. 1:1(0) ack 5002
+0.3   > F. 1:1(0) ack 5002 win 65535 <>
 0.35  < . 5002:5002(0) ack 2 win 65535
 0.4   close listener
 "
@@ -162,24 +162,24 @@ fn sequence_wraparound() {
         "
 0     socket listen 8080
 0     < S 4294966000:4294966000(0) win 65535 <mss 1000,sackOK,nop,nop>
-0     > S. 0:0(0) ack 4294966001 <mss 1460,sackOK>
+0     > S. 0:0(0) ack 4294966001 win 65535 <mss 1460,sackOK>
 0     < . 4294966001:4294966001(0) ack 1 win 65535
 0     accept
 0.1   < . 4294966001:4294967001(1000) ack 1 win 65535
 0.1   < . 4294967001:4294968001(1000) ack 1 win 65535
-0.1   > . 1:1(0) ack 4294968001 <>
+0.1   > . 1:1(0) ack 4294968001 win 63535 <>
 0.2   < . 4294969001:4294970001(1000) ack 1 win 65535
-0.2   > . 1:1(0) ack 4294968001 <sack 4294969001:4294970001>
+0.2   > . 1:1(0) ack 4294968001 win 63535 <sack 4294969001:4294970001>
 0.2   < . 4294968001:4294969001(1000) ack 1 win 65535
-0.2   > . 1:1(0) ack 4294970001 <>
+0.2   > . 1:1(0) ack 4294970001 win 61535 <>
 0.3   read 4000
 0.3   write 1500
-0.3   > . 1:1001(1000) ack 4294970001
-0.3   > P. 1001:1501(500) ack 4294970001
+0.3   > . 1:1001(1000) ack 4294970001 win 65535 <>
+0.3   > P. 1001:1501(500) ack 4294970001 win 65535 <>
 0.35  < . 4294970001:4294970001(0) ack 1501 win 65535
 0.4   < F. 4294970001:4294970001(0) ack 1501 win 65535
 0.4   close
-0.4   > F. 1501:1501(0) ack 4294970002
+0.4   > F. 1501:1501(0) ack 4294970002 win 65535 <>
 0.45  < . 4294970002:4294970002(0) ack 1502 win 65535
 0.45  expect_state gone
 0.5   close listener
@@ -198,20 +198,20 @@ fn paws_drops_old_timestamp() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 0>
-0     > S. 0:0(0) ack 1 <mss 1460,sackOK,TS val * ecr 1000,nop,wscale 0>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val 0 ecr 1000,nop,wscale 0>
 0     < . 1:1(0) ack 1 win 65535 <nop,nop,TS val 1010 ecr *>
 0     accept
 0.1   < P. 1:101(100) ack 1 win 65535 <nop,nop,TS val 1100 ecr *>
-0.14  > . 1:1(0) ack 101 <nop,nop,TS val * ecr 1100>
+0.14  > . 1:1(0) ack 101 win 65435 <nop,nop,TS val 140 ecr 1100>
 0.2   < P. 101:201(100) ack 1 win 65535 <nop,nop,TS val 900 ecr *>
-0.2   > . 1:1(0) ack 101 <nop,nop,TS val * ecr 1100>
+0.2   > . 1:1(0) ack 101 win 65435 <nop,nop,TS val 200 ecr 1100>
 0.2   expect_counter TcpExt.PAWSEstab 1
 0.3   < P. 101:201(100) ack 1 win 65535 <nop,nop,TS val 1200 ecr *>
-0.34  > . 1:1(0) ack 201 <nop,nop,TS val * ecr 1200>
+0.34  > . 1:1(0) ack 201 win 65335 <nop,nop,TS val 340 ecr 1200>
 0.4   read 200
 0.5   < F. 201:201(0) ack 1 win 65535 <nop,nop,TS val 1300 ecr *>
 0.5   close
-0.5   > F. 1:1(0) ack 202 <nop,nop,TS val * ecr 1300>
+0.5   > F. 1:1(0) ack 202 win 65535 <nop,nop,TS val 500 ecr 1300>
 0.55  < . 202:202(0) ack 2 win 65535 <nop,nop,TS val 1350 ecr *>
 0.55  expect_state gone
 0.6   close listener
@@ -230,19 +230,31 @@ fn tiny_out_of_order_segments_are_bounded_and_pruned() {
     let mut script = String::from(ACCEPTED_SACK);
     for i in 0..140u32 {
         let s = 2 + 2 * i;
-        script += &format!("0.1   < . {s}:{}(1) ack 1 win 65535\n0.1   > . 1:1(0) ack 1\n", s + 1);
+        // The newest block first, then the three reported before it, most recent first (RFC
+        // 2018 4); from the 128th segment on the queue is full, the segment is dropped and
+        // the blocks stay as they were.
+        let newest = 2 + 2 * i.min(126);
+        let blocks: Vec<String> = (0..4)
+            .filter(|k| newest >= 2 + 2 * k)
+            .map(|k| format!("{}:{}", newest - 2 * k, newest - 2 * k + 1))
+            .collect();
+        let sack = blocks.join(" ");
+        script += &format!(
+            "0.1   < . {s}:{}(1) ack 1 win 65535\n0.1   > . 1:1(0) ack 1 win 65535 <nop,nop,sack {sack}>\n",
+            s + 1
+        );
     }
     script += "
 0.1   expect_counter TcpExt.TCPOFODrop 13
 0.2   < . 1:2(1) ack 1 win 65535
-0.2   > . 1:1(0) ack 2 <>
+0.2   > . 1:1(0) ack 2 win 65534 <>
 0.2   expect_counter TcpExt.OfoPruned 1
 0.2   expect_counter TcpExt.TCPOFODrop 140
 0.3   read 1
 0.3   close
-0.3   > F. 1:1(0) ack 2
+0.3   > F. 1:1(0) ack 2 win 65535 <>
 0.35  < F. 2:2(0) ack 2 win 65535
-0.35  > . 2:2(0) ack 3
+0.35  > . 2:2(0) ack 3 win 65535 <>
 1.4   close listener
 ";
     let mut s = run(cfg(), &script);
@@ -264,12 +276,12 @@ fn memory_pressure_short_writes_and_drops_received_data() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 3000 => 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.15  < P. 1:101(100) ack 1001 win 65535
-0.15  > . 1001:1001(0) ack 1
+0.15  > . 1001:1001(0) ack 1 win 65535 <>
 0.15  expect_counter TcpExt.TCPRcvQDrop 1
 0.2   write 3000 => 1000
-0.2   > P. 1001:2001(1000) ack 1
+0.2   > P. 1001:2001(1000) ack 1 win 65535 <>
 0.25  < . 1:1(0) ack 2001 win 65535
 0.3   < R 1:1(0) win 0
 0.3   close
@@ -292,19 +304,20 @@ fn in_order_data_prunes_overlapping_out_of_order_data_to_fit() {
     for k in 0..66u32 {
         let s = 1001 + 100 * k;
         script += &format!(
-            "0.1   < . {s}:{}(1000) ack 1 win 65535\n0.1   > . 1:1(0) ack 1\n",
+            "0.1   < . {s}:{}(1000) ack 1 win 65535\n0.1   > . 1:1(0) ack 1 win 65535 <nop,nop,sack 1001:{}>\n",
+            s + 1000,
             s + 1000
         );
     }
     script += "
 0.2   < . 1:1001(1000) ack 1 win 65535
-0.2   > . 1:1(0) ack 1001 <>
+0.2   > . 1:1(0) ack 1001 win 64535 <>
 0.2   expect_counter TcpExt.OfoPruned 1
 0.3   read 1000
 0.3   close
-0.3   > F. 1:1(0) ack 1001
+0.3   > F. 1:1(0) ack 1001 win 65535 <>
 0.35  < F. 1001:1001(0) ack 2 win 65535
-0.35  > . 2:2(0) ack 1002
+0.35  > . 2:2(0) ack 1002 win 65535 <>
 1.4   close listener
 ";
     let mut s = run(cfg(), &script);

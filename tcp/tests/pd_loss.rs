@@ -18,21 +18,21 @@ fn rto_backoff_and_karn() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
-0.3   > P. 1:1001(1000) ack 1
-0.7   > P. 1:1001(1000) ack 1
-1.5   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
+0.3   > P. 1:1001(1000) ack 1 win 65535 <>
+0.7   > P. 1:1001(1000) ack 1 win 65535 <>
+1.5   > P. 1:1001(1000) ack 1 win 65535 <>
 1.6   < . 1:1(0) ack 1001 win 65535
 1.7   write 1000
-1.7   > P. 1001:2001(1000) ack 1
-3.3   > P. 1001:2001(1000) ack 1
+1.7   > P. 1001:2001(1000) ack 1 win 65535 <>
+3.3   > P. 1001:2001(1000) ack 1 win 65535 <>
 3.3   < . 1:1(0) ack 2001 win 65535
 3.4   write 1000
-3.4   > P. 2001:3001(1000) ack 1
+3.4   > P. 2001:3001(1000) ack 1 win 65535 <>
 3.4   < . 1:1(0) ack 3001 win 65535
 3.5   write 1000
-3.5   > P. 3001:4001(1000) ack 1
-3.7   > P. 3001:4001(1000) ack 1
+3.5   > P. 3001:4001(1000) ack 1 win 65535 <>
+3.7   > P. 3001:4001(1000) ack 1 win 65535 <>
 3.7   < . 1:1(0) ack 4001 win 65535
 3.8   < R 1:1(0) win 0
 3.8   close
@@ -58,12 +58,12 @@ fn handshake_rtt_sets_first_rto() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.1   < . 1:1(0) ack 1 win 65535
 0.1   accept
 0.2   write 1000
-0.2   > P. 1:1001(1000) ack 1
-0.5   > P. 1:1001(1000) ack 1
+0.2   > P. 1:1001(1000) ack 1 win 65535 <>
+0.5   > P. 1:1001(1000) ack 1 win 65535 <>
 0.5   < . 1:1(0) ack 1001 win 65535
 0.6   < R 1:1(0) win 0
 0.6   close
@@ -83,20 +83,20 @@ fn fast_retransmit_three_dupacks() {
         &format!(
             "{ACCEPTED_PLAIN}
 0.1   write 5000
-0.1   > . 1:1001(1000) ack 1
-0.1   > . 1001:2001(1000) ack 1
-0.1   > . 2001:3001(1000) ack 1
-0.1   > . 3001:4001(1000) ack 1
-0.1   > P. 4001:5001(1000) ack 1
+0.1   > . 1:1001(1000) ack 1 win 65535 <>
+0.1   > . 1001:2001(1000) ack 1 win 65535 <>
+0.1   > . 2001:3001(1000) ack 1 win 65535 <>
+0.1   > . 3001:4001(1000) ack 1 win 65535 <>
+0.1   > P. 4001:5001(1000) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 1001 win 65535
 0.15  < . 1:1(0) ack 1001 win 65535
 0.15  < . 1:1(0) ack 1001 win 65535
 0.15  < . 1:1(0) ack 1001 win 65535
-0.15  > . 1001:2001(1000) ack 1
+0.15  > . 1001:2001(1000) ack 1 win 65535 <>
 0.2   < . 1:1(0) ack 5001 win 65535
 0.3   < F. 1:1(0) ack 5001 win 65535
 0.3   close
-0.3   > F. 5001:5001(0) ack 2
+0.3   > F. 5001:5001(0) ack 2 win 65535 <>
 0.35  < . 2:2(0) ack 5002 win 65535
 0.4   close listener
 "
@@ -131,26 +131,26 @@ fn sack_recovery_once() {
 /// gets exactly those again, then everything is acknowledged and the connection closes.
 const SACK_RECOVERY: &str = "
 0.1   write 8000
-0.1   > . 1:1001(1000) ack 1
-0.1   > . 1001:2001(1000) ack 1
-0.1   > . 2001:3001(1000) ack 1
-0.1   > . 3001:4001(1000) ack 1
-0.1   > . 4001:5001(1000) ack 1
-0.1   > . 5001:6001(1000) ack 1
-0.1   > . 6001:7001(1000) ack 1
-0.1   > P. 7001:8001(1000) ack 1
+0.1   > . 1:1001(1000) ack 1 win 65535 <>
+0.1   > . 1001:2001(1000) ack 1 win 65535 <>
+0.1   > . 2001:3001(1000) ack 1 win 65535 <>
+0.1   > . 3001:4001(1000) ack 1 win 65535 <>
+0.1   > . 4001:5001(1000) ack 1 win 65535 <>
+0.1   > . 5001:6001(1000) ack 1 win 65535 <>
+0.1   > . 6001:7001(1000) ack 1 win 65535 <>
+0.1   > P. 7001:8001(1000) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 1001 win 65535
 0.15  < . 1:1(0) ack 1001 win 65535 <sack 2001:3001>
 0.15  < . 1:1(0) ack 1001 win 65535 <sack 2001:4001>
 0.15  < . 1:1(0) ack 1001 win 65535 <sack 5001:6001 2001:4001>
-0.15  > . 1001:2001(1000) ack 1
-0.15  > . 4001:5001(1000) ack 1
+0.15  > . 1001:2001(1000) ack 1 win 65535 <>
+0.15  > . 4001:5001(1000) ack 1 win 65535 <>
 0.16  < . 1:1(0) ack 1001 win 65535 <sack 5001:8001 2001:4001>
 0.2   < . 1:1(0) ack 4001 win 65535 <sack 5001:8001>
 0.2   < . 1:1(0) ack 8001 win 65535
 0.3   < F. 1:1(0) ack 8001 win 65535
 0.3   close
-0.3   > F. 8001:8001(0) ack 2
+0.3   > F. 8001:8001(0) ack 2 win 65535 <>
 0.35  < . 2:2(0) ack 8002 win 65535
 0.4   close listener
 ";
@@ -208,7 +208,9 @@ fn tcp_seed_reproduces_the_isn() {
             seed: Some(seed),
             ..cfg()
         });
-        s.run(&format!("{ACCEPTED_SACK}0.1 close\n0.1 > F. 1:1(0) ack 1\n"));
+        s.run(&format!(
+            "{ACCEPTED_SACK}0.1 close\n0.1 > F. 1:1(0) ack 1 win 65535 <>\n"
+        ));
         s.stack_isn().expect("the SYN-ACK was seen")
     };
     assert_eq!(isn(7), isn(7));
@@ -225,18 +227,18 @@ fn zero_window_probes_then_window_opens() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.1   < . 1:1(0) ack 1001 win 0
 0.2   write 500
-0.4   > . 1000:1000(0) ack 1 <>
+0.4   > . 1000:1000(0) ack 1 win 65535 <>
 0.4   < . 1:1(0) ack 1001 win 0
-0.8   > . 1000:1000(0) ack 1 <>
+0.8   > . 1000:1000(0) ack 1 win 65535 <>
 0.8   < . 1:1(0) ack 1001 win 0
-1.6   > . 1000:1000(0) ack 1 <>
+1.6   > . 1000:1000(0) ack 1 win 65535 <>
 1.6   < . 1:1(0) ack 1001 win 0
 3.1   < . 1:1(0) ack 1001 win 65535
-3.1   > P. 1001:1501(500) ack 1
-3.3   > P. 1001:1501(500) ack 1
+3.1   > P. 1001:1501(500) ack 1 win 65535 <>
+3.3   > P. 1001:1501(500) ack 1 win 65535 <>
 3.35  < . 1:1(0) ack 1501 win 65535
 3.4   < R 1:1(0) win 0
 3.4   close
@@ -255,7 +257,7 @@ fn zero_window_probing_continues_while_answered() {
     let mut script = format!(
         "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.1   < . 1:1(0) ack 1001 win 0
 0.2   write 500
 "
@@ -264,13 +266,13 @@ fn zero_window_probing_continues_while_answered() {
     for _ in 0..20 {
         t += intvl;
         let s = t as f64 / 1000.0;
-        script += &format!("{s}  > . 1000:1000(0) ack 1 <>\n{s}  < . 1:1(0) ack 1001 win 0\n");
+        script += &format!("{s}  > . 1000:1000(0) ack 1 win 65535 <>\n{s}  < . 1:1(0) ack 1001 win 0\n");
         intvl = (intvl * 2).min(120_000);
     }
     let s = (t + 1000) as f64 / 1000.0;
     script += &format!(
         "{s}  < . 1:1(0) ack 1001 win 65535
-{s}  > P. 1001:1501(500) ack 1
+{s}  > P. 1001:1501(500) ack 1 win 65535 <>
 {s}  < . 1:1(0) ack 1501 win 65535
 {s}  < R 1:1(0) win 0
 {s}  close
@@ -291,12 +293,12 @@ fn window_smaller_than_segment() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.1   < . 1:1(0) ack 1001 win 500
 0.2   write 1000
-0.4   > P. 1001:1501(500) ack 1
+0.4   > P. 1001:1501(500) ack 1 win 65535 <>
 0.4   < . 1:1(0) ack 1501 win 500
-0.4   > P. 1501:2001(500) ack 1
+0.4   > P. 1501:2001(500) ack 1 win 65535 <>
 0.4   < . 1:1(0) ack 2001 win 65535
 0.5   < R 1:1(0) win 0
 0.5   close
@@ -320,12 +322,12 @@ fn keepalive_probes_and_abort() {
         c,
         &format!(
             "{ACCEPTED_SACK}
-10    > . 0:0(0) ack 1 <>
+10    > . 0:0(0) ack 1 win 65535 <>
 10    < . 1:1(0) ack 1 win 65535
-20    > . 0:0(0) ack 1 <>
-21    > . 0:0(0) ack 1 <>
-22    > . 0:0(0) ack 1 <>
-23    > R. 1:1(0) ack 1
+20    > . 0:0(0) ack 1 win 65535 <>
+21    > . 0:0(0) ack 1 win 65535 <>
+22    > . 0:0(0) ack 1 win 65535 <>
+23    > R. 1:1(0) ack 1 win 0 <>
 23    expect_state CLOSE
 23    expect_error timeout
 23    read error timeout
@@ -356,12 +358,12 @@ fn keepalive_waits_for_idle() {
         &format!(
             "{ACCEPTED_SACK}
 1.5   < P. 1:11(10) ack 1 win 65535
-1.54  > . 1:1(0) ack 11 <>
+1.54  > . 1:1(0) ack 11 win 65525 <>
 3.0   < P. 11:21(10) ack 1 win 65535
-3.04  > . 1:1(0) ack 21 <>
-5.0   > . 0:0(0) ack 21 <>
+3.04  > . 1:1(0) ack 21 win 65515 <>
+5.0   > . 0:0(0) ack 21 win 65515 <>
 5.5   < . 21:21(0) ack 1 win 65535
-7.5   > . 0:0(0) ack 21 <>
+7.5   > . 0:0(0) ack 21 win 65515 <>
 7.6   read 20
 7.6   < R 21:21(0) win 0
 7.6   close
@@ -382,13 +384,13 @@ fn zero_window_by_pure_window_update() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.1   < . 1:1(0) ack 1001 win 65535
 0.2   < . 1:1(0) ack 1001 win 0
 0.3   write 500
-0.5   > . 1000:1000(0) ack 1 <>
+0.5   > . 1000:1000(0) ack 1 win 65535 <>
 0.5   < . 1:1(0) ack 1001 win 65535
-0.5   > P. 1001:1501(500) ack 1
+0.5   > P. 1001:1501(500) ack 1 win 65535 <>
 0.5   < . 1:1(0) ack 1501 win 65535
 0.6   < R 1:1(0) win 0
 0.6   close
@@ -412,23 +414,23 @@ fn rack_detects_lost_retransmission() {
             "{ACCEPTED_SACK}
 # One exchange gives an RTT sample (5 ms): RACK needs min_rtt to trust retransmissions.
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.105 < . 1:1(0) ack 1001 win 65535
 0.2   write 5000
-0.2   > . 1001:2001(1000) ack 1
-0.2   > . 2001:3001(1000) ack 1
-0.2   > . 3001:4001(1000) ack 1
-0.2   > . 4001:5001(1000) ack 1
-0.2   > P. 5001:6001(1000) ack 1
+0.2   > . 1001:2001(1000) ack 1 win 65535 <>
+0.2   > . 2001:3001(1000) ack 1 win 65535 <>
+0.2   > . 3001:4001(1000) ack 1 win 65535 <>
+0.2   > . 4001:5001(1000) ack 1 win 65535 <>
+0.2   > P. 5001:6001(1000) ack 1 win 65535 <>
 # Nothing comes back: timeout, everything is lost, restart from one segment.
-0.4   > . 1001:2001(1000) ack 1
+0.4   > . 1001:2001(1000) ack 1 win 65535 <>
 0.4   < . 1:1(0) ack 2001 win 65535
-0.4   > . 2001:3001(1000) ack 1
-0.4   > . 3001:4001(1000) ack 1
+0.4   > . 2001:3001(1000) ack 1 win 65535 <>
+0.4   > . 3001:4001(1000) ack 1 win 65535 <>
 # 3001:4001 arrived, 2001:3001 (sent just before it) did not: lost again.
 0.41  < . 1:1(0) ack 2001 win 65535 <sack 3001:4001>
-0.41  > . 2001:3001(1000) ack 1
-0.41  > . 4001:5001(1000) ack 1
+0.41  > . 2001:3001(1000) ack 1 win 65535 <>
+0.41  > . 4001:5001(1000) ack 1 win 65535 <>
 0.42  < . 1:1(0) ack 6001 win 65535
 0.5   < R 1:1(0) win 0
 0.5   close
@@ -454,15 +456,15 @@ fn tlp_recovers_tail_loss_without_rto() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.105 < . 1:1(0) ack 1001 win 65535
 0.2   write 3000
-0.2   > . 1001:2001(1000) ack 1
-0.2   > . 2001:3001(1000) ack 1
-0.2   > P. 3001:4001(1000) ack 1
-0.21  > P. 3001:4001(1000) ack 1
+0.2   > . 1001:2001(1000) ack 1 win 65535 <>
+0.2   > . 2001:3001(1000) ack 1 win 65535 <>
+0.2   > P. 3001:4001(1000) ack 1 win 65535 <>
+0.21  > P. 3001:4001(1000) ack 1 win 65535 <>
 0.215 < . 1:1(0) ack 2001 win 65535 <sack 3001:4001>
-0.215 > . 2001:3001(1000) ack 1
+0.215 > . 2001:3001(1000) ack 1 win 65535 <>
 0.22  < . 1:1(0) ack 4001 win 65535
 0.3   < R 1:1(0) win 0
 0.3   close
@@ -489,15 +491,15 @@ fn dsack_sent_for_duplicate_segments() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < . 1:1001(1000) ack 1 win 65535
-0.14  > . 1:1(0) ack 1001 <>
+0.14  > . 1:1(0) ack 1001 win 64535 <>
 0.2   < . 1:1001(1000) ack 1 win 65535
-0.2   > . 1:1(0) ack 1001 <sack 1:1001>
+0.2   > . 1:1(0) ack 1001 win 64535 <sack 1:1001>
 0.3   < . 2001:3001(1000) ack 1 win 65535
-0.3   > . 1:1(0) ack 1001 <sack 2001:3001>
+0.3   > . 1:1(0) ack 1001 win 64535 <sack 2001:3001>
 0.31  < . 2001:3001(1000) ack 1 win 65535
-0.31  > . 1:1(0) ack 1001 <sack 2001:3001 2001:3001>
+0.31  > . 1:1(0) ack 1001 win 64535 <sack 2001:3001 2001:3001>
 0.4   < . 1001:2001(1000) ack 1 win 65535
-0.4   > . 1:1(0) ack 3001 <>
+0.4   > . 1:1(0) ack 3001 win 62535 <>
 0.5   read 3000
 0.5   < R 3001:3001(0) win 0
 0.5   close
@@ -519,18 +521,18 @@ fn dsack_undoes_spurious_fast_retransmit() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 1000
-0.1   > P. 1:1001(1000) ack 1
+0.1   > P. 1:1001(1000) ack 1 win 65535 <>
 0.105 < . 1:1(0) ack 1001 win 65535
 0.2   write 5000
-0.2   > . 1001:2001(1000) ack 1
-0.2   > . 2001:3001(1000) ack 1
-0.2   > . 3001:4001(1000) ack 1
-0.2   > . 4001:5001(1000) ack 1
-0.2   > P. 5001:6001(1000) ack 1
+0.2   > . 1001:2001(1000) ack 1 win 65535 <>
+0.2   > . 2001:3001(1000) ack 1 win 65535 <>
+0.2   > . 3001:4001(1000) ack 1 win 65535 <>
+0.2   > . 4001:5001(1000) ack 1 win 65535 <>
+0.2   > P. 5001:6001(1000) ack 1 win 65535 <>
 0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:3001>
 0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:4001>
 0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:5001>
-0.21  > . 1001:2001(1000) ack 1
+0.21  > . 1001:2001(1000) ack 1 win 65535 <>
 0.21  < . 1:1(0) ack 1001 win 65535 <sack 2001:6001>
 0.215 < . 1:1(0) ack 6001 win 65535
 0.216 < . 1:1(0) ack 6001 win 65535 <sack 1001:2001>
@@ -560,14 +562,14 @@ fn sack_reneging_resends_sacked_data_after_timeout() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   write 2000
-0.1   > . 1:1001(1000) ack 1
-0.1   > P. 1001:2001(1000) ack 1
+0.1   > . 1:1001(1000) ack 1 win 65535 <>
+0.1   > P. 1001:2001(1000) ack 1 win 65535 <>
 0.15  < . 1:1(0) ack 1 win 65535 <sack 1001:2001,nop,nop>
 # RACK: the first segment, sent before the SACKed one, is lost after the reordering window.
-0.158 > . 1:1001(1000) ack 1
+0.158 > . 1:1001(1000) ack 1 win 65535 <>
 # The ACK stops at the SACKed segment: the receiver dropped it.
 0.2   < . 1:1(0) ack 1001 win 65535
-0.406 > P. 1001:2001(1000) ack 1
+0.406 > P. 1001:2001(1000) ack 1 win 65535 <>
 0.45  < . 1:1(0) ack 2001 win 65535
 0.5   < R 1:1(0) win 0
 0.5   close
@@ -590,23 +592,23 @@ fn retries2_is_a_time_not_a_count() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
-0     > S. 0:0(0) ack 1 <mss 1460,sackOK>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
 0.9   < . 1:1(0) ack 1 win 65535
 0.9   accept
 1     write 1000
-1     > P. 1:1001(1000) ack 1
-3.7   > P. 1:1001(1000) ack 1
-9.1   > P. 1:1001(1000) ack 1
-19.9  > P. 1:1001(1000) ack 1
-41.5  > P. 1:1001(1000) ack 1
-84.7  > P. 1:1001(1000) ack 1
-171.1 > P. 1:1001(1000) ack 1
-291.1 > P. 1:1001(1000) ack 1
-411.1 > P. 1:1001(1000) ack 1
-531.1 > P. 1:1001(1000) ack 1
-651.1 > P. 1:1001(1000) ack 1
-771.1 > P. 1:1001(1000) ack 1
-891.1 > P. 1:1001(1000) ack 1
+1     > P. 1:1001(1000) ack 1 win 65535 <>
+3.7   > P. 1:1001(1000) ack 1 win 65535 <>
+9.1   > P. 1:1001(1000) ack 1 win 65535 <>
+19.9  > P. 1:1001(1000) ack 1 win 65535 <>
+41.5  > P. 1:1001(1000) ack 1 win 65535 <>
+84.7  > P. 1:1001(1000) ack 1 win 65535 <>
+171.1 > P. 1:1001(1000) ack 1 win 65535 <>
+291.1 > P. 1:1001(1000) ack 1 win 65535 <>
+411.1 > P. 1:1001(1000) ack 1 win 65535 <>
+531.1 > P. 1:1001(1000) ack 1 win 65535 <>
+651.1 > P. 1:1001(1000) ack 1 win 65535 <>
+771.1 > P. 1:1001(1000) ack 1 win 65535 <>
+891.1 > P. 1:1001(1000) ack 1 win 65535 <>
 1011.1 expect_state CLOSE
 1011.1 expect_error timeout
 1011.1 read error timeout

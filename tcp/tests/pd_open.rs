@@ -20,7 +20,7 @@ fn passive_open_with_options() {
         "
 0     socket listen 8080
 0.1   < S 1000:1000(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>
-0.1   > S. 0:0(0) ack 1001 win 65535 <mss 1460,sackOK,TS val * ecr 100,nop,wscale 5>
+0.1   > S. 0:0(0) ack 1001 win 65535 <mss 1460,sackOK,TS val 100 ecr 100,nop,wscale 5>
 0.15  < . 1001:1001(0) ack 1 win 512 <nop,nop,TS val 110 ecr *>
 0.15  accept
 0.15  expect_state ESTAB
@@ -28,19 +28,19 @@ fn passive_open_with_options() {
 # Two full segments and the rest at once (the peer's window is 512 << 7 = 65536, and
 # Minshall's Nagle lets the small tail go: no small segment is in flight).
 0.3   write 3000
-0.3   > . 1:1449(1448) ack 1001 <nop,nop,TS val * ecr 110>
-0.3   > . 1449:2897(1448) ack 1001 <nop,nop,TS val * ecr 110>
-0.3   > P. 2897:3001(104) ack 1001 <nop,nop,TS val * ecr 110>
+0.3   > . 1:1449(1448) ack 1001 win 32768 <nop,nop,TS val 300 ecr 110>
+0.3   > . 1449:2897(1448) ack 1001 win 32768 <nop,nop,TS val 300 ecr 110>
+0.3   > P. 2897:3001(104) ack 1001 win 32768 <nop,nop,TS val 300 ecr 110>
 0.35  < . 1001:1001(0) ack 3001 win 512 <nop,nop,TS val 150 ecr *>
 # Our window is scaled by 5: 1 MiB of buffer, less 100 unread bytes, rounded up (the right
 # edge never moves left) reads as 32765.
 0.4   < P. 1001:1101(100) ack 3001 win 512 <nop,nop,TS val 160 ecr *>
-0.44  > . 3001:3001(0) ack 1101 win 32765 <nop,nop,TS val * ecr 160>
+0.44  > . 3001:3001(0) ack 1101 win 32765 <nop,nop,TS val 440 ecr 160>
 0.5   read 100
 0.5   close
-0.5   > F. 3001:3001(0) ack 1101 <nop,nop,TS val * ecr 160>
+0.5   > F. 3001:3001(0) ack 1101 win 32768 <nop,nop,TS val 500 ecr 160>
 0.55  < F. 1101:1101(0) ack 3002 win 512 <nop,nop,TS val 190 ecr *>
-0.55  > . 3002:3002(0) ack 1102 <nop,nop,TS val * ecr 190>
+0.55  > . 3002:3002(0) ack 1102 win 32768 <nop,nop,TS val 550 ecr 190>
 0.55  expect_state TIME-WAIT
 1.55  expect_state gone
 1.55  close listener
@@ -78,9 +78,9 @@ fn passive_open_without_options() {
 0.5   read 100
 0.5   < F. 1101:1101(0) ack 1001 win 8192
 0.5   read eof
-0.54  > . 1001:1001(0) ack 1102 <>
+0.54  > . 1001:1001(0) ack 1102 win 65535 <>
 0.6   close
-0.6   > F. 1001:1001(0) ack 1102 <>
+0.6   > F. 1001:1001(0) ack 1102 win 65535 <>
 0.65  < . 1102:1102(0) ack 1002 win 8192
 0.65  expect_state gone
 0.7   close listener
@@ -109,7 +109,7 @@ fn passive_open_options_disabled_by_config() {
 0.1   < . 1001:1001(0) ack 1 win 65535
 0.1   accept
 0.2   write 100
-0.2   > P. 1:101(100) ack 1001 <>
+0.2   > P. 1:101(100) ack 1001 win 65535 <>
 0.25  < . 1001:1001(0) ack 101 win 65535
 0.3   < R 1001:1001(0) win 0
 0.3   close
@@ -128,22 +128,22 @@ fn active_open() {
         cfg(),
         "
 0     connect 10.0.0.1:80
-0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
+0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 0 ecr 0,nop,wscale 0>
 0     expect_state SYN-SENT
 0.1   < S. 5000:5000(0) ack 1 win 65535 <mss 1400,sackOK,TS val 700 ecr *,nop,wscale 2>
-0.1   > . 1:1(0) ack 5001 win 65535 <nop,nop,TS val * ecr 700>
+0.1   > . 1:1(0) ack 5001 win 65535 <nop,nop,TS val 100 ecr 700>
 0.1   expect_state ESTAB
 0.1   expect_counter Tcp.CurrEstab 1
 0.2   write 2000
-0.2   > . 1:1389(1388) ack 5001 <nop,nop,TS val * ecr 700>
-0.2   > P. 1389:2001(612) ack 5001 <nop,nop,TS val * ecr 700>
+0.2   > . 1:1389(1388) ack 5001 win 65535 <nop,nop,TS val 200 ecr 700>
+0.2   > P. 1389:2001(612) ack 5001 win 65535 <nop,nop,TS val 200 ecr 700>
 0.3   < . 5001:5001(0) ack 2001 win 1000 <nop,nop,TS val 800 ecr *>
 0.3   < F. 5001:5001(0) ack 2001 win 1000 <nop,nop,TS val 810 ecr *>
 0.3   expect_state CLOSE-WAIT
 0.3   read eof
-0.34  > . 2001:2001(0) ack 5002 <nop,nop,TS val * ecr 810>
+0.34  > . 2001:2001(0) ack 5002 win 65535 <nop,nop,TS val 340 ecr 810>
 0.4   close
-0.4   > F. 2001:2001(0) ack 5002 <nop,nop,TS val * ecr 810>
+0.4   > F. 2001:2001(0) ack 5002 win 65535 <nop,nop,TS val 400 ecr 810>
 0.4   expect_state LAST-ACK
 0.45  < . 5002:5002(0) ack 2002 win 1000 <nop,nop,TS val 850 ecr *>
 0.45  expect_state gone
@@ -167,14 +167,14 @@ fn simultaneous_open() {
         cfg(),
         "
 0     connect 10.0.0.1:80
-0     > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
+0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 0 ecr 0,nop,wscale 0>
 0.05  < S 5000:5000(0) win 65535 <mss 1460,sackOK,TS val 700 ecr 0,nop,wscale 2>
-0.05  > S. 0:0(0) ack 5001 win 65535 <mss 1460,sackOK,TS val * ecr 700,nop,wscale 0>
+0.05  > S. 0:0(0) ack 5001 win 65535 <mss 1460,sackOK,TS val 50 ecr 700,nop,wscale 0>
 0.05  expect_state SYN-RECV
 0.1   < S. 5000:5000(0) ack 1 win 65535 <mss 1460,sackOK,TS val 710 ecr *,nop,wscale 2>
 0.1   expect_state ESTAB
 0.2   write 100
-0.2   > P. 1:101(100) ack 5001 <nop,nop,TS val * ecr 710>
+0.2   > P. 1:101(100) ack 5001 win 65535 <nop,nop,TS val 200 ecr 710>
 0.25  < . 5001:5001(0) ack 101 win 1000 <nop,nop,TS val 750 ecr *>
 0.3   < R 5001:5001(0) win 0
 0.3   read error reset
@@ -199,13 +199,13 @@ fn syn_retransmission_backoff_and_timeout() {
         cfg(),
         "
 0     connect 10.0.0.1:80
-0     > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
-1     > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
-3     > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
-7     > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
-15    > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
-31    > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
-63    > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
+0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 0 ecr 0,nop,wscale 0>
+1     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 1000 ecr 0,nop,wscale 0>
+3     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 3000 ecr 0,nop,wscale 0>
+7     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 7000 ecr 0,nop,wscale 0>
+15    > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 15000 ecr 0,nop,wscale 0>
+31    > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 31000 ecr 0,nop,wscale 0>
+63    > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 63000 ecr 0,nop,wscale 0>
 126.9 expect_state SYN-SENT
 127   expect_state CLOSE
 127   expect_error timeout
@@ -235,21 +235,21 @@ fn synack_retransmission_and_timeout() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
-0     > S. 0:0(0) ack 1 <mss 1460,sackOK>
-1     > S. 0:0(0) ack 1 <mss 1460,sackOK>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
+1     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
 2     < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
-2     > S. 0:0(0) ack 1 <mss 1460,sackOK>
+2     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
 # A second copy within 500 ms is not answered (TCPACKSkippedSynRecv).
 2.2   < S 0:0(0) win 65535 <mss 1000,sackOK,nop,nop>
-4     > S. 0:0(0) ack 1 <mss 1460,sackOK>
-8     > S. 0:0(0) ack 1 <mss 1460,sackOK>
-16    > S. 0:0(0) ack 1 <mss 1460,sackOK>
-32    > S. 0:0(0) ack 1 <mss 1460,sackOK>
+4     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
+8     > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
+16    > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
+32    > S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK>
 63.9  expect_counter TcpExt.TCPTimeouts 5
 64    accept none
 64    expect_counter TcpExt.TCPTimeouts 6
 64.1  < . 1:1(0) ack 1 win 65535
-64.1  > R 1:1(0) <>
+64.1  > R 1:1(0) win 0 <>
 65    close listener
 ",
     );
@@ -273,9 +273,9 @@ fn rst_in_syn_sent_refuses() {
         cfg(),
         "
 0     connect 10.0.0.1:80
-0     > S 0:0(0) <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
+0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val 0 ecr 0,nop,wscale 0>
 0.01  < . 0:0(0) ack 100 win 65535
-0.01  > R 100:100(0) <>
+0.01  > R 100:100(0) win 0 <>
 0.02  < R. 0:0(0) ack 5 win 0
 0.03  < R 0:0(0) win 0
 0.04  expect_state SYN-SENT
@@ -306,7 +306,7 @@ fn rst_in_established_exact_vs_in_window() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < R. 500:500(0) ack 1 win 0
-0.1   > . 1:1(0) ack 1 <>
+0.1   > . 1:1(0) ack 1 win 65535 <>
 0.1   expect_state ESTAB
 0.2   < R 100000:100000(0) win 0
 0.2   expect_state ESTAB
@@ -339,14 +339,14 @@ fn syn_in_established_challenge_ack() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < S 500:500(0) win 65535 <mss 1000>
-0.1   > . 1:1(0) ack 1 <>
+0.1   > . 1:1(0) ack 1 win 65535 <>
 0.1   expect_state ESTAB
 0.2   < P. 1:11(10) ack 1 win 65535
-0.24  > . 1:1(0) ack 11 <>
+0.24  > . 1:1(0) ack 11 win 65525 <>
 0.3   read 10
 0.3   < F. 11:11(0) ack 1 win 65535
 0.3   close
-0.3   > F. 1:1(0) ack 12
+0.3   > F. 1:1(0) ack 12 win 65535 <>
 0.35  < . 12:12(0) ack 2 win 65535
 0.35  expect_state gone
 0.4   close listener
@@ -370,7 +370,7 @@ fn ack_of_unsent_data_challenge_ack() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < P. 1:11(10) ack 5000 win 65535
-0.1   > . 1:1(0) ack 1 <>
+0.1   > . 1:1(0) ack 1 win 65535 <>
 0.2   read none
 0.2   < R 1:1(0) win 0
 0.2   close
@@ -395,11 +395,11 @@ fn closed_port_rst() {
 0.1   < . 200:200(0) ack 5000 win 65535
 0.1   > R 5000:5000(0) win 0 <>
 0.2   < P. 300:310(10) ack 7000 win 65535
-0.2   > R 7000:7000(0) <>
+0.2   > R 7000:7000(0) win 0 <>
 0.3   < F 400:400(0) win 65535
-0.3   > R. 0:0(0) ack 401 <>
+0.3   > R. 0:0(0) ack 401 win 0 <>
 0.35  < P 500:510(10) win 65535
-0.35  > R. 0:0(0) ack 510 <>
+0.35  > R. 0:0(0) ack 510 win 0 <>
 0.4   < R. 600:600(0) ack 1 win 0
 0.4   < R 600:600(0) win 0
 ",
@@ -428,7 +428,7 @@ fn listen_backlog_overflow() {
         "
 0     socket listen 8080 backlog 1
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0     < . 1:1(0) ack 1 win 65535
 0.1   ports 8080 40001
 0.1   < S 0:0(0) win 65535 <mss 1000>
@@ -440,7 +440,7 @@ fn listen_backlog_overflow() {
 0.3   accept none
 0.3   ports 8080 40001
 1.1   < S 0:0(0) win 65535 <mss 1000>
-1.1   > S. 0:0(0) ack 1 <mss 1460>
+1.1   > S. 0:0(0) ack 1 win 65535 <mss 1460>
 1.1   < . 1:1(0) ack 1 win 65535
 1.1   accept
 1.2   < R 1:1(0) win 0
@@ -468,83 +468,21 @@ fn listener_close_drops_pending_connections() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0     < . 1:1(0) ack 1 win 65535
 0.1   ports 8080 40001
 0.1   < S 0:0(0) win 65535 <mss 1000>
-0.1   > S. 0:0(0) ack 1 <mss 1460>
+0.1   > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.2   ports 8080 40000
 0.2   close listener
-0.2   > R. 1:1(0) ack 1
+0.2   > R. 1:1(0) ack 1 win 0 <>
 0.3   ports 8080 40001
 0.3   < . 1:1(0) ack 1 win 65535
-0.3   > R 1:1(0) <>
+0.3   > R 1:1(0) win 0 <>
 ",
     );
     s.assert_counters(&[("Tcp.CurrEstab", 0), ("Tcp.OutRsts", 2)]);
     s.assert_clean();
-}
-
-/// The harness itself: a wrong expectation fails with the script line and what was seen.
-#[test]
-#[should_panic(expected = "script line 4: `0.1   > S. 0:0(0) ack 1001 win 65535 <mss 1400>`")]
-fn harness_reports_mismatch() {
-    run(
-        cfg(),
-        "
-0     socket listen 8080
-0.1   < S 1000:1000(0) win 8192
-0.1   > S. 0:0(0) ack 1001 win 65535 <mss 1400>
-",
-    );
-}
-
-/// The harness itself: a segment sent earlier than scripted (beyond the tolerance) fails.
-#[test]
-#[should_panic(expected = "sent too early")]
-fn harness_rejects_early_segment() {
-    run(
-        cfg(),
-        &format!(
-            "{ACCEPTED_SACK}
-0.1   < P. 1:11(10) ack 1 win 65535
-0.2   > . 1:1(0) ack 11
-"
-        ),
-    );
-}
-
-/// The harness itself: a segment the script does not expect fails it, whether the script
-/// goes on (the next line reports it) or ends there.
-#[test]
-#[should_panic(
-    expected = "script line 11: `0.2   < . 1:1(0) ack 1001 win 65535`\n    unexpected segment at 100 ms: [8080>40000] P. 1001:2001(1000)"
-)]
-fn harness_rejects_unexpected_segment_mid_script() {
-    run(
-        cfg(),
-        &format!(
-            "{ACCEPTED_SACK}
-0.1   write 2000
-0.1   > . 1:1001(1000) ack 1
-0.2   < . 1:1(0) ack 1001 win 65535
-"
-        ),
-    );
-}
-
-#[test]
-#[should_panic(expected = "after the last line: unexpected segment at 100 ms: [8080>40000] P. 1001:2001(1000)")]
-fn harness_rejects_unexpected_segment_at_the_end() {
-    run(
-        cfg(),
-        &format!(
-            "{ACCEPTED_SACK}
-0.1   write 2000
-0.1   > . 1:1001(1000) ack 1
-"
-        ),
-    );
 }
 
 /// With SYN cookies on, a full accept queue still drops the SYN rather than answering with a
@@ -557,7 +495,7 @@ fn full_accept_queue_drops_syn_even_with_cookies() {
         "
 0     socket listen 8080 backlog 1
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0     < . 1:1(0) ack 1 win 65535
 0.1   ports 8080 40001
 0.1   < S 0:0(0) win 65535 <mss 1000>
@@ -587,12 +525,12 @@ fn challenge_acks_rate_limited() {
         &format!(
             "{ACCEPTED_SACK}
 0.1   < R. 500:500(0) ack 1 win 0
-0.1   > . 1:1(0) ack 1 <>
+0.1   > . 1:1(0) ack 1 win 65535 <>
 0.2   < R. 600:600(0) ack 1 win 0
 0.3   < S 700:700(0) win 65535
 0.59  expect_state ESTAB
 0.6   < R. 800:800(0) ack 1 win 0
-0.6   > . 1:1(0) ack 1 <>
+0.6   > . 1:1(0) ack 1 win 65535 <>
 0.7   < R 1:1(0) win 0
 0.7   close
 0.7   close listener
@@ -617,15 +555,15 @@ fn syn_recv_reset_and_syn_in_window_end_the_handshake() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.1   < R 1:1(0) win 0
 0.2   < . 1:1(0) ack 1 win 65535
-0.2   > R 1:1(0) <>
+0.2   > R 1:1(0) win 0 <>
 0.3   ports 8080 40001
 0.3   < S 0:0(0) win 65535 <mss 1000>
-0.3   > S. 0:0(0) ack 1 <mss 1460>
+0.3   > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.4   < S. 100:100(0) ack 1 win 65535
-0.4   > R 1:1(0) <>
+0.4   > R 1:1(0) win 0 <>
 0.5   accept none
 0.5   close listener
 ",
@@ -649,11 +587,11 @@ fn syn_recv_bad_ack_and_out_of_window() {
         "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.1   < . 1:1(0) ack 5 win 65535
-0.1   > R 5:5(0) <>
+0.1   > R 5:5(0) win 0 <>
 0.2   < . 100000:100000(0) ack 1 win 65535
-0.2   > . 1:1(0) ack 1 <>
+0.2   > . 1:1(0) ack 1 win 65535 <>
 0.3   < . 1:1(0) ack 1 win 65535
 0.3   accept
 0.3   expect_state ESTAB
@@ -682,15 +620,15 @@ fn final_ack_with_full_accept_queue_waits_for_synack_retransmission() {
         "
 0     socket listen 8080 backlog 2
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0     ports 8080 40001
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.1   ports 8080 40000
 0.1   < . 1:1(0) ack 1 win 65535
 0.2   ports 8080 40002
 0.2   < S 0:0(0) win 65535 <mss 1000>
-0.2   > S. 0:0(0) ack 1 <mss 1460>
+0.2   > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0.3   ports 8080 40001
 0.3   < . 1:1(0) ack 1 win 65535
 0.4   ports 8080 40002
@@ -701,7 +639,7 @@ fn final_ack_with_full_accept_queue_waits_for_synack_retransmission() {
 0.5   < R 1:1(0) win 0
 0.5   close
 1.1   ports 8080 40002
-1.2   > S. 0:0(0) ack 1 <mss 1460>
+1.2   > S. 0:0(0) ack 1 win 65535 <mss 1460>
 1.25  < . 1:1(0) ack 1 win 65535
 1.3   ports 8080 40001
 1.3   accept
@@ -738,7 +676,7 @@ fn full_syn_queue_without_cookies_drops_syn() {
         "
 0     socket listen 8080 backlog 1
 0     < S 0:0(0) win 65535 <mss 1000>
-0     > S. 0:0(0) ack 1 <mss 1460>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
 0     ports 8080 40001
 0     < S 0:0(0) win 65535 <mss 1000>
 0     expect_counter TcpExt.TCPReqQFullDrop 1

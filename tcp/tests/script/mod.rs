@@ -7,14 +7,45 @@
 //!
 //! Segments, as in packetdrill:
 //! - `< FLAGS SEQ:END(LEN) [ack N] [win N] [<OPTS>]` injects a segment. SEQ is the remote's own
-//!   number; ack and SACK blocks are relative to the stack's ISN; win defaults to 65535;
-//!   `TS ecr *` echoes the stack's latest TS val.
-//! - `> FLAGS SEQ:END(LEN) [ack N] [win N] [<OPTS>]` expects the next segment the stack sends,
+//!   number; ack and SACK blocks are relative to the stack's ISN; win defaults to 65535 and
+//!   options to none; `TS ecr *` echoes the stack's latest TS val (raw).
+//! - `> FLAGS SEQ:END(LEN) [ack N] win N <OPTS>` expects the next segment the stack sends,
 //!   within ±`TOL_MS` of TIME. SEQ is relative to the stack's ISN (learned from its SYN or
-//!   SYN-ACK; 0 before that); ack and SACK blocks are absolute. `*` matches anything; ack, win
-//!   and options are compared only when given (`<>`: no options).
+//!   SYN-ACK; 0 before that); ack and SACK blocks are absolute.
 //! - FLAGS: `S F R P U` and `.` for ACK. OPTS: comma-separated `mss N`, `sackOK`,
-//!   `TS val N ecr N`, `nop`, `eol`, `wscale N`, `sack A:B C:D ...`.
+//!   `TS val N ecr N`, `nop`, `eol`, `wscale N`, `sack A:B C:D ...`, and `kind K [HEX]` for
+//!   any other kind (K decimal, its data bytes in hex).
+//!
+//! Strictness of `>` lines: everything the stack sent is compared, and a script opts out of
+//! a field only by saying so.
+//! - `win` and the options must be on every `>` line (a line without them does not parse):
+//!   `win *` takes any window; `<>` is no options, `<*>` any options; `*` in place of one
+//!   value (`mss *`, `wscale *`, `TS val * ecr *`, `TS val N ecr *`) takes any value of
+//!   that option, which must still be there. Options compare in order, and all of them:
+//!   one sent and not listed, or listed and not sent, fails. Padding (`nop`, `eol`) is not
+//!   compared: scripts may write it as Linux lays it out, and say nothing by omitting it.
+//! - `TS val N`: N is the stack's timestamp clock in ms on this connection, which blink
+//!   runs at 1 kHz from a random per-connection offset (Linux: tcp_time_stamp_ts +
+//!   tsoffset); the harness learns the offset from the connection's first TS val (so that
+//!   segment's N is its send time) and every later N is checked against the raw value:
+//!   N is when the stack stamped the segment, in ms of virtual time (`0.3 > ... TS val
+//!   300`). Failure messages print TS vals in these terms.
+//! - `TS ecr N`: the raw value the stack must echo: the TS val of the remote's segment it
+//!   should have recorded (RFC 7323 TS.Recent; mostly the remote's last), as the script's
+//!   `<` lines state it. `ecr *` opts out.
+//! - `ack N` must be on every `>` line with the ACK flag (`ack *` takes any); without the
+//!   flag the field must be 0 unless the line states otherwise.
+//! - Payload bytes are checked against `pattern` at their sequence numbers.
+//! - IPv4, on every segment, with no opt-out (see `Script::check_ip`): IHL 5, TTL
+//!   `Script::ip_ttl` (the stack's default 64; a test that sets IP_TTL sets it too), TOS
+//!   `Script::ip_tos`, DF set and not a fragment, and the ID one more than the previous
+//!   segment's. IPv4 and TCP checksums are verified; a malformed option fails the line
+//!   whatever it expected.
+//!
+//! A tool for writing scripts: run a test with `BLINK_SCRIPT_FILL=FILE` and `>` lines that
+//! leave out win or options, or write `TS val *`, are accepted and written to FILE as
+//! `line \x1f line completed with what the stack sent` (how the scripts were turned strict:
+//! a completed line says what blink does, not what it should do, so read each one).
 //!
 //! Application: `socket listen PORT [backlog N]`, `connect IP:PORT`, `accept` / `accept none`,
 //! `write N [=> M]` (M bytes taken, default N), `read N` (drains; N bytes in all), `read eof`,
@@ -23,8 +54,9 @@
 //! aborted), `expect_counter Section.Name N`, `ports LOCAL REMOTE` (switch connection).
 //!
 //! Payload bytes are a function of their sequence number (`pattern`), so what the application
-//! reads and what the stack sends are checked byte for byte. Sent segments are read with the
-//! crate's own `TcpHdr`/`TcpOptions`; etherparse checks their IPv4 and TCP checksums.
+//! reads and what the stack sends are checked byte for byte. Sent segments are read without
+//! blink's code: etherparse for the IPv4 and TCP headers and checksums, the harness's own
+//! `segment::decode_options` for the TCP options.
 
 #![allow(dead_code)]
 
@@ -39,12 +71,14 @@ use blink_netcore::netdevice::{Burst, NetDevice};
 use blink_netcore::skbuff::SkBuff;
 use blink_netcore::sock::SockHandle;
 use blink_netcore::{EthAddr, Mempool, MempoolCache, MempoolConfig};
-use blink_tcp::tcphdr::*;
 use blink_tcp::*;
 use etherparse::{IpNumber, Ipv4Header, TcpSlice};
 
-mod segment;
+pub mod segment;
 use segment::*;
+
+/// See [`Script::tamper`].
+pub type Tamper = Box<dyn FnMut(&mut Vec<u8>)>;
 
 pub const STACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 pub const REMOTE_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -68,6 +102,10 @@ struct Conn {
     rd_seq: u32,
     /// Stack-relative sequence number of the next byte the application writes.
     wr_rel: u32,
+    /// The stack's timestamp clock minus virtual time (ms) on this connection, learned from
+    /// the first TS val it sent: blink stamps `jiffies + ts_offset` (Linux: tcp_time_stamp_ts
+    /// plus tp->tsoffset), so every later TS val is this plus its send time.
+    ts_off: Option<u32>,
 }
 
 pub struct Script {
@@ -89,6 +127,22 @@ pub struct Script {
     last_tsval: Option<u32>,
     /// TCP's seed (`TcpConfig::seed`), named when a line fails so the run can be replayed.
     seed: Option<u64>,
+    /// The IPv4 TTL every segment must carry: the stack's `default_ttl` (64, Linux's
+    /// net.ipv4.ip_default_ttl) unless a test sets a socket's TTL and changes this to match.
+    pub ip_ttl: u8,
+    /// The IPv4 TOS byte every segment must carry (0 unless a test sets IP_TOS).
+    pub ip_tos: u8,
+    /// The IP ID of the last segment the stack sent (see [`Script::check_ip`]).
+    last_ip_id: Option<u16>,
+    /// `BLINK_SCRIPT_FILL`: a file to which `>` lines missing win/options (or with `TS val
+    /// *`) are written completed with what the stack sent, instead of failing to parse; the
+    /// tool that turned the scripts strict (see the header).
+    fill: Option<String>,
+    /// The script line being run, as written (for `fill`).
+    raw: String,
+    /// Self-tests only: rewrites each frame the stack sends before the harness reads it, to
+    /// play a stack that gets something wrong (see [`segment::fix_checksums`]).
+    pub tamper: Option<Tamper>,
 }
 
 /// Run `script` against a fresh stack with TCP configured by `cfg`; panics at the first line
@@ -139,6 +193,12 @@ impl Script {
             t: 0,
             last_tsval: None,
             seed,
+            ip_ttl: StackConfig::default().default_ttl,
+            ip_tos: 0,
+            last_ip_id: None,
+            fill: std::env::var("BLINK_SCRIPT_FILL").ok(),
+            raw: String::new(),
+            tamper: None,
         };
         s.stack.flush_tx();
         s.collect();
@@ -157,6 +217,7 @@ impl Script {
             if text.is_empty() {
                 continue;
             }
+            self.raw = raw.to_string();
             if let Err(e) = self.exec(text) {
                 let now = self.now_ms();
                 panic!(
@@ -183,7 +244,19 @@ impl Script {
         self.t = if ts.starts_with('+') { self.t + ms } else { ms };
         let rest = rest.trim();
         if let Some(seg) = rest.strip_prefix('>') {
-            return self.expect(&parse_seg(seg)?);
+            let want = parse_seg(seg)?;
+            if self.fill.is_none() {
+                if want.win.is_none() {
+                    return Err("a `>` line must state `win N` (or `win *`)".into());
+                }
+                if want.flags & TCPHDR_ACK != 0 && want.ack.is_none() {
+                    return Err("a `>` line with `.` must state `ack N` (or `ack *`)".into());
+                }
+                if want.opts == Opts::Missing {
+                    return Err("a `>` line must state its options: `<...>`, `<>` for none, `<*>` for any".into());
+                }
+            }
+            return self.expect(&want);
         }
         self.advance_to(self.t);
         self.no_unexpected()?;
@@ -213,8 +286,11 @@ impl Script {
         let mut burst = Burst::new();
         while self.peer.rx_burst(0, &mut burst) > 0 {
             for skb in burst.drain(..) {
-                self.out
-                    .push_back((self.now_ms(), skb.segments().flatten().copied().collect()));
+                let mut frame: Vec<u8> = skb.segments().flatten().copied().collect();
+                if let Some(t) = self.tamper.as_mut() {
+                    t(&mut frame);
+                }
+                self.out.push_back((self.now_ms(), frame));
             }
         }
     }
@@ -244,6 +320,11 @@ impl Script {
 
     fn inject(&mut self, s: &SegSpec) -> Result<(), String> {
         let need = |v: Val| v.map(|v| v as u32).ok_or("`*` in a `<` line");
+        let opts = match &s.opts {
+            Opts::Any => return Err("`<*>` in a `<` line".into()),
+            Opts::Missing => &[][..],
+            Opts::List(o) => &o[..],
+        };
         let (rport, seq, len) = (self.rport, need(s.seq)?, need(s.len)?);
         let isn = self.isn(rport);
         let ack = s.ack.map_or(Ok(0), |a| need(a).map(|a| isn.wrapping_add(a)))?;
@@ -253,7 +334,7 @@ impl Script {
             (c.synced, c.rd_seq) = (true, seq.wrapping_add(1));
         }
         let mut tcp = vec![0u8; 20];
-        for o in s.opts.iter().flatten() {
+        for o in opts {
             match o {
                 Opt::Mss(v) => tcp.extend([[2, 4], (need(*v)? as u16).to_be_bytes()].concat()),
                 Opt::SackOk => tcp.extend([4, 2]),
@@ -268,6 +349,10 @@ impl Script {
                 Opt::Nop => tcp.push(1),
                 Opt::Eol => tcp.push(0),
                 Opt::Wscale(v) => tcp.extend([3, 3, need(*v)? as u8]),
+                Opt::Raw(kind, data) => {
+                    tcp.extend([*kind, 2 + data.len() as u8]);
+                    tcp.extend(data);
+                }
                 Opt::Sack(blocks) => {
                     tcp.extend([5, 2 + 8 * blocks.len() as u8]);
                     for &(a, b) in blocks {
@@ -324,10 +409,19 @@ impl Script {
         if o.flags & TCPHDR_SYN != 0 {
             self.conn(o.dport).stack_isn.get_or_insert(o.seq);
         }
-        if let Some(Opt::Ts(Some(v), _)) = o.opts.iter().find(|o| matches!(o, Opt::Ts(..))) {
-            self.last_tsval = Some(*v as u32);
+        let tsval = o.opts.iter().find_map(|o| match o {
+            Opt::Ts(Some(v), _) => Some(*v as u32),
+            _ => None,
+        });
+        if let Some(v) = tsval {
+            self.last_tsval = Some(v);
+            self.conn(o.dport).ts_off.get_or_insert(v.wrapping_sub(at as u32));
         }
         let seen = self.fmt(&o);
+        let mut bad = self.check_ip(&o.ip);
+        if !bad.is_empty() {
+            return Err(format!("IPv4 header: {}\n    in {seen}", bad.join(", ")));
+        }
         if at + TOL_MS < t {
             return Err(format!("sent too early, at {at} ms: {seen}"));
         }
@@ -336,7 +430,6 @@ impl Script {
         }
         let rel = o.seq.wrapping_sub(self.isn(o.dport)) as u64;
         let plen = o.payload.len() as u64;
-        let mut bad = Vec::new();
         let checks = [
             ("seq", Some(want.seq), rel),
             ("end", Some(want.end), rel + plen),
@@ -350,12 +443,19 @@ impl Script {
                 bad.push(format!("{what} {w}"));
             }
         }
+        if o.flags & TCPHDR_ACK == 0 && want.ack.is_none() && o.ack != 0 {
+            // Linux zeroes the field when ACK is off (tcp_v4_send_reset, tcp_transmit_skb).
+            bad.push("ack field 0 (no ACK flag)".into());
+        }
         if want.flags != o.flags {
             bad.push(format!("flags {}", fmt_flags(want.flags)));
         }
-        if let Some(w) = &want.opts {
-            let w: Vec<&Opt> = w.iter().filter(|o| !matches!(o, Opt::Nop | Opt::Eol)).collect();
-            if w.len() != o.opts.len() || w.iter().zip(&o.opts).any(|(w, g)| !opt_matches(w, g)) {
+        // TS vals compare in script terms: ms of the stack's timestamp clock on this
+        // connection (see `Conn::ts_off`).
+        let got_opts = self.script_opts(o.dport, &o.opts);
+        if let Opts::List(w) = &want.opts {
+            let (w, g) = (unpadded(w), unpadded(&got_opts));
+            if w.len() != g.len() || w.iter().zip(&g).any(|(w, g)| !opt_matches(w, g)) {
                 bad.push(format!("options <{}>", join(w)));
             }
         }
@@ -366,7 +466,96 @@ impl Script {
         if !bad.is_empty() {
             return Err(format!("expected {}\n    got at {at} ms: {seen}", bad.join(", ")));
         }
+        if self.fill.is_some() {
+            self.fill_line(want, &o, &got_opts);
+        }
         Ok(())
+    }
+
+    /// The IPv4 rules every segment the stack sends must keep; what breaks them, as text.
+    /// - IHL 5: blink sends no IP options on TCP.
+    /// - TTL and TOS as configured ([`Script::ip_ttl`], [`Script::ip_tos`]).
+    /// - DF set, MF clear, offset 0: blink's TCP always does path MTU discovery (Linux's
+    ///   default, IP_PMTUDISC_WANT with net.ipv4.ip_no_pmtu_disc 0) and never fragments.
+    /// - ID: blink draws every IP ID from one counter per stack, stepped by the number of
+    ///   cores (`Stack::next_ip_id`); the script's stack has one core and is the only sender
+    ///   on its wire, so each segment carries the ID after the previous one's, on any
+    ///   connection. (Linux differs: a DF segment of a connected socket takes the socket's
+    ///   own counter, `inet_id`, random at the start and +1 per packet, and a SYN-ACK or
+    ///   reset sent without a full socket carries ID 0.)
+    fn check_ip(&mut self, ip: &IpFields) -> Vec<String> {
+        let mut bad = Vec::new();
+        if ip.ihl != 5 {
+            bad.push(format!("IHL {} (expected 5: no IP options)", ip.ihl));
+        }
+        if ip.ttl != self.ip_ttl {
+            bad.push(format!("TTL {} (expected {})", ip.ttl, self.ip_ttl));
+        }
+        if ip.tos != self.ip_tos {
+            bad.push(format!("TOS {:#04x} (expected {:#04x})", ip.tos, self.ip_tos));
+        }
+        if !ip.df || ip.mf || ip.frag_off != 0 {
+            bad.push(format!(
+                "DF {} MF {} offset {} (expected DF set, not a fragment)",
+                ip.df as u8, ip.mf as u8, ip.frag_off
+            ));
+        }
+        if let Some(last) = self.last_ip_id {
+            if ip.id != last.wrapping_add(1) {
+                bad.push(format!(
+                    "ID {} (expected {}: the previous segment's + 1)",
+                    ip.id,
+                    last.wrapping_add(1)
+                ));
+            }
+        }
+        self.last_ip_id = Some(ip.id);
+        bad
+    }
+
+    /// `opts` with each TS val as the script states it: ms of the connection's timestamp
+    /// clock (the raw value minus `Conn::ts_off`), once that is known.
+    fn script_opts(&mut self, dport: u16, opts: &[Opt]) -> Vec<Opt> {
+        let off = self.conn(dport).ts_off;
+        opts.iter()
+            .map(|o| match (o, off) {
+                (Opt::Ts(Some(v), e), Some(off)) => Opt::Ts(Some((*v as u32).wrapping_sub(off) as u64), *e),
+                (o, _) => o.clone(),
+            })
+            .collect()
+    }
+
+    /// `BLINK_SCRIPT_FILL`: append `raw line \x1f completed line` to the fill file when the
+    /// line lacks win or options or has `TS val *`.
+    fn fill_line(&mut self, want: &SegSpec, o: &Out, got: &[Opt]) {
+        let raw = self.raw.clone();
+        let (code, comment) = raw.split_at(raw.find('#').unwrap_or(raw.len()));
+        let body = code.trim_end();
+        let gap = &code[body.len()..];
+        let mut body = body.to_string();
+        if want.win.is_none() {
+            let at = body.find(" <").unwrap_or(body.len());
+            body.insert_str(at, &format!(" win {}", o.win));
+        }
+        if want.opts == Opts::Missing {
+            body += &format!(" <{}>", join(got));
+        }
+        if let Some(v) = got.iter().find_map(|o| match o {
+            Opt::Ts(Some(v), _) => Some(*v),
+            _ => None,
+        }) {
+            body = body.replace("TS val * ", &format!("TS val {v} "));
+        }
+        if body != code.trim_end() {
+            use std::io::Write;
+            let line = format!("{raw}\x1f{body}{gap}{comment}\n");
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.fill.as_ref().unwrap())
+                .expect("BLINK_SCRIPT_FILL");
+            f.write_all(line.as_bytes()).expect("BLINK_SCRIPT_FILL");
+        }
     }
 
     /// A sent segment in script syntax (seq relative to the stack's ISN).
@@ -383,7 +572,8 @@ impl Script {
         if o.flags & TCPHDR_ACK != 0 {
             s += &format!(" ack {}", o.ack);
         }
-        s + &format!(" win {} <{}>", o.win, join(&o.opts))
+        let opts = self.script_opts(o.dport, &o.opts);
+        s + &format!(" win {} <{}>", o.win, join(&opts))
     }
 
     fn describe(&mut self, frame: &[u8]) -> String {
