@@ -216,6 +216,7 @@ pub fn exchange(a: &DemoArgs, quiet: bool) -> Result<DemoHosts, SetupError> {
             ttl: None,
             tos: 0,
             df: true,
+            id: None,
         };
         if ip_build_and_send_pkt(&mut sa, skb, tx).is_ok() {
             let ok = poll_until(&mut sa, Duration::from_secs(2), |s| {

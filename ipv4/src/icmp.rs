@@ -213,6 +213,7 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         ttl: None,
         tos,
         df: false,
+        id: None,
     };
     if ip_build_and_send_pkt(stack, reply, tx).is_ok() {
         stack.core.mib.icmp.inc(IcmpMib::OutMsgs);
@@ -373,6 +374,7 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
         ttl: None,
         tos: 0xc0,
         df: false,
+        id: None,
     };
     if ip_build_and_send_pkt(stack, skb, tx).is_ok() {
         let mib = &mut stack.core.mib;
@@ -434,6 +436,7 @@ pub fn icmp_send_echo(stack: &mut Stack, dst: Ipv4Addr, id: u16, seq: u16, len: 
         ttl: None,
         tos: 0,
         df: false,
+        id: None,
     };
     ip_build_and_send_pkt(stack, skb, tx)?;
     stack.core.mib.icmp.inc(IcmpMib::OutMsgs);

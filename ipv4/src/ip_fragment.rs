@@ -388,6 +388,7 @@ mod tests {
             ttl: None,
             tos: 0,
             df,
+            id: None,
         }
     }
 

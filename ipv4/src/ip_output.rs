@@ -29,6 +29,12 @@ pub struct IpTx {
     pub tos: u8,
     /// Set Don't Fragment.
     pub df: bool,
+    /// IP identification of a connected socket's datagram (Linux: `inet_sk(sk)->inet_id`,
+    /// counted per socket). None lets the stack choose (Linux: ip_select_ident): 0 with DF
+    /// (such a datagram is never reassembled, so its ID means nothing, and a counter shared by
+    /// every sender would let anyone count this host's traffic: the "idle scan"), the core's
+    /// counter without DF (fragments must not collide; see `Stack::next_ip_id`).
+    pub id: Option<u16>,
 }
 
 /// Largest IPv4 datagram, header included (tot_len is 16 bits). Linux: IP_MAX_MTU.
@@ -68,7 +74,11 @@ pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Re
         protocol: tx.protocol,
         ttl: tx.ttl.unwrap_or(stack.cfg.default_ttl).max(1),
         tos: tx.tos,
-        id: stack.next_ip_id(),
+        id: match tx.id {
+            Some(id) => id,
+            None if tx.df => 0,
+            None => stack.next_ip_id(),
+        },
         df: tx.df,
         payload_len,
     };

@@ -350,6 +350,9 @@ pub fn ip_tunnel_xmit(stack: &mut Stack, mut skb: SkBuff, ifindex: u16) {
         ttl: Some(p.ttl),
         tos,
         df,
+        // Linux: iptunnel_xmit takes the counter even with DF (the outer ID is all a middlebox
+        // has to tell encapsulated packets apart).
+        id: Some(stack.next_ip_id()),
     };
     if ip_build_and_send_pkt(stack, skb, tx).is_ok() {
         bump(&t.stats.tx_packets, 1);

@@ -228,6 +228,7 @@ impl RawProto {
                 ttl: None,
                 tos: 0,
                 df: false,
+                id: None,
             };
             ip_build_and_send_pkt(stack, skb, tx)
         };

@@ -322,6 +322,10 @@ pub struct TcpSock {
     /// IP_TOS and IP_TTL of every segment (None: the stack's default TTL).
     pub tos: u8,
     pub ttl: Option<u8>,
+    /// IP ID of the next segment (Linux: inet_sk->inet_id): a counter of this connection's
+    /// own, started where `inet_id_init` says, so the IDs of one connection tell nothing about
+    /// the host's other traffic.
+    pub inet_id: u16,
 }
 
 impl TcpSock {
@@ -422,6 +426,7 @@ impl TcpSock {
             linger_deadline: None,
             tos: 0,
             ttl: None,
+            inet_id: 0,
         };
         sk.ca_ops.init(&mut sk.cong);
         sk

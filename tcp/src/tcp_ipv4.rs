@@ -730,6 +730,7 @@ impl TcpProto {
         sk.dport = t.rport;
         sk.iss = iss;
         sk.ts_offset = tsoff;
+        sk.inet_id = inet_id_init(iss, tsoff);
         sk.snd_una = iss;
         sk.snd_nxt = iss.wrapping_add(1);
         sk.write_seq = iss.wrapping_add(1);
@@ -972,6 +973,7 @@ impl TcpProto {
         sk.dport = dport;
         sk.iss = iss;
         sk.ts_offset = tsoff;
+        sk.inet_id = inet_id_init(iss, tsoff);
         sk.snd_una = iss;
         sk.snd_nxt = iss.wrapping_add(1);
         sk.write_seq = iss.wrapping_add(1);
@@ -1123,8 +1125,19 @@ pub fn tcp_v4_send_stateless_ip(
         ttl,
         tos,
         df: true,
+        // No socket (SYN-ACKs of request socks, resets, TIME-WAIT ACKs): Linux's ip_select_ident
+        // gives these DF datagrams ID 0.
+        id: None,
     };
     ip_build_and_send_pkt(stack, skb, tx).is_ok()
+}
+
+/// First IP ID of a connection (Linux: tcp_v4_connect and tcp_v4_syn_recv_sock draw
+/// `inet_id` at random). Here from the connection's secret-keyed ISN and timestamp offset, so
+/// a test's seed reproduces it; it only has to differ from connection to connection.
+pub(crate) fn inet_id_init(iss: u32, ts_offset: u32) -> u16 {
+    let x = iss ^ ts_offset.rotate_left(13);
+    (x ^ (x >> 16)) as u16
 }
 
 /// A segment found no connection here, but its tuple hashes to another core: steering failed

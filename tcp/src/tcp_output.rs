@@ -200,7 +200,10 @@ fn __tcp_transmit(
         ttl: sk.ttl,
         tos: sk.tos,
         df: true,
+        id: Some(sk.inet_id),
     };
+    // Linux: ip_select_ident_segs, `inet_id += segs` (one segment each here).
+    sk.inet_id = sk.inet_id.wrapping_add(1);
     ip_build_and_send_pkt(stack, skb, tx).is_ok()
 }
 

@@ -42,9 +42,16 @@ const DATA: &str = "
 0.2   < . 1:1(0) ack 1001 win 65535
 ";
 
+/// A second segment of the same connection.
+const DATA2: &str = "
+0.3   write 1000
+0.3   > P. 1001:2001(1000) ack 1 win 65535 <>
+0.4   < . 1:1(0) ack 2001 win 65535
+";
+
 #[test]
 fn control_the_scripts_below_pass_as_written() {
-    run(cfg(), &format!("{ACCEPTED_SACK}{DATA}"));
+    run(cfg(), &format!("{ACCEPTED_SACK}{DATA}{DATA2}"));
 }
 
 /// A wrong expectation fails with the script line and what was seen.
@@ -274,24 +281,42 @@ fn ip_df_tos_and_fragments_are_checked() {
     );
 }
 
-/// The IP ID steps by one per segment (blink's one counter per stack, one core).
-#[test]
-fn ip_id_is_checked() {
-    let mut s = Script::new(cfg());
-    let mut n = 0;
+/// Frame `n` (1 = the first the stack sends) with its IP ID plus one.
+fn bump_ip_id(s: &mut Script, n: usize) {
+    let mut seen = 0;
     s.tamper = Some(Box::new(move |f: &mut Vec<u8>| {
-        n += 1;
-        if n == 2 {
+        seen += 1;
+        if seen == n {
             let id = u16::from_be_bytes([f[18], f[19]]).wrapping_add(1);
             f[18..20].copy_from_slice(&id.to_be_bytes());
             fix_checksums(f);
         }
     }));
-    let m = failure(s, &format!("{ACCEPTED_SACK}{DATA}"));
+}
+
+/// The IP ID steps by one per segment of a connection (the socket's own counter).
+#[test]
+fn ip_id_is_checked() {
+    let mut s = Script::new(cfg());
+    bump_ip_id(&mut s, 3);
+    let m = failure(s, &format!("{ACCEPTED_SACK}{DATA}{DATA2}"));
     assert_fails(
         &m,
-        &["IPv4 header: ID", "the previous segment's + 1", "P. 1:1001(1000)"],
+        &[
+            "IPv4 header: ID",
+            "the connection's previous segment's + 1",
+            "P. 1001:2001(1000)",
+        ],
     );
+}
+
+/// A request sock's SYN-ACK carries IP ID 0 (Linux: no socket, DF set).
+#[test]
+fn syn_ack_ip_id_is_zero() {
+    let mut s = Script::new(cfg());
+    bump_ip_id(&mut s, 1);
+    let m = failure(s, &format!("{ACCEPTED_SACK}{DATA}"));
+    assert_fails(&m, &["IPv4 header: ID 1", "a request sock's SYN-ACK", "S."]);
 }
 
 /// A malformed option from the stack fails the script whatever it expected (even `<*>`).

@@ -774,6 +774,7 @@ fn udp_send_skb(
         ttl: ip.ttl,
         tos: ip.tos,
         df: ip.df,
+        id: None,
     };
     match ip_build_and_send_pkt(stack, skb, tx) {
         Ok(()) => {

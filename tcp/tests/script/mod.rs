@@ -38,8 +38,9 @@
 //! - Payload bytes are checked against `pattern` at their sequence numbers.
 //! - IPv4, on every segment, with no opt-out (see `Script::check_ip`): IHL 5, TTL
 //!   `Script::ip_ttl` (the stack's default 64; a test that sets IP_TTL sets it too), TOS
-//!   `Script::ip_tos`, DF set and not a fragment, and the ID one more than the previous
-//!   segment's. IPv4 and TCP checksums are verified; a malformed option fails the line
+//!   `Script::ip_tos`, DF set and not a fragment, and the ID as Linux chooses it: 0 on a
+//!   SYN-ACK of a request sock (and on segments sent without a socket), else one more than
+//!   the connection's previous segment's. IPv4 and TCP checksums are verified; a malformed option fails the line
 //!   whatever it expected.
 //!
 //! A tool for writing scripts: run a test with `BLINK_SCRIPT_FILL=FILE` and `>` lines that
@@ -106,6 +107,11 @@ struct Conn {
     /// the first TS val it sent: blink stamps `jiffies + ts_offset` (Linux: tcp_time_stamp_ts
     /// plus tp->tsoffset), so every later TS val is this plus its send time.
     ts_off: Option<u32>,
+    /// The stack sent a SYN on this connection (active or simultaneous open): its SYN-ACK,
+    /// if any, comes from the socket, not from a request sock.
+    active: bool,
+    /// The IP ID of the connection's last segment sent from its socket.
+    ip_id: Option<u16>,
 }
 
 pub struct Script {
@@ -132,8 +138,6 @@ pub struct Script {
     pub ip_ttl: u8,
     /// The IPv4 TOS byte every segment must carry (0 unless a test sets IP_TOS).
     pub ip_tos: u8,
-    /// The IP ID of the last segment the stack sent (see [`Script::check_ip`]).
-    last_ip_id: Option<u16>,
     /// `BLINK_SCRIPT_FILL`: a file to which `>` lines missing win/options (or with `TS val
     /// *`) are written completed with what the stack sent, instead of failing to parse; the
     /// tool that turned the scripts strict (see the header).
@@ -195,7 +199,6 @@ impl Script {
             seed,
             ip_ttl: StackConfig::default().default_ttl,
             ip_tos: 0,
-            last_ip_id: None,
             fill: std::env::var("BLINK_SCRIPT_FILL").ok(),
             raw: String::new(),
             tamper: None,
@@ -408,6 +411,9 @@ impl Script {
         }
         if o.flags & TCPHDR_SYN != 0 {
             self.conn(o.dport).stack_isn.get_or_insert(o.seq);
+            if o.flags & TCPHDR_ACK == 0 {
+                self.conn(o.dport).active = true;
+            }
         }
         let tsval = o.opts.iter().find_map(|o| match o {
             Opt::Ts(Some(v), _) => Some(*v as u32),
@@ -418,7 +424,7 @@ impl Script {
             self.conn(o.dport).ts_off.get_or_insert(v.wrapping_sub(at as u32));
         }
         let seen = self.fmt(&o);
-        let mut bad = self.check_ip(&o.ip);
+        let mut bad = self.check_ip(&o.ip, o.dport, o.flags);
         if !bad.is_empty() {
             return Err(format!("IPv4 header: {}\n    in {seen}", bad.join(", ")));
         }
@@ -477,13 +483,11 @@ impl Script {
     /// - TTL and TOS as configured ([`Script::ip_ttl`], [`Script::ip_tos`]).
     /// - DF set, MF clear, offset 0: blink's TCP always does path MTU discovery (Linux's
     ///   default, IP_PMTUDISC_WANT with net.ipv4.ip_no_pmtu_disc 0) and never fragments.
-    /// - ID: blink draws every IP ID from one counter per stack, stepped by the number of
-    ///   cores (`Stack::next_ip_id`); the script's stack has one core and is the only sender
-    ///   on its wire, so each segment carries the ID after the previous one's, on any
-    ///   connection. (Linux differs: a DF segment of a connected socket takes the socket's
-    ///   own counter, `inet_id`, random at the start and +1 per packet, and a SYN-ACK or
-    ///   reset sent without a full socket carries ID 0.)
-    fn check_ip(&mut self, ip: &IpFields) -> Vec<String> {
+    /// - ID, as Linux's ip_select_ident: a segment of a connection's socket takes the socket's
+    ///   own counter (`inet_id`, +1 per segment, start unpredictable), so each carries the ID
+    ///   after that connection's previous one; a SYN-ACK of a request sock carries 0, and so
+    ///   may any segment sent without a socket (resets, TIME-WAIT ACKs), told apart by its 0.
+    fn check_ip(&mut self, ip: &IpFields, dport: u16, flags: u8) -> Vec<String> {
         let mut bad = Vec::new();
         if ip.ihl != 5 {
             bad.push(format!("IHL {} (expected 5: no IP options)", ip.ihl));
@@ -500,16 +504,22 @@ impl Script {
                 ip.df as u8, ip.mf as u8, ip.frag_off
             ));
         }
-        if let Some(last) = self.last_ip_id {
-            if ip.id != last.wrapping_add(1) {
-                bad.push(format!(
-                    "ID {} (expected {}: the previous segment's + 1)",
+        let c = self.conn(dport);
+        let syn_ack = flags & (TCPHDR_SYN | TCPHDR_ACK) == TCPHDR_SYN | TCPHDR_ACK;
+        if syn_ack && !c.active {
+            if ip.id != 0 {
+                bad.push(format!("ID {} (expected 0: a request sock's SYN-ACK)", ip.id));
+            }
+        } else if ip.id != 0 || c.ip_id == Some(u16::MAX) {
+            match c.ip_id {
+                Some(last) if ip.id != last.wrapping_add(1) => bad.push(format!(
+                    "ID {} (expected {}: the connection's previous segment's + 1)",
                     ip.id,
                     last.wrapping_add(1)
-                ));
+                )),
+                _ => c.ip_id = Some(ip.id),
             }
         }
-        self.last_ip_id = Some(ip.id);
         bad
     }
 
