@@ -223,6 +223,14 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
         return;
     }
+    // Neither ACK, RST nor SYN: nothing in it can be processed, so it is dropped before any
+    // check that could answer it (Linux: tcp_rcv_established's slow path and
+    // tcp_rcv_state_process, SKB_DROP_REASON_TCP_FLAGS): an out-of-window one gets no
+    // duplicate ACK either.
+    if f & (TCPHDR_ACK | TCPHDR_RST | TCPHDR_SYN) == 0 {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+        return;
+    }
     // PAWS (RFC 7323 5): a segment whose timestamp is older than the last one is a duplicate.
     if sk.rx_opt.tstamp_ok && f & TCPHDR_RST == 0 {
         if let Some((tsval, _)) = opts.ts {
@@ -279,6 +287,13 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             stack.core.mib.tcp.inc(TcpMib::RetransSegs);
             tcp_send_synack(sk, stack);
         } else {
+            // Linux (tcp_validate_incoming, syn_challenge): counted as TCPSYNChallenge, and
+            // as an input error when it came through tcp_rcv_established (syn_inerr), which
+            // only ESTABLISHED segments do.
+            if sk.state == TcpState::Established {
+                stack.core.mib.tcp.inc(TcpMib::InErrs);
+            }
+            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSYNChallenge);
             tcp_send_challenge_ack(sk, stack);
         }
         stack.core.mib.consume_skb(skb);

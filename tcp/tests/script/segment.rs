@@ -31,6 +31,8 @@ pub(super) struct SegSpec {
     pub(super) ack: Option<Val>,
     pub(super) win: Option<Val>,
     pub(super) opts: Option<Vec<Opt>>,
+    /// The urgent pointer (`urg N`, `<` lines only; 0 without).
+    pub(super) urg: u16,
 }
 
 /// A segment the stack sent.
@@ -79,7 +81,8 @@ pub(super) fn parse_seg(s: &str) -> Result<SegSpec, String> {
         return Err("FLAGS SEQ:END(LEN) ...".into());
     };
     let mut f = 0;
-    for c in flags.chars() {
+    // `-`: no flags at all (an illegal segment, tests/pd_flags.rs).
+    for c in flags.chars().filter(|_| *flags != "-") {
         f |= FLAG_CHARS
             .iter()
             .find(|(_, ch)| *ch == c)
@@ -103,10 +106,12 @@ pub(super) fn parse_seg(s: &str) -> Result<SegSpec, String> {
         ack: None,
         win: None,
         opts,
+        urg: 0,
     };
     for kv in rest.chunks(2) {
         match kv {
             ["ack", v] => spec.ack = Some(val(v)?),
+            ["urg", v] => spec.urg = val(v)?.and_then(|v| u16::try_from(v).ok()).ok_or("urg: 0..65535")?,
             ["win", v] => spec.win = Some(val(v)?),
             _ => return Err(format!("unexpected `{}`", kv.join(" "))),
         }
