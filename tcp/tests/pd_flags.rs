@@ -124,11 +124,11 @@ fn check(name: &str) {
         let setup = if state == State::Listen { "none" } else { state.name() };
         assert_eq!(state_of(&mut s), setup, "set-up for {}", state.name());
         let before: Vec<u64> = WATCHED.iter().map(|w| s.counter(w)).collect();
-        let seq = state.seg_seq();
+        let seq = combo.seq(state);
         let mut lines = format!(
             "0.2 < {} {seq}:{}({}) win 65535\n",
             flag_chars(combo.flags),
-            seq + combo.len,
+            seq.wrapping_add(combo.len),
             combo.len
         );
         if let Some((f, rseq, ack)) = reply_segment(want.reply, combo, state) {
@@ -230,4 +230,9 @@ fn urg_no_ack() {
 #[test]
 fn urg_no_ack_data() {
     check("urg_no_ack_data");
+}
+
+#[test]
+fn no_flags_old_data() {
+    check("no_flags_old_data");
 }

@@ -4,8 +4,8 @@
 //! table is what Linux does, and blink does what the table says.
 //!
 //! Every combination lacks ACK. The segment carries the sequence number the receiver expects
-//! (`rcv_nxt`; 0, the peer's ISN, where nothing is synchronized yet), so it is in window: an
-//! out-of-window segment would be judged by the sequence check alone. The peer's ISN is 0;
+//! (`rcv_nxt`; 0, the peer's ISN, where nothing is synchronized yet), so it is in window,
+//! except in the last row (old data, to show which checks come first). The peer's ISN is 0;
 //! after the handshake both sides' data starts at relative sequence 1.
 //!
 //! Linux's order, which decides every row (net/ipv4/tcp_input.c, tcp_minisocks.c):
@@ -26,66 +26,39 @@
 
 use blink_tcp::tcphdr::{TCPHDR_FIN, TCPHDR_PSH, TCPHDR_RST, TCPHDR_SYN, TCPHDR_URG};
 
-/// One illegal combination: flags (never ACK) and payload length.
+/// One illegal combination: flags (never ACK), payload length, and where the segment starts
+/// relative to what the receiver expects (`rcv_nxt`; 0: in window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Combo {
     pub name: &'static str,
     pub flags: u8,
     pub len: u32,
+    pub seq_off: i32,
+}
+
+impl Combo {
+    /// The segment's sequence number in `state`.
+    pub fn seq(&self, state: State) -> u32 {
+        state.seg_seq().wrapping_add_signed(self.seq_off)
+    }
 }
 
 /// The combinations, in the table's row order.
-pub const COMBOS: [Combo; 10] = [
-    Combo {
-        name: "syn_fin",
-        flags: TCPHDR_SYN | TCPHDR_FIN,
-        len: 0,
-    },
-    Combo {
-        name: "syn_rst",
-        flags: TCPHDR_SYN | TCPHDR_RST,
-        len: 0,
-    },
-    Combo {
-        name: "no_flags",
-        flags: 0,
-        len: 0,
-    },
-    Combo {
-        name: "no_flags_data",
-        flags: 0,
-        len: 10,
-    },
-    Combo {
-        name: "fin_no_ack",
-        flags: TCPHDR_FIN,
-        len: 0,
-    },
-    Combo {
-        name: "fin_no_ack_data",
-        flags: TCPHDR_FIN,
-        len: 10,
-    },
-    Combo {
-        name: "psh_no_ack",
-        flags: TCPHDR_PSH,
-        len: 0,
-    },
-    Combo {
-        name: "psh_no_ack_data",
-        flags: TCPHDR_PSH,
-        len: 10,
-    },
-    Combo {
-        name: "urg_no_ack",
-        flags: TCPHDR_URG,
-        len: 0,
-    },
-    Combo {
-        name: "urg_no_ack_data",
-        flags: TCPHDR_URG,
-        len: 10,
-    },
+#[rustfmt::skip]
+pub const COMBOS: [Combo; 11] = [
+    Combo { name: "syn_fin", flags: TCPHDR_SYN | TCPHDR_FIN, len: 0, seq_off: 0 },
+    Combo { name: "syn_rst", flags: TCPHDR_SYN | TCPHDR_RST, len: 0, seq_off: 0 },
+    Combo { name: "no_flags", flags: 0, len: 0, seq_off: 0 },
+    Combo { name: "no_flags_data", flags: 0, len: 10, seq_off: 0 },
+    Combo { name: "fin_no_ack", flags: TCPHDR_FIN, len: 0, seq_off: 0 },
+    Combo { name: "fin_no_ack_data", flags: TCPHDR_FIN, len: 10, seq_off: 0 },
+    Combo { name: "psh_no_ack", flags: TCPHDR_PSH, len: 0, seq_off: 0 },
+    Combo { name: "psh_no_ack_data", flags: TCPHDR_PSH, len: 10, seq_off: 0 },
+    Combo { name: "urg_no_ack", flags: TCPHDR_URG, len: 0, seq_off: 0 },
+    Combo { name: "urg_no_ack_data", flags: TCPHDR_URG, len: 10, seq_off: 0 },
+    // Old data, wholly before the window: judged before the sequence check, so no duplicate
+    // ACK in a synchronized state; a request sock and TIME-WAIT answer it as out of window.
+    Combo { name: "no_flags_old_data", flags: 0, len: 10, seq_off: -20 },
 ];
 
 /// The states a test drives a connection into before injecting the segment.
@@ -197,7 +170,7 @@ pub const WATCHED: [&str; 7] = [
 /// (`InErrs`, `SYNChallenge` for TCPSYNChallenge, `ChallengeACK` for TCPChallengeACK, ...).
 /// A `rst` reply counts Tcp.OutRsts without saying so.
 #[rustfmt::skip]
-pub const TABLE: [[&str; 10]; 10] = [
+pub const TABLE: [[&str; 10]; 11] = [
     // LISTEN    SYN-SENT           SYN-RECV                           ESTAB                                 FIN-WAIT-1                     FIN-WAIT-2                     CLOSE-WAIT                     LAST-ACK                       CLOSING                        TIME-WAIT
     ["- =",     "synack SYN-RECV", "rst none AttemptFails EmbryonicRsts", "ack = InErrs SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack ="],  // SYN+FIN
     ["- =",     "- =",             "- none AttemptFails EmbryonicRsts",   "- none EstabResets",                  "- none",                       "- none",                       "- none EstabResets",           "- none",                       "- none",                       "- none"], // SYN+RST
@@ -209,6 +182,7 @@ pub const TABLE: [[&str; 10]; 10] = [
     ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // PSH, data
     ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "- ="],    // URG
     ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // URG, data
+    ["- =",     "- =",             "ack =",                           "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // no flags, old data
 ];
 
 /// The cell for `combo` in `state`, parsed.
@@ -255,7 +229,7 @@ pub fn expected(combo: &Combo, state: State) -> Outcome {
 pub fn reply_segment(reply: Reply, combo: &Combo, state: State) -> Option<(u8, u32, u32)> {
     use blink_tcp::tcphdr::TCPHDR_ACK;
     let (snd_nxt, rcv_nxt) = state.nxt();
-    let seq = state.seg_seq();
+    let seq = combo.seq(state);
     let syn_fin = (combo.flags & TCPHDR_SYN != 0) as u32 + (combo.flags & TCPHDR_FIN != 0) as u32;
     match reply {
         Reply::Nothing => None,

@@ -1,7 +1,8 @@
 # The remote end for kernel_flags.rs: plays a TCP peer at PEER_IP with an AF_PACKET socket
 # in namespace B, against real Linux sockets in namespace A (where this process runs).
 # PEER_IP is configured nowhere, so B's kernel never answers: every reply of A's kernel
-# reaches us. One case per stdin line, `ID FLAGS LEN STATE` (FLAGS: the TCP flag byte);
+# reaches us. One case per stdin line, `ID FLAGS LEN STATE SEQ` (FLAGS: the TCP flag byte;
+# SEQ relative to our ISN, 0);
 # one result line per case on stdout:
 #   ID replies=FLAGS:SEQ:ACK:LEN,... after=STATE counters=Name=delta,...
 # SEQ relative to the kernel's ISN (absolute when the reply is a reset: `abs` prefix), ACK
@@ -165,19 +166,15 @@ def setup(state, pport):
     assert got == state, f"set-up for {state} reached {got}"
     return LPORT, isn
 
-SEG_SEQ = {"LISTEN": 0, "SYN-SENT": 0, "SYN-RECV": 1, "ESTAB": 1, "FIN-WAIT-1": 1, "FIN-WAIT-2": 1,
-           "CLOSE-WAIT": 2, "LAST-ACK": 2, "CLOSING": 2, "TIME-WAIT": 2}
-
 for line in sys.stdin:
-    cid, flags, plen, state = line.split()
-    cid, flags, plen = int(cid), int(flags), int(plen)
+    cid, flags, plen, state, seq = line.split()
+    cid, flags, plen, seq = int(cid), int(flags), int(plen), int(seq)
     pport = 20000 + cid
     kport, isn = setup(state, pport)
     pump(0.005)
     stray = queues.get((kport, pport), [])
     assert not stray, f"case {cid}: segments before the injection: {stray}"
     before = counters()
-    seq = SEG_SEQ[state]
     send(pport, kport, seq, 0, flags, bytes(range(plen)))
     pump(WAIT)
     after = counters()
