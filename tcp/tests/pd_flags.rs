@@ -36,6 +36,13 @@ fn preamble(state: State) -> String {
 0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
 "
         .into(),
+        State::SynRecvSim => "
+0     connect 10.0.0.1:8080
+0     > S 0:0(0) win 65535 <mss 1460,sackOK,TS val * ecr 0,nop,wscale 0>
+0     < S 0:0(0) win 65535 <mss 1000>
+0     > S. 0:0(0) ack 1 win 65535 <mss 1460>
+"
+        .into(),
         State::SynRecv => "
 0     socket listen 8080
 0     < S 0:0(0) win 65535 <mss 1000>

@@ -14,7 +14,8 @@
 //! - SYN-SENT (tcp_rcv_synsent_state_process): without ACK, RST → drop, SYN (FIN or not) →
 //!   simultaneous open (SYN-RECV, SYN-ACK; the FIN is not processed), anything else → drop.
 //! - SYN-RECV as a request sock (tcp_check_req): in window, RST or SYN ends the handshake
-//!   (a SYN answered with a reset); no ACK → drop.
+//!   (a SYN answered with a reset); no ACK → drop; out of window → ACK. SYN-RECV after a
+//!   simultaneous open is a full socket, judged as the synchronized states below.
 //! - synchronized states (tcp_rcv_established / tcp_rcv_state_process): neither ACK, RST nor
 //!   SYN → drop before any check; RST at rcv_nxt → reset; SYN → challenge ACK (RFC 5961 4.2;
 //!   counted in Tcp InErrs too when it reaches tcp_rcv_established, i.e. in ESTABLISHED).
@@ -68,6 +69,8 @@ pub enum State {
     SynSent,
     /// Passive open: a request sock, the SYN-ACK sent.
     SynRecv,
+    /// Simultaneous open: a full socket (our SYN sent, the peer's SYN answered with a SYN-ACK).
+    SynRecvSim,
     Estab,
     /// shutdown(SHUT_WR): our FIN sent, not acknowledged.
     FinWait1,
@@ -83,10 +86,11 @@ pub enum State {
 }
 
 /// The table's column order.
-pub const STATES: [State; 10] = [
+pub const STATES: [State; 11] = [
     State::Listen,
     State::SynSent,
     State::SynRecv,
+    State::SynRecvSim,
     State::Estab,
     State::FinWait1,
     State::FinWait2,
@@ -102,7 +106,7 @@ impl State {
         match self {
             State::Listen => "LISTEN",
             State::SynSent => "SYN-SENT",
-            State::SynRecv => "SYN-RECV",
+            State::SynRecv | State::SynRecvSim => "SYN-RECV",
             State::Estab => "ESTAB",
             State::FinWait1 => "FIN-WAIT-1",
             State::FinWait2 => "FIN-WAIT-2",
@@ -113,11 +117,19 @@ impl State {
         }
     }
 
+    /// A name for each state, unique (the kernel test's set-up takes it).
+    pub fn key(self) -> &'static str {
+        match self {
+            State::SynRecvSim => "SYN-RECV-SIM",
+            s => s.name(),
+        }
+    }
+
     /// (our snd_nxt, our rcv_nxt) in the state, relative to our ISN and the peer's (0).
     pub fn nxt(self) -> (u32, u32) {
         match self {
             State::Listen | State::SynSent => (1, 0),
-            State::SynRecv | State::Estab => (1, 1),
+            State::SynRecv | State::SynRecvSim | State::Estab => (1, 1),
             State::FinWait1 | State::FinWait2 => (2, 1),
             State::CloseWait => (1, 2),
             State::LastAck | State::Closing | State::TimeWait => (2, 2),
@@ -170,19 +182,19 @@ pub const WATCHED: [&str; 7] = [
 /// (`InErrs`, `SYNChallenge` for TCPSYNChallenge, `ChallengeACK` for TCPChallengeACK, ...).
 /// A `rst` reply counts Tcp.OutRsts without saying so.
 #[rustfmt::skip]
-pub const TABLE: [[&str; 10]; 11] = [
-    // LISTEN    SYN-SENT           SYN-RECV                           ESTAB                                 FIN-WAIT-1                     FIN-WAIT-2                     CLOSE-WAIT                     LAST-ACK                       CLOSING                        TIME-WAIT
-    ["- =",     "synack SYN-RECV", "rst none AttemptFails EmbryonicRsts", "ack = InErrs SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack = SYNChallenge ChallengeACK", "ack ="],  // SYN+FIN
-    ["- =",     "- =",             "- none AttemptFails EmbryonicRsts",   "- none EstabResets",                  "- none",                       "- none",                       "- none EstabResets",           "- none",                       "- none",                       "- none"], // SYN+RST
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "- ="],    // no flags
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // no flags, data
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // FIN
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // FIN, data
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "- ="],    // PSH
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // PSH, data
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "- ="],    // URG
-    ["- =",     "- =",             "- =",                             "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // URG, data
-    ["- =",     "- =",             "ack =",                           "- =",                                 "- =",                          "- =",                          "- =",                          "- =",                          "- =",                          "ack ="],  // no flags, old data
+pub const TABLE: [[&str; 11]; 11] = [
+   // LISTEN   SYN-SENT            SYN-RECV (req)                          SYN-RECV (sim)                      ESTAB                                      FIN-WAIT-1                          FIN-WAIT-2                          CLOSE-WAIT                          LAST-ACK                            CLOSING                             TIME-WAIT
+    ["- =",   "synack SYN-RECV",  "rst none AttemptFails EmbryonicRsts",  "ack = SYNChallenge ChallengeACK",  "ack = InErrs SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack ="], // SYN+FIN
+    ["- =",   "- =",              "- none AttemptFails EmbryonicRsts",    "- none AttemptFails",              "- none EstabResets",                      "- none",                           "- none",                           "- none EstabResets",               "- none",                           "- none",                           "- none"], // SYN+RST
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "- ="], // no flags
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // no flags, data
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // FIN
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // FIN, data
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "- ="], // PSH
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // PSH, data
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "- ="], // URG
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // URG, data
+    ["- =",   "- =",              "ack =",                                "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // no flags, old data
 ];
 
 /// The cell for `combo` in `state`, parsed.

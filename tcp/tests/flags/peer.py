@@ -130,18 +130,27 @@ def setup(state, pport):
     k = (LPORT, pport)
     if state == "LISTEN":
         return LPORT, 0
-    if state == "SYN-SENT":
+    if state in ("SYN-SENT", "SYN-RECV-SIM"):
         c = socket.socket()
         c.setblocking(False)
         keep.append(c)
         c.connect_ex((pip, pport))
-        while True:
-            for (kp, pp), q in queues.items():
+        kp = None
+        while kp is None:
+            for (p, pp), q in queues.items():
                 if pp == pport and q:
                     seq, _, flags, _ = q.pop(0)
                     assert flags == SYN, flags
-                    return kp, seq
+                    kp, isn = p, seq
             pump(0.01)
+        if state == "SYN-SENT":
+            return kp, isn
+        # Simultaneous open: our SYN crosses the kernel's, which answers with a SYN-ACK.
+        send(pport, kp, 0, 0, SYN, opts=MSS)
+        expect((kp, pport), lambda s: s[2] == SYN | ACK and s[0] == isn and s[1] == 1, "SYN-ACK")
+        got = tcp_state(kp, pport)
+        assert got == "SYN-RECV", f"set-up for a simultaneous open reached {got}"
+        return kp, isn
     if state == "SYN-RECV":
         return LPORT, passive(pport, False)[1]
     c, isn = passive(pport)
