@@ -52,6 +52,13 @@ fn preamble(state: State) -> String {
         State::Estab => ACCEPTED_PLAIN.into(),
         State::FinWait1 => fin_wait_1,
         State::FinWait2 => fin_wait_2,
+        State::FinWait2Orphan => format!(
+            "{ACCEPTED_PLAIN}
+0.1   close
+0.1   > F. 1:1(0) ack 1 win 65535 <>
+0.1   < . 1:1(0) ack 2 win 65535
+"
+        ),
         State::CloseWait => close_wait,
         State::LastAck => format!(
             "{close_wait}0.15  shutdown

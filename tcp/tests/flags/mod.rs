@@ -19,6 +19,9 @@
 //! - synchronized states (tcp_rcv_established / tcp_rcv_state_process): neither ACK, RST nor
 //!   SYN → drop before any check; RST at rcv_nxt → reset; SYN → challenge ACK (RFC 5961 4.2;
 //!   counted in Tcp InErrs too when it reaches tcp_rcv_established, i.e. in ESTABLISHED).
+//! - an orphan in FIN-WAIT-2 is a TIME-WAIT sock in substate FIN-WAIT-2 (the FIN_WAIT2
+//!   branch of tcp_timewait_state_process): out of window → ACK; RST → gone; SYN at or after
+//!   rcv_nxt → reset; no ACK → drop.
 //! - TIME-WAIT (tcp_timewait_state_process): a bare in-window segment (no SYN, FIN or data)
 //!   or a reset is accepted (a reset kills the TIME-WAIT sock, tcp_rfc1337 = 0); anything
 //!   else is ACKed.
@@ -76,6 +79,9 @@ pub enum State {
     FinWait1,
     /// Our FIN acknowledged (the socket is still open, not an orphan).
     FinWait2,
+    /// close(), then our FIN acknowledged: an orphan, which Linux keeps as a TIME-WAIT sock
+    /// in substate FIN-WAIT-2 (tcp_time_wait(sk, TCP_FIN_WAIT2, ...)).
+    FinWait2Orphan,
     /// The peer's FIN received and ACKed.
     CloseWait,
     /// CLOSE-WAIT, then shutdown(SHUT_WR): our FIN not acknowledged.
@@ -86,7 +92,7 @@ pub enum State {
 }
 
 /// The table's column order.
-pub const STATES: [State; 11] = [
+pub const STATES: [State; 12] = [
     State::Listen,
     State::SynSent,
     State::SynRecv,
@@ -94,6 +100,7 @@ pub const STATES: [State; 11] = [
     State::Estab,
     State::FinWait1,
     State::FinWait2,
+    State::FinWait2Orphan,
     State::CloseWait,
     State::LastAck,
     State::Closing,
@@ -109,7 +116,7 @@ impl State {
             State::SynRecv | State::SynRecvSim => "SYN-RECV",
             State::Estab => "ESTAB",
             State::FinWait1 => "FIN-WAIT-1",
-            State::FinWait2 => "FIN-WAIT-2",
+            State::FinWait2 | State::FinWait2Orphan => "FIN-WAIT-2",
             State::CloseWait => "CLOSE-WAIT",
             State::LastAck => "LAST-ACK",
             State::Closing => "CLOSING",
@@ -121,6 +128,7 @@ impl State {
     pub fn key(self) -> &'static str {
         match self {
             State::SynRecvSim => "SYN-RECV-SIM",
+            State::FinWait2Orphan => "FIN-WAIT-2-ORPHAN",
             s => s.name(),
         }
     }
@@ -130,7 +138,7 @@ impl State {
         match self {
             State::Listen | State::SynSent => (1, 0),
             State::SynRecv | State::SynRecvSim | State::Estab => (1, 1),
-            State::FinWait1 | State::FinWait2 => (2, 1),
+            State::FinWait1 | State::FinWait2 | State::FinWait2Orphan => (2, 1),
             State::CloseWait => (1, 2),
             State::LastAck | State::Closing | State::TimeWait => (2, 2),
         }
@@ -182,19 +190,19 @@ pub const WATCHED: [&str; 7] = [
 /// (`InErrs`, `SYNChallenge` for TCPSYNChallenge, `ChallengeACK` for TCPChallengeACK, ...).
 /// A `rst` reply counts Tcp.OutRsts without saying so.
 #[rustfmt::skip]
-pub const TABLE: [[&str; 11]; 11] = [
-   // LISTEN   SYN-SENT            SYN-RECV (req)                          SYN-RECV (sim)                      ESTAB                                      FIN-WAIT-1                          FIN-WAIT-2                          CLOSE-WAIT                          LAST-ACK                            CLOSING                             TIME-WAIT
-    ["- =",   "synack SYN-RECV",  "rst none AttemptFails EmbryonicRsts",  "ack = SYNChallenge ChallengeACK",  "ack = InErrs SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack ="], // SYN+FIN
-    ["- =",   "- =",              "- none AttemptFails EmbryonicRsts",    "- none AttemptFails",              "- none EstabResets",                      "- none",                           "- none",                           "- none EstabResets",               "- none",                           "- none",                           "- none"], // SYN+RST
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "- ="], // no flags
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // no flags, data
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // FIN
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // FIN, data
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "- ="], // PSH
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // PSH, data
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "- ="], // URG
-    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // URG, data
-    ["- =",   "- =",              "ack =",                                "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                              "- =",                              "- =",                              "ack ="], // no flags, old data
+pub const TABLE: [[&str; 12]; 11] = [
+   // LISTEN   SYN-SENT            SYN-RECV (req)                          SYN-RECV (sim)                      ESTAB                                      FIN-WAIT-1                          FIN-WAIT-2                          FIN-WAIT-2 (orphan)   CLOSE-WAIT                          LAST-ACK                            CLOSING                             TIME-WAIT
+    ["- =",   "synack SYN-RECV",  "rst none AttemptFails EmbryonicRsts",  "ack = SYNChallenge ChallengeACK",  "ack = InErrs SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "rst none",           "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack = SYNChallenge ChallengeACK",  "ack ="], // SYN+FIN
+    ["- =",   "- =",              "- none AttemptFails EmbryonicRsts",    "- none AttemptFails",              "- none EstabResets",                      "- none",                           "- none",                           "- none",             "- none EstabResets",               "- none",                           "- none",                           "- none"], // SYN+RST
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "- ="], // no flags
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "ack ="], // no flags, data
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "ack ="], // FIN
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "ack ="], // FIN, data
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "- ="], // PSH
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "ack ="], // PSH, data
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "- ="], // URG
+    ["- =",   "- =",              "- =",                                  "- =",                              "- =",                                     "- =",                              "- =",                              "- =",                "- =",                              "- =",                              "- =",                              "ack ="], // URG, data
+    ["- =",   "- =",              "ack =",                                "- =",                              "- =",                                     "- =",                              "- =",                              "ack =",              "- =",                              "- =",                              "- =",                              "ack ="], // no flags, old data
 ];
 
 /// The cell for `combo` in `state`, parsed.

@@ -154,7 +154,15 @@ def setup(state, pport):
     if state == "SYN-RECV":
         return LPORT, passive(pport, False)[1]
     c, isn = passive(pport)
-    if state in ("FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT"):
+    if state == "FIN-WAIT-2-ORPHAN":
+        # close(), not shutdown(): once its FIN is ACKed the orphan becomes a TIME-WAIT sock
+        # in substate FIN-WAIT-2, which /proc/net/tcp lists as FIN-WAIT-2.
+        c.close()
+        expect(k, lambda s: s[2] == FIN | ACK and s[0] == isn + 1, "FIN")
+        send(pport, LPORT, 1, isn + 2, ACK)
+        pump(0.005)
+        state = "FIN-WAIT-2"
+    elif state in ("FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT"):
         c.shutdown(socket.SHUT_WR)
         expect(k, lambda s: s[2] == FIN | ACK and s[0] == isn + 1, "FIN")
         if state == "FIN-WAIT-2" or state == "TIME-WAIT":
