@@ -244,7 +244,7 @@ pub fn expected(combo: &Combo, state: State) -> Outcome {
     Outcome { reply, after, counters }
 }
 
-/// The segment `reply` stands for, as (flags, seq, ack, len): seq relative to the receiver's
+/// The segment `reply` stands for (no payload), as (flags, seq, ack): seq relative to the receiver's
 /// ISN (absolute for `RstAck`: 0), ack relative to the peer's ISN (0, so absolute too).
 pub fn reply_segment(reply: Reply, combo: &Combo, state: State) -> Option<(u8, u32, u32)> {
     use blink_tcp::tcphdr::TCPHDR_ACK;
@@ -254,7 +254,7 @@ pub fn reply_segment(reply: Reply, combo: &Combo, state: State) -> Option<(u8, u
     match reply {
         Reply::Nothing => None,
         Reply::Ack => Some((TCPHDR_ACK, snd_nxt, rcv_nxt)),
-        Reply::RstAck => Some((TCPHDR_RST | TCPHDR_ACK, 0, seq + syn_fin + combo.len)),
-        Reply::SynAck => Some((TCPHDR_SYN | TCPHDR_ACK, 0, seq + 1)),
+        Reply::RstAck => Some((TCPHDR_RST | TCPHDR_ACK, 0, seq.wrapping_add(syn_fin + combo.len))),
+        Reply::SynAck => Some((TCPHDR_SYN | TCPHDR_ACK, 0, seq.wrapping_add(1))),
     }
 }
