@@ -74,7 +74,7 @@ mib_enum!(
     TCPReqQFullDrop, TCPReqQFullDoCookies, TCPRcvQDrop, TCPOFODrop, OfoPruned,
     TCPSACKReneging, TCPLossProbeRecovery, TCPLostRetransmit,
     TCPSACKReorder, TCPDSACKRecv, TCPDSACKOfoRecv, TCPDSACKOldSent, TCPDSACKOfoSent, TCPDSACKIgnoredDubious,
-    TCPDSACKUndo, TCPLossUndo, TCPFullUndo, TCPAbortOnLinger]
+    TCPDSACKUndo, TCPLossUndo, TCPFullUndo, TCPAbortOnLinger, TCPSYNChallenge]
 );
 
 mib_enum!(

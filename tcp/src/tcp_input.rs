@@ -223,6 +223,20 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
         return;
     }
+    // An orphan in FIN-WAIT-2 is, in Linux, no full socket any more but a TIME-WAIT sock in
+    // substate FIN-WAIT-2 (tcp_time_wait(sk, TCP_FIN_WAIT2, tmo) in tcp_rcv_state_process),
+    // judged by the FIN_WAIT2 branch of tcp_timewait_state_process: the same checks in a
+    // different order. A segment without ACK meets the window check first (out of window:
+    // ACKed), and a SYN at or after rcv_nxt is answered with a reset, not a challenge ACK.
+    let orphan_fin_wait2 = sk.orphan && sk.state == TcpState::FinWait2;
+    // Neither ACK, RST nor SYN: nothing in it can be processed, so it is dropped before any
+    // check that could answer it (Linux: tcp_rcv_established's slow path and
+    // tcp_rcv_state_process, SKB_DROP_REASON_TCP_FLAGS): an out-of-window one gets no
+    // duplicate ACK either.
+    if f & (TCPHDR_ACK | TCPHDR_RST | TCPHDR_SYN) == 0 && !orphan_fin_wait2 {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+        return;
+    }
     // PAWS (RFC 7323 5): a segment whose timestamp is older than the last one is a duplicate.
     if sk.rx_opt.tstamp_ok && f & TCPHDR_RST == 0 {
         if let Some((tsval, _)) = opts.ts {
@@ -238,7 +252,8 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     if sk.state != TcpState::SynRecv && !tcp_sequence(sk, cb.seq, cb.end_seq) {
         if f & TCPHDR_RST == 0 {
             // Linux: tcp_send_dupack(). Old data again: report it as a D-SACK.
-            if !skb.is_empty() && before(cb.seq, sk.rcv_nxt) {
+            // (A TIME-WAIT sock's ACK carries no SACK blocks: not for an orphan in FIN-WAIT-2.)
+            if !skb.is_empty() && before(cb.seq, sk.rcv_nxt) && !orphan_fin_wait2 {
                 let end = if after(cb.end_seq, sk.rcv_nxt) {
                     sk.rcv_nxt
                 } else {
@@ -273,18 +288,36 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     // of tcp_validate_incoming).
     let simultaneous_synack =
         sk.state == TcpState::SynRecv && f & TCPHDR_ACK != 0 && cb.seq == sk.irs && cb.ack_seq == sk.snd_nxt;
+    if f & TCPHDR_SYN != 0 && orphan_fin_wait2 {
+        // Linux: TCP_TW_RST for a SYN at or after rcv_nxt; an older one is a duplicate.
+        if !before(cb.seq, sk.rcv_nxt) {
+            let t = sk.tuple();
+            crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
+            tcp_done(sk, stack);
+        }
+        stack.core.mib.consume_skb(skb);
+        return;
+    }
     if f & TCPHDR_SYN != 0 && !simultaneous_synack {
         if sk.state == TcpState::SynRecv && cb.seq == sk.irs {
             // Our SYN-ACK was lost: the peer retransmitted its SYN.
             stack.core.mib.tcp.inc(TcpMib::RetransSegs);
             tcp_send_synack(sk, stack);
         } else {
+            // Linux (tcp_validate_incoming, syn_challenge): counted as TCPSYNChallenge, and
+            // as an input error when it came through tcp_rcv_established (syn_inerr), which
+            // only ESTABLISHED segments do.
+            if sk.state == TcpState::Established {
+                stack.core.mib.tcp.inc(TcpMib::InErrs);
+            }
+            stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSYNChallenge);
             tcp_send_challenge_ack(sk, stack);
         }
         stack.core.mib.consume_skb(skb);
         return;
     }
     if f & TCPHDR_ACK == 0 {
+        // Only an orphan in FIN-WAIT-2 gets here without ACK (see above).
         stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
         return;
     }

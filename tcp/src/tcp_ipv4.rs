@@ -475,6 +475,13 @@ impl TcpProto {
             stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
+        if flags & TCPHDR_FIN != 0 {
+            // SYN+FIN is no connection request (Linux: tcp_rcv_state_process drops it with
+            // SKB_DROP_REASON_TCP_FLAGS): answering it would let a segment that filters
+            // matching "SYN without FIN" pass open a connection.
+            stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+            return;
+        }
         let (backlog, pending, queued) = {
             let ls = self.socks.get(l).expect("listener exists");
             (ls.backlog, ls.syn_pending, ls.accept_queue.len() as u32)

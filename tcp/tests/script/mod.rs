@@ -12,7 +12,8 @@
 //! - `> FLAGS SEQ:END(LEN) [ack N] win N <OPTS>` expects the next segment the stack sends,
 //!   within ±`TOL_MS` of TIME. SEQ is relative to the stack's ISN (learned from its SYN or
 //!   SYN-ACK; 0 before that); ack and SACK blocks are absolute.
-//! - FLAGS: `S F R P U` and `.` for ACK. OPTS: comma-separated `mss N`, `sackOK`,
+//! - `urg N` (`<` lines) sets the urgent pointer.
+//! - FLAGS: `S F R P U` and `.` for ACK; `-` for none. OPTS: comma-separated `mss N`, `sackOK`,
 //!   `TS val N ecr N`, `nop`, `eol`, `wscale N`, `sack A:B C:D ...`, and `kind K [HEX]` for
 //!   any other kind (K decimal, its data bytes in hex).
 //!
@@ -373,6 +374,7 @@ impl Script {
         tcp[4..12].copy_from_slice(&[seq.to_be_bytes(), ack.to_be_bytes()].concat());
         let doff = (tcp.len() as u8 / 4) << 4;
         tcp[12..16].copy_from_slice(&[doff, s.flags, (win >> 8) as u8, win as u8]);
+        tcp[18..20].copy_from_slice(&s.urg.to_be_bytes());
         let data_seq = seq.wrapping_add((s.flags & TCPHDR_SYN != 0) as u32);
         tcp.extend((0..len).map(|i| pattern(data_seq.wrapping_add(i))));
         let csum = TcpSlice::from_slice(&tcp).map_err(err)?;

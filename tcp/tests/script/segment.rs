@@ -61,6 +61,8 @@ pub struct SegSpec {
     pub ack: Option<Val>,
     pub win: Option<Val>,
     pub opts: Opts,
+    /// The urgent pointer (`urg N`, `<` lines only; 0 without).
+    pub urg: u16,
 }
 
 /// A segment the stack sent, with the IPv4 header fields the harness checks.
@@ -127,7 +129,8 @@ pub fn parse_seg(s: &str) -> Result<SegSpec, String> {
         return Err("FLAGS SEQ:END(LEN) ...".into());
     };
     let mut f = 0;
-    for c in flags.chars() {
+    // `-`: no flags at all (an illegal segment, tests/pd_flags.rs).
+    for c in flags.chars().filter(|_| *flags != "-") {
         f |= FLAG_CHARS
             .iter()
             .find(|(_, ch)| *ch == c)
@@ -151,10 +154,12 @@ pub fn parse_seg(s: &str) -> Result<SegSpec, String> {
         ack: None,
         win: None,
         opts,
+        urg: 0,
     };
     for kv in rest.chunks(2) {
         match kv {
             ["ack", v] => spec.ack = Some(val(v)?),
+            ["urg", v] => spec.urg = val(v)?.and_then(|v| u16::try_from(v).ok()).ok_or("urg: 0..65535")?,
             ["win", v] => spec.win = Some(val(v)?),
             _ => return Err(format!("unexpected `{}`", kv.join(" "))),
         }
