@@ -77,7 +77,7 @@ pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Re
         id: match tx.id {
             Some(id) => id,
             None if tx.df => 0,
-            None => stack.next_ip_id(),
+            None => stack.next_ip_id(tx.dst, tx.protocol),
         },
         df: tx.df,
         payload_len,
@@ -188,6 +188,7 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
         let h = Ipv4Hdr::new_unchecked(skb.data());
         (h.dst(), h.src(), h.id(), h.header_len())
     };
+    let protocol = Ipv4Hdr::new_unchecked(skb.data()).protocol();
     let Some((route, dev, prefsrc)) = ip_route_output(stack, dst) else {
         stack.core.mib.ip.inc(IpMib::OutNoRoutes);
         stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
@@ -201,7 +202,7 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
         stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
         return Err(Ipv4Error::MessageTooLong { len, mtu });
     }
-    let new_id = if id == 0 { stack.next_ip_id() } else { id };
+    let new_id = if id == 0 { stack.next_ip_id(dst, protocol) } else { id };
     let Some(buf) = skb.data_mut() else {
         stack.core.mib.ip.inc(IpMib::OutDiscards);
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);

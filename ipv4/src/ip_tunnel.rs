@@ -352,7 +352,7 @@ pub fn ip_tunnel_xmit(stack: &mut Stack, mut skb: SkBuff, ifindex: u16) {
         df,
         // Linux: iptunnel_xmit takes the counter even with DF (the outer ID is all a middlebox
         // has to tell encapsulated packets apart).
-        id: Some(stack.next_ip_id()),
+        id: Some(stack.next_ip_id(p.remote, p.kind.protocol())),
     };
     if ip_build_and_send_pkt(stack, skb, tx).is_ok() {
         bump(&t.stats.tx_packets, 1);

@@ -104,6 +104,30 @@ pub type SharedPcap = Arc<Mutex<PcapDumper>>;
 /// device queue (Linux: netdev_budget for the backlog).
 pub const INBOX_BUDGET: usize = 4 * BURST;
 
+/// Buckets of IP ID counters per core (Linux: ip_idents, 2048 shared by all CPUs).
+pub const IP_IDENTS: usize = 256;
+
+/// Random counter starts (below 65,536 / `nb_cores`: see `Stack::next_ip_id`).
+fn ip_idents_init(nb_cores: u16) -> Box<[u16; IP_IDENTS]> {
+    let mut v = Box::new([0u16; IP_IDENTS]);
+    let m = 0x1_0000 / nb_cores as u64;
+    let mut r = random_u64();
+    for (i, k) in v.iter_mut().enumerate() {
+        if i % 4 == 0 {
+            r = r.rotate_left(17).wrapping_mul(0x2545_F491_4F6C_DD1D) ^ i as u64;
+        }
+        *k = ((r >> (16 * (i % 4))) as u16 as u64 % m) as u16;
+    }
+    v
+}
+
+/// 64 random bits from the standard library's per-process random hash keys (no extra
+/// dependency; the keys come from the OS's random source).
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x6970_6964u32)
+}
+
 /// One device as the stack sees it (Linux: `struct net_device` + `struct in_device`).
 pub struct NetDev {
     pub ifindex: u16,
@@ -168,7 +192,10 @@ pub struct Stack {
     pub backlog: blink_netcore::skbuff::SkBuffHead,
     /// Application messages that arrived in the inbox, for glue to hand over.
     pub app_msgs: VecDeque<Box<dyn Any + Send>>,
-    ip_id: u16,
+    /// IP ID counters for datagrams without a socket counter (Linux: ip_idents), one per
+    /// bucket of destinations, and the random key that spreads destinations over them.
+    ip_idents: Box<[u16; IP_IDENTS]>,
+    ip_idents_key: u32,
     /// Wall-clock time at clock zero, for pcap timestamps.
     epoch: Duration,
     /// Every device's addresses, and the directed broadcasts of their subnets, as flat lists
@@ -205,8 +232,8 @@ impl Stack {
             cores: Arc::new(CoreSet::new(nb_cores, INBOX_SIZE)),
             backlog: blink_netcore::skbuff::SkBuffHead::new(),
             app_msgs: VecDeque::new(),
-            // A varying start (as Linux's random ip_idents), in this core's residue class.
-            ip_id: cpu.wrapping_add((epoch.subsec_nanos() as u16).wrapping_mul(nb_cores.max(1))),
+            ip_idents: ip_idents_init(nb_cores.max(1)),
+            ip_idents_key: random_u64() as u32,
             epoch,
             local_addrs: Vec::new(),
             bcast_addrs: Vec::new(),
@@ -504,14 +531,20 @@ impl Stack {
         Some(r)
     }
 
-    /// Next IP identification (Linux: ip_select_ident). The receiver reassembles by
-    /// (source, destination, id, protocol), so two cores sending fragmented datagrams to one
-    /// host must not hand out the same id at the same time: core `c` of `n` takes the ids
-    /// congruent to `c` mod `n`, and cores never share one within 65,536 / n datagrams.
-    pub(crate) fn next_ip_id(&mut self) -> u16 {
-        let n = self.cores.nb_cores().max(1);
-        self.ip_id = self.ip_id.wrapping_add(n);
-        self.ip_id
+    /// Next IP identification of a datagram to `dst` that may be fragmented (Linux:
+    /// __ip_select_ident over ip_idents). Destinations share [`IP_IDENTS`] counters by a keyed
+    /// hash, so the IDs seen at one destination do not count the datagrams sent to others
+    /// (the "idle scan"). The receiver reassembles by (source, destination, id, protocol), so
+    /// two cores sending fragmented datagrams to one host must not hand out the same id at
+    /// the same time: core `c` of `n` hands out only `k * n + c` for `k` below 65,536 / n,
+    /// so no two cores ever share an ID (each bucket counts `k` round that cycle).
+    pub(crate) fn next_ip_id(&mut self, dst: Ipv4Addr, protocol: u8) -> u16 {
+        let n = self.cores.nb_cores().max(1) as u32;
+        let h = (u32::from(dst) ^ self.ip_idents_key ^ ((protocol as u32) << 8)).wrapping_mul(0x9E37_79B1);
+        let k = &mut self.ip_idents[(h >> (32 - IP_IDENTS.trailing_zeros())) as usize];
+        let next = (*k as u32 + 1) % (0x1_0000 / n);
+        *k = next as u16;
+        (next * n + (self.core.cpu as u32 % n)) as u16
     }
 
     /// True if `ip` is one of our addresses (Linux: inet_addr_type() == RTN_LOCAL).
@@ -612,6 +645,68 @@ impl Drop for Stack {
                     let _ = p.flush();
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blink_netcore::jiffies::VirtualClock;
+    use blink_netcore::MempoolConfig;
+
+    fn stack(cpu: u16, nb_cores: u16) -> Stack {
+        let pool = Mempool::new(&MempoolConfig {
+            name: format!("ipid{cpu}"),
+            n: 64,
+            ..Default::default()
+        })
+        .expect("pool");
+        let clock = VirtualClock::new();
+        Stack::new(
+            cpu,
+            nb_cores,
+            Clock::virtual_clock(&clock),
+            &pool,
+            StackConfig::default(),
+        )
+    }
+
+    /// The ID after `id` on a core of `n`: `n` more, cycling below 65,536 / n * n.
+    fn step(id: u16, n: u16) -> u16 {
+        let m = (0x1_0000 / n as u32) * n as u32;
+        ((id as u32 + n as u32) % m) as u16
+    }
+
+    /// Datagrams to one destination step its bucket only: what is sent elsewhere does not show
+    /// in its IDs (no global counter to sample), and each core keeps its residue class.
+    #[test]
+    fn ip_ids_count_per_destination_bucket_and_core() {
+        for (cpu, n) in [(0u16, 1u16), (1, 2), (2, 3)] {
+            let mut s = stack(cpu, n);
+            let a = Ipv4Addr::new(10, 0, 0, 1);
+            let first = s.next_ip_id(a, 17);
+            // Another destination in a different bucket.
+            let b = (2..=255u8)
+                .map(|i| Ipv4Addr::new(10, 0, 1, i))
+                .find(|&b| {
+                    let mut t = stack(cpu, n);
+                    t.ip_idents_key = s.ip_idents_key;
+                    let (x, y) = (t.next_ip_id(a, 17), t.next_ip_id(a, 17));
+                    let _ = t.next_ip_id(b, 17);
+                    t.next_ip_id(a, 17) == step(y, n) && step(x, n) == y
+                })
+                .expect("some destination hashes to another bucket");
+            for _ in 0..10 {
+                let id = s.next_ip_id(b, 17);
+                assert_eq!(id % n, cpu % n, "core {cpu} of {n}: ID {id} out of its class");
+            }
+            assert_eq!(
+                s.next_ip_id(a, 17),
+                step(first, n),
+                "ten datagrams to {b} moved {a}'s IDs"
+            );
+            assert_eq!(first % n, cpu % n);
         }
     }
 }
