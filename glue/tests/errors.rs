@@ -176,6 +176,11 @@ fn reset_in_the_middle_of_a_transfer() {
     let b = &p.b.stack().core.mib;
     assert_eq!(b.tcp_ext[TcpExtMib::TCPAbortOnClose], 1);
     assert_eq!(b.tcp[TcpMib::EstabResets], 1);
+    // The client's segments still in flight find only the listener: each is reset, and none
+    // counts as a failed SYN cookie, since the listener never sent one (Linux checks for a
+    // cookie only after a recent SYN queue overflow).
+    assert!(b.tcp[TcpMib::OutRsts] > 1);
+    assert_eq!(b.tcp_ext[TcpExtMib::SyncookiesFailed], 0);
     p.b.close(l).unwrap();
     p.drain_and_check();
 }
