@@ -423,6 +423,7 @@ fn truncated_headers_and_source_routes() {
                 "{name}"
             );
             assert_eq!(m.drops.total() - before.drops.total(), 1, "{name}");
+            assert_eq!(m.ip[IpMib::InDiscards] - before.ip[IpMib::InDiscards], 1, "{name}");
             assert_eq!(m.ip[IpMib::InDelivers], 0, "{name}");
         }
     }

@@ -117,7 +117,12 @@ fn ip_rcv_options(stack: &mut Stack, skb: &SkBuff, hlen: usize) -> Result<(), Dr
             icmp_send(stack, skb, ICMP_PARAMETERPROB, 0, (ptr as u32) << 24);
             Err(DropReason::IpInHdr)
         }
-        Ok(o) if o.srr != 0 => Err(DropReason::IpSourceRoute),
+        Ok(o) if o.srr != 0 => {
+            // Linux counts no Ip counter here; InDiscards (a datagram refused by policy) keeps
+            // every InReceives ending in exactly one Ip counter.
+            stack.core.mib.ip.inc(IpMib::InDiscards);
+            Err(DropReason::IpSourceRoute)
+        }
         Ok(_) => Ok(()),
     }
 }
