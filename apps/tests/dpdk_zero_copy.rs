@@ -105,7 +105,13 @@ fn dpdk_rx_payload_is_the_pmd_mbuf_and_pools_drain() {
     })
     .expect("DPDK mempool");
     let mut stack = Stack::new(0, 1, Clock::monotonic(), &pool, StackConfig::default());
-    tcp_init(&mut stack, TcpConfig::default());
+    tcp_init(
+        &mut stack,
+        TcpConfig {
+            seed: Some(common::tcp_seed()),
+            ..Default::default()
+        },
+    );
     let dev = DpdkDev::open(&DpdkConfig::default(), &pool).expect("port 0");
     let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
     let ifindex = stack.add_device(

@@ -61,7 +61,13 @@ fn blink_client_to_kernel(tag: &str, net: u8, bytes: usize, impair: Option<&str>
         };
         let i = stack.add_device(dev, 0);
         stack.add_addr(i, ip).unwrap();
-        tcp::tcp_init(&mut stack, TcpConfig::default());
+        tcp::tcp_init(
+            &mut stack,
+            TcpConfig {
+                seed: Some(tcp_seed()),
+                ..Default::default()
+            },
+        );
         let c = tcp::tcp_connect(&mut stack, format!("10.200.{net}.1").parse().unwrap(), 5001).unwrap();
         let mut h = Sha256::new();
         let mut rng = 0x9e3779b97f4a7c15u64 ^ bytes as u64;

@@ -48,6 +48,7 @@ fn net(rules: &str) -> Net {
         )
         .pool(pool.clone())
         .clock(clock.clone())
+        .tcp(common::seeded(Default::default()))
         .build()
         .unwrap();
     let b = GlueBuilder::new()
@@ -55,6 +56,7 @@ fn net(rules: &str) -> Net {
         .addr("10.0.0.2/24".parse().unwrap())
         .pool(pool.clone())
         .clock(clock)
+        .tcp(common::seeded(Default::default()))
         .build()
         .unwrap();
     Net {

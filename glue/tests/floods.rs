@@ -11,6 +11,8 @@
 //! - RST/ACK floods at an established connection's own tuple (RFC 5961), and the mbuf pool
 //!   running dry in the middle of a transfer.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use blink_glue::netcore::drivers::wire::{wire_pair, WireConfig};
@@ -48,10 +50,10 @@ fn pair() -> Pair {
             .addr(ip.parse().unwrap())
             .pool(pool.clone())
             .clock(Clock::virtual_clock(&vc))
-            .tcp(TcpConfig {
+            .tcp(common::seeded(TcpConfig {
                 timewait_ms: 1000,
                 ..Default::default()
-            })
+            }))
             .build()
             .unwrap()
     };

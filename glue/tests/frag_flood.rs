@@ -4,6 +4,8 @@
 //! the oldest queues), the TCP bytes and the pings must get through during the flood, and
 //! after `ipfrag_time` (30 s of virtual time) every queue and every buffer is gone.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use blink_glue::ipv4::icmp::icmp_send_echo;
@@ -58,6 +60,7 @@ fn a_flood_of_never_completed_fragments_stays_bounded_while_tcp_and_ping_work() 
             .addr(ip.parse().unwrap())
             .pool(pool.clone())
             .clock(Clock::virtual_clock(&vc))
+            .tcp(common::seeded(Default::default()))
             .build()
             .unwrap()
     };

@@ -6,6 +6,8 @@
 //! (`Softnet.ReinjectRemote`), and the echo must come from the owner's socket. No wrong-core
 //! segment, no failed reassembly, no mbuf left.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -46,6 +48,7 @@ fn build(
         .cores(CORES)
         .mode(mode)
         .pool(pool.clone())
+        .tcp(common::seeded(Default::default()))
         .build_cores()
         .unwrap()
 }
@@ -281,6 +284,7 @@ fn bad_fragment_sets_on_two_cores() {
             .cores(CORES)
             .pool(pool.clone())
             .clock(Clock::virtual_clock(&vc))
+            .tcp(common::seeded(Default::default()))
             .build_cores()
             .unwrap()
     };

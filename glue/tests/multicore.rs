@@ -4,6 +4,8 @@
 //! learned by one core reaching the others, nothing forwarded in rss mode (the wire's RSS is
 //! Toeplitz), no wrong-core segment, no failure, no mbuf left.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -244,10 +246,10 @@ fn build(mode: Steering, dev: Vec<Box<dyn NetDevice>>, ip: &str, pool: &Mempool)
         .cores(CORES)
         .mode(mode)
         .pool(pool.clone())
-        .tcp(TcpConfig {
+        .tcp(common::seeded(TcpConfig {
             timewait_ms: 500,
             ..Default::default()
-        })
+        }))
         .build_cores()
         .unwrap();
     for g in &mut cores {

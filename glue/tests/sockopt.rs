@@ -2,6 +2,8 @@
 //! device wrapped in a sniffer that keeps every frame A sends and receives (with the virtual
 //! time), parsed back by an independent parser (etherparse).
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,10 +137,10 @@ fn rig() -> Rig {
     let clock = Clock::virtual_clock(&vc);
     let (wa, wb) = wire_pair(("a", "b"), (A_MAC, B_MAC), &WireConfig::default());
     let log: Log = Arc::default();
-    let tcp = TcpConfig {
+    let tcp = common::seeded(TcpConfig {
         timewait_ms: 1000,
         ..Default::default()
-    };
+    });
     let a = GlueBuilder::new()
         .device(Box::new(Sniffer {
             inner: wa,

@@ -5,6 +5,8 @@
 //! must still be served by the core its own tuple hashes to (re-injected there), no segment
 //! on a wrong core, no mbuf left.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -165,10 +167,10 @@ fn build(dev: Vec<Box<dyn NetDevice>>, ip: &str, tunnel: &str, pool: &Mempool) -
         .cores(CORES)
         .mode(Steering::Rss)
         .pool(pool.clone())
-        .tcp(TcpConfig {
+        .tcp(common::seeded(TcpConfig {
             timewait_ms: 500,
             ..Default::default()
-        })
+        }))
         .build_cores()
         .unwrap()
 }

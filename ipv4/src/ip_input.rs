@@ -6,7 +6,7 @@ use blink_netcore::skbuff::{IpSummed, SkBuff};
 use blink_netcore::snmp::{DropReason, IpMib};
 
 use crate::icmp::icmp_send;
-use crate::icmphdr::{ICMP_DEST_UNREACH, ICMP_PROT_UNREACH};
+use crate::icmphdr::{ICMP_DEST_UNREACH, ICMP_PARAMETERPROB, ICMP_PROT_UNREACH};
 use crate::iphdr::{Ipv4Hdr, IPV4_MIN_HLEN};
 use crate::stack::Stack;
 
@@ -88,12 +88,43 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
         stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
         return;
     }
+    // Linux checks options right after the route lookup (ip_rcv_finish_core), so a malformed
+    // list is refused whoever the packet is for. Only headers longer than 20 bytes pay.
+    let hlen = Ipv4Hdr::new_unchecked(skb.data()).header_len();
+    if hlen > IPV4_MIN_HLEN {
+        if let Err(reason) = ip_rcv_options(stack, &skb, hlen) {
+            stack.core.mib.kfree_skb_reason(skb, reason);
+            return;
+        }
+    }
     if stack.is_local_addr(dst) || stack.is_broadcast_addr(dst) {
         ip_local_deliver(stack, skb);
         return;
     }
     stack.core.mib.ip.inc(IpMib::InAddrErrors);
     stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+}
+
+/// Linux: ip_rcv_options(). A malformed option list is answered with a parameter problem
+/// pointing at the bad byte and counted in InHdrErrors; a source route is refused (Linux's
+/// default `accept_source_route = 0`: a host must not let a sender pick the return path).
+#[cold]
+fn ip_rcv_options(stack: &mut Stack, skb: &SkBuff, hlen: usize) -> Result<(), DropReason> {
+    let opts = crate::ip_options::ip_options_compile(&skb.data()[IPV4_MIN_HLEN..hlen]);
+    match opts {
+        Err(ptr) => {
+            stack.core.mib.ip.inc(IpMib::InHdrErrors);
+            icmp_send(stack, skb, ICMP_PARAMETERPROB, 0, (ptr as u32) << 24);
+            Err(DropReason::IpInHdr)
+        }
+        Ok(o) if o.srr != 0 => {
+            // Linux counts no Ip counter here; InDiscards (a datagram refused by policy) keeps
+            // every InReceives ending in exactly one Ip counter.
+            stack.core.mib.ip.inc(IpMib::InDiscards);
+            Err(DropReason::IpSourceRoute)
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Linux: ip_local_deliver(). Fragments go to reassembly (`ip_defrag`); a datagram they

@@ -6,6 +6,7 @@
 //! - [`dev`]: Ethernet receive demux (`netif_receive_skb`) and `dev_queue_xmit`.
 //! - [`arp`] and [`neighbour`]: ARP and the neighbour table with NUD states.
 //! - [`ip_input`] and [`ip_output`]: `ip_rcv` .. `ip_local_deliver`, `ip_build_and_send_pkt`.
+//! - [`ip_options`]: the checks a received packet's IP options must pass.
 //! - [`ip_defrag`]: reassembly queues, and the re-hash that sends a reassembled datagram to
 //!   the core owning its flow.
 //! - [`ip_exception`]: the exception path's classifier (which frames the kernel that shares
@@ -24,6 +25,7 @@ pub mod ip_defrag;
 pub mod ip_exception;
 pub mod ip_fragment;
 pub mod ip_input;
+pub mod ip_options;
 pub mod ip_output;
 pub mod ip_tunnel;
 pub mod iphdr;

@@ -419,6 +419,83 @@ const REASM_DROPS: [&str; 5] = [
     "Drop.FragTooFar",
 ];
 
+/// The test's own reading of an IPv4 option list (RFC 791 framing plus the checks Linux's
+/// ip_options_compile makes on receive): `Ok(source_routed)`, or the parameter problem's
+/// pointer (from the IP header's first byte) of the first fault.
+fn ip_opts_verdict(opts: &[u8]) -> Result<bool, u8> {
+    let (mut i, mut srr, mut rr, mut ts) = (0usize, false, false, false);
+    while i < opts.len() {
+        let p = |k: usize| (20 + i + k) as u8;
+        let ty = opts[i];
+        if ty == 0 {
+            break;
+        }
+        if ty == 1 {
+            i += 1;
+            continue;
+        }
+        let Some(&len) = opts.get(i + 1) else { return Err(p(0)) };
+        let len = len as usize;
+        if len < 2 || i + len > opts.len() {
+            return Err(p(0));
+        }
+        let o = &opts[i..i + len];
+        // The pointer byte and what it leaves: `need` bytes at pointer - 1 must fit.
+        let room = |min_ptr: u8, need: usize, flags_ok: bool| -> Result<(), u8> {
+            let ptr = *o.get(2).ok_or(p(1))?;
+            if ptr < min_ptr {
+                return Err(p(2));
+            }
+            if (ptr as usize) <= len && ptr as usize - 1 + need > len {
+                return Err(p(2));
+            }
+            if !flags_ok {
+                return Err(p(3));
+            }
+            Ok(())
+        };
+        match ty {
+            131 | 137 => {
+                if len < 3 {
+                    return Err(p(1));
+                }
+                room(4, 0, true)?;
+                if srr {
+                    return Err(p(0));
+                }
+                srr = true;
+            }
+            7 => {
+                if rr {
+                    return Err(p(0));
+                }
+                if len < 3 {
+                    return Err(p(1));
+                }
+                room(4, 4, true)?;
+                rr = true;
+            }
+            68 => {
+                if ts {
+                    return Err(p(0));
+                }
+                if len < 4 {
+                    return Err(p(1));
+                }
+                let (ptr, flags) = (o[2] as usize, o[3] & 0xf);
+                let need = if flags == 1 || flags == 3 { 8 } else { 4 };
+                let full_overflowed = ptr > len && flags != 3 && o[3] >> 4 == 15;
+                room(5, need, !full_overflowed)?;
+                ts = true;
+            }
+            148 if len < 4 => return Err(p(1)),
+            _ => {}
+        }
+        i += len;
+    }
+    Ok(srr)
+}
+
 fn legit_silent_consumption(f: &[u8]) -> Option<&'static str> {
     if f.len() < 14 {
         return None;
@@ -465,6 +542,10 @@ fn legit_silent_consumption(f: &[u8]) -> Option<&'static str> {
                 || zeronet
                 || src == STACK_IP
             {
+                return None;
+            }
+            // A malformed or source-routed option list is refused before reassembly.
+            if ihl > 20 && ip_opts_verdict(&body[20..ihl]) != Ok(false) {
                 return None;
             }
             if frag {
@@ -597,11 +678,12 @@ fn fuzz_mutated_arp_and_icmp() {
             continue;
         }
         if ndrops > 1 {
-            // Two skbs died: the datagram of an unknown protocol, and the protocol-unreachable
-            // built for it, which has no route back to an off-link source.
-            assert_eq!(
-                drops,
-                counters(&[("Drop.IpNoProto", 1), ("Drop.IpOutNoRoutes", 1)]),
+            // Two skbs died: the datagram of an unknown protocol (or with malformed IP
+            // options), and the protocol-unreachable (parameter problem) built for it, which
+            // has no route back to an off-link source.
+            assert!(
+                drops == counters(&[("Drop.IpNoProto", 1), ("Drop.IpOutNoRoutes", 1)])
+                    || drops == counters(&[("Drop.IpInHdr", 1), ("Drop.IpOutNoRoutes", 1)]),
                 "one frame, several drops: {}",
                 ctx()
             );
@@ -616,6 +698,11 @@ fn fuzz_mutated_arp_and_icmp() {
         match (out.len(), ndrops) {
             (1, 0) => t.answered += 1,
             (0, 1 | 2) => t.dropped += 1,
+            (1, 1) if drops == counters(&[("Drop.IpInHdr", 1)]) => {
+                // Malformed IP options: a parameter problem (check_answer checked its pointer)
+                // and the datagram dropped (Linux: ip_options_compile, InHdrErrors).
+                t.answered_and_dropped += 1;
+            }
             (1, 1) => {
                 // The one legitimate double: an unknown protocol is answered with ICMP
                 // protocol-unreachable *and* counted as dropped (Linux does the same).
@@ -689,6 +776,17 @@ fn check_answer(req: &[u8], out: &[u8]) -> Result<(), String> {
             // The datagram as received (padding trimmed), up to 576 - 20 - 8 bytes.
             if req_ip[9] == 1 || r.payload[..] != req_ip[..req_ip.len().min(548)] {
                 return Err("protocol unreachable does not quote the datagram".into());
+            }
+        }
+        Icmpv4Type::ParameterProblem(icmpv4::ParameterProblemHeader::PointerIndicatesError(ptr)) => {
+            if ihl <= 20 || ip_opts_verdict(&req_ip[20..ihl]) != Err(*ptr) {
+                return Err(format!(
+                    "parameter problem at {ptr} for options {:02x?}",
+                    &req_ip[20..ihl.max(20)]
+                ));
+            }
+            if r.payload[..] != req_ip[..req_ip.len().min(548)] {
+                return Err("parameter problem does not quote the datagram".into());
             }
         }
         t => return Err(format!("unexpected ICMP {t:?}")),

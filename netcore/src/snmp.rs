@@ -105,7 +105,8 @@ mib_enum!(
     ProtoMem, TcpOfoDrop, DupFrag, FragReasmTimeout, FragTooFar, FragOverlap, FragMemLimit,
     TunnelHdr, TunnelCsum, TunnelNoMatch, TcpFlags, TcpRfc7323Paws, TcpInvalidSequence,
     TcpInvalidAckSequence, TcpAckUnsentData, TcpTooOldAck, FragOptions, TcpOldData, TcpOfoMerge,
-    TcpOverWindow, ExcNoMacHeader, ExcKernelTxFull, ExcKernelTxError, ExcFromKernelRunt]
+    TcpOverWindow, ExcNoMacHeader, ExcKernelTxFull, ExcKernelTxError, ExcFromKernelRunt,
+    IpSourceRoute]
 );
 
 mib_enum!(

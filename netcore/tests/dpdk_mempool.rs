@@ -12,9 +12,11 @@ use blink_netcore::{Mempool, MempoolConfig, SkBuff};
 fn dpdk_mempool_has_the_heap_pool_api() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        // A skip passes for a success unless this run says it must not (.ci/run does).
-        if std::env::var("BLINK_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-            panic!("dpdk_mempool_has_the_heap_pool_api: needs root (EAL runtime directory), and BLINK_REQUIRE_ROOT=1 says it must not be skipped here");
+        // A skip passes for a success unless this run says it must not (.ci/run does; CI=true
+        // too), the same rule as apps/tests/common's require_root.
+        if std::env::var("BLINK_REQUIRE_ROOT").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
+        {
+            panic!("dpdk_mempool_has_the_heap_pool_api: needs root (EAL runtime directory), and BLINK_REQUIRE_ROOT=1 (or CI=true) says it must not be skipped here");
         }
         // Straight to stderr: the test harness captures eprintln!, and hides it for a pass.
         use std::io::Write;

@@ -98,9 +98,11 @@ fn poll_queue(mut dev: DpdkDev, total: Arc<AtomicUsize>) -> (DpdkDev, Vec<(usize
 fn dpdk_queue_handles_split_the_port() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        // A skip passes for a success unless this run says it must not (.ci/run does).
-        if std::env::var("BLINK_REQUIRE_ROOT").is_ok_and(|v| v == "1") {
-            panic!("dpdk_queue_handles_split_the_port: needs root (network namespace, EAL), and BLINK_REQUIRE_ROOT=1 says it must not be skipped here");
+        // A skip passes for a success unless this run says it must not (.ci/run does; CI=true
+        // too), the same rule as apps/tests/common's require_root.
+        if std::env::var("BLINK_REQUIRE_ROOT").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
+        {
+            panic!("dpdk_queue_handles_split_the_port: needs root (network namespace, EAL), and BLINK_REQUIRE_ROOT=1 (or CI=true) says it must not be skipped here");
         }
         // Straight to stderr: the test harness captures eprintln!, and hides it for a pass.
         use std::io::Write;

@@ -77,6 +77,10 @@ pub fn mss_index(peer_mss: u16) -> u32 {
     MSS_TABLE.iter().rposition(|&m| m <= peer_mss).unwrap_or(0) as u32
 }
 
+/// How long after its last cookie a listener still checks ACKs for cookies: the age a cookie
+/// may reach, two cookie periods of 60 s (Linux: TCP_SYNCOOKIE_VALID).
+pub const TCP_SYNCOOKIE_VALID_MS: u64 = 2 * 60_000;
+
 /// Cookie clock: minutes of jiffies (Linux: tcp_cookie_time()).
 pub fn cookie_minute(stack: &Stack) -> u32 {
     (stack.core.jiffies / 60_000) as u32

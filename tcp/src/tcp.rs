@@ -275,6 +275,11 @@ pub struct TcpSock {
     pub accept_queue: VecDeque<SockHandle>,
     /// Connections in SYN-RECV for this listener.
     pub syn_pending: u32,
+    /// Listener: when (jiffies) its SYN queue last overflowed into cookies. Returning ACKs
+    /// are checked as cookies only for two cookie periods after (Linux: tcp_synq_overflow()
+    /// and tcp_synq_no_recent_overflow()), so an ACK at a listener that sent none is reset
+    /// without counting a failed cookie, and cookies cannot be guessed at while none are out.
+    pub synq_overflow: Option<u64>,
 
     // ---- timers ----
     pub retransmit_timer: Option<TimerId>,
@@ -403,6 +408,7 @@ impl TcpSock {
             backlog: 0,
             accept_queue: VecDeque::new(),
             syn_pending: 0,
+            synq_overflow: None,
             retransmit_timer: None,
             delack_timer: None,
             keepalive_timer: None,

@@ -178,7 +178,8 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
         // Our SYN is acknowledged: established.
         sk.snd_una = cb.ack_seq;
         sk.snd_sml = cb.ack_seq;
-        sk.snd_wnd = (cb.window as u32) << sk.rx_opt.snd_wscale;
+        // A SYN-ACK's window is never scaled (RFC 7323 2.2; Linux: tcp_rcv_synsent_state_process).
+        sk.snd_wnd = cb.window as u32;
         sk.max_window = sk.snd_wnd;
         tcp_syn_rtt_meas(sk, stack);
         sk.retransmits = 0;

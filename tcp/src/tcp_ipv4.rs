@@ -459,7 +459,12 @@ impl TcpProto {
         }
         if flags & TCPHDR_ACK != 0 {
             // An ACK for a connection we do not have: a SYN cookie coming back, or garbage.
-            if self.cfg.syncookies {
+            // Only a listener that sent cookies lately checks for one.
+            let recent =
+                self.socks.get(l).and_then(|ls| ls.synq_overflow).is_some_and(|at| {
+                    stack.core.jiffies.saturating_sub(at) <= crate::syncookies::TCP_SYNCOOKIE_VALID_MS
+                });
+            if self.cfg.syncookies && recent {
                 self.cookie_ack(stack, l, t, skb, opts);
                 return;
             }
@@ -509,6 +514,7 @@ impl TcpProto {
         }
         if want_cookie {
             // SYN queue full: answer statelessly (Linux: tcp_syncookies = 1).
+            self.socks.get_mut(l).expect("listener exists").synq_overflow = Some(stack.core.jiffies);
             let idx = crate::syncookies::mss_index(opts.mss.unwrap_or(536));
             let cookie = self
                 .cookies

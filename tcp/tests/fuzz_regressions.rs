@@ -83,7 +83,13 @@ fn reno_dupack_after_timeout_keeps_left_out_within_packets_out() {
     let dev = stack.add_device(Box::new(a), 0);
     stack.add_addr(dev, Ipv4Cidr::new(STACK_IP, 24).unwrap()).unwrap();
     blink_ipv4::neighbour::neigh_add_static(&mut stack, PEER_IP, EthAddr(PEER_MAC), dev);
-    tcp_init(&mut stack, TcpConfig::default());
+    tcp_init(
+        &mut stack,
+        TcpConfig {
+            seed: Some(script::seed()),
+            ..Default::default()
+        },
+    );
     let mut p = Peer {
         stack,
         clock,

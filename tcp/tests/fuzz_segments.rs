@@ -246,6 +246,8 @@ fn hostile_segments_never_panic_or_leak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_b11e_f00d_u64);
+    // Shown only if the test fails, with the TCP seed `seeded` prints: the two replay a run.
+    println!("relay seed {seed} (replay with BLINK_FUZZ_SEED={seed})");
     let steps: usize = std::env::var("BLINK_FUZZ_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -268,12 +270,12 @@ fn hostile_segments_never_panic_or_leak() {
         (mac_b, EthAddr([2, 0, 0, 0, 1, 2])),
         &WireConfig::default(),
     );
-    let cfg = TcpConfig {
+    let cfg = common::seeded(TcpConfig {
         timewait_ms: 2000,
         sndbuf: 64 * 1024,
         rcvbuf: 64 * 1024,
         ..Default::default()
-    };
+    });
     let mut a = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
     let mut b = Stack::new(0, 1, clock.clone(), &pool, StackConfig::default());
     let ia = a.add_device(Box::new(wa), 0);

@@ -13,6 +13,7 @@ use script::{cfg, run, ACCEPTED_SACK};
 fn passive_open_with_options() {
     let big = TcpConfig {
         timewait_ms: 1000,
+        seed: Some(script::seed()),
         ..Default::default()
     };
     let mut s = run(

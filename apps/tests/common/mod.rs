@@ -38,6 +38,20 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// The TCP seed of the stacks these tests build in-process (`TcpConfig::seed`): BLINK_SEED,
+/// else 1, as in the other crates' wire tests. Printed with the test's output (shown when it
+/// fails), so a run can be replayed on blink's side; the kernel's ISNs stay its own.
+pub fn tcp_seed() -> u64 {
+    let seed = match std::env::var("BLINK_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("BLINK_SEED: `{v}` is not an integer")),
+        Err(_) => 1,
+    };
+    println!("TCP seed {seed} (replay with BLINK_SEED={seed})");
+    seed
+}
+
 pub fn run(cmd: &[&str]) -> Output {
     let out = Command::new(cmd[0])
         .args(&cmd[1..])

@@ -23,6 +23,33 @@ pub struct Pair<U> {
     pub b: Glue<U>,
 }
 
+/// The one seed of a test run: BLINK_SEED from the environment, else 1 (as TCP's script
+/// tests). Through [`seeded`] it fixes every stack's ISNs, timestamp offsets, SYN-cookie secret
+/// and ephemeral-port start, so a seed replays a run. Printed once per test: libtest runs each
+/// test on a thread of its own and shows what it printed only when it fails.
+pub fn seed() -> u64 {
+    thread_local!(static PRINTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    let seed = match std::env::var("BLINK_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("BLINK_SEED: `{v}` is not an integer")),
+        Err(_) => 1,
+    };
+    if !PRINTED.with(|p| p.replace(true)) {
+        println!("TCP seed {seed} (replay with BLINK_SEED={seed})");
+    }
+    seed
+}
+
+/// `cfg` with [`seed`] unless the test fixed a seed of its own. Every builder in these tests
+/// passes its TcpConfig through here (a builder without `.tcp()` would get random keys).
+pub fn seeded(cfg: TcpConfig) -> TcpConfig {
+    TcpConfig {
+        seed: cfg.seed.or_else(|| Some(seed())),
+        ..cfg
+    }
+}
+
 /// Short TIME-WAIT so tests can wait for every socket to be gone.
 pub fn cfg() -> TcpConfig {
     TcpConfig {
@@ -56,7 +83,7 @@ pub fn pair_with<U>(
         .static_arp(B_IP, B_MAC)
         .pool(pool.clone())
         .clock(clock.clone())
-        .tcp(tcp_a);
+        .tcp(seeded(tcp_a));
     if let Some(cfg) = impair_a {
         ab = ab.impair(cfg);
     }
@@ -69,7 +96,7 @@ pub fn pair_with<U>(
         .addr("10.0.0.2/24".parse().unwrap())
         .pool(pool.clone())
         .clock(clock)
-        .tcp(tcp_b)
+        .tcp(seeded(tcp_b))
         .build()
         .unwrap();
     Pair { pool, vc, a, b }
@@ -95,6 +122,13 @@ impl<U> Pair<U> {
     /// One poll of each side with callbacks.
     pub fn step_with(&mut self, ha: &mut impl GlueHandler<U>, hb: &mut impl GlueHandler<U>) -> usize {
         let n = self.a.periodic_with(ha) + self.b.periodic_with(hb);
+        self.advance(n);
+        n
+    }
+
+    /// One poll of each side, A with callbacks, B in pull mode (the test takes B's events).
+    pub fn step_a_with(&mut self, ha: &mut impl GlueHandler<U>) -> usize {
+        let n = self.a.periodic_with(ha) + self.b.periodic();
         self.advance(n);
         n
     }

@@ -776,7 +776,8 @@ impl Host {
 }
 
 /// Every datagram `ip_rcv` counted in `InReceives` ends in exactly one place: a header or
-/// address error, truncated, queued for reassembly (`ReasmReqds`, per fragment), or handed
+/// address error, truncated, refused by policy (`InDiscards`: a source route), queued for
+/// reassembly (`ReasmReqds`, per fragment), or handed
 /// to a protocol (`InDelivers`) or refused as unknown (`InUnknownProtos`) — reassembled
 /// datagrams (`ReasmOKs`) going through the last two once more.
 pub fn check_ip_counters(mib: &Mib) {
@@ -784,6 +785,7 @@ pub fn check_ip_counters(mib: &Mib) {
     let ends = g(IpMib::InHdrErrors)
         + g(IpMib::InTruncatedPkts)
         + g(IpMib::InAddrErrors)
+        + g(IpMib::InDiscards)
         + g(IpMib::ReasmReqds)
         + g(IpMib::InDelivers)
         + g(IpMib::InUnknownProtos);

@@ -449,13 +449,16 @@ impl XorShift {
     }
 }
 
-/// The seed for randomized tests: `BLINK_TEST_SEED` if set, else a fixed default. Printed so
-/// a failure can be replayed.
+/// The seed for randomized tests: `BLINK_SEED` if set (the one seed every crate's wire tests
+/// read), else the test's fixed default. Printed with the test's output, which libtest shows
+/// when it fails, so a failure can be replayed.
 pub fn test_seed(default: u64) -> u64 {
-    let seed = std::env::var("BLINK_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    println!("seed = {seed} (replay with BLINK_TEST_SEED={seed})");
+    let seed = match std::env::var("BLINK_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("BLINK_SEED: `{v}` is not an integer")),
+        Err(_) => default,
+    };
+    println!("seed = {seed} (replay with BLINK_SEED={seed})");
     seed
 }

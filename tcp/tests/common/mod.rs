@@ -22,7 +22,35 @@ pub struct Pair {
     pub b: Stack,
 }
 
+/// The one seed of a test run: BLINK_SEED from the environment, else 1 (as the script tests'
+/// `seed()`). Through [`seeded`] it fixes every stack's ISNs, timestamp offsets, SYN-cookie
+/// secret and ephemeral-port start, so a seed replays a run. Printed once per test: libtest
+/// runs each test on a thread of its own and shows what it printed only when it fails.
+pub fn seed() -> u64 {
+    thread_local!(static PRINTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    let seed = match std::env::var("BLINK_SEED") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("BLINK_SEED: `{v}` is not an integer")),
+        Err(_) => 1,
+    };
+    if !PRINTED.with(|p| p.replace(true)) {
+        println!("TCP seed {seed} (replay with BLINK_SEED={seed})");
+    }
+    seed
+}
+
+/// `cfg` with [`seed`] unless the test fixed a seed of its own.
+pub fn seeded(cfg: TcpConfig) -> TcpConfig {
+    TcpConfig {
+        seed: cfg.seed.or_else(|| Some(seed())),
+        ..cfg
+    }
+}
+
+/// Two stacks A (10.0.0.1) and B (10.0.0.2), both with `tcp` [`seeded`].
 pub fn pair(impair: Option<ImpairConfig>, tcp: TcpConfig) -> Pair {
+    let tcp = seeded(tcp);
     let pool = Mempool::new(&MempoolConfig {
         n: 32768,
         ..Default::default()
