@@ -118,6 +118,18 @@ impl<U> Glue<U> {
         }
     }
 
+    /// Run `f` with this core's end of the exception path (its kernel TAPs and their
+    /// counters); None without one.
+    pub fn with_kernel_if<R>(&mut self, f: impl FnOnce(&crate::exception::KernelIf) -> R) -> Option<R> {
+        self.stack
+            .with_exception(|_, h| {
+                h.as_any_mut()
+                    .downcast_mut::<crate::exception::KernelIf>()
+                    .map(|k| f(k))
+            })
+            .flatten()
+    }
+
     /// What the builder opened, one line per device that has something to say (a DPDK port:
     /// `dpdk: port 0 (net_tap) mac .. link up, 2 queue(s); offloads: ..`). Core 0's only.
     pub fn device_notes(&self) -> &[String] {
