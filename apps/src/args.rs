@@ -67,9 +67,15 @@ pub struct DevArgs {
     /// `tcp:22,udp:67-68,arp`.
     #[arg(long = "to-kernel", value_name = "RULES")]
     pub to_kernel: Option<String>,
-    /// Name of the exception path's kernel TAP (default: blink-kni0).
-    #[arg(long = "kernel-if", value_name = "NAME")]
+    /// Names of the exception path's kernel TAPs, one per port: NAME[,NAME2...] (default:
+    /// blink-kni0 for port 0, blink-kni1 for port 1, ...). blink brings each up with its
+    /// port's MAC and MTU.
+    #[arg(long = "kernel-if", value_name = "NAME[,NAME...]")]
     pub kernel_if: Option<String>,
+    /// Also give each kernel TAP its port's first address (what `ip addr add` would), so the
+    /// host's services answer on blink's address with no further commands.
+    #[arg(long = "kernel-addr")]
+    pub kernel_addr: bool,
     /// Capture every frame of the device into this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -146,7 +152,8 @@ impl DevArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DevKind {
     Wire,
-    Tap(String),
+    /// One TAP per port, port `i` the `i`-th name.
+    Tap(Vec<String>),
     Dpdk,
 }
 
@@ -156,12 +163,26 @@ impl DevArgs {
         match self.dev.as_deref().unwrap_or("wire") {
             "wire" => Ok(DevKind::Wire),
             "dpdk" => Ok(DevKind::Dpdk),
-            s => match s.strip_prefix("tap:") {
-                Some(n) if !n.is_empty() && n.len() < 16 => Ok(DevKind::Tap(n.to_string())),
-                _ => Err(usage(format!(
-                    "--dev: `{s}` is not one of wire, tap:NAME (NAME 1..15 chars), dpdk"
-                ))),
-            },
+            // Several ports: `tap:A,tap:B` (port 0 is A, port 1 is B).
+            s => {
+                let mut names: Vec<String> = Vec::new();
+                for one in s.split(',') {
+                    match one.strip_prefix("tap:") {
+                        Some(n) if !n.is_empty() && n.len() < 16 => {
+                            if names.iter().any(|x| x == n) {
+                                return Err(usage(format!("--dev: tap:{n} is given twice")));
+                            }
+                            names.push(n.to_string())
+                        }
+                        _ => {
+                            return Err(usage(format!(
+                                "--dev: `{one}` is not one of wire, tap:NAME[,tap:NAME2...] (NAME 1..15 chars), dpdk"
+                            )))
+                        }
+                    }
+                }
+                Ok(DevKind::Tap(names))
+            }
         }
     }
 
@@ -216,8 +237,8 @@ impl DevArgs {
             .collect()
     }
 
-    /// The --config file, parsed (None without one). Entries for a port that does not exist
-    /// are errors naming it: blink drives one device, port 0.
+    /// The --config file, parsed (None without one). Its port numbers are checked against
+    /// the devices by [`DevArgs::port_addresses`].
     pub fn config_file(&self) -> Result<Option<ConfigFile>, UsageError> {
         let Some(path) = &self.config else {
             return Ok(None);
@@ -225,14 +246,40 @@ impl DevArgs {
         let at = || format!("--config {}", path.display());
         let text = std::fs::read_to_string(path).map_err(|e| usage(format!("{}: cannot read: {e}", at())))?;
         let c = parse_config_file(&text).map_err(|e| usage(format!("{}: {e}", at())))?;
-        if let Some((port, _)) = c.ports.iter().find(|(p, _)| *p != 0) {
-            return Err(usage(format!("{}: port {port}: only port 0 exists (one device)", at())));
-        }
         Ok(Some(c))
     }
 
-    /// Addresses of port 0: --ip plus the --config lines.
+    /// The ports' addresses, port `i` at index `i` of `nports`: --ip is port 0's, each
+    /// `<port> <ip> <mask>` line its port's. A line for a port with no device is an error
+    /// naming it.
+    pub fn port_addresses(&self, nports: usize, devs: &str) -> Result<Vec<Vec<Ipv4Cidr>>, UsageError> {
+        let mut v = vec![Vec::new(); nports.max(1)];
+        v[0].extend(self.ip_arg()?);
+        if let Some(c) = self.config_file()? {
+            for &(port, cidr) in &c.ports {
+                let Some(slot) = v.get_mut(port as usize).filter(|_| (port as usize) < nports) else {
+                    let path = self.config.as_ref().expect("a config file was read").display();
+                    return Err(usage(format!(
+                        "--config {path}: port {port}: no such port ({nports} device(s): {devs})"
+                    )));
+                };
+                slot.push(cidr);
+            }
+        }
+        Ok(v)
+    }
+
+    /// Every port's addresses: --ip plus the --config lines.
     pub fn addresses(&self) -> Result<Vec<Ipv4Cidr>, UsageError> {
+        let mut v = self.ip_arg()?;
+        if let Some(c) = self.config_file()? {
+            v.extend(c.ports.iter().map(|&(_, cidr)| cidr));
+        }
+        Ok(v)
+    }
+
+    /// --ip, checked.
+    fn ip_arg(&self) -> Result<Vec<Ipv4Cidr>, UsageError> {
         let mut v = Vec::new();
         if let Some(ip) = self.ip {
             // A host address, not the subnet's own or its broadcast (except on /31 and /32,
@@ -248,9 +295,6 @@ impl DevArgs {
                 )));
             }
             v.push(ip);
-        }
-        if let Some(c) = self.config_file()? {
-            v.extend(c.ports.iter().map(|&(_, cidr)| cidr));
         }
         Ok(v)
     }
@@ -284,16 +328,19 @@ impl DevArgs {
         })
     }
 
-    /// The exception path: (rules, kernel TAP name) from --to-kernel/--kernel-if, or else the
-    /// config file's `to-kernel`/`kernel-if` lines (the command line wins).
-    pub fn exception(&self) -> Result<Option<(ExcRules, String)>, UsageError> {
+    /// The exception path: (rules, kernel TAP names) from --to-kernel/--kernel-if, or else the
+    /// config file's `to-kernel`/`kernel-if` lines (the command line wins). The names are a
+    /// comma-separated list, one per port; None when not given (see [`kernel_if_names`]).
+    pub fn exception(&self) -> Result<Option<(ExcRules, Option<Vec<String>>)>, UsageError> {
         let file = self.config_file()?;
         let rules = match &self.to_kernel {
             Some(r) => Some(r.parse::<ExcRules>().map_err(|e| usage(format!("--to-kernel: {e}")))?),
             None => file.as_ref().and_then(|c| c.to_kernel.clone()),
         };
         if let Some(n) = &self.kernel_if {
-            check_ifname(n).map_err(|e| usage(format!("--kernel-if: {e}")))?;
+            for one in n.split(',') {
+                check_ifname(one).map_err(|e| usage(format!("--kernel-if: {e}")))?;
+            }
         }
         let name = self
             .kernel_if
@@ -311,21 +358,47 @@ impl DevArgs {
             }
             return Ok(None);
         };
-        let name = name.unwrap_or_else(|| blink_glue::DEFAULT_KERNEL_IF.to_string());
+        let names: Option<Vec<String>> = name.map(|n| n.split(',').map(str::to_string).collect());
         match self.dev_kind()? {
             DevKind::Wire => {
                 return Err(usage(
                     "--to-kernel: the in-memory wire has no kernel to share it with; use --dev tap:NAME or dpdk",
                 ))
             }
-            DevKind::Tap(t) if t == name => {
-                return Err(usage(format!(
-                    "--kernel-if: `{name}` is blink's own device (--dev tap:{t})"
-                )))
+            DevKind::Tap(t) => {
+                let names = kernel_if_names(names.clone(), t.len())?;
+                if let Some(n) = names.iter().find(|n| t.contains(n)) {
+                    return Err(usage(format!(
+                        "--kernel-if: `{n}` is blink's own device (--dev tap:{n})"
+                    )));
+                }
             }
             _ => {}
         }
-        Ok(Some((rules, name)))
+        Ok(Some((rules, names)))
+    }
+}
+
+/// The kernel TAPs of `nports` ports: the names given (one per port), or by default
+/// `blink-kni0`, `blink-kni1`, ... (port `i`'s is `blink-kni{i}`).
+pub fn kernel_if_names(given: Option<Vec<String>>, nports: usize) -> Result<Vec<String>, UsageError> {
+    match given {
+        None => Ok((0..nports)
+            .map(|i| {
+                let base = blink_glue::DEFAULT_KERNEL_IF.trim_end_matches('0');
+                format!("{base}{i}")
+            })
+            .collect()),
+        Some(v) if v.len() == nports => {
+            if let Some((_, n)) = v.iter().enumerate().find(|(i, n)| v[..*i].contains(n)) {
+                return Err(usage(format!("--kernel-if: `{n}` is given twice")));
+            }
+            Ok(v)
+        }
+        Some(v) => Err(usage(format!(
+            "--kernel-if: {nports} port(s) need {nports} name(s), one per port (a,b,...), got {}",
+            v.len()
+        ))),
     }
 }
 

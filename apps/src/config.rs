@@ -7,7 +7,7 @@
 //! arp 10.200.0.9 02:00:00:00:00:09    # a permanent neighbour
 //! route 10.201.0.0/16 via 10.200.0.1  # a route through a gateway
 //! to-kernel tcp:22,arp                # the kernel's share of the NIC
-//! kernel-if blink-kni0                # and the name of its TAP
+//! kernel-if blink-kni0                # and the name of its TAP (one per port: a,b,...)
 //! ```
 
 use std::net::Ipv4Addr;
@@ -27,7 +27,7 @@ pub struct ConfigFile {
     pub routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
     /// `to-kernel RULES`.
     pub to_kernel: Option<ExcRules>,
-    /// `kernel-if NAME`.
+    /// `kernel-if NAME[,NAME2...]`: one per port.
     pub kernel_if: Option<String>,
 }
 
@@ -92,7 +92,10 @@ pub fn parse_config_file(text: &str) -> Result<ConfigFile, String> {
                 let [_, name] = f[..] else {
                     return Err(format!("line {n}: expected `kernel-if NAME`, got `{line}`"));
                 };
-                check_ifname(name).map_err(|e| format!("line {n}: kernel-if: {e}"))?;
+                // One name per port, comma-separated.
+                for one in name.split(',') {
+                    check_ifname(one).map_err(|e| format!("line {n}: kernel-if: {e}"))?;
+                }
                 c.kernel_if = Some(name.to_string());
             }
             // An interface line, or one whose port field is wrong (then that field is named).
@@ -168,6 +171,7 @@ mod tests {
             ("to-kernel tcp:99999", "to-kernel: `tcp:99999`"),
             ("to-kernel tcp:22, arp", "no spaces"),
             ("kernel-if a-name-far-too-long", "kernel-if: `a-name-far-too-long`"),
+            ("kernel-if k0,", "kernel-if: `` must be"),
             ("gateway 10.0.0.1", "`gateway` is not a config line"),
             ("0 1.2.3.4 255.0.255.0", "`mask`"),
         ] {

@@ -68,6 +68,9 @@ pub struct CoreSummary {
     pub mib: Mib,
     pub devs: Vec<DevSummary>,
     pub pollers: Vec<PollerSummary>,
+    /// The exception path's kernel TAPs of this core (`ifindex`: the port each shares); not
+    /// in `devs`, whose counters are blink's own traffic.
+    pub kernel: Vec<DevSummary>,
     pub neigh: Vec<String>,
     /// The route table and live path MTU exceptions, as `ip route` prints them.
     pub routes: Vec<String>,
@@ -95,6 +98,7 @@ impl CoreSummary {
                 })
                 .collect(),
             pollers: Vec::new(),
+            kernel: Vec::new(),
             neigh: stack.neigh.show(),
             routes: stack.fib.show(stack.core.jiffies, |d| {
                 stack

@@ -101,7 +101,23 @@ fn state_name(s: TcpState) -> &'static str {
 
 /// This core's view: its counters and devices, and every socket of its tables.
 pub fn core_view<U>(glue: &mut Glue<U>) -> CoreView {
-    let summary = CoreSummary::of(glue);
+    let mut summary = CoreSummary::of(glue);
+    summary.kernel = glue
+        .with_kernel_if(|k| {
+            k.devices()
+                .map(|(port, d)| crate::cores::DevSummary {
+                    ifindex: port,
+                    name: d.name().to_string(),
+                    mac: d.mac(),
+                    mtu: d.mtu(),
+                    stats: d.stats(),
+                    extra: Vec::new(),
+                    link: d.link_up(),
+                    addrs: Vec::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let cpu = glue.cpu();
     let mut socks = Vec::new();
     let stack = glue.stack_mut();
@@ -560,16 +576,28 @@ fn render(req: Request, json: bool, views: &[CoreView]) -> String {
                         out += &format!("  inet {a}\n");
                     }
                 }
+                // The kernel's TAPs, as blink's handle counts them: tx is what blink handed the
+                // kernel, rx what the kernel sent out through the port (`dev N`, shared).
+                for d in &v.summary.kernel {
+                    out += &format!(
+                        "{} (kernel side of dev {})\n",
+                        dev_line(d, multi.then_some(v.summary.cpu)),
+                        d.ifindex
+                    );
+                }
             }
         }
         (Request::Link, true) => {
             let items: Vec<String> = views
                 .iter()
-                .flat_map(|v| v.summary.devs.iter().map(move |d| (v.summary.cpu, d)))
-                .map(|(cpu, d)| {
+                .flat_map(|v| {
+                    let devs = v.summary.devs.iter().map(move |d| (v.summary.cpu, d, false));
+                    devs.chain(v.summary.kernel.iter().map(move |d| (v.summary.cpu, d, true)))
+                })
+                .map(|(cpu, d, kernel)| {
                     let s = d.stats;
                     format!(
-                        "{{\"core\": {cpu}, \"ifindex\": {}, \"name\": \"{}\", \"mtu\": {}, \"rx_packets\": {}, \"tx_packets\": {}, \"rx_bytes\": {}, \"tx_bytes\": {}, \"rx_dropped\": {}, \"link\": {}}}",
+                        "{{\"core\": {cpu}, \"ifindex\": {}, \"name\": \"{}\", \"mtu\": {}, \"rx_packets\": {}, \"tx_packets\": {}, \"rx_bytes\": {}, \"tx_bytes\": {}, \"rx_dropped\": {}, \"link\": {}, \"kernel_side\": {kernel}}}",
                         d.ifindex, d.name, d.mtu, s.rx_packets, s.tx_packets, s.rx_bytes, s.tx_bytes, s.rx_dropped, d.link
                     )
                 })

@@ -112,7 +112,7 @@ pub fn build_cores<U>(
     tcp: blink_glue::tcp::TcpConfig,
     pool_size: usize,
 ) -> Result<Vec<blink_glue::Glue<U>>, SetupError> {
-    use blink_glue::{GlueBuilder, GlueError};
+    use blink_glue::GlueBuilder;
     if args.dev.is_none() {
         // Said before anything else: the demo's default device cannot serve here.
         return Err(usage(
@@ -123,13 +123,23 @@ pub fn build_cores<U>(
     }
     args.check_supported()?;
     let mode = args.steering()?;
-    let addrs = args.addresses()?;
-    if addrs.is_empty() {
+    if args.addresses()?.is_empty() {
         return Err(usage("--ip: an address is required (or a --config file with `0 <ip> <mask>` lines)").into());
     }
     let pool_size = pool_size * args.cores as usize;
-    let mut b = match args.dev_kind()? {
-        DevKind::Tap(name) => GlueBuilder::new().tap(&name, args.mtu as usize),
+    // One device per port; port i gets --config's `i <ip> <mask>` lines (and --ip, port 0).
+    let (mut b, ports) = match args.dev_kind()? {
+        DevKind::Tap(names) => {
+            let ports = args.port_addresses(names.len(), &format!("tap:{}", names.join(",tap:")))?;
+            let mut b = GlueBuilder::new();
+            for (name, addrs) in names.iter().zip(&ports) {
+                b = b.tap(name, args.mtu as usize);
+                for a in addrs {
+                    b = b.addr(*a);
+                }
+            }
+            (b, ports.len())
+        }
         DevKind::Wire => {
             return Err(
                 usage("--dev wire: the in-memory wire needs a peer stack in this process; use --dev tap:NAME").into(),
@@ -137,15 +147,15 @@ pub fn build_cores<U>(
         }
         DevKind::Dpdk => dpdk_builder(args, mode, pool_size)?,
     };
-    for a in addrs {
-        b = b.addr(a);
-    }
+    // Fault injection on every port; the capture is port 0's.
     if let Some(cfg) = args.impair.filter(|c| !c.is_noop()) {
         eprintln!("impair: {cfg}");
-        b = b.impair(cfg);
+        for i in 0..ports {
+            b = b.on_device(i).impair(cfg);
+        }
     }
     if let Some(p) = &args.pcap {
-        b = b.pcap(p.clone());
+        b = b.on_device(0).pcap(p.clone());
     }
     if let Some(gw) = args.gw {
         b = b.gateway(gw);
@@ -160,30 +170,44 @@ pub fn build_cores<U>(
     for (dst, gw) in st.routes {
         b = b.route(dst, gw);
     }
-    if let Some((rules, name)) = args.exception()? {
-        eprintln!("exception path: {rules} -> kernel interface {name}");
-        b = b.to_kernel(rules, blink_glue::KernelSide::Tap(name));
+    if let Some((rules, names)) = args.exception()? {
+        let names = crate::args::kernel_if_names(names, ports)?;
+        eprintln!("exception path: {rules} -> kernel interface(s) {}", names.join(", "));
+        b = b
+            .to_kernel(rules, blink_glue::KernelSide::Taps(names))
+            .kernel_addr(args.kernel_addr);
     }
-    b.pool_size(pool_size)
+    let glues = b
+        .pool_size(pool_size)
         .rss_key(&args.rss_key_bytes())
         .cores(args.cores)
         .mode(mode)
         .tcp(tcp)
         .build_cores()
-        .map_err(|e| match e {
-            GlueError::Config { field, msg } => {
-                // Name the command-line option, not the builder method.
-                let opt = match field.as_str() {
-                    "route" => "gw",
-                    "addr" => "ip",
-                    "device" => "dev",
-                    "kernel_if" => "kernel-if",
-                    f => f,
-                };
-                SetupError::Usage(usage(format!("--{opt}: {msg}")))
-            }
-            e => SetupError::Runtime(e.to_string()),
-        })
+        .map_err(glue_err)?;
+    for note in glues[0].device_notes() {
+        eprintln!("{note}");
+    }
+    Ok(glues)
+}
+
+/// A builder error as the command line says it: configuration errors name the option.
+fn glue_err(e: blink_glue::GlueError) -> SetupError {
+    match e {
+        blink_glue::GlueError::Config { field, msg } => {
+            // Name the command-line option, not the builder method.
+            let opt = match field.as_str() {
+                "route" => "gw",
+                "addr" => "ip",
+                "device" => "dev",
+                "kernel_if" => "kernel-if",
+                "dpdk" => "eal",
+                f => f,
+            };
+            SetupError::Usage(usage(format!("--{opt}: {msg}")))
+        }
+        e => SetupError::Runtime(e.to_string()),
+    }
 }
 
 #[cfg(not(feature = "dpdk"))]
@@ -191,68 +215,32 @@ fn dpdk_builder(
     _args: &DevArgs,
     _mode: blink_glue::Steering,
     _pool: usize,
-) -> Result<blink_glue::GlueBuilder, SetupError> {
+) -> Result<(blink_glue::GlueBuilder, usize), SetupError> {
     Err(usage("--dev dpdk: this blink was built without the `dpdk` feature (cargo build --features dpdk)").into())
 }
 
-/// --dev dpdk for glue: EAL, a DPDK mempool, port 0 with one queue pair per core (rss) or one
-/// (poller), handed to the builder as per-queue handles.
+/// --dev dpdk: glue initialises EAL with --eal and adds every port it probed (port i is
+/// config port i), one queue pair per core (rss) or one (poller), on a DPDK mempool.
 #[cfg(feature = "dpdk")]
 fn dpdk_builder(
     args: &DevArgs,
-    mode: blink_glue::Steering,
-    pool_size: usize,
-) -> Result<blink_glue::GlueBuilder, SetupError> {
-    use blink_glue::netcore::drivers::dpdk::{eal_init, DpdkConfig, DpdkDev, DpdkError};
-    let derr = |e: DpdkError| {
-        if e.is_usage() {
-            SetupError::Usage(usage(e.to_string()))
-        } else {
-            SetupError::Runtime(e.to_string())
-        }
-    };
+    _mode: blink_glue::Steering,
+    _pool_size: usize,
+) -> Result<(blink_glue::GlueBuilder, usize), SetupError> {
     let eal = args.eal.as_deref().ok_or_else(|| {
         usage("--dev dpdk needs --eal \"EAL ARGS\", e.g. --eal \"--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0\"")
     })?;
-    // EAL pins this thread to its main lcore; the cores of blink need every CPU the process
-    // was given, so the mask is restored afterwards.
-    let cpus = blink_glue::runtime::allowed_cpus();
-    eal_init(eal).map_err(derr)?;
-    if let Err(e) = blink_glue::runtime::set_allowed_cpus(&cpus) {
-        log::warn!("dpdk: cannot restore the CPU mask after EAL init: {e}");
+    let mut b = blink_glue::GlueBuilder::new().dpdk(eal, args.mtu as usize);
+    if let Some(e) = b.error() {
+        return Err(glue_err(e.clone()));
     }
-    let pool = Mempool::new_dpdk(&MempoolConfig {
-        name: "blink".into(),
-        n: pool_size,
-        ..Default::default()
-    })
-    .map_err(|e| SetupError::Usage(usage(e.to_string())))?;
-    let nb_queues = if mode == blink_glue::Steering::Poller {
-        1
-    } else {
-        args.cores
-    };
-    let cfg = DpdkConfig {
-        port: 0,
-        nb_queues,
-        mtu: args.mtu as usize,
-        rss_key: args.rss_key_bytes(),
-        ..Default::default()
-    };
-    let dev = DpdkDev::open(&cfg, &pool).map_err(derr)?;
-    eprintln!(
-        "dpdk: port {} ({}) mac {} link {}, {} queue(s); offloads: {}",
-        dev.port(),
-        dev.driver(),
-        dev.mac(),
-        if dev.link_up() { "up" } else { "down" },
-        nb_queues,
-        dev.offloads()
-    );
-    let queues = dev
-        .into_queues()
-        .into_iter()
-        .map(|q| Box::new(q) as Box<dyn NetDevice>)
-        .collect();
-    Ok(blink_glue::GlueBuilder::new().device_queues(queues).pool(pool))
+    let n = b.nb_devices();
+    let ports = args.port_addresses(n, &format!("dpdk ports 0..{}", n.saturating_sub(1)))?;
+    for (i, addrs) in ports.iter().enumerate() {
+        b = b.on_device(i);
+        for a in addrs {
+            b = b.addr(*a);
+        }
+    }
+    Ok((b, n))
 }

@@ -164,6 +164,48 @@ fn bad_configuration_exits_2_and_names_the_field() {
     expect_usage(&["echo", "--dev", "tap:x", "--config", cfg.to_str().unwrap()], "`mask`");
     std::fs::write(&cfg, "1 10.0.0.1 255.255.255.0\n").unwrap();
     expect_usage(&["echo", "--dev", "tap:x", "--config", cfg.to_str().unwrap()], "port 1");
+    // Several ports: one TAP each (`--dev tap:A,tap:B`); a line for a port with no device
+    // names the port and the devices there are.
+    std::fs::write(
+        &cfg,
+        "0 10.0.0.1 255.255.255.0\n1 10.0.1.1 255.255.255.0\n2 10.0.2.1 255.255.255.0\n",
+    )
+    .unwrap();
+    expect_usage(
+        &["echo", "--dev", "tap:x,tap:y", "--config", cfg.to_str().unwrap()],
+        "port 2: no such port (2 device(s): tap:x,tap:y)",
+    );
+    expect_usage(&["echo", "--dev", "tap:x,y", "--ip", "10.0.0.1/24"], "--dev: `y`");
+    expect_usage(&["echo", "--dev", "tap:x,tap:x", "--ip", "10.0.0.1/24"], "given twice");
+    // One kernel TAP per port: as many --kernel-if names as ports.
+    expect_usage(
+        &[
+            "echo",
+            "--dev",
+            "tap:x,tap:y",
+            "--ip",
+            "10.0.0.1/24",
+            "--to-kernel",
+            "tcp:22",
+            "--kernel-if",
+            "k0",
+        ],
+        "--kernel-if: 2 port(s) need 2 name(s)",
+    );
+    expect_usage(
+        &[
+            "echo",
+            "--dev",
+            "tap:x,tap:y",
+            "--ip",
+            "10.0.0.1/24",
+            "--to-kernel",
+            "tcp:22",
+            "--kernel-if",
+            "k0,y",
+        ],
+        "blink's own device",
+    );
     let _ = std::fs::remove_file(&cfg);
 }
 

@@ -5,7 +5,7 @@
 //! that does nothing (the binary is built already): nothing else of the text is changed.
 //!
 //! The examples make their own namespaces (`blinkns`, 10.200.0.0/24 inside it, and the
-//! exception path's `blinkkni`) and remove them;
+//! exception path's `blinkkni`, the several ports' `blinkmp`) and remove them;
 //! the test removes it too if a block failed half-way.
 
 mod common;
@@ -83,6 +83,7 @@ fn readme_examples_run_as_pasted() {
         let _ = Command::new("ip").args(["netns", "del", "blinkns"]).status();
         let _ = Command::new("ip").args(["netns", "del", "blinkdp"]).status();
         let _ = Command::new("ip").args(["netns", "del", "blinkkni"]).status();
+        let _ = Command::new("ip").args(["netns", "del", "blinkmp"]).status();
     };
     cleanup();
     for (line, block) in &blocks {
@@ -125,6 +126,18 @@ fn readme_examples_run_as_pasted() {
             assert!(
                 hashes.len() >= 2 && hashes[0] == hashes[1],
                 "line {line}: echoed bytes:\n{both}"
+            );
+        }
+        if block.contains("tap:mtap0,tap:mtap1") {
+            // Both ports served, each with its own address.
+            assert_eq!(
+                both.matches("\n1024\n").count(),
+                2,
+                "line {line}: HTTP on each port:\n{both}"
+            );
+            assert!(
+                both.contains("inet 10.200.20.2/24") && both.contains("inet 10.200.21.2/24"),
+                "line {line}: blink link:\n{both}"
             );
         }
         if block.contains("--to-kernel") {

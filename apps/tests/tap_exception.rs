@@ -162,7 +162,8 @@ fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
     match &setup {
         Setup::Options { rules, kernel_if } => {
             // A smaller MTU than the TAP's: the kernel's side must take blink's.
-            args.extend_from_slice(&["--ip", &ip, "--mtu", "1400", "--to-kernel", rules]);
+            // --kernel-addr: blink gives its TAP the address too (checked before the move).
+            args.extend_from_slice(&["--ip", &ip, "--mtu", "1400", "--to-kernel", rules, "--kernel-addr"]);
             if let Some(k) = kernel_if {
                 args.extend_from_slice(&["--kernel-if", k]);
             }
@@ -178,6 +179,13 @@ fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
     // The kernel's share: blink's exception TAP moves to B and takes blink's address; its
     // MAC is blink's already.
     let blink_mac = a.exec_ok(&["cat", &format!("/sys/class/net/{kif}/address")]);
+    // blink brought its TAP up (IFF_UP), and addressed it when told to.
+    let flags = a.exec_ok(&["cat", &format!("/sys/class/net/{kif}/flags")]);
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "{kif} is up: flags {flags:#x}");
+    let addrs = a.exec_ok(&["ip", "-4", "-o", "addr", "show", "dev", kif]);
+    let kernel_addr = matches!(setup, Setup::Options { .. });
+    assert_eq!(addrs.contains(&format!("inet {ip}")), kernel_addr, "{addrs}");
     run_ok(&["ip", "-n", &a.name, "link", "set", kif, "netns", &b.name]);
     run_ok(&["ip", "-n", &b.name, "addr", "add", &ip, "dev", kif]);
     run_ok(&["ip", "-n", &b.name, "link", "set", kif, "up"]);
@@ -240,6 +248,16 @@ fn shared_address(tag: &str, net: u8, setup: Setup, kernel_port: u16) -> Seen {
     assert!(ping.contains("3 packets transmitted, 3 received"), "{ping}");
     assert!(!ping.contains("DUP"), "answered twice: {ping}");
     let ask = |what: &str| run_ok(&[blink(), what, "--ctl", ctl.to_str().unwrap()]);
+    // `blink link`: the kernel's TAP, with what blink handed it and what it sent.
+    let link = ask("link");
+    // One line per core; the traffic may be on any core's queue.
+    let klines: Vec<&str> = link
+        .lines()
+        .filter(|l| l.contains(&format!("({kif})")) && l.contains("kernel side of dev 0"))
+        .collect();
+    assert_eq!(klines.len(), cores as usize, "one kernel side per core:\n{link}");
+    assert!(klines.iter().any(|l| !l.contains(" rx 0 pkts")), "{link}");
+    assert!(klines.iter().any(|l| !l.contains(" tx 0 pkts")), "{link}");
     let seen = Seen {
         stat: ask("stat"),
         neigh: ask("neigh"),

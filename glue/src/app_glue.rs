@@ -93,6 +93,9 @@ pub struct Glue<U> {
     events: Vec<(SockHandle, u8)>,
     /// Poller mode: the poller + load balancer of each device, run by core 0.
     pub(crate) pollers: Vec<Poller>,
+    /// What the builder opened, one line each (DPDK ports: driver, MAC, link, queues,
+    /// offloads), for the application to show.
+    pub(crate) notes: Vec<String>,
 }
 
 impl<U> Glue<U> {
@@ -111,7 +114,26 @@ impl<U> Glue<U> {
             errors: VecDeque::new(),
             events: Vec::new(),
             pollers: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// Run `f` with this core's end of the exception path (its kernel TAPs and their
+    /// counters); None without one.
+    pub fn with_kernel_if<R>(&mut self, f: impl FnOnce(&crate::exception::KernelIf) -> R) -> Option<R> {
+        self.stack
+            .with_exception(|_, h| {
+                h.as_any_mut()
+                    .downcast_mut::<crate::exception::KernelIf>()
+                    .map(|k| f(k))
+            })
+            .flatten()
+    }
+
+    /// What the builder opened, one line per device that has something to say (a DPDK port:
+    /// `dpdk: port 0 (net_tap) mac .. link up, 2 queue(s); offloads: ..`). Core 0's only.
+    pub fn device_notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// This core's id (0-based).

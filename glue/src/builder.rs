@@ -49,6 +49,10 @@ enum DevSource {
         mac: Option<EthAddr>,
         mtu: usize,
     },
+    /// A DPDK port (EAL initialised by [`GlueBuilder::dpdk`]), started at build time with a
+    /// queue pair per core (rss) or one (poller).
+    #[cfg(feature = "dpdk")]
+    Dpdk { port: u16, mtu: usize },
 }
 
 struct DevSpec {
@@ -73,6 +77,10 @@ struct DevSpec {
 /// ```
 pub struct GlueBuilder {
     devs: Vec<DevSpec>,
+    /// The device per-device settings apply to ([`GlueBuilder::on_device`]); None: the last.
+    cur: Option<usize>,
+    /// The RSS key as given, for a NIC to be programmed with.
+    rss_key: Vec<u8>,
     routes: Vec<(Ipv4Cidr, Ipv4Addr)>,
     tunnels: Vec<TunnelSpec>,
     static_arp: Vec<(Ipv4Addr, EthAddr)>,
@@ -87,6 +95,7 @@ pub struct GlueBuilder {
     udp: UdpConfig,
     raw: RawConfig,
     exception: Option<(ExcRules, KernelSide)>,
+    kernel_addr: bool,
     err: Option<GlueError>,
 }
 
@@ -100,6 +109,8 @@ impl GlueBuilder {
     pub fn new() -> GlueBuilder {
         GlueBuilder {
             devs: Vec::new(),
+            cur: None,
+            rss_key: blink_netcore::rss::RSS_KEY_DEFAULT.to_vec(),
             routes: Vec::new(),
             tunnels: Vec::new(),
             static_arp: Vec::new(),
@@ -114,12 +125,14 @@ impl GlueBuilder {
             udp: UdpConfig::default(),
             raw: RawConfig::default(),
             exception: None,
+            kernel_addr: false,
             err: None,
         }
     }
 
     /// Add a device made by the caller (e.g. one end of `wire_pair`).
     pub fn device(mut self, dev: Box<dyn NetDevice>) -> Self {
+        self.cur = None;
         self.devs.push(DevSpec {
             src: DevSource::Ready(dev),
             addrs: Vec::new(),
@@ -132,6 +145,7 @@ impl GlueBuilder {
     /// Add a device as one handle per queue (e.g. `WireDev::into_queues`): in rss mode core
     /// `i` drives handle `i`, so give as many handles as cores; in poller mode give one.
     pub fn device_queues(mut self, queues: Vec<Box<dyn NetDevice>>) -> Self {
+        self.cur = None;
         self.devs.push(DevSpec {
             src: DevSource::Queues(queues),
             addrs: Vec::new(),
@@ -144,6 +158,7 @@ impl GlueBuilder {
     /// Add a Linux TAP device `name` (created if missing; needs CAP_NET_ADMIN). With several
     /// cores in rss mode it is opened multi-queue, one queue per core.
     pub fn tap(mut self, name: &str, mtu: usize) -> Self {
+        self.cur = None;
         self.devs.push(DevSpec {
             src: DevSource::Tap {
                 name: name.to_string(),
@@ -164,7 +179,72 @@ impl GlueBuilder {
                 msg: "add a device first".into(),
             });
         }
-        self.devs.last_mut()
+        match self.cur {
+            Some(i) => self.devs.get_mut(i),
+            None => self.devs.last_mut(),
+        }
+    }
+
+    /// Make the per-device settings that follow (addr, mac, impair, pcap) apply to device `i`
+    /// (0-based, in the order added; [`GlueBuilder::dpdk`] adds several at once) instead of
+    /// the last one, until another device is added.
+    pub fn on_device(mut self, i: usize) -> Self {
+        if i >= self.devs.len() {
+            self.err.get_or_insert(GlueError::Config {
+                field: "device".into(),
+                msg: format!("device {i}: only {} device(s) added", self.devs.len()),
+            });
+        }
+        self.cur = Some(i);
+        self
+    }
+
+    /// Devices added so far.
+    pub fn nb_devices(&self) -> usize {
+        self.devs.len()
+    }
+
+    /// The first configuration error met so far (reported by build too): lets a caller say
+    /// it before checks of its own that depend on the devices added (e.g. EAL failed).
+    pub fn error(&self) -> Option<&GlueError> {
+        self.err.as_ref()
+    }
+
+    /// DPDK: initialise EAL with `eal_args` (one string, split on white space, e.g.
+    /// `--no-huge -m 512 --no-pci --vdev=net_tap0,iface=dtap0 -l 0`) unless this process
+    /// already did, and add every port EAL probed as a device, port `i` as device `i` (use
+    /// [`GlueBuilder::on_device`] to address each). The ports are started at build time, one
+    /// queue pair per core (rss, steered with the builder's RSS key) or one (poller), with
+    /// buffers from a DPDK mempool the builder makes (or the DPDK pool given with
+    /// [`GlueBuilder::pool`]). EAL pins the calling thread; the CPU mask is restored.
+    #[cfg(feature = "dpdk")]
+    pub fn dpdk(mut self, eal_args: &str, mtu: usize) -> Self {
+        use blink_netcore::drivers::dpdk::{eal_init, eth_dev_ports, DpdkError};
+        let cpus = allowed_cpus();
+        match eal_init(eal_args) {
+            Ok(()) | Err(DpdkError::EalAgain) => {}
+            Err(e) => {
+                self.err.get_or_insert(dpdk_err(e));
+                return self;
+            }
+        }
+        if let Err(e) = crate::runtime::set_allowed_cpus(&cpus) {
+            log::warn!("dpdk: cannot restore the CPU mask after EAL init: {e}");
+        }
+        let ports = eth_dev_ports();
+        if ports.is_empty() {
+            self.err.get_or_insert(dpdk_err(DpdkError::NoPorts));
+        }
+        for port in ports {
+            self.cur = None;
+            self.devs.push(DevSpec {
+                src: DevSource::Dpdk { port, mtu },
+                addrs: Vec::new(),
+                impair: None,
+                pcap: None,
+            });
+        }
+        self
     }
 
     /// Set the TAP's MAC (default: derived from its first address, see [`mac_for`]).
@@ -172,7 +252,7 @@ impl GlueBuilder {
         if let Some(d) = self.last_dev("mac") {
             match &mut d.src {
                 DevSource::Tap { mac: m, .. } => *m = Some(mac),
-                DevSource::Ready(_) | DevSource::Queues(_) => {
+                _ => {
                     self.err.get_or_insert(GlueError::Config {
                         field: "mac".into(),
                         msg: "only a TAP's MAC is chosen here; a ready device has its own".into(),
@@ -258,7 +338,10 @@ impl GlueBuilder {
     /// `WireConfig::rss_key`, or the key programmed into the NIC.
     pub fn rss_key(mut self, key: &[u8]) -> Self {
         match Toeplitz::new(key) {
-            Ok(t) => self.toeplitz = t,
+            Ok(t) => {
+                self.toeplitz = t;
+                self.rss_key = key.to_vec();
+            }
             Err(e) => {
                 self.err.get_or_insert(GlueError::Config {
                     field: "rss_key".into(),
@@ -313,6 +396,14 @@ impl GlueBuilder {
         self
     }
 
+    /// Give each kernel TAP of [`GlueBuilder::to_kernel`] the first address of the device it
+    /// shares (default: off; the TAP is always brought up with the device's MAC and MTU). Off,
+    /// the user addresses it, e.g. after moving it into a namespace.
+    pub fn kernel_addr(mut self, on: bool) -> Self {
+        self.kernel_addr = on;
+        self
+    }
+
     fn config(field: &str, msg: impl Into<String>) -> GlueError {
         GlueError::Config {
             field: field.into(),
@@ -355,20 +446,37 @@ impl GlueBuilder {
         if self.devs.is_empty() {
             return Err(Self::config("device", "at least one device is required"));
         }
+        #[cfg(feature = "dpdk")]
+        let dpdk = self.devs.iter().any(|d| matches!(d.src, DevSource::Dpdk { .. }));
         let pool = match self.pool {
             Some(p) => p,
             None => {
                 if self.pool_size == 0 {
                     return Err(Self::config("pool_size", "must be at least 1"));
                 }
-                Mempool::new(&MempoolConfig {
+                let cfg = MempoolConfig {
                     name: "glue".into(),
                     n: self.pool_size,
                     ..Default::default()
-                })
-                .map_err(|e| Self::config("pool_size", e.to_string()))?
+                };
+                // A DPDK port receives into rte_mbufs of a DPDK mempool.
+                #[cfg(feature = "dpdk")]
+                let p = if dpdk {
+                    Mempool::new_dpdk(&cfg)
+                } else {
+                    Mempool::new(&cfg)
+                };
+                #[cfg(not(feature = "dpdk"))]
+                let p = Mempool::new(&cfg);
+                p.map_err(|e| Self::config("pool_size", e.to_string()))?
             }
         };
+        #[cfg(feature = "dpdk")]
+        if dpdk && pool.rte_mempool().is_null() {
+            return Err(Self::config("pool", "DPDK ports need a DPDK pool (Mempool::new_dpdk)"));
+        }
+        #[allow(unused_mut)] // only DPDK ports have notes
+        let mut notes: Vec<String> = Vec::new();
         let clock = self.clock.unwrap_or_else(Clock::monotonic);
         let set = Arc::new(CoreSet::new(n, INBOX_SIZE));
         let mut stacks = Vec::new();
@@ -382,6 +490,16 @@ impl GlueBuilder {
                 .map_err(|e| Self::config("cores", e.to_string()))?;
             stacks.push(s);
         }
+        // Each device's first address, for a kernel TAP that takes it (kernel_addr).
+        let first_addrs: Vec<Option<Ipv4Cidr>> = self.devs.iter().map(|d| d.addrs.first().copied()).collect();
+        let kernel_addr = self.kernel_addr;
+        let kaddr = |port: u16| {
+            first_addrs
+                .get(port as usize)
+                .copied()
+                .flatten()
+                .filter(|_| kernel_addr)
+        };
         let mut pollers = Vec::new();
         let poller = self.mode == Steering::Poller;
         for spec in self.devs {
@@ -413,6 +531,35 @@ impl GlueBuilder {
                         log::warn!("tap {name}: the kernel side is down, nothing passes until `ip link set {name} up`");
                     }
                     tap.into_queues()
+                        .into_iter()
+                        .map(|q| Box::new(q) as Box<dyn NetDevice>)
+                        .collect()
+                }
+                #[cfg(feature = "dpdk")]
+                DevSource::Dpdk { port, mtu } => {
+                    use blink_netcore::drivers::dpdk::{DpdkConfig, DpdkDev};
+                    let nb_queues = if poller { 1 } else { n };
+                    let Ok(rss_key) = <[u8; 40]>::try_from(self.rss_key.as_slice()) else {
+                        return Err(Self::config("rss_key", "a DPDK port is programmed with a 40-byte key"));
+                    };
+                    let cfg = DpdkConfig {
+                        port,
+                        nb_queues,
+                        mtu,
+                        rss_key,
+                        ..Default::default()
+                    };
+                    let dev = DpdkDev::open(&cfg, &pool).map_err(dpdk_err)?;
+                    notes.push(format!(
+                        "dpdk: port {} ({}) mac {} link {}, {} queue(s); offloads: {}",
+                        dev.port(),
+                        dev.driver(),
+                        dev.mac(),
+                        if dev.link_up() { "up" } else { "down" },
+                        nb_queues,
+                        dev.offloads()
+                    ));
+                    dev.into_queues()
                         .into_iter()
                         .map(|q| Box::new(q) as Box<dyn NetDevice>)
                         .collect()
@@ -486,27 +633,44 @@ impl GlueBuilder {
             }
         }
         if let Some((rules, side)) = self.exception {
-            let (mac, mtu) = {
-                let d = &stacks[0].devs[0];
-                (d.mac, d.mtu)
+            // Per core, the kernel sides of the shared ports: (device, its queue, ifindex).
+            let mut per_core: Vec<KernelIf> = Vec::new();
+            let mut add = |cpu: usize, dev: Box<dyn NetDevice>, q: u16, out: u16| {
+                if cpu < per_core.len() {
+                    per_core[cpu].add_port(dev, q, out);
+                } else {
+                    per_core.push(KernelIf::new(dev, q, out));
+                }
             };
-            let sides: Vec<(Box<dyn NetDevice>, u16)> = match side {
+            match side {
                 KernelSide::Tap(name) => {
-                    let tap = TapDev::open(&name, n, mac, mtu, pool.cache()).map_err(|e| GlueError::Device {
-                        name: name.clone(),
-                        msg: e.to_string(),
-                    })?;
-                    if let Err(e) = blink_netcore::drivers::tap::tap_set_kernel_link(&name, mac, mtu) {
-                        return Err(GlueError::Device {
-                            name,
-                            msg: format!("cannot give the kernel's side blink's MAC {mac} and MTU {mtu}: {e}"),
-                        });
-                    }
-                    tap.into_queues()
+                    for (cpu, (dev, q)) in open_kernel_tap(&stacks[0], 0, &name, n, &pool, kaddr(0))?
                         .into_iter()
                         .enumerate()
-                        .map(|(q, t)| (Box::new(t) as Box<dyn NetDevice>, q as u16))
-                        .collect()
+                    {
+                        add(cpu, dev, q, 0);
+                    }
+                }
+                KernelSide::Taps(names) => {
+                    let ports = stacks[0].devs.len();
+                    if names.len() != ports {
+                        return Err(Self::config(
+                            "kernel_if",
+                            format!(
+                                "{ports} device(s) need {ports} kernel interface name(s), got {}",
+                                names.len()
+                            ),
+                        ));
+                    }
+                    for (port, name) in names.iter().enumerate() {
+                        let port = port as u16;
+                        for (cpu, (dev, q)) in open_kernel_tap(&stacks[0], port, name, n, &pool, kaddr(port))?
+                            .into_iter()
+                            .enumerate()
+                        {
+                            add(cpu, dev, q, port);
+                        }
+                    }
                 }
                 KernelSide::Devices(v) => {
                     if v.len() != n as usize {
@@ -515,11 +679,13 @@ impl GlueBuilder {
                             format!("{n} cores need {n} kernel-side devices, got {}", v.len()),
                         ));
                     }
-                    v.into_iter().map(|d| (d, 0)).collect()
+                    for (cpu, dev) in v.into_iter().enumerate() {
+                        add(cpu, dev, 0, 0);
+                    }
                 }
-            };
-            for (stack, (dev, q)) in stacks.iter_mut().zip(sides) {
-                stack.set_exception(rules.clone(), Box::new(KernelIf::new(dev, q, 0)));
+            }
+            for (stack, k) in stacks.iter_mut().zip(per_core) {
+                stack.set_exception(rules.clone(), Box::new(k));
             }
         }
         for stack in &mut stacks {
@@ -549,8 +715,65 @@ impl GlueBuilder {
         }
         let mut glues: Vec<Glue<U>> = stacks.into_iter().map(|s| Glue::from_parts(s, pool.clone())).collect();
         glues[0].pollers = pollers;
+        glues[0].notes = notes;
         Ok(glues)
     }
+}
+
+/// A DPDK error as the builder reports it: bad EAL arguments or port setup the user chose are
+/// configuration errors (field `dpdk`), the rest device errors.
+#[cfg(feature = "dpdk")]
+fn dpdk_err(e: blink_netcore::drivers::dpdk::DpdkError) -> GlueError {
+    if e.is_usage() {
+        GlueBuilder::config("dpdk", e.to_string())
+    } else {
+        GlueError::Device {
+            name: "dpdk".into(),
+            msg: e.to_string(),
+        }
+    }
+}
+
+/// Open the kernel's TAP `name` for ifindex `port` with one queue per core, give the kernel's
+/// side that device's MAC and MTU and bring it up, and give it that device's first address when
+/// `addr` is given (so one address serves blink and the kernel with no `ip` commands).
+fn open_kernel_tap(
+    stack: &Stack,
+    port: u16,
+    name: &str,
+    cores: u16,
+    pool: &Mempool,
+    addr: Option<Ipv4Cidr>,
+) -> Result<Vec<(Box<dyn NetDevice>, u16)>, GlueError> {
+    let (mac, mtu) = {
+        let d = &stack.devs[port as usize];
+        (d.mac, d.mtu)
+    };
+    let tap = TapDev::open(name, cores, mac, mtu, pool.cache()).map_err(|e| GlueError::Device {
+        name: name.to_string(),
+        msg: e.to_string(),
+    })?;
+    if let Err(e) = blink_netcore::drivers::tap::tap_set_kernel_link(name, mac, mtu) {
+        return Err(GlueError::Device {
+            name: name.to_string(),
+            msg: format!("cannot give the kernel's side blink's MAC {mac} and MTU {mtu}: {e}"),
+        });
+    }
+    let derr = |what: String, e: std::io::Error| GlueError::Device {
+        name: name.to_string(),
+        msg: format!("cannot {what} the kernel's side: {e}"),
+    };
+    blink_netcore::drivers::tap::tap_set_kernel_up(name).map_err(|e| derr("bring up".into(), e))?;
+    if let Some(a) = addr {
+        blink_netcore::drivers::tap::tap_set_kernel_addr(name, a.addr, a.prefix_len)
+            .map_err(|e| derr(format!("give {a} to"), e))?;
+    }
+    Ok(tap
+        .into_queues()
+        .into_iter()
+        .enumerate()
+        .map(|(q, t)| (Box::new(t) as Box<dyn NetDevice>, q as u16))
+        .collect())
 }
 
 #[cfg(test)]

@@ -22,17 +22,21 @@ pub const DEFAULT_KERNEL_IF: &str = "blink-kni0";
 
 /// Where the kernel's side of the exception path comes from.
 pub enum KernelSide {
-    /// A Linux TAP opened at build time, one queue per core, with blink's MAC.
+    /// A Linux TAP opened at build time, one queue per core, with the first device's MAC:
+    /// the kernel shares port 0 only.
     Tap(String),
-    /// One device per core made by the caller (a wire end in tests).
+    /// One Linux TAP per device (name `i` for the device added `i`-th), each with its
+    /// device's MAC and MTU: every port has its own kernel interface.
+    Taps(Vec<String>),
+    /// One device per core made by the caller (a wire end in tests), sharing port 0.
     Devices(Vec<Box<dyn NetDevice>>),
 }
 
-/// One core's end of the exception path.
-pub struct KernelIf {
+/// One port's kernel side on one core.
+struct KernelPort {
     dev: Box<dyn NetDevice>,
     queue: u16,
-    /// blink's device the kernel shares: where its frames leave.
+    /// blink's device the kernel shares: where its frames leave, and whose frames it gets.
     out: u16,
     /// Frames for the kernel, written at the end of each poll (or when full).
     txq: Burst,
@@ -40,24 +44,45 @@ pub struct KernelIf {
     tx_errors: u64,
 }
 
+/// One core's end of the exception path: a kernel side per shared port.
+pub struct KernelIf {
+    /// Few (one per port): a linear search by ifindex is cheaper than any map.
+    ports: Vec<KernelPort>,
+}
+
 impl KernelIf {
-    /// The kernel's side `dev`, polled on `queue`; its frames leave through ifindex `out`.
+    /// The kernel's side `dev`, polled on `queue`; it shares ifindex `out`.
     pub fn new(dev: Box<dyn NetDevice>, queue: u16, out: u16) -> KernelIf {
+        let mut k = KernelIf { ports: Vec::new() };
+        k.add_port(dev, queue, out);
+        k
+    }
+
+    /// Another port's kernel side: frames received on ifindex `out` that the rules give the
+    /// kernel go to `dev`, and what the kernel sends there leaves through `out`.
+    pub fn add_port(&mut self, dev: Box<dyn NetDevice>, queue: u16, out: u16) {
         let tx_errors = dev.stats().tx_errors;
-        KernelIf {
+        self.ports.push(KernelPort {
             dev,
             queue,
             out,
             txq: Burst::new(),
             tx_errors,
-        }
+        });
     }
 
-    /// The kernel side's device (its counters, for `blink link`).
+    /// The first kernel side's device (its counters).
     pub fn device(&self) -> &dyn NetDevice {
-        self.dev.as_ref()
+        self.ports[0].dev.as_ref()
     }
 
+    /// Every kernel side's device with the ifindex it shares (for `blink link`).
+    pub fn devices(&self) -> impl Iterator<Item = (u16, &dyn NetDevice)> {
+        self.ports.iter().map(|p| (p.out, p.dev.as_ref()))
+    }
+}
+
+impl KernelPort {
     /// Write what is queued for the kernel. Frames the TAP refuses for now stay queued;
     /// failed writes (the kernel side down) are drops with a reason.
     fn flush(&mut self, stack: &mut Stack) {
@@ -70,19 +95,6 @@ impl KernelIf {
             stack.core.mib.drop_count(DropReason::ExcKernelTxError);
         }
         self.tx_errors = errs;
-    }
-}
-
-impl ExceptionPath for KernelIf {
-    fn to_kernel(&mut self, stack: &mut Stack, skb: SkBuff) {
-        if self.txq.is_full() {
-            self.flush(stack);
-        }
-        if self.txq.is_full() {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::ExcKernelTxFull);
-            return;
-        }
-        self.txq.push(skb);
     }
 
     fn poll(&mut self, stack: &mut Stack) -> usize {
@@ -101,6 +113,29 @@ impl ExceptionPath for KernelIf {
             dev_queue_xmit(stack, skb);
         }
         n
+    }
+}
+
+impl ExceptionPath for KernelIf {
+    fn to_kernel(&mut self, stack: &mut Stack, skb: SkBuff) {
+        // The kernel side of the port the frame arrived on: a port without one (a shared
+        // port 0 only, or a tunnel) has no kernel to hand it to.
+        let Some(port) = self.ports.iter_mut().find(|p| p.out == skb.dev) else {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+            return;
+        };
+        if port.txq.is_full() {
+            port.flush(stack);
+        }
+        if port.txq.is_full() {
+            stack.core.mib.kfree_skb_reason(skb, DropReason::ExcKernelTxFull);
+            return;
+        }
+        port.txq.push(skb);
+    }
+
+    fn poll(&mut self, stack: &mut Stack) -> usize {
+        self.ports.iter_mut().map(|p| p.poll(stack)).sum()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {

@@ -630,6 +630,68 @@ fn tos_and_ttl_in_the_ip_header() {
     finish(&mut r, &[c, d], &[s, d2, l]);
 }
 
+/// A SYN-ACK sent as a SYN cookie (the listener's SYN queue full) carries the listener's
+/// IP_TOS and IP_TTL as a request sock's does, and the connection it completes keeps them.
+#[test]
+fn cookie_syn_ack_carries_the_listeners_tos_and_ttl() {
+    let mut r = rig();
+    // Backlog 1: the first SYN takes the only request sock, the second is answered with a
+    // cookie.
+    let l = r.b.tcp_listen(PORT, 1).unwrap();
+    r.b.set_option(l, SockOpt::Tos(0x48)).unwrap();
+    r.b.set_option(l, SockOpt::Ttl(9)).unwrap();
+    let mark = r.log_len();
+    let c1 = r.a.tcp_connect(B_IP, PORT, None).unwrap();
+    let c2 = r.a.tcp_connect(B_IP, PORT, None).unwrap();
+    let ext = |g: &Glue<()>| {
+        g.stack()
+            .core
+            .mib
+            .tcp_ext
+            .get(blink_glue::netcore::snmp::TcpExtMib::SyncookiesSent)
+    };
+    let mut accepted = Vec::new();
+    let mut sent = false;
+    for i in 0..1000 {
+        r.step();
+        while r.b.next_listener().is_some() {}
+        while let Ok(Some(s)) = r.b.accept(l) {
+            accepted.push(s);
+        }
+        if accepted.len() == 2 {
+            break;
+        }
+        // The cookie's ACK may have met the accept queue still full (the first connection
+        // not yet accepted) and been dropped, as Linux drops it; A's first data segment
+        // carries the cookie again.
+        if i >= 20 && !sent {
+            assert_eq!(r.a.send(c2, b"x").unwrap(), 1);
+            sent = true;
+        }
+    }
+    assert_eq!(ext(&r.b), 1, "one SYN-ACK was a cookie");
+    assert_eq!(accepted.len(), 2, "both connections completed");
+    let synacks: Vec<Seg> = r.segs(mark).into_iter().filter(|s| s.dir == Dir::In && s.syn).collect();
+    assert_eq!(synacks.len(), 2, "{synacks:?}");
+    assert!(synacks.iter().all(|s| s.ttl == 9 && s.tos == 0x48), "{synacks:?}");
+    // The cookie's connection sends with them too.
+    let mark = r.log_len();
+    for &s in &accepted {
+        assert_eq!(r.b.send(s, b"hi").unwrap(), 2);
+    }
+    r.steps(50);
+    let data: Vec<Seg> = r
+        .segs(mark)
+        .into_iter()
+        .filter(|s| s.dir == Dir::In && s.payload == 2)
+        .collect();
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert!(data.iter().all(|s| s.ttl == 9 && s.tos == 0x48), "{data:?}");
+    let mut socks_b = accepted.clone();
+    socks_b.push(l);
+    finish(&mut r, &[c1, c2], &socks_b);
+}
+
 /// SO_SNDBUF bounds what a send takes; SO_RCVBUF bounds the window the receiver offers and
 /// so what the sender may have outstanding while the receiver does not read.
 #[test]

@@ -86,14 +86,23 @@ pub fn cookie_minute(stack: &Stack) -> u32 {
     (stack.core.jiffies / 60_000) as u32
 }
 
-/// Send the cookie SYN-ACK for a SYN (`peer_isn`) without creating any state.
-pub fn send_cookie_synack(stack: &mut Stack, t: &FourTuple, cookie: u32, peer_isn: u32, mss: u16, window: u16) {
+/// Send the cookie SYN-ACK for a SYN (`peer_isn`) without creating any state; `ip` is the
+/// listener's (IP_TOS, IP_TTL), which its SYN-ACK carries as a request sock's would.
+pub fn send_cookie_synack(
+    stack: &mut Stack,
+    t: &FourTuple,
+    cookie: u32,
+    peer_isn: u32,
+    mss: u16,
+    window: u16,
+    ip: (u8, Option<u8>),
+) {
     let opts = TcpOptions {
         mss: Some(mss),
         ..Default::default()
     };
     let flags = TCPHDR_SYN | TCPHDR_ACK;
-    if crate::tcp_ipv4::tcp_v4_send_stateless(stack, t, cookie, peer_isn.wrapping_add(1), flags, window, &opts) {
+    if crate::tcp_ipv4::tcp_v4_send_stateless_ip(stack, t, cookie, peer_isn.wrapping_add(1), flags, window, &opts, ip) {
         stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesSent);
     }
 }

@@ -521,7 +521,12 @@ impl TcpProto {
                 .make(&t, cb.seq, crate::syncookies::cookie_minute(stack), idx);
             let mss = crate::syncookies::MSS_TABLE[idx as usize];
             let win = self.cfg.rcvbuf.min(65535) as u16;
-            crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win);
+            // The listener's IP_TOS/IP_TTL, as on a request sock's SYN-ACK.
+            let ip = {
+                let ls = self.socks.get(l).expect("listener exists");
+                (ls.tos, ls.ttl)
+            };
+            crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win, ip);
             stack.core.mib.consume_skb(skb);
             return;
         }

@@ -120,6 +120,17 @@ pub fn eal_init(args: &str) -> Result<(), DpdkError> {
     })
 }
 
+/// The ports EAL probed (valid port ids, ascending): `--vdev`s and bound PCI devices. EAL
+/// must be initialised.
+pub fn eth_dev_ports() -> Vec<u16> {
+    // SAFETY: plain ethdev queries on port ids, after EAL init.
+    let avail = unsafe { ffi::rte_eth_dev_count_avail() };
+    (0..ffi::RTE_MAX_ETHPORTS as u16)
+        .filter(|&p| unsafe { ffi::rte_eth_dev_is_valid_port(p) } != 0)
+        .take(avail as usize)
+        .collect()
+}
+
 /// Port configuration.
 #[derive(Debug, Clone)]
 pub struct DpdkConfig {

@@ -111,6 +111,71 @@ pub fn tap_set_kernel_link(name: &str, mac: EthAddr, mtu: usize) -> io::Result<(
     Ok(())
 }
 
+/// An ioctl socket and an `ifreq` naming `name`, for the SIOCSIF* calls below.
+fn ifreq_sock(name: &str) -> io::Result<(OwnedFd, libc::ifreq)> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a plain socket(2) whose fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, owned descriptor.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, req))
+}
+
+/// Bring the kernel side of interface `name` up (Linux: SIOCGIFFLAGS, then SIOCSIFFLAGS with
+/// IFF_UP, what `ip link set NAME up` does).
+pub fn tap_set_kernel_up(name: &str) -> io::Result<()> {
+    let (sock, mut req) = ifreq_sock(name)?;
+    // SAFETY: SIOCGIFFLAGS fills the flags member of the ifreq `req` is.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req as *mut libc::ifreq) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the flags member was just written by the kernel.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads an ifreq, which `req` is.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &mut req as *mut libc::ifreq) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Give the kernel side of interface `name` the IPv4 address `addr/prefix_len` (Linux:
+/// SIOCSIFADDR and SIOCSIFNETMASK, what `ip addr add ADDR/LEN dev NAME` does for a first
+/// address; the kernel adds the connected route).
+pub fn tap_set_kernel_addr(name: &str, addr: std::net::Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+    let sin = |a: std::net::Ipv4Addr| {
+        // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+        let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
+        sin
+    };
+    let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - prefix_len.min(32) as u32).unwrap_or(0));
+    for (op, a) in [(libc::SIOCSIFADDR, addr), (libc::SIOCSIFNETMASK, mask)] {
+        let (sock, mut req) = ifreq_sock(name)?;
+        // SAFETY: a sockaddr_in fits in the ifreq's sockaddr member (both 16 bytes).
+        unsafe {
+            std::ptr::write(
+                &mut req.ifr_ifru.ifru_addr as *mut libc::sockaddr as *mut libc::sockaddr_in,
+                sin(a),
+            )
+        };
+        // SAFETY: SIOCSIFADDR/SIOCSIFNETMASK read an ifreq, which `req` is.
+        if unsafe { libc::ioctl(sock.as_raw_fd(), op as _, &mut req as *mut libc::ifreq) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// A TAP device with one fd per queue. A handle from [`TapDev::into_queues`] holds the fd
 /// of its own queue only (the others are `None`).
 pub struct TapDev {
