@@ -11,7 +11,7 @@
 //! - No copy on send when the `Bytes` lies in a buffer of this glue's pool:
 //!   [`Mempool::mbuf_containing`](blink_netcore::Mempool::mbuf_containing) finds the buffer
 //!   from the address alone (no registry, whoever made the `Bytes`), and each segment refers
-//!   to it. Any other `Bytes`, or the DPDK pool (whose buffers are not one region), is
+//!   to it (a DPDK pool too: its rte_mbufs' addresses are searched). Any other `Bytes` is
 //!   copied once, as [`Glue::send`] does.
 //!
 //! `Bytes::from_owner` allocates a small shared header per `Bytes` (its reference count): the

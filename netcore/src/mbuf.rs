@@ -156,6 +156,10 @@ pub(crate) struct PoolInner {
     /// DPDK backend: the `rte_mempool` (null for the heap backend; then `hdrs` holds the buffers).
     #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     rte_mp: *mut u8,
+    /// DPDK backend: the address of every rte_mbuf of the pool, ascending, so an address
+    /// inside a data room finds its buffer ([`Mempool::mbuf_containing`]); empty on the heap.
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+    rte_objs: Box<[usize]>,
     /// Number of buffers (`hdrs.len()` on the heap).
     n: usize,
 }
@@ -252,6 +256,7 @@ impl Mempool {
             buf_size: cfg.buf_size,
             cache_size: cfg.cache_size.clamp(1, cfg.n),
             rte_mp: std::ptr::null_mut(),
+            rte_objs: Box::new([]),
             n: cfg.n,
         });
         let mut inner = inner;
@@ -293,7 +298,7 @@ impl Mempool {
 
     /// The buffer of this pool that `bytes` lies in, as a new handle, with the offset of
     /// `bytes` from the buffer's start; None when `bytes` is not (wholly) inside one buffer
-    /// of this pool, or the pool is DPDK's (its buffers are not one region to search).
+    /// of this pool.
     ///
     /// This is how a slice handed out earlier (a `bytes::Bytes` over received payload, say)
     /// is recognised when it comes back, with no registry: the heap pool's data rooms are one
@@ -303,6 +308,10 @@ impl Mempool {
     /// that is already in use, read-only while shared, as any clone does.
     pub fn mbuf_containing(&self, bytes: &[u8]) -> Option<(Mbuf, usize)> {
         let inner = &self.inner;
+        #[cfg(feature = "dpdk")]
+        if !inner.rte_mp.is_null() {
+            return inner.rte_mbuf_containing(bytes);
+        }
         if inner.hdrs.is_empty() || bytes.is_empty() {
             return None;
         }
@@ -451,6 +460,7 @@ impl Mempool {
                 buf_size: cfg.buf_size,
                 cache_size: cache as usize,
                 rte_mp: mp as *mut u8,
+                rte_objs: rte_objects(mp),
                 n: cfg.n,
             }),
         })
@@ -472,8 +482,61 @@ impl Mempool {
     }
 }
 
+/// Every object (rte_mbuf) of a DPDK pool, by address, ascending (rte_mempool_obj_iter).
+#[cfg(feature = "dpdk")]
+fn rte_objects(mp: *mut dpdk::rte_mempool) -> Box<[usize]> {
+    unsafe extern "C" fn collect(
+        _mp: *mut dpdk::rte_mempool,
+        arg: *mut std::ffi::c_void,
+        obj: *mut std::ffi::c_void,
+        _idx: std::ffi::c_uint,
+    ) {
+        // SAFETY: `arg` is the Vec passed below, alive for the whole iteration.
+        unsafe { (*(arg as *mut Vec<usize>)).push(obj as usize) };
+    }
+    let mut v: Vec<usize> = Vec::new();
+    // SAFETY: mp is a live, populated pool; the callback only records addresses.
+    unsafe { dpdk::rte_mempool_obj_iter(mp, Some(collect), &mut v as *mut Vec<usize> as *mut _) };
+    v.sort_unstable();
+    v.into_boxed_slice()
+}
+
 #[cfg(feature = "dpdk")]
 impl PoolInner {
+    /// [`Mempool::mbuf_containing`] for a DPDK pool: its buffers lie in memory chunks DPDK
+    /// chose, each object an rte_mbuf, blink's descriptor in its private area, then the data
+    /// room; the object list found at creation gives the one below the address (a binary
+    /// search), and its descriptor's own data room is checked before any use.
+    fn rte_mbuf_containing(&self, bytes: &[u8]) -> Option<(Mbuf, usize)> {
+        if bytes.is_empty() {
+            return None;
+        }
+        let addr = bytes.as_ptr() as usize;
+        let i = self.rte_objs.partition_point(|&o| o <= addr).checked_sub(1)?;
+        let m = self.rte_objs[i];
+        // Only addresses so far: whether `bytes` lies in this object's data room is decided
+        // from the object's own layout (a pktmbuf pool puts the room right after the private
+        // area), before the descriptor is read.
+        let room = m + dpdk::RTE_MBUF_SIZE + std::mem::size_of::<MbufHdr>();
+        let off = addr.checked_sub(room)?;
+        if off + bytes.len() > self.buf_size {
+            return None;
+        }
+        // SAFETY: a live slice into the data room means a live handle to this buffer (the
+        // only way to reach a pool's memory from safe code), so its descriptor is the one
+        // `adopt` wrote and stays valid while the count is raised from a non-zero value.
+        let h = unsafe { &*((m + dpdk::RTE_MBUF_SIZE) as *const MbufHdr) };
+        if h.buf as usize != room || h.rte as usize != m {
+            return None;
+        }
+        h.refcnt
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n != 0 && n < u32::MAX / 2).then_some(n + 1)
+            })
+            .ok()?;
+        Some((Mbuf(NonNull::from(h)), off))
+    }
+
     fn alloc_rte(self: &Arc<Self>) -> Option<Mbuf> {
         // SAFETY: rte_mp is a live pktmbuf pool.
         let m = unsafe { dpdk::blink_rte_pktmbuf_alloc(self.rte_mp as *mut dpdk::rte_mempool) };

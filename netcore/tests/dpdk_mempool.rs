@@ -64,9 +64,25 @@ fn dpdk_mempool_has_the_heap_pool_api() {
     drop(c);
     assert!(a.data_mut().is_some());
 
-    // An address lookup (what glue's send_bytes uses to recognise its own buffers) is the
-    // heap pool's only: here it declines, and send_bytes copies.
-    assert!(pool.mbuf_containing(a.data()).is_none());
+    // An address lookup (what glue's send_bytes uses to recognise its own buffers, so an echo
+    // sends what it received without a copy): a slice of a buffer's payload finds that
+    // buffer, at its offset in the data room, as one more handle.
+    let (found, off) = pool.mbuf_containing(&a.data()[1..4]).expect("a slice of a DPDK buffer");
+    assert_eq!(found.buf_addr(), a.buf_addr());
+    assert_eq!(found.rte_mbuf(), a.rte_mbuf());
+    assert_eq!(off, a.data_off() + 1);
+    assert_eq!(&found.buf()[off..off + 3], b"ell");
+    assert_eq!(a.refcnt(), 2);
+    drop(found);
+    assert_eq!(a.refcnt(), 1);
+    // The other buffer's whole data room, from its first byte, is found too.
+    let (fb, off) = pool.mbuf_containing(b.buf()).expect("a whole data room");
+    assert_eq!((fb.buf_addr(), off), (b.buf_addr(), 0));
+    drop(fb);
+    // Memory outside the pool is not.
+    assert!(pool.mbuf_containing(b"hello").is_none());
+    let heap = vec![0u8; 64];
+    assert!(pool.mbuf_containing(&heap).is_none());
     assert_eq!(a.refcnt(), 1);
 
     // Chains free every segment.
