@@ -331,8 +331,12 @@ impl DevArgs {
     /// The exception path: (rules, kernel TAP names) from --to-kernel/--kernel-if, or else the
     /// config file's `to-kernel`/`kernel-if` lines (the command line wins). The names are a
     /// comma-separated list, one per port; None when not given (see [`kernel_if_names`]).
-    pub fn exception(&self) -> Result<Option<(ExcRules, Option<Vec<String>>)>, UsageError> {
+    /// The exception path's rules and kernel TAP names (`--to-kernel`/`--kernel-if`, else the
+    /// config file's lines), and whether the TAPs take their ports' addresses.
+    #[allow(clippy::type_complexity)]
+    pub fn exception(&self) -> Result<Option<(ExcRules, Option<Vec<String>>, bool)>, UsageError> {
         let file = self.config_file()?;
+        let kernel_addr = self.kernel_addr || file.as_ref().is_some_and(|c| c.kernel_addr);
         let rules = match &self.to_kernel {
             Some(r) => Some(r.parse::<ExcRules>().map_err(|e| usage(format!("--to-kernel: {e}")))?),
             None => file.as_ref().and_then(|c| c.to_kernel.clone()),
@@ -375,7 +379,7 @@ impl DevArgs {
             }
             _ => {}
         }
-        Ok(Some((rules, names)))
+        Ok(Some((rules, names, kernel_addr)))
     }
 }
 

@@ -8,6 +8,7 @@
 //! route 10.201.0.0/16 via 10.200.0.1  # a route through a gateway
 //! to-kernel tcp:22,arp                # the kernel's share of the NIC
 //! kernel-if blink-kni0                # and the name of its TAP (one per port: a,b,...)
+//! kernel-addr                         # and the TAP takes its port's address (--kernel-addr)
 //! ```
 
 use std::net::Ipv4Addr;
@@ -29,6 +30,8 @@ pub struct ConfigFile {
     pub to_kernel: Option<ExcRules>,
     /// `kernel-if NAME[,NAME2...]`: one per port.
     pub kernel_if: Option<String>,
+    /// `kernel-addr`: each kernel TAP takes its port's first address (`--kernel-addr`).
+    pub kernel_addr: bool,
 }
 
 /// A kernel interface name as Linux takes it: 1..15 bytes, no '/', no whitespace.
@@ -98,6 +101,12 @@ pub fn parse_config_file(text: &str) -> Result<ConfigFile, String> {
                 }
                 c.kernel_if = Some(name.to_string());
             }
+            "kernel-addr" => {
+                if f.len() != 1 {
+                    return Err(format!("line {n}: expected `kernel-addr` alone, got `{line}`"));
+                }
+                c.kernel_addr = true;
+            }
             // An interface line, or one whose port field is wrong (then that field is named).
             w if w.starts_with(|ch: char| ch.is_ascii_digit())
                 || (f.len() == 3 && f[1].parse::<Ipv4Addr>().is_ok()) =>
@@ -106,7 +115,7 @@ pub fn parse_config_file(text: &str) -> Result<ConfigFile, String> {
             }
             w => {
                 return Err(format!(
-                    "line {n}: `{w}` is not a config line (`<port> <ip> <mask>`, arp, route, to-kernel, kernel-if)"
+                    "line {n}: `{w}` is not a config line (`<port> <ip> <mask>`, arp, route, to-kernel, kernel-if, kernel-addr)"
                 ))
             }
         }
@@ -143,7 +152,7 @@ mod tests {
         let c = parse_config_file(
             "# blink\n0 10.200.0.2 255.255.255.0\narp 10.200.0.9 02:00:00:00:00:09\n\
              route 10.201.0.0/16 via 10.200.0.1\nroute default via 10.200.0.1 # gw\n\
-             to-kernel tcp:22,arp\nkernel-if kni7\n",
+             to-kernel tcp:22,arp\nkernel-if kni7\nkernel-addr\n",
         )
         .unwrap();
         assert_eq!(c.ports.len(), 1);
@@ -156,6 +165,8 @@ mod tests {
         assert_eq!(c.routes[1].0.prefix_len, 0);
         assert_eq!(c.to_kernel.unwrap().to_string(), "tcp:22,arp");
         assert_eq!(c.kernel_if.as_deref(), Some("kni7"));
+        assert!(c.kernel_addr);
+        assert!(!parse_config_file("kernel-if kni7\n").unwrap().kernel_addr);
     }
 
     #[test]
@@ -173,6 +184,7 @@ mod tests {
             ("kernel-if a-name-far-too-long", "kernel-if: `a-name-far-too-long`"),
             ("kernel-if k0,", "kernel-if: `` must be"),
             ("gateway 10.0.0.1", "`gateway` is not a config line"),
+            ("kernel-addr yes", "expected `kernel-addr` alone"),
             ("0 1.2.3.4 255.0.255.0", "`mask`"),
         ] {
             let e = parse_config_file(bad).unwrap_err();

@@ -170,12 +170,12 @@ pub fn build_cores<U>(
     for (dst, gw) in st.routes {
         b = b.route(dst, gw);
     }
-    if let Some((rules, names)) = args.exception()? {
+    if let Some((rules, names, kernel_addr)) = args.exception()? {
         let names = crate::args::kernel_if_names(names, ports)?;
         eprintln!("exception path: {rules} -> kernel interface(s) {}", names.join(", "));
         b = b
             .to_kernel(rules, blink_glue::KernelSide::Taps(names))
-            .kernel_addr(args.kernel_addr);
+            .kernel_addr(kernel_addr);
     }
     let glues = b
         .pool_size(pool_size)
