@@ -131,7 +131,7 @@ fn readme_examples_run_as_pasted() {
         if block.contains("tap:mtap0,tap:mtap1") {
             // Both ports served, each with its own address.
             assert_eq!(
-                both.matches("\n1024\n").count(),
+                both.lines().filter(|l| l.trim() == "1024").count(),
                 2,
                 "line {line}: HTTP on each port:\n{both}"
             );
