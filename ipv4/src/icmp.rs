@@ -168,12 +168,20 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
         h.set_icmp_type(ICMP_ECHOREPLY);
         h.set_code(0);
         // Only the type/code word changed (8/code -> 0/0; the request's code need not be 0):
-        // RFC 1624 incremental update. It yields 0x0000 where a full sum gives 0xffff: the
-        // same checksum in one's complement unless every other word is zero too (a reply to
-        // an all-zero request with id 0, seq 0), which receivers then reject. 0xffff is right
-        // in every case where 0x0000 comes out.
+        // RFC 1624 incremental update. A result of 0x0000 is ambiguous: a full sum (what Linux's
+        // icmp_reply computes) gives 0x0000 when the other words sum to 0xffff, but 0xffff
+        // when every other word is zero (a reply to an all-zero request with id 0, seq 0), and
+        // a receiver rejects 0x0000 there. Told apart by looking (once in 65,536 replies).
         let c = csum_replace2(old, old_word, 0);
-        h.set_checksum(if c == 0 { 0xffff } else { c });
+        let all_zero = || {
+            let mut buf = [0u8; 64];
+            (ICMP_HLEN..skb.len()).step_by(buf.len()).all(|off| {
+                let n = buf.len().min(skb.len() - off);
+                skb.skb_copy_bits(off, &mut buf[..n]) && buf[..n].iter().all(|&b| b == 0)
+            })
+        };
+        let negative_zero = c == 0 && h.rest_of_header() == 0 && all_zero();
+        h.set_checksum(if negative_zero { 0xffff } else { c });
     }
     reply.skb_put_data(&hdr);
     // Payload: the request's own buffers, shared by refcount (a reassembled 60 KB ping is

@@ -22,6 +22,20 @@ fn echo_reply_to_an_all_zero_request_has_a_valid_checksum() {
     }
 }
 
+/// `tests/malformed.rs`'s mutation fuzz (seed 14): the other case where the incremental update
+/// yields 0x0000. id 0xffff, seq 0xffff, no payload: the reply's other words sum to 0xffff, so
+/// a full sum (Linux's icmp_reply) gives 0x0000, and blink sent 0xffff (valid to a receiver
+/// in one's complement, but not the checksum of the message).
+#[test]
+fn echo_reply_whose_other_words_sum_to_all_ones_has_checksum_zero() {
+    let mut h = Harness::new().with_static_peer();
+    let out = h.exchange(&ping_frame(0xffff, 0xffff, &[]));
+    assert_eq!(out.len(), 1, "one echo reply");
+    let r = parse_icmp(&out[0]);
+    assert_eq!(r.icmp.checksum, 0x0000);
+    h.assert_pool_baseline();
+}
+
 /// Target `defrag`: "delivered packet: the IP total length and the skb disagree". Each
 /// fragment was held to 65,535 bytes with its own header length, but the datagram takes the
 /// first fragment's: with 40 bytes of options there and none on the last fragment, 60 +
