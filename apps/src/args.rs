@@ -76,7 +76,8 @@ pub struct DevArgs {
     /// host's services answer on blink's address with no further commands.
     #[arg(long = "kernel-addr")]
     pub kernel_addr: bool,
-    /// Capture every frame of the device into this pcap file.
+    /// Capture every frame of the device into this pcap file (with several ports, port 0's;
+    /// port N's goes to STEM-portN.EXT beside it).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// Print a counter line every SECS seconds.

@@ -147,7 +147,7 @@ pub fn build_cores<U>(
         }
         DevKind::Dpdk => dpdk_builder(args, mode, pool_size)?,
     };
-    // Fault injection on every port; the capture is port 0's.
+    // Fault injection on every port, and a capture file per port (port_pcap_path).
     if let Some(cfg) = args.impair.filter(|c| !c.is_noop()) {
         eprintln!("impair: {cfg}");
         for i in 0..ports {
@@ -155,7 +155,9 @@ pub fn build_cores<U>(
         }
     }
     if let Some(p) = &args.pcap {
-        b = b.on_device(0).pcap(p.clone());
+        for i in 0..ports {
+            b = b.on_device(i).pcap(port_pcap_path(p, i));
+        }
     }
     if let Some(gw) = args.gw {
         b = b.gateway(gw);
@@ -189,6 +191,24 @@ pub fn build_cores<U>(
         eprintln!("{note}");
     }
     Ok(glues)
+}
+
+/// Port `i`'s capture file for `--pcap FILE`: FILE itself for port 0, `STEM-portI.EXT` for
+/// the others (classic pcap has no interface field, so one file per port keeps each trace
+/// whole in Wireshark; the cores of one port share its file).
+pub fn port_pcap_path(p: &std::path::Path, i: usize) -> std::path::PathBuf {
+    if i == 0 {
+        return p.to_path_buf();
+    }
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match p.extension() {
+        Some(e) => format!("{stem}-port{i}.{}", e.to_string_lossy()),
+        None => format!("{stem}-port{i}"),
+    };
+    p.with_file_name(name)
 }
 
 /// A builder error as the command line says it: configuration errors name the option.
@@ -243,4 +263,18 @@ fn dpdk_builder(
         }
     }
     Ok((b, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_pcap_path;
+    use std::path::Path;
+
+    #[test]
+    fn one_capture_file_per_port() {
+        let p = Path::new("/tmp/cap.pcap");
+        assert_eq!(port_pcap_path(p, 0), Path::new("/tmp/cap.pcap"));
+        assert_eq!(port_pcap_path(p, 1), Path::new("/tmp/cap-port1.pcap"));
+        assert_eq!(port_pcap_path(Path::new("trace"), 2), Path::new("trace-port2"));
+    }
 }

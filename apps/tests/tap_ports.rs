@@ -82,6 +82,9 @@ fn two_ports(tag: &str, cores: u16, (a, b): (u8, u8)) {
     .unwrap();
     let name = format!("{tag}-{}", std::process::id());
     let cores_s = cores.to_string();
+    // A capture per port: port 0's at the path given, port 1's beside it.
+    let pcap = std::env::temp_dir().join(format!("blink-{tag}-{}.pcap", std::process::id()));
+    let pcap1 = std::env::temp_dir().join(format!("blink-{tag}-{}-port1.pcap", std::process::id()));
     let mut proc = BlinkProc::spawn(
         &ns0,
         &[
@@ -104,6 +107,8 @@ fn two_ports(tag: &str, cores: u16, (a, b): (u8, u8)) {
             "tcp:22",
             "--kernel-if",
             "kx0,kx1",
+            "--pcap",
+            pcap.to_str().unwrap(),
         ],
     );
     proc.wait_line("blink httpd", Duration::from_secs(10));
@@ -213,6 +218,18 @@ fn two_ports(tag: &str, cores: u16, (a, b): (u8, u8)) {
     let (code, out) = proc.stop();
     let _ = std::fs::remove_file(&cfg);
     assert_eq!(code, Some(0), "{out}");
+    // Each port's trace holds its own network's frames only.
+    for (file, mine, other) in [(&pcap, a, b), (&pcap1, b, a)] {
+        let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let _ = std::fs::remove_file(file);
+        let has = |net: u8| bytes.windows(3).any(|w| w == [10, 200, net]);
+        assert!(bytes.len() > 24 + 16 * 10, "{}: {} bytes", file.display(), bytes.len());
+        assert!(
+            has(mine) && !has(other),
+            "{}: frames of 10.200.{mine}/24 only",
+            file.display()
+        );
+    }
     assert!(out.contains("mbufs in use after shutdown: 0"), "{out}");
     assert!(out.contains("btap1"), "the report shows port 1:\n{out}");
 }
