@@ -3,10 +3,14 @@
 //! numbers near and far from the window, windows, option bytes, header lengths, truncated
 //! payloads) and replays old ones, recomputing the checksums so the stacks must judge them on
 //! their TCP merits. Nothing may panic, every connection must end, and at the end no socket,
-//! request sock, TIME-WAIT sock, bound port or mbuf may be left.
+//! request sock, TIME-WAIT sock, bound port or mbuf may be left. The IPv4 header is rewritten
+//! too (TTL, TOS, ID, fragment bits, header length, total length).
 //!
-//! Data integrity is not checked here: a rewritten sequence number that lands in the window
-//! is, for TCP, indistinguishable from real data (the checksum was fixed on purpose).
+//! Data integrity is checked where TCP can promise it: a rewritten sequence number that lands
+//! in the window is, for TCP, indistinguishable from real data (the checksum was fixed on
+//! purpose), so a connection the relay rewrote or replayed a segment of may echo other bytes;
+//! every other connection that completes must echo exactly the bytes it sent (each
+//! connection's own pattern), and the test fails if too few such connections completed.
 
 mod common;
 
@@ -60,6 +64,12 @@ struct Mutations {
     truncate: u64,
     replay: u64,
     drop: u64,
+    ip_ttl: u64,
+    ip_tos: u64,
+    ip_id: u64,
+    ip_frag: u64,
+    ip_ihl: u64,
+    ip_len: u64,
 }
 
 struct Relay {
@@ -70,6 +80,10 @@ struct Relay {
     rng: Rng,
     history: VecDeque<(bool, Vec<u8>)>,
     m: Mutations,
+    /// The test's step count, and the last step at which a segment of each client port (A's
+    /// side of the tuple) was rewritten or replayed.
+    now: usize,
+    touched: std::collections::HashMap<u16, usize>,
 }
 
 impl Relay {
@@ -96,6 +110,7 @@ impl Relay {
                     }
                     self.history.push_back((a_to_b, f.clone()));
                     if self.rng.chance(30) {
+                        self.touch(&f, a_to_b);
                         self.mutate(&mut f);
                     }
                 }
@@ -106,6 +121,7 @@ impl Relay {
                     if let Some((dir, old)) = self.history.get(i).cloned() {
                         if dir == a_to_b {
                             self.m.replay += 1;
+                            self.touch(&old, a_to_b);
                             self.send(a_to_b, &old);
                         }
                     }
@@ -126,10 +142,58 @@ impl Relay {
         dst.tx_burst(0, &mut burst);
     }
 
+    /// Mark the connection of TCP frame `f` (keyed by A's port) as rewritten now.
+    fn touch(&mut self, f: &[u8], a_to_b: bool) {
+        let t = 14 + ((f[14] & 0x0f) as usize) * 4;
+        let off = if a_to_b { t } else { t + 2 };
+        let port = u16::from_be_bytes([f[off], f[off + 1]]);
+        self.touched.insert(port, self.now);
+    }
+
     fn mutate(&mut self, f: &mut Vec<u8>) {
         let ihl = ((f[14] & 0x0f) as usize) * 4;
         let t = 14 + ihl;
         let r = &mut self.rng;
+        if r.chance(250) {
+            // The IPv4 header instead (its checksum is fixed below, the TCP one too).
+            match r.below(6) {
+                0 => {
+                    self.m.ip_ttl += 1;
+                    f[22] = r.next() as u8;
+                }
+                1 => {
+                    self.m.ip_tos += 1;
+                    f[15] = r.next() as u8;
+                }
+                2 => {
+                    self.m.ip_id += 1;
+                    f[18..20].copy_from_slice(&(r.next() as u16).to_be_bytes());
+                }
+                3 => {
+                    // DF/MF and the fragment offset: a lone "fragment" waits for reassembly
+                    // and expires.
+                    self.m.ip_frag += 1;
+                    f[20..22].copy_from_slice(&(r.next() as u16).to_be_bytes());
+                }
+                4 => {
+                    self.m.ip_ihl += 1;
+                    f[14] = 0x40 | r.below(16) as u8;
+                }
+                _ => {
+                    self.m.ip_len += 1;
+                    let tot = u16::from_be_bytes([f[16], f[17]]);
+                    let d = r.below(64) as u16;
+                    let tot = if r.chance(500) {
+                        tot.wrapping_add(d)
+                    } else {
+                        tot.saturating_sub(d)
+                    };
+                    f[16..18].copy_from_slice(&tot.to_be_bytes());
+                }
+            }
+            fix_checksums(f);
+            return;
+        }
         match r.below(7) {
             0 => {
                 self.m.flags += 1;
@@ -201,6 +265,10 @@ fn is_tcp(f: &[u8]) -> bool {
 /// segment keeps the old TCP checksum: the stack must drop it as malformed anyway).
 fn fix_checksums(f: &mut [u8]) {
     let ihl = ((f[14] & 0x0f) as usize) * 4;
+    if ihl < 20 || 14 + ihl > f.len() {
+        // A header length the frame cannot hold: the stack must drop it whatever the sums say.
+        return;
+    }
     f[24..26].copy_from_slice(&[0, 0]);
     let mut sum = 0u32;
     for c in f[14..14 + ihl].chunks(2) {
@@ -227,8 +295,22 @@ fn fix_checksums(f: &mut [u8]) {
 
 struct Client {
     h: SockHandle,
+    /// The step it was opened at, its port, its pattern's key.
+    opened_at: usize,
+    port: u16,
+    key: u8,
+    sent: usize,
     to_send: usize,
+    echoed: usize,
+    /// An echoed byte differed from what was sent at that offset.
+    mismatch: Option<usize>,
     shut: bool,
+}
+
+/// Byte `i` of a connection's data: its own pattern, so bytes of another connection (or of
+/// another offset) do not match.
+fn pat(key: u8, i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i >> 8)).wrapping_add(key as usize * 97) as u8
 }
 
 /// One read: Ok(0) is the end of the stream.
@@ -295,6 +377,8 @@ fn hostile_segments_never_panic_or_leak() {
         rng: Rng(seed | 1),
         history: VecDeque::new(),
         m: Mutations::default(),
+        now: 0,
+        touched: std::collections::HashMap::new(),
     };
     // Let the gratuitous ARPs arrive and be consumed before counting buffers.
     for _ in 0..3 {
@@ -306,11 +390,14 @@ fn hostile_segments_never_panic_or_leak() {
 
     let l = tcp_listen(&mut b, PORT, 64).unwrap();
     let mut clients: Vec<Client> = Vec::new();
-    let mut servers: Vec<SockHandle> = Vec::new();
+    // Each server keeps what its send buffer did not take yet, so the echo is whole.
+    let mut servers: Vec<(SockHandle, VecDeque<u8>)> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
-    let data = vec![0x5au8; 16 * 1024];
+    let mut data = vec![0u8; 16 * 1024];
     let mut rng = Rng(seed.rotate_left(17) | 1);
     let (mut opened, mut finished, mut echoed) = (0u64, 0u64, 0u64);
+    // Completed connections the relay never touched, whose echo was checked byte for byte.
+    let mut verified = 0u64;
 
     let step = |a: &mut Stack, b: &mut Stack, relay: &mut Relay, vc: &VirtualClock, idle_ms: u64| {
         let n = a.poll() + relay.forward() + b.poll() + relay.forward();
@@ -322,71 +409,155 @@ fn hostile_segments_never_panic_or_leak() {
     };
 
     for i in 0..steps {
+        relay.now = i;
         // Clients: keep eight going; each sends up to 40 KiB, half-closes, reads the echo.
         if i < steps * 9 / 10 && clients.len() < 8 {
             if let Ok(h) = tcp_connect(&mut a, B_IP, PORT) {
                 opened += 1;
                 let to_send = 1 + rng.below(40 * 1024) as usize;
+                let port = with_tcp(&mut a, |t, _| t.socks.get(h).map(|s| s.sport))
+                    .unwrap()
+                    .unwrap();
                 clients.push(Client {
                     h,
+                    opened_at: i,
+                    port,
+                    key: opened as u8,
+                    sent: 0,
                     to_send,
+                    echoed: 0,
+                    mismatch: None,
                     shut: false,
                 });
             }
         }
+        // Untouched by the relay since it opened (a frame from before could still be on its
+        // way: two steps of margin): its echo must be whole and unchanged.
+        let touched = &relay.touched;
+        let clean = |c: &Client| touched.get(&c.port).is_none_or(|&t| t + 2 < c.opened_at);
         clients.retain_mut(|c| {
             if c.to_send > 0 {
                 let n = c.to_send.min(data.len());
+                for (j, d) in data[..n].iter_mut().enumerate() {
+                    *d = pat(c.key, c.sent + j);
+                }
                 if let Ok(k) = tcp_send(&mut a, c.h, &data[..n]) {
                     c.to_send -= k;
+                    c.sent += k;
                 }
             } else if !c.shut && tcp_shutdown(&mut a, c.h).is_ok() {
                 c.shut = true;
             }
+            let mut done = false;
             match recv_all(&mut a, c.h, &mut buf) {
-                Ok(0) => {
-                    // The echo ended: done.
-                    let _ = tcp_close(&mut a, c.h);
-                    finished += 1;
-                    return false;
+                // The echo ended.
+                Ok(0) => done = true,
+                Ok(n) => {
+                    for (j, &byte) in buf[..n].iter().enumerate() {
+                        if c.mismatch.is_none() && byte != pat(c.key, c.echoed + j) {
+                            c.mismatch = Some(c.echoed + j);
+                        }
+                    }
+                    c.echoed += n;
+                    echoed += n as u64;
                 }
-                Ok(n) => echoed += n as u64,
                 Err(TcpErr::WouldBlock) => {}
-                Err(_) => {
+                Err(e) => {
+                    assert!(
+                        !clean(c),
+                        "port {}: an untouched connection: {e:?} (seed {seed})",
+                        c.port
+                    );
                     let _ = tcp_close(&mut a, c.h);
                     return false;
                 }
             }
-            if !alive(&mut a, c.h) {
+            if !done && !alive(&mut a, c.h) {
+                // Closed with no error: after our FIN, the peer's came and the close completed
+                // (the connection left for TIME-WAIT). What it received is still to be read, up
+                // to the end of the stream, as from any socket the peer closed.
+                if !c.shut {
+                    let _ = tcp_close(&mut a, c.h);
+                    return false;
+                }
+                loop {
+                    match recv_all(&mut a, c.h, &mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            for (j, &byte) in buf[..n].iter().enumerate() {
+                                if c.mismatch.is_none() && byte != pat(c.key, c.echoed + j) {
+                                    c.mismatch = Some(c.echoed + j);
+                                }
+                            }
+                            c.echoed += n;
+                            echoed += n as u64;
+                        }
+                        Err(e) => {
+                            // Reset: a rewritten or replayed segment's doing, or a failure.
+                            assert!(
+                                !clean(c),
+                                "port {}: an untouched connection: {e:?} (seed {seed})",
+                                c.port
+                            );
+                            let _ = tcp_close(&mut a, c.h);
+                            return false;
+                        }
+                    }
+                }
+                done = true;
+            }
+            if done {
                 let _ = tcp_close(&mut a, c.h);
+                finished += 1;
+                if clean(c) {
+                    assert_eq!(
+                        (c.mismatch, c.echoed),
+                        (None, c.sent),
+                        "port {}: an untouched connection's echo (seed {seed})",
+                        c.port
+                    );
+                    verified += 1;
+                }
                 return false;
             }
             true
         });
         // Server: echo what arrives, close after the client's FIN.
         while let Ok(Some(s)) = tcp_accept(&mut b, l) {
-            servers.push(s);
+            servers.push((s, VecDeque::new()));
         }
-        servers.retain(|&s| match recv_all(&mut b, s, &mut buf) {
-            Ok(0) => {
-                let _ = tcp_close(&mut b, s);
-                false
+        servers.retain_mut(|(s, pending)| {
+            let s = *s;
+            // What the send buffer did not take before goes first.
+            while !pending.is_empty() {
+                let (front, _) = pending.as_slices();
+                match tcp_send(&mut b, s, front) {
+                    Ok(k) if k > 0 => drop(pending.drain(..k)),
+                    _ => break,
+                }
             }
-            Ok(n) => {
-                // Whatever does not fit the send buffer is dropped: the client only counts.
-                let _ = tcp_send(&mut b, s, &buf[..n]);
-                true
-            }
-            Err(TcpErr::WouldBlock) => alive(&mut b, s) || tcp_close(&mut b, s).is_err(),
-            Err(_) => {
-                let _ = tcp_close(&mut b, s);
-                false
+            match recv_all(&mut b, s, &mut buf) {
+                // Closed once everything read has been echoed (or the peer is gone).
+                Ok(0) if pending.is_empty() => {
+                    let _ = tcp_close(&mut b, s);
+                    false
+                }
+                Ok(0) => alive(&mut b, s) || tcp_close(&mut b, s).is_err(),
+                Ok(n) => {
+                    pending.extend(&buf[..n]);
+                    true
+                }
+                Err(TcpErr::WouldBlock) => alive(&mut b, s) || tcp_close(&mut b, s).is_err(),
+                Err(_) => {
+                    let _ = tcp_close(&mut b, s);
+                    false
+                }
             }
         });
         step(&mut a, &mut b, &mut relay, &vc, 1);
     }
     println!(
-        "opened {opened}, finished {finished}, echoed {echoed} B; relay: {:?}",
+        "opened {opened}, finished {finished} ({verified} untouched, echo verified), echoed {echoed} B; relay: {:?}",
         relay.m
     );
     // Close everything and let every timer run out (retransmissions give up, FIN-WAIT-2 and
@@ -394,7 +565,7 @@ fn hostile_segments_never_panic_or_leak() {
     for c in clients.drain(..) {
         let _ = tcp_close(&mut a, c.h);
     }
-    for s in servers.drain(..) {
+    for (s, _) in servers.drain(..) {
         let _ = tcp_close(&mut b, s);
     }
     let _ = tcp_close(&mut b, l);
@@ -427,6 +598,10 @@ fn hostile_segments_never_panic_or_leak() {
     // The test must have exercised what it claims.
     let m = &relay.m;
     assert!(finished >= 100, "only {finished} connections completed");
+    assert!(
+        verified >= 50,
+        "only {verified} untouched connections had their echo checked"
+    );
     for (what, n) in [
         ("flags", m.flags),
         ("seq", m.seq),
@@ -436,6 +611,12 @@ fn hostile_segments_never_panic_or_leak() {
         ("doff", m.doff),
         ("truncate", m.truncate),
         ("replay", m.replay),
+        ("ip_ttl", m.ip_ttl),
+        ("ip_tos", m.ip_tos),
+        ("ip_id", m.ip_id),
+        ("ip_frag", m.ip_frag),
+        ("ip_ihl", m.ip_ihl),
+        ("ip_len", m.ip_len),
     ] {
         assert!(n >= 20, "only {n} `{what}` mutations");
     }
