@@ -654,8 +654,10 @@ impl Host {
 
     /// Put `frame` on the wire, split into a chain of mbufs at `splits` (offsets, each a
     /// segment boundary; a received multi-segment frame becomes a non-linear skb), and let
-    /// the stack process it. Frames that do not fit the buffers are cut short.
-    pub fn inject_split(&mut self, frame: &[u8], splits: &[usize]) {
+    /// the stack process it. Frames that do not fit the buffers are cut short. False when the
+    /// pool had no buffer for it (the stack holds them all, e.g. TCP under memory pressure):
+    /// then nothing was sent, as a NIC drops what it has no descriptor for.
+    pub fn inject_split(&mut self, frame: &[u8], splits: &[usize]) -> bool {
         let room = self.pool.buf_size() - 128;
         let mut cuts: Vec<usize> = splits.iter().copied().filter(|&s| s > 0 && s < frame.len()).collect();
         cuts.sort_unstable();
@@ -674,20 +676,22 @@ impl Host {
         segs.truncate(8);
         let mut chain: Option<Mbuf> = None;
         for s in segs.iter().rev() {
-            let Some(mut m) = self.cache.alloc() else { return };
+            let Some(mut m) = self.cache.alloc() else { return false };
             assert!(m.append_slice(s));
             if let Some(rest) = chain.take() {
                 m.set_next(Some(rest)).expect("fresh mbuf is unique");
             }
             chain = Some(m);
         }
-        let Some(head) = chain else { return };
+        let Some(head) = chain else { return false };
         let skb = SkBuff::from_mbuf(head).expect("a fresh chain is an skb");
         self.send_skb(skb);
+        true
     }
 
-    pub fn inject(&mut self, frame: &[u8]) {
-        self.inject_split(frame, &[]);
+    /// [`Harness::inject_split`] in one buffer.
+    pub fn inject(&mut self, frame: &[u8]) -> bool {
+        self.inject_split(frame, &[])
     }
 
     pub fn send_skb(&mut self, mut skb: SkBuff) {
