@@ -350,7 +350,12 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
         // A FIN that found no buffer when it was due (tcp_send_fin): queue it now, behind
         // the data (tcp_send_fin transmits).
         tcp_send_fin(sk, stack);
-        return;
+        if sk.fin_queued {
+            return;
+        }
+        // Still no buffer: the data queued before it goes on as usual, and a closed window
+        // is probed (and given up on). Returning here left an orphan whose own unsent data
+        // held the pool empty under a zero window: no FIN, no probe, no end (fuzz finding).
     }
     let mss = tcp_current_mss(sk, stack);
     let prior_packets = sk.packets_out;
