@@ -6,7 +6,7 @@
 //! owns a complete `Stack` with its own device queues; cores meet only through their inboxes
 //! ([`crate::inbox`]).
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -177,7 +177,10 @@ pub struct Stack {
     pub cfg: StackConfig,
     /// This core's IP reassembly queues (Linux: the netns `fqdir` of ipv4).
     pub frags: crate::ip_defrag::IpFrags,
-    protos: Vec<Option<Box<dyn InetProtocol>>>,
+    /// Handlers by protocol number, each with the `TypeId` of its concrete type (recorded at
+    /// registration, so `with_protocol_as` reaches the concrete protocol without a virtual
+    /// `as_any_mut` + `type_id` pair on every user call).
+    protos: Vec<Option<(Box<dyn InetProtocol>, TypeId)>>,
     /// Numbers of the registered protocols, for the per-burst flush.
     proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
@@ -455,12 +458,16 @@ impl Stack {
     }
 
     /// Linux: inet_add_protocol().
-    pub fn inet_add_protocol(&mut self, proto: u8, handler: Box<dyn InetProtocol>) -> Result<(), Ipv4Error> {
+    pub fn inet_add_protocol<P: InetProtocol + 'static>(
+        &mut self,
+        proto: u8,
+        handler: Box<P>,
+    ) -> Result<(), Ipv4Error> {
         let slot = &mut self.protos[proto as usize];
         if slot.is_some() {
             return Err(Ipv4Error::ProtocolTaken(proto));
         }
-        *slot = Some(handler);
+        *slot = Some((handler, TypeId::of::<P>()));
         self.proto_nums.push(proto);
         Ok(())
     }
@@ -473,9 +480,32 @@ impl Stack {
     /// handler is taken out of its slot for the call, so it may use every part of the stack.
     #[inline(always)]
     pub fn with_protocol<R>(&mut self, proto: u8, f: impl FnOnce(&mut Stack, &mut dyn InetProtocol) -> R) -> Option<R> {
-        let mut h = self.protos[proto as usize].take()?;
+        let (mut h, ty) = self.protos[proto as usize].take()?;
         let r = f(self, h.as_mut());
-        self.protos[proto as usize] = Some(h);
+        self.protos[proto as usize] = Some((h, ty));
+        Some(r)
+    }
+
+    /// `with_protocol` for a protocol of concrete type `P` (what `tcp`, `udp` and their users
+    /// call on every socket operation): None when nothing, or something else, is registered
+    /// for `proto`.
+    #[inline(always)]
+    pub fn with_protocol_as<P: InetProtocol + 'static, R>(
+        &mut self,
+        proto: u8,
+        f: impl FnOnce(&mut Stack, &mut P) -> R,
+    ) -> Option<R> {
+        let slot = &mut self.protos[proto as usize];
+        if slot.as_ref()?.1 != TypeId::of::<P>() {
+            return None;
+        }
+        let (mut h, ty) = slot.take()?;
+        let p: *mut dyn InetProtocol = h.as_mut();
+        // SAFETY: the slot's TypeId was recorded from the concrete type of this very box when
+        // it was registered (`inet_add_protocol::<P>`) and equals `P`'s, so the trait object's
+        // data pointer points at a `P` (what `Any::downcast_mut` checks the same way).
+        let r = f(self, unsafe { &mut *(p as *mut P) });
+        self.protos[proto as usize] = Some((h, ty));
         Some(r)
     }
 

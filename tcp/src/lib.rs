@@ -161,10 +161,7 @@ pub fn tcp_init(stack: &mut Stack, cfg: TcpConfig) {
 /// Run `f` with the stack's TCP instance.
 pub fn with_tcp<R>(stack: &mut Stack, f: impl FnOnce(&mut TcpProto, &mut Stack) -> R) -> Result<R, TcpErr> {
     stack
-        .with_protocol(IPPROTO_TCP, |s, p| {
-            p.as_any_mut().downcast_mut::<TcpProto>().map(|t| f(t, s))
-        })
-        .flatten()
+        .with_protocol_as::<TcpProto, _>(IPPROTO_TCP, |s, t| f(t, s))
         .ok_or(TcpErr::NoTcp)
 }
 

@@ -107,8 +107,46 @@ impl TcpProto {
     }
 
     /// After anything touched socket `h`: unhash it if it closed, destroy it if nobody holds
-    /// it any more, and note pending events for the application.
+    /// it any more, and note pending events for the application. Runs after every segment and
+    /// every user call: a live socket costs one lookup; closing is the out-of-line part.
+    #[inline]
     pub fn post_process(&mut self, stack: &mut Stack, h: SockHandle) {
+        let Some(sk) = self.socks.get_mut(h) else { return };
+        if matches!(sk.state, TcpState::TimeWait | TcpState::Closed) {
+            self.post_process_dead(stack, h);
+            return;
+        }
+        Self::note_pending(sk, h, &mut self.mem_waiters, &mut self.ack_backlog, &mut self.ready);
+    }
+
+    /// The pending work of a live socket: a writer waiting for memory, an ACK deferred to the
+    /// end of the burst, events for the application.
+    #[inline(always)]
+    fn note_pending(
+        sk: &mut TcpSock,
+        h: SockHandle,
+        mem_waiters: &mut Vec<SockHandle>,
+        ack_backlog: &mut Vec<SockHandle>,
+        ready: &mut Vec<SockHandle>,
+    ) {
+        if sk.mem_blocked && !sk.on_mem_waiters {
+            sk.on_mem_waiters = true;
+            mem_waiters.push(h);
+        }
+        // At most one entry per socket that received in this burst (a burst is 32 frames).
+        if sk.ack_at_burst_end && !ack_backlog.contains(&h) {
+            ack_backlog.push(h);
+        }
+        if sk.ev_pending != 0 && !sk.orphan && !sk.on_ready {
+            sk.on_ready = true;
+            ready.push(h);
+        }
+    }
+
+    /// `post_process` of a socket that went to TIME-WAIT or CLOSED.
+    #[cold]
+    #[inline(never)]
+    fn post_process_dead(&mut self, stack: &mut Stack, h: SockHandle) {
         let Some(sk) = self.socks.get_mut(h) else { return };
         if sk.state == TcpState::TimeWait {
             self.inet_twsk_hashdance(stack, h);
@@ -136,18 +174,7 @@ impl TcpProto {
             }
         }
         let sk = self.socks.get_mut(h).expect("exists");
-        if sk.mem_blocked && !sk.on_mem_waiters {
-            sk.on_mem_waiters = true;
-            self.mem_waiters.push(h);
-        }
-        // At most one entry per socket that received in this burst (a burst is 32 frames).
-        if sk.ack_at_burst_end && !self.ack_backlog.contains(&h) {
-            self.ack_backlog.push(h);
-        }
-        if sk.ev_pending != 0 && !sk.orphan && !sk.on_ready {
-            sk.on_ready = true;
-            self.ready.push(h);
-        }
+        Self::note_pending(sk, h, &mut self.mem_waiters, &mut self.ack_backlog, &mut self.ready);
     }
 
     /// Memory is back below pressure: wake the writers refused for lack of it (Linux:

@@ -50,11 +50,7 @@ pub const TCP_TIMER_FN: TimerFn<Stack> = tcp_timer_dispatch;
 
 fn tcp_timer_dispatch(stack: &mut Stack, data: u64) {
     let (kind, h) = TimerKind::from_data(data);
-    stack.with_protocol(IPPROTO_TCP, |stack, p| {
-        if let Some(tcp) = p.as_any_mut().downcast_mut::<TcpProto>() {
-            tcp.on_timer(stack, kind, h);
-        }
-    });
+    stack.with_protocol_as::<TcpProto, _>(IPPROTO_TCP, |stack, tcp| tcp.on_timer(stack, kind, h));
 }
 
 /// Arm the retransmit timer in persist mode (Linux: ICSK_TIME_PROBE0).

@@ -81,10 +81,7 @@ pub fn udp_init(stack: &mut Stack, cfg: UdpConfig) {
 /// Run `f` with the stack's UDP instance.
 pub fn with_udp<R>(stack: &mut Stack, f: impl FnOnce(&mut UdpProto, &mut Stack) -> R) -> Result<R, UdpErr> {
     stack
-        .with_protocol(IPPROTO_UDP, |s, p| {
-            p.as_any_mut().downcast_mut::<UdpProto>().map(|u| f(u, s))
-        })
-        .flatten()
+        .with_protocol_as::<UdpProto, _>(IPPROTO_UDP, |s, u| f(u, s))
         .ok_or(UdpErr::NoUdp)
 }
 
