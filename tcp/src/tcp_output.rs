@@ -135,6 +135,17 @@ pub fn tcp_transmit(
 /// its fragments), sharing the buffers by refcount. The per-segment form of
 /// [`payload_frags`], without the intermediate array.
 fn add_payload_refs(h: &mut SkBuff, p: &SkBuff) {
+    if !p.is_nonlinear() && p.headlen() <= TCP_COPY_SMALL && p.headlen() > 0 {
+        // A small payload in the stack's own buffer (what tcp_sendmsg copied in) is copied
+        // behind the header instead of referenced: a few words of copying cost less than a
+        // fragment (a reference taken and dropped, a second checksum segment, a two-mbuf
+        // frame for the receiver). Zero-copy payloads (the application's or a NIC's mbufs,
+        // attached as fragments) are never copied.
+        if let Some(dst) = h.skb_put(p.headlen()) {
+            dst.copy_from_slice(p.data());
+            return;
+        }
+    }
     if p.headlen() > 0 {
         let f = Frag::new(p.head_mbuf().clone(), p.data_offset(), p.headlen()).expect("inside the buffer");
         let _ = h.skb_add_frag(f);
@@ -145,6 +156,10 @@ fn add_payload_refs(h: &mut SkBuff, p: &SkBuff) {
         }
     }
 }
+
+/// Payloads up to this many bytes in the stack's own buffer are copied into the segment
+/// rather than referenced (see `add_payload_refs`).
+const TCP_COPY_SMALL: usize = 128;
 
 /// The body of tcp_transmit: `add_payload` attaches the payload to the fresh header skb.
 #[allow(clippy::too_many_arguments)]
