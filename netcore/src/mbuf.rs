@@ -874,6 +874,13 @@ impl Mbuf {
         self.buf_len() - self.data_off() - self.data_len()
     }
 
+    /// Start of the buffer as the raw pointer the descriptor holds (its provenance is the
+    /// pool's memory, as `buf_mut` uses it), for skbs that cache it.
+    #[inline]
+    pub(crate) fn buf_ptr(&self) -> *mut u8 {
+        self.hdr().buf
+    }
+
     /// The whole buffer, headroom included.
     #[inline]
     pub fn buf(&self) -> &[u8] {

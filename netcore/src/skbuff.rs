@@ -137,6 +137,11 @@ pub struct SkbMeta {
     /// skb is made in it. Not derived from `&self`: a reference to the metadata may only
     /// reach the metadata's own bytes (Miri's stacked borrows rejects the `container_of`).
     host: *const MbufHdr,
+    /// Start and length of the linear buffer (the host's, or `head`'s for a clone), copied
+    /// from its descriptor whenever the linear buffer is set: every header view reads the
+    /// linear area, and this spares each one the `head` match and the descriptor loads.
+    lin: *mut u8,
+    lin_len: u16,
     data: u16,
     tail: u16,
     end: u16,
@@ -172,6 +177,8 @@ impl SkbMeta {
             link: AtomicLink::new(),
             head: None,
             host: std::ptr::null(),
+            lin: std::ptr::null_mut(),
+            lin_len: 0,
             data: 0,
             tail: 0,
             end: 0,
@@ -230,27 +237,39 @@ impl SkbMeta {
     /// Buffer of the linear area.
     #[inline]
     fn head_buf(&self) -> &[u8] {
-        match &self.head {
-            Some(m) => m.buf(),
+        // SAFETY: `lin`/`lin_len` were copied from the descriptor of the linear buffer (see
+        // `set_lin`), which this skb holds a reference to (the host itself, or `head`) for as
+        // long as `self` lives; the buffer is readable, and writes to it require a unique
+        // buffer and `&mut self` (see head_buf_mut), which cannot coexist with this borrow.
+        unsafe { std::slice::from_raw_parts(self.lin, self.lin_len as usize) }
+    }
+
+    /// Record where the linear buffer lives (after `host` or `head` changed).
+    #[inline]
+    fn set_lin(&mut self) {
+        let (p, n) = match &self.head {
+            Some(m) => (m.buf_ptr(), m.buf_len()),
             None => {
-                let h = self.host();
-                // SAFETY: the host buffer is readable for as long as the host lives, and
-                // writes to it require the host to be unique (see head_buf_mut).
-                unsafe { host_buf(h) }
+                // SAFETY: `host` is live (set by set_host before this is called); the handle
+                // is a borrowed copy, never dropped.
+                let m = std::mem::ManuallyDrop::new(unsafe { Mbuf::from_raw(self.host) });
+                (m.buf_ptr(), m.buf_len())
             }
-        }
+        };
+        self.lin = p;
+        self.lin_len = n as u16;
     }
 
     /// The linear buffer, writable only when nobody else shares it.
     #[inline]
     fn head_buf_mut(&mut self) -> Option<&mut [u8]> {
-        if self.head.is_none() {
-            // SAFETY: `host` is live (see `host`); `host_buf_mut` checks that the host's
-            // refcount is 1 (held by the SkBuff that owns `self`, borrowed mutably here), so no
-            // clone reads this buffer.
-            return unsafe { host_buf_mut(self.host) };
+        if self.skb_header_cloned() {
+            return None;
         }
-        self.head.as_mut().and_then(|m| m.buf_mut())
+        // SAFETY: the linear buffer's refcount is 1 (checked just above), held by the SkBuff
+        // that owns `self`, which is borrowed mutably here: no clone reads these bytes. `lin`
+        // is the descriptor's own raw pointer (as `Mbuf::buf_mut` uses it; see `set_lin`).
+        Some(unsafe { std::slice::from_raw_parts_mut(self.lin, self.lin_len as usize) })
     }
 
     /// Total bytes: linear + fragments (Linux: `skb->len`).
@@ -694,6 +713,8 @@ impl SkbMeta {
     /// Drop every buffer reference (on free).
     fn clear(&mut self) {
         self.head = None;
+        self.lin = std::ptr::null_mut();
+        self.lin_len = 0;
         self.frags.clear();
         self.frags_len = 0;
     }
@@ -704,29 +725,6 @@ fn h_refcnt(h: &MbufHdr) -> u32 {
     // SAFETY: `h` is a live descriptor; refcount reads are atomic.
     let m = std::mem::ManuallyDrop::new(unsafe { Mbuf::from_raw(h as *const MbufHdr) });
     m.refcnt()
-}
-
-/// # Safety
-/// `h` must be live and its buffer not written while the returned slice is used.
-#[inline]
-unsafe fn host_buf(h: &MbufHdr) -> &[u8] {
-    let m = std::mem::ManuallyDrop::new(Mbuf::from_raw(h as *const MbufHdr));
-    let b = m.buf();
-    std::slice::from_raw_parts(b.as_ptr(), b.len())
-}
-
-/// The host buffer, writable; None when a clone shares it (refcount above 1).
-///
-/// # Safety
-/// `h` must be live, and the caller must bound the returned lifetime by its own exclusive
-/// borrow of the owning SkBuff.
-#[inline]
-unsafe fn host_buf_mut<'a>(h: *const MbufHdr) -> Option<&'a mut [u8]> {
-    let mut m = std::mem::ManuallyDrop::new(Mbuf::from_raw(h));
-    // Through `buf_mut`, not `buf`: a `&mut` made from the shared slice `buf` returns writes
-    // through a read-only borrow (undefined behaviour; Miri reports it).
-    let b = m.buf_mut()?;
-    Some(std::slice::from_raw_parts_mut(b.as_mut_ptr(), b.len()))
 }
 
 /// An owned socket buffer: one pointer to the mbuf hosting its metadata.
@@ -750,6 +748,7 @@ impl SkBuff {
         let meta = skb.meta_mut();
         meta.reinit();
         meta.head = head;
+        meta.set_lin();
         meta.data = d as u16;
         meta.tail = t as u16;
         meta.end = e as u16;
@@ -823,6 +822,7 @@ impl SkBuff {
         let cm = c.meta_mut();
         cm.reinit();
         cm.head = Some(head);
+        cm.set_lin();
         cm.data = m.data;
         cm.tail = m.tail;
         cm.end = m.end;
