@@ -678,6 +678,30 @@ impl TcpOptions {
     ///
     /// Linux: `tcp_options_write()` in net/ipv4/tcp_output.c.
     pub fn emit(&self, buf: &mut [u8]) -> usize {
+        // Every segment of an established connection with timestamps and no SACK blocks to
+        // report carries exactly NOP NOP TS: written in one go.
+        if let (Some((tsval, tsecr)), None, None, false, 0) =
+            (self.ts, self.mss, self.wscale, self.sack_ok, self.num_sacks)
+        {
+            if let Some(b) = buf.get_mut(..TCPOLEN_TSTAMP_ALIGNED) {
+                let (v, e) = (tsval.to_be_bytes(), tsecr.to_be_bytes());
+                b.copy_from_slice(&[
+                    TCPOPT_NOP,
+                    TCPOPT_NOP,
+                    TCPOPT_TIMESTAMP,
+                    TCPOLEN_TIMESTAMP as u8,
+                    v[0],
+                    v[1],
+                    v[2],
+                    v[3],
+                    e[0],
+                    e[1],
+                    e[2],
+                    e[3],
+                ]);
+                return TCPOLEN_TSTAMP_ALIGNED;
+            }
+        }
         let (_, sacks) = self.layout();
         let mut p = 0;
         let mut put = |bytes: &[u8]| {
