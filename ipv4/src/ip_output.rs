@@ -3,16 +3,16 @@
 
 use std::net::Ipv4Addr;
 
-use blink_netcore::if_ether::ETH_P_IP;
+use blink_netcore::if_ether::{ETH_HLEN, ETH_P_IP};
 use blink_netcore::skbuff::{Frag, SkBuff};
-use blink_netcore::snmp::{DropReason, IpMib};
+use blink_netcore::snmp::{ArpMib, DropReason, IpMib};
 use blink_netcore::EthAddr;
 
 use crate::dev::{dev_queue_xmit, eth_header};
+use crate::dst::{dst_hh_init, ip_route_output_dst, DstCache};
 use crate::ip_fragment::ip_fragment;
 use crate::iphdr::{Ipv4Hdr, Ipv4Repr, IPV4_MIN_HLEN};
 use crate::neighbour::neigh_resolve_output;
-use crate::route::FibRoute;
 use crate::stack::Stack;
 use crate::Ipv4Error;
 
@@ -44,15 +44,86 @@ pub const IP_MAX_MTU: usize = 0xFFFF;
 /// header, route, resolve the next hop and queue the frame, fragmenting it when it exceeds
 /// the path MTU and `tx.df` is clear. On error the skb is dropped and counted, and the error
 /// says why: with DF, a datagram over the path MTU is refused (EMSGSIZE), as is any over
-/// 65,535 bytes.
-pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Result<(), Ipv4Error> {
-    let Some((route, dev, prefsrc)) = ip_route_output(stack, tx.dst) else {
-        stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
-        return Err(Ipv4Error::NoRoute(tx.dst));
+/// 65,535 bytes. The uncached path: what has no socket to cache a route in (SYN-ACKs and
+/// resets, ICMP, tunnels' outer packets) or sends too rarely to bother; sockets use
+/// [`ip_queue_xmit`].
+pub fn ip_build_and_send_pkt(stack: &mut Stack, skb: SkBuff, tx: IpTx) -> Result<(), Ipv4Error> {
+    let Some((nexthop, dev, prefsrc)) = ip_route_output(stack, tx.dst) else {
+        return Err(ip_no_route(stack, skb, tx.dst));
     };
-    let src = tx.src.unwrap_or(prefsrc);
     let mtu = ip_dst_mtu(stack, dev, tx.dst);
+    let skb = ip_push_header(stack, skb, &tx, prefsrc, dev, mtu)?;
+    ip_finish_output(stack, skb, nexthop, dev, mtu)
+}
+
+/// Linux: ip_queue_xmit(), for a socket that caches its route in `dst` (Linux:
+/// `sk_dst_cache`; see [`crate::dst`]). `skb->data` is at the transport header. While `dst`
+/// holds for `tx.dst` there is no route, MTU or neighbour lookup: the IP header is pushed and
+/// the cached Ethernet header copied in front of it (Linux: neigh_hh_output). Otherwise the
+/// full path runs, as in [`ip_build_and_send_pkt`], and fills `dst` again. Tunnels,
+/// broadcasts, unresolved neighbours (queued while ARP runs) and datagrams to fragment take
+/// the full output path from the cached route. Errors as `ip_build_and_send_pkt`'s; counters
+/// and tracing are the same on both paths.
+#[inline]
+pub fn ip_queue_xmit(stack: &mut Stack, skb: SkBuff, tx: IpTx, dst: &mut DstCache) -> Result<(), Ipv4Error> {
+    if !dst.check(stack, tx.dst) && !ip_route_output_dst(stack, dst, tx.dst) {
+        return Err(ip_no_route(stack, skb, tx.dst));
+    }
+    let (dev, mtu) = (dst.dev(), dst.mtu());
+    let skb = ip_push_header(stack, skb, &tx, dst.prefsrc(), dev, mtu)?;
+    if let Some(hh) = dst.hh().filter(|_| skb.len() <= mtu) {
+        // What ip_finish_output2 and neigh_resolve_output count for a resolved next hop.
+        stack.core.mib.ip.inc(IpMib::OutTransmits);
+        stack.core.mib.arp.inc(ArpMib::Lookups);
+        stack.core.mib.arp.inc(ArpMib::Hits);
+        neigh_hh_output(stack, skb, hh, dst.hh_dev());
+        return Ok(());
+    }
+    let nexthop = dst.nexthop();
+    if skb.len() > mtu {
+        return ip_finish_output(stack, skb, nexthop, dev, mtu);
+    }
+    if let Some((mac, ndev)) = ip_finish_output2(stack, skb, nexthop, dev) {
+        dst_hh_init(stack, dst, mac, ndev);
+    }
+    Ok(())
+}
+
+/// Linux: neigh_hh_output(). Put the cached Ethernet header in front of the IP header and
+/// queue the frame: what neigh_output does, with the header copied instead of built.
+#[inline(always)]
+fn neigh_hh_output(stack: &mut Stack, mut skb: SkBuff, hh: &[u8; ETH_HLEN], dev: u16) {
+    skb.dev = dev;
+    let Some(h) = skb.skb_push(ETH_HLEN) else {
+        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        return;
+    };
+    h.copy_from_slice(hh);
+    skb.skb_reset_mac_header();
+    dev_queue_xmit(stack, skb);
+}
+
+/// No route to `dst`: count, drop, say so.
+#[cold]
+fn ip_no_route(stack: &mut Stack, skb: SkBuff, dst: Ipv4Addr) -> Ipv4Error {
+    stack.core.mib.ip.inc(IpMib::OutNoRoutes);
+    stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+    Ipv4Error::NoRoute(dst)
+}
+
+/// The part of ip_build_and_send_pkt / ip_queue_xmit between routing and output: check the
+/// length against `mtu` and IP's limit, and push the header (source `tx.src`, else
+/// `prefsrc`), leaving `skb->data` at it. Counts OutRequests; on error drops and counts.
+#[inline(always)]
+fn ip_push_header(
+    stack: &mut Stack,
+    mut skb: SkBuff,
+    tx: &IpTx,
+    prefsrc: Ipv4Addr,
+    dev: u16,
+    mtu: usize,
+) -> Result<SkBuff, Ipv4Error> {
+    let src = tx.src.unwrap_or(prefsrc);
     let payload_len = skb.len();
     let len = payload_len + IPV4_MIN_HLEN;
     if len > IP_MAX_MTU {
@@ -93,7 +164,7 @@ pub fn ip_build_and_send_pkt(stack: &mut Stack, mut skb: SkBuff, tx: IpTx) -> Re
     skb.protocol = ETH_P_IP;
     skb.dev = dev;
     stack.core.mib.ip.inc(IpMib::OutRequests);
-    ip_finish_output(stack, skb, route.map(|r| r.nexthop(tx.dst)), dev, mtu)
+    Ok(skb)
 }
 
 /// Linux: __ip_append_data(), for a datagram built in one go. Append `len` bytes to `skb`,
@@ -159,23 +230,25 @@ fn ip_finish_output(
     mtu: usize,
 ) -> Result<(), Ipv4Error> {
     if skb.len() > mtu {
-        return ip_fragment(stack, skb, mtu, |s, frag| ip_finish_output2(s, frag, nexthop, dev));
+        return ip_fragment(stack, skb, mtu, |s, frag| {
+            ip_finish_output2(s, frag, nexthop, dev);
+        });
     }
     ip_finish_output2(stack, skb, nexthop, dev);
     Ok(())
 }
 
-/// Linux: ip_route_output_key(), reduced to what a host needs: the route (None for the
+/// Linux: ip_route_output_key(), reduced to what a host needs: the next hop (None for the
 /// limited broadcast, which leaves by the first device with an address), the output device
 /// and the preferred source address.
-fn ip_route_output(stack: &Stack, dst: Ipv4Addr) -> Option<(Option<FibRoute>, u16, Ipv4Addr)> {
+#[inline]
+pub(crate) fn ip_route_output(stack: &Stack, dst: Ipv4Addr) -> Option<(Option<Ipv4Addr>, u16, Ipv4Addr)> {
     if dst.is_broadcast() {
         let d = stack.devs.iter().find(|d| !d.addrs().is_empty())?;
         return Some((None, d.ifindex, d.addrs()[0].addr));
     }
-    let r = stack.fib.lookup(dst)?.clone();
-    let (dev, src) = (r.dev, r.prefsrc);
-    Some((Some(r), dev, src))
+    let r = stack.fib.lookup(dst)?;
+    Some((Some(r.nexthop(dst)), r.dev, r.prefsrc))
 }
 
 /// The output half of Linux's raw_send_hdrinc(): `skb->data` is at an IP header the caller
@@ -189,10 +262,8 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
         (h.dst(), h.src(), h.id(), h.header_len())
     };
     let protocol = Ipv4Hdr::new_unchecked(skb.data()).protocol();
-    let Some((route, dev, prefsrc)) = ip_route_output(stack, dst) else {
-        stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
-        return Err(Ipv4Error::NoRoute(dst));
+    let Some((nexthop, dev, prefsrc)) = ip_route_output(stack, dst) else {
+        return Err(ip_no_route(stack, skb, dst));
     };
     // Linux: raw_send_hdrinc() refuses what exceeds the path MTU rather than fragment a
     // header the application wrote.
@@ -221,18 +292,25 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
     skb.protocol = ETH_P_IP;
     skb.dev = dev;
     stack.core.mib.ip.inc(IpMib::OutRequests);
-    ip_finish_output2(stack, skb, route.map(|r| r.nexthop(dst)), dev);
+    ip_finish_output2(stack, skb, nexthop, dev);
     Ok(())
 }
 
-/// Linux: ip_finish_output2(). One packet or fragment, `skb->data` at its IP header. Broadcasts go straight to the Ethernet broadcast address;
-/// everything else through the neighbour layer.
-fn ip_finish_output2(stack: &mut Stack, mut skb: SkBuff, nexthop: Option<Ipv4Addr>, dev: u16) {
+/// Linux: ip_finish_output2(). One packet or fragment, `skb->data` at its IP header.
+/// Broadcasts go straight to the Ethernet broadcast address; everything else through the
+/// neighbour layer, whose resolved MAC and device (when it has them) are returned for a
+/// cached route to keep.
+fn ip_finish_output2(
+    stack: &mut Stack,
+    mut skb: SkBuff,
+    nexthop: Option<Ipv4Addr>,
+    dev: u16,
+) -> Option<(EthAddr, u16)> {
     stack.core.mib.ip.inc(IpMib::OutTransmits);
     if stack.devs[dev as usize].tunnel.is_some() {
         // A tunnel has no neighbours: it encapsulates and sends over the underlay.
         crate::ip_tunnel::ip_tunnel_xmit(stack, skb, dev);
-        return;
+        return None;
     }
     match nexthop {
         Some(nh) if !stack.is_broadcast_addr(nh) => neigh_resolve_output(stack, skb, nh, dev),
@@ -240,9 +318,10 @@ fn ip_finish_output2(stack: &mut Stack, mut skb: SkBuff, nexthop: Option<Ipv4Add
             let src = stack.devs[dev as usize].mac;
             if !eth_header(&mut skb, src, EthAddr::BROADCAST, ETH_P_IP) {
                 stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
-                return;
+                return None;
             }
             dev_queue_xmit(stack, skb);
+            None
         }
     }
 }

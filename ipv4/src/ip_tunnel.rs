@@ -404,6 +404,8 @@ pub fn ip_tunnel_add(
     let stats = Arc::new(TunnelStats::default());
     let ifindex = stack.add_device(Box::new(TunnelDev::new(name, mtu, stats.clone())), 0);
     stack.devs[ifindex as usize].tunnel = Some(Tunnel { parms, stats });
+    // A device that changes kind changes how routes through it transmit.
+    stack.fib.rt_genid_bump();
     // Tunnel devices have no link layer: nothing to resolve, nothing to steer.
     stack.devs[ifindex as usize].rps = false;
     stack.add_addr(ifindex, addr)?;

@@ -11,6 +11,8 @@
 //!   the core owning its flow.
 //! - [`ip_exception`]: the exception path's classifier (which frames the kernel that shares
 //!   the NIC gets) and its hook.
+//! - [`dst`]: the route a socket caches (`sk_dst_cache`): one FIB and one neighbour lookup
+//!   per flow, not per packet.
 //! - [`route`]: the FIB (longest-prefix match, default gateway).
 //! - [`icmp`]: echo, errors, rate limiting.
 //! - Header views, parsed once and reused everywhere: [`arphdr`], [`iphdr`], [`icmphdr`].
@@ -18,6 +20,7 @@
 pub mod arp;
 pub mod arphdr;
 pub mod dev;
+pub mod dst;
 pub mod icmp;
 pub mod icmphdr;
 pub mod inbox;

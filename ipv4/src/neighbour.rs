@@ -154,8 +154,10 @@ fn neigh_output(stack: &mut Stack, mut skb: SkBuff, mac: EthAddr, dev: u16) {
 }
 
 /// Linux: neigh_resolve_output(). Send an IP packet (`skb->data` at the IP header) to next hop
-/// `nexthop` on device `dev`, resolving its MAC address first if needed.
-pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, dev: u16) {
+/// `nexthop` on device `dev`, resolving its MAC address first if needed. Returns the MAC
+/// and device the packet went to when the entry is resolved (REACHABLE, PROBE, PERMANENT
+/// once used), which a cached route may keep (Linux: neigh_hh_init; see `crate::dst`).
+pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, dev: u16) -> Option<(EthAddr, u16)> {
     stack.core.mib.arp.inc(ArpMib::Lookups);
     let now = stack.core.jiffies;
     let parms = stack.neigh.parms.clone();
@@ -173,7 +175,7 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
                 }
             }
             neigh_output(stack, skb, mac, ndev);
-            return;
+            return Some((mac, ndev));
         }
         if n.state == NudState::Incomplete {
             if n.arp_queue.len() >= parms.unres_qlen {
@@ -182,9 +184,10 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
             } else {
                 n.arp_queue.skb_queue_tail(skb);
             }
-            return;
+            return None;
         }
-        // Failed: a new packet restarts resolution.
+        // Failed: a new packet restarts resolution. (No cached route holds a failed entry's
+        // address: entering Failed bumped rt_genid.)
         n.state = NudState::Incomplete;
         n.probes = 1;
         n.dev = dev;
@@ -193,14 +196,15 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
             stack.timers.mod_timer(t, now + parms.retrans_time_ms);
         }
         arp_solicit(stack, nexthop, dev, None);
-        return;
+        return None;
     }
     if stack.neigh.entries.len() >= parms.max_entries && !neigh_forced_gc(stack) {
         stack.core.mib.arp.inc(ArpMib::TableFulls);
         stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
-        return;
+        return None;
     }
     let timer = stack.timers.timer_setup(neigh_timer_handler, ip_key(nexthop));
+    stack.fib.rt_genid_bump();
     let mut q = SkBuffHead::new();
     q.skb_queue_tail(skb);
     stack.neigh.entries.insert(
@@ -218,6 +222,7 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
     );
     stack.timers.mod_timer(timer, now + parms.retrans_time_ms);
     arp_solicit(stack, nexthop, dev, None);
+    None
 }
 
 /// Send an ARP request for `target` on `dev`: broadcast, or unicast to `known` when probing.
@@ -249,6 +254,11 @@ pub fn neigh_update(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16, cre
             if n.mac != mac && n.state.is_valid() {
                 stack.core.mib.arp.inc(ArpMib::Updates);
             }
+            if n.mac != mac || n.dev != dev || !n.state.is_valid() {
+                // A cached route may hold the old address (or none yet): refill it. A
+                // plain confirmation (same address, still valid) leaves caches alone.
+                stack.fib.rt_genid_bump();
+            }
             n.mac = mac;
             n.dev = dev;
             n.state = NudState::Reachable;
@@ -269,6 +279,7 @@ pub fn neigh_update(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16, cre
             }
             let timer = stack.timers.timer_setup(neigh_timer_handler, ip_key(ip));
             stack.timers.mod_timer(timer, now + reach);
+            stack.fib.rt_genid_bump();
             stack.neigh.entries.insert(
                 ip,
                 Neighbour {
@@ -308,6 +319,7 @@ pub fn neigh_add_static(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16)
     // Packets waiting for resolution now have their answer: send them rather than drop them
     // (Linux: neigh_update() to NUD_PERMANENT flushes arp_queue).
     let mut queued = SkBuffHead::new();
+    stack.fib.rt_genid_bump();
     if let Some(mut old) = stack.neigh.entries.remove(&ip) {
         queued = std::mem::take(&mut old.arp_queue);
         neigh_destroy(stack, old);
@@ -332,6 +344,8 @@ pub fn neigh_add_static(stack: &mut Stack, ip: Ipv4Addr, mac: EthAddr, dev: u16)
 
 /// Free an entry's timer and drop what it still queues (counted).
 fn neigh_destroy(stack: &mut Stack, mut n: Neighbour) {
+    // A route cached with this entry's address must not outlive it.
+    stack.fib.rt_genid_bump();
     if let Some(t) = n.timer.take() {
         stack.timers.timer_free(t);
     }
@@ -372,6 +386,7 @@ fn neigh_timer_handler(stack: &mut Stack, data: u64) {
         NudState::Incomplete => {
             if n.probes >= p.mcast_solicit {
                 n.state = NudState::Failed;
+                stack.fib.rt_genid_bump();
                 let mut q = std::mem::take(&mut n.arp_queue);
                 stack.timers.mod_timer(timer, now + p.gc_stale_time_ms);
                 stack.core.mib.arp.inc(ArpMib::ResFailed);
@@ -394,11 +409,15 @@ fn neigh_timer_handler(stack: &mut Stack, data: u64) {
         }
         NudState::Reachable => {
             n.state = NudState::Stale;
+            // Cached routes must see the entry go stale: their next packet takes
+            // neigh_resolve_output, which starts the probe (Stale -> Probe) as today.
+            stack.fib.rt_genid_bump();
             stack.timers.mod_timer(timer, now + p.gc_stale_time_ms);
         }
         NudState::Probe => {
             if n.probes >= p.ucast_solicit {
                 n.state = NudState::Failed;
+                stack.fib.rt_genid_bump();
                 log::warn!("arp: {ip} stopped answering after {} unicast probes", p.ucast_solicit);
                 stack.core.mib.arp.inc(ArpMib::ResFailed);
                 stack.timers.mod_timer(timer, now + p.gc_stale_time_ms);

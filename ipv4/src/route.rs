@@ -65,18 +65,50 @@ impl FibRoute {
 }
 
 /// The route table of one core.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Fib {
     /// Kept sorted by prefix length, longest first, so the first match is the best.
     routes: Vec<FibRoute>,
     /// Path MTU exceptions by destination host. Empty unless an ICMP lowered a path, so the
     /// per-packet check is one `is_empty` on the common path.
     exceptions: HashMap<Ipv4Addr, FibNhException>,
+    /// Linux: net->ipv4.rt_genid. Every route a socket caches ([`crate::dst::DstCache`])
+    /// records it and is valid only while it is unchanged; bumped by whatever can change
+    /// what a cached route says (routes, path MTU exceptions, neighbours, devices). Kept
+    /// here, beside the routes, because `Stack::fib` is public: a route added through
+    /// `stack.fib.add` invalidates caches as one added through `Stack::add_route` does.
+    /// Never 0, so an empty cache (genid 0) never matches.
+    rt_genid: u32,
+}
+
+impl Default for Fib {
+    fn default() -> Self {
+        Fib {
+            routes: Vec::new(),
+            exceptions: HashMap::new(),
+            rt_genid: 1,
+        }
+    }
 }
 
 impl Fib {
+    /// Linux: rt_genid_ipv4(). The generation cached routes are checked against.
+    #[inline(always)]
+    pub fn rt_genid(&self) -> u32 {
+        self.rt_genid
+    }
+
+    /// Linux: rt_genid_bump_ipv4() (what rt_cache_flush() does). Invalidate every cached
+    /// route of this core: each socket's next send takes the full output path once and
+    /// caches again.
+    #[inline]
+    pub fn rt_genid_bump(&mut self) {
+        self.rt_genid = self.rt_genid.wrapping_add(1).max(1);
+    }
+
     /// Add or replace the route for `r.dst`.
     pub fn add(&mut self, r: FibRoute) {
+        self.rt_genid_bump();
         self.routes.retain(|x| x.dst != r.dst);
         let pos = self
             .routes
@@ -88,6 +120,7 @@ impl Fib {
 
     /// Remove the route for exactly `dst`; true if there was one.
     pub fn del(&mut self, dst: Ipv4Cidr) -> bool {
+        self.rt_genid_bump();
         let n = self.routes.len();
         self.routes.retain(|x| x.dst != dst);
         n != self.routes.len()
@@ -156,6 +189,21 @@ impl Fib {
         self.exceptions.get(&daddr).filter(|e| now < e.expires).map(|e| e.pmtu)
     }
 
+    /// `dst_mtu` and the jiffies until which it holds: the exception's expiry (u64::MAX when
+    /// none applies). A cached route keeps the MTU only until then (Linux: the rtable bound
+    /// to an fnhe carries its expiry, `rt_bind_exception` / `ipv4_mtu`), so an exception
+    /// that expires needs no generation bump: nothing is told, time alone ends it.
+    #[inline]
+    pub fn dst_mtu_expires(&self, daddr: Ipv4Addr, dev_mtu: usize, now: u64) -> (usize, u64) {
+        if self.exceptions.is_empty() {
+            return (dev_mtu, u64::MAX);
+        }
+        match self.exceptions.get(&daddr).filter(|e| now < e.expires) {
+            Some(e) => (e.pmtu.min(dev_mtu), e.expires),
+            None => (dev_mtu, u64::MAX),
+        }
+    }
+
     /// The MTU to send to `daddr` with: the device's, lowered by a live exception.
     /// Linux: dst_mtu() of the output route.
     #[inline(always)]
@@ -187,6 +235,8 @@ impl Fib {
         if self.exceptions.len() >= FNHE_MAX && !self.exceptions.contains_key(&daddr) {
             self.fnhe_evict(now);
         }
+        // Created or lowered: routes cached towards `daddr` carry the old MTU.
+        self.rt_genid_bump();
         self.exceptions.insert(
             daddr,
             FibNhException {
@@ -201,6 +251,8 @@ impl Fib {
     /// Make room for one exception: every expired one goes, else the oldest (Linux:
     /// fnhe_remove_oldest()). A full scan, but only when an ICMP arrives with the table full.
     fn fnhe_evict(&mut self, now: u64) {
+        // A path whose exception goes may use the device MTU again.
+        self.rt_genid_bump();
         let n = self.exceptions.len();
         self.exceptions.retain(|_, e| now < e.expires);
         if self.exceptions.len() < n {
@@ -214,6 +266,7 @@ impl Fib {
 
     /// Forget every path MTU exception (Linux: fnhe flush when routes change).
     pub fn flush_pmtu(&mut self) {
+        self.rt_genid_bump();
         self.exceptions.clear();
     }
 

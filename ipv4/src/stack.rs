@@ -262,6 +262,8 @@ impl Stack {
             rps,
             tunnel: None,
         });
+        // Linux: a NETDEV_* event flushes the route cache (rt_cache_flush).
+        self.fib.rt_genid_bump();
         ifindex
     }
 

@@ -159,6 +159,10 @@ pub struct TcpSock {
     /// Path MTU the MSS was last lowered to by an ICMP "fragmentation needed" (Linux:
     /// icsk_pmtu_cookie); 0 while the device MTU applies.
     pub pmtu_cookie: u32,
+    /// The route to the peer, with its next hop's Ethernet header (Linux: sk_dst_cache):
+    /// resolved by the first segment, reused by the rest until a route, path MTU or
+    /// neighbour change invalidates it (see blink_ipv4::dst).
+    pub dst: blink_ipv4::dst::DstCache,
 
     // ---- receive sequence space ----
     pub irs: u32,
@@ -351,6 +355,7 @@ impl TcpSock {
             snd_sml: 0,
             mss_cache: 536,
             pmtu_cookie: 0,
+            dst: blink_ipv4::dst::DstCache::new(),
             irs: 0,
             rcv_nxt: 0,
             rcv_wnd: 0,

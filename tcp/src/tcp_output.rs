@@ -7,7 +7,7 @@
 //! write or retransmit queue: data is never copied on transmit or retransmit.
 
 use arrayvec::ArrayVec;
-use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
+use blink_ipv4::ip_output::{ip_queue_xmit, IpTx};
 use blink_ipv4::iphdr::IPPROTO_TCP;
 use blink_ipv4::Stack;
 use blink_netcore::checksum::{csum_fold, pseudo_header_ipv4};
@@ -219,7 +219,8 @@ fn __tcp_transmit(
     };
     // Linux: ip_select_ident_segs, `inet_id += segs` (one segment each here).
     sk.inet_id = sk.inet_id.wrapping_add(1);
-    ip_build_and_send_pkt(stack, skb, tx).is_ok()
+    // Linux: ip_queue_xmit() with the socket's cached route (sk_dst_cache).
+    ip_queue_xmit(stack, skb, tx, &mut sk.dst).is_ok()
 }
 
 /// Linux: tcp_send_ack(). A bare ACK carrying the current window (and SACK blocks).

@@ -9,9 +9,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hashbrown::HashMap;
 
+use blink_ipv4::dst::{ip_route_output_dst, DstCache};
 use blink_ipv4::icmp::icmp_send;
 use blink_ipv4::icmphdr::*;
-use blink_ipv4::ip_output::{ip_build_and_send_pkt, ip_dst_mtu, IpTx, IP_MAX_MTU};
+use blink_ipv4::ip_output::{ip_dst_mtu, ip_queue_xmit, IpTx, IP_MAX_MTU};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_UDP, IPV4_MIN_HLEN};
 use blink_ipv4::{InetProtocol, Ipv4Error, Stack};
 use blink_netcore::netdevice::NetdevFeatures;
@@ -84,6 +85,10 @@ pub struct UdpSock {
     /// Pending ICMP error (Linux: sk_err), reported once.
     pub err: Option<SockErr>,
     ev_pending: u8,
+    /// The route of the last send, with its next hop's Ethernet header (Linux: sk_dst_cache):
+    /// a connected socket's holds from datagram to datagram, an unconnected one's while it
+    /// sends to the same destination.
+    pub dst: DstCache,
 }
 
 impl UdpSock {
@@ -210,6 +215,7 @@ impl UdpProto {
                 receive_queue: SkBuffHead::new(),
                 err: None,
                 ev_pending: 0,
+                dst: DstCache::new(),
             })
             .ok_or(UdpErr::NoMemory)?;
         self.raise(h, ev::WRITABLE);
@@ -337,46 +343,75 @@ impl UdpProto {
         Ok(())
     }
 
-    /// Resolve the destination and source of a send; autobinds. Returns (source,
-    /// destination, output device, the socket's IP header settings).
-    fn prepare_send(
+    /// Linux: the first half of udp_sendmsg(). Resolve a send with one socket lookup and one
+    /// route resolution: autobind an unbound socket, pick the destination (`to`, else the
+    /// connected peer), check the socket's cached route for it (`UdpSock::dst`, Linux's
+    /// sk_dst_check; resolved again only when stale or for another destination), check the
+    /// length and pick the source; then run `f` with the socket, whose cached route IP
+    /// sends by. On error `payload` comes back with it.
+    #[inline(always)]
+    fn prepare_send<P, R>(
         &mut self,
-        stack: &Stack,
+        stack: &mut Stack,
         h: SockHandle,
         len: usize,
         to: Option<SocketAddrV4>,
-    ) -> Result<(SocketAddrV4, SocketAddrV4, u16, TxIp), UdpErr> {
-        {
-            let sk = self.socks.get_mut(h).ok_or(UdpErr::BadHandle)?;
-            sk.sock_error()?;
+        payload: P,
+        f: impl FnOnce(&mut Stack, &mut UdpSock, SendPlan, P) -> R,
+    ) -> Result<R, (P, UdpErr)> {
+        let Some(mut sk) = self.socks.get_mut(h) else {
+            return Err((payload, UdpErr::BadHandle));
+        };
+        if let Err(e) = sk.sock_error() {
+            return Err((payload, e));
         }
-        let dst = to.or_else(|| self.socks.get(h).and_then(|sk| sk.peer()));
-        self.autobind(stack, h, dst)?;
-        let sk = self.socks.get(h).expect("autobind checked the handle");
+        if sk.sport == 0 {
+            // The first send of an unbound socket (Linux: inet_autobind); looked up again after.
+            let dst = to.or_else(|| sk.peer());
+            if let Err(e) = self.autobind(stack, h, dst) {
+                return Err((payload, e));
+            }
+            sk = self.socks.get_mut(h).expect("autobind checked the handle");
+        }
         let dst = match to.or_else(|| sk.peer()) {
             Some(d) if d.port() != 0 && !d.ip().is_unspecified() => d,
-            Some(_) => return Err(UdpErr::InvalidArgument("destination needs an address and a port")),
-            None => return Err(UdpErr::NotConnected),
+            Some(_) => {
+                return Err((
+                    payload,
+                    UdpErr::InvalidArgument("destination needs an address and a port"),
+                ))
+            }
+            None => return Err((payload, UdpErr::NotConnected)),
         };
-        let (dev, mtu, prefsrc) = udp_route(stack, *dst.ip())?;
+        let daddr = *dst.ip();
+        // A connected socket's route holds from send to send; an unconnected one's is a
+        // one-entry cache keyed by destination.
+        if !sk.dst.check(stack, daddr) && !ip_route_output_dst(stack, &mut sk.dst, daddr) {
+            return Err((payload, UdpErr::NoRoute(daddr)));
+        }
         // IP fragments what exceeds the path MTU, up to the 65,535-byte datagram (65,507
         // bytes of payload, Linux: udp_sendmsg's `len > 0xFFFF` EMSGSIZE); with
         // IP_PMTUDISC_DO the datagram must fit the path MTU instead.
+        let mtu = sk.dst.mtu();
         let ip_len = IPV4_MIN_HLEN + UDP_HLEN + len;
         if ip_len > IP_MAX_MTU || (sk.dontfrag && ip_len > mtu) {
-            return Err(UdpErr::MessageTooLong { len: ip_len, mtu });
+            return Err((payload, UdpErr::MessageTooLong { len: ip_len, mtu }));
         }
         let src = if sk.saddr.is_unspecified() || stack.is_broadcast_addr(sk.saddr) {
-            prefsrc
+            sk.dst.prefsrc()
         } else {
             sk.saddr
         };
-        let ip = TxIp {
-            df: sk.dontfrag,
-            tos: sk.tos,
-            ttl: sk.ttl,
+        let plan = SendPlan {
+            src: SocketAddrV4::new(src, sk.sport),
+            dst,
+            ip: TxIp {
+                df: sk.dontfrag,
+                tos: sk.tos,
+                ttl: sk.ttl,
+            },
         };
-        Ok((SocketAddrV4::new(src, sk.sport), dst, dev, ip))
+        Ok(f(stack, sk, plan, payload))
     }
 
     /// Linux: udp_sendmsg(). Copies `data` into a fresh datagram (the header and as much as
@@ -389,38 +424,43 @@ impl UdpProto {
         data: &[u8],
         to: Option<SocketAddrV4>,
     ) -> Result<usize, UdpErr> {
-        let (src, dst, dev, ip) = self.prepare_send(stack, h, data.len(), to)?;
-        let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-            stack.core.mib.udp.inc(UdpMib::SndbufErrors);
-            return Err(UdpErr::NoMemory);
-        };
-        let first = data.len().min(skb.skb_tailroom().saturating_sub(UDP_HLEN));
-        let Some(buf) = skb.skb_put(UDP_HLEN + first) else {
-            stack.core.mib.udp.inc(UdpMib::SndbufErrors);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
-            return Err(UdpErr::NoMemory);
-        };
-        buf[UDP_HLEN..].copy_from_slice(&data[..first]);
-        let mut rest = &data[first..];
-        while !rest.is_empty() {
-            let Some(mut m) = stack.core.cache.alloc() else {
+        let r = self.prepare_send(stack, h, data.len(), to, (), |stack, sk, plan, ()| {
+            let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
+                stack.core.mib.udp.inc(UdpMib::SndbufErrors);
+                return Err(UdpErr::NoMemory);
+            };
+            let first = data.len().min(skb.skb_tailroom().saturating_sub(UDP_HLEN));
+            let Some(buf) = skb.skb_put(UDP_HLEN + first) else {
                 stack.core.mib.udp.inc(UdpMib::SndbufErrors);
                 stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
                 return Err(UdpErr::NoMemory);
             };
-            let n = rest.len().min(m.tailroom());
-            m.append_slice(&rest[..n]);
-            rest = &rest[n..];
-            if skb.skb_add_frag(Frag::from_mbuf(m)).is_err() {
-                stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
-                return Err(UdpErr::MessageTooLong {
-                    len: data.len(),
-                    mtu: ip_dst_mtu(stack, dev, *dst.ip()),
-                });
+            buf[UDP_HLEN..].copy_from_slice(&data[..first]);
+            let mut rest = &data[first..];
+            while !rest.is_empty() {
+                let Some(mut m) = stack.core.cache.alloc() else {
+                    stack.core.mib.udp.inc(UdpMib::SndbufErrors);
+                    stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+                    return Err(UdpErr::NoMemory);
+                };
+                let n = rest.len().min(m.tailroom());
+                m.append_slice(&rest[..n]);
+                rest = &rest[n..];
+                if skb.skb_add_frag(Frag::from_mbuf(m)).is_err() {
+                    stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+                    return Err(UdpErr::MessageTooLong {
+                        len: data.len(),
+                        mtu: sk.dst.mtu(),
+                    });
+                }
             }
+            udp_send_skb(stack, skb, &plan, &mut sk.dst)?;
+            Ok(data.len())
+        });
+        match r {
+            Ok(r) => r,
+            Err(((), e)) => Err(e),
         }
-        udp_send_skb(stack, skb, src, dst, dev, ip)?;
-        Ok(data.len())
     }
 
     /// Zero-copy send of one single-segment mbuf as the payload. The error carries the mbuf
@@ -438,23 +478,26 @@ impl UdpProto {
                 UdpErr::InvalidArgument("the payload mbuf must have one segment"),
             ));
         }
-        let (src, dst, dev, ip) = match self.prepare_send(stack, h, m.data_len(), to) {
-            Ok(v) => v,
-            Err(e) => return Err((Some(m), e)),
-        };
-        let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
-            stack.core.mib.udp.inc(UdpMib::SndbufErrors);
-            return Err((Some(m), UdpErr::NoMemory));
-        };
-        if skb.skb_put(UDP_HLEN).is_none() {
-            return Err((Some(m), UdpErr::NoMemory));
-        }
-        if m.data_len() > 0 {
-            if let Err(f) = skb.skb_add_frag(Frag::from_mbuf(m)) {
-                return Err((Some(f.into_mbuf()), UdpErr::NoMemory));
+        let len = m.data_len();
+        let r = self.prepare_send(stack, h, len, to, m, |stack, sk, plan, m| {
+            let Some(mut skb) = SkBuff::alloc(&mut stack.core.cache) else {
+                stack.core.mib.udp.inc(UdpMib::SndbufErrors);
+                return Err((Some(m), UdpErr::NoMemory));
+            };
+            if skb.skb_put(UDP_HLEN).is_none() {
+                return Err((Some(m), UdpErr::NoMemory));
             }
+            if m.data_len() > 0 {
+                if let Err(f) = skb.skb_add_frag(Frag::from_mbuf(m)) {
+                    return Err((Some(f.into_mbuf()), UdpErr::NoMemory));
+                }
+            }
+            udp_send_skb(stack, skb, &plan, &mut sk.dst).map_err(|e| (None, e))
+        });
+        match r {
+            Ok(r) => r,
+            Err((m, e)) => Err((Some(m), e)),
         }
-        udp_send_skb(stack, skb, src, dst, dev, ip).map_err(|e| (None, e))
     }
 
     fn take_datagram(&mut self, stack: &mut Stack, h: SockHandle) -> Result<SkBuff, UdpErr> {
@@ -718,6 +761,15 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
     Ok((r.dev, ip_dst_mtu(stack, r.dev, dst), r.prefsrc))
 }
 
+/// What `prepare_send` resolved for one datagram: its source (the socket's address, else the
+/// route's preferred source) and destination, and the socket's IP header settings.
+#[derive(Debug, Clone, Copy)]
+struct SendPlan {
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ip: TxIp,
+}
+
 /// What a socket puts in the IP header of its datagrams (Linux: the inet_sock fields
 /// ip_setup_cork copies).
 #[derive(Debug, Clone, Copy)]
@@ -728,17 +780,12 @@ struct TxIp {
 }
 
 /// Linux: udp_send_skb(). Fill the header, checksum it (in software unless the device
-/// offers UDP transmit checksum offload), and hand it to IP.
-fn udp_send_skb(
-    stack: &mut Stack,
-    mut skb: SkBuff,
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    dev: u16,
-    ip: TxIp,
-) -> Result<(), UdpErr> {
+/// offers UDP transmit checksum offload), and hand it to IP with the socket's cached route
+/// (`prepare_send` resolved it: IP does not route again).
+fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut DstCache) -> Result<(), UdpErr> {
+    let (src, dst, ip) = (plan.src, plan.dst, plan.ip);
     let len = skb.len();
-    let offload = stack.devs[dev as usize].features.has(NetdevFeatures::TXCSUM_UDP);
+    let offload = stack.devs[rt.dev() as usize].features.has(NetdevFeatures::TXCSUM_UDP);
     let Some(h) = skb.data_mut() else {
         stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(UdpErr::NoMemory);
@@ -776,7 +823,7 @@ fn udp_send_skb(
         df: ip.df,
         id: None,
     };
-    match ip_build_and_send_pkt(stack, skb, tx) {
+    match ip_queue_xmit(stack, skb, tx, rt) {
         Ok(()) => {
             stack.core.mib.udp.inc(UdpMib::OutDatagrams);
             Ok(())
