@@ -103,7 +103,7 @@ impl KernelPort {
         let n = self.dev.rx_burst(self.queue, &mut burst);
         for mut skb in burst.drain(..) {
             if skb.len() < ETH_HLEN {
-                stack.core.mib.kfree_skb_reason(skb, DropReason::ExcFromKernelRunt);
+                stack.core.kfree_skb_reason(skb, DropReason::ExcFromKernelRunt);
                 continue;
             }
             // Out unchanged: the kernel wrote a complete frame with blink's MAC as source.
@@ -121,14 +121,14 @@ impl ExceptionPath for KernelIf {
         // The kernel side of the port the frame arrived on: a port without one (a shared
         // port 0 only, or a tunnel) has no kernel to hand it to.
         let Some(port) = self.ports.iter_mut().find(|p| p.out == skb.dev) else {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+            stack.core.kfree_skb_reason(skb, DropReason::DevNotUp);
             return;
         };
         if port.txq.is_full() {
             port.flush(stack);
         }
         if port.txq.is_full() {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::ExcKernelTxFull);
+            stack.core.kfree_skb_reason(skb, DropReason::ExcKernelTxFull);
             return;
         }
         port.txq.push(skb);

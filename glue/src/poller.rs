@@ -132,7 +132,7 @@ impl Poller {
                 Err(skb) => {
                     lane.stats.rx_ring_full.fetch_add(1, Ordering::Relaxed);
                     stack.core.mib.softnet.inc(SoftnetMib::RingDrops);
-                    stack.core.mib.kfree_skb_reason(skb, DropReason::RingFull);
+                    stack.core.kfree_skb_reason(skb, DropReason::RingFull);
                 }
             }
         }

@@ -17,27 +17,27 @@ use crate::stack::Stack;
 /// Linux: arp_rcv() + arp_process(). `skb->data` is at the ARP header.
 pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
     if !skb.pskb_may_pull(ARP_HLEN) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::ArpHdr);
+        stack.core.kfree_skb_reason(skb, DropReason::ArpHdr);
         return;
     }
     let repr = match ArpRepr::parse(&ArpHdr::new_unchecked(skb.data())) {
         Ok(r) => r,
         Err(_) => {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::ArpHdr);
+            stack.core.kfree_skb_reason(skb, DropReason::ArpHdr);
             return;
         }
     };
     let dev = skb.dev;
     // Martians: a sender claiming a multicast/broadcast address or a multicast MAC.
     if repr.spa.is_multicast() || repr.spa.is_broadcast() || repr.sha.is_multicast() {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::ArpHdr);
+        stack.core.kfree_skb_reason(skb, DropReason::ArpHdr);
         return;
     }
     match repr.op {
         ArpOp::Request => stack.core.mib.arp.inc(ArpMib::InRequests),
         ArpOp::Reply => stack.core.mib.arp.inc(ArpMib::InReplies),
         ArpOp::Other(_) => {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::ArpHdr);
+            stack.core.kfree_skb_reason(skb, DropReason::ArpHdr);
             return;
         }
     }
@@ -48,7 +48,7 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
         if repr.sha != stack.devs[dev as usize].mac {
             log::warn!("arp: {} claims our address {} on dev {dev}", repr.sha, repr.spa);
         }
-        stack.core.mib.kfree_skb_reason(skb, DropReason::ArpNotForUs);
+        stack.core.kfree_skb_reason(skb, DropReason::ArpNotForUs);
         return;
     }
     if !repr.spa.is_unspecified() {
@@ -60,14 +60,14 @@ pub fn arp_rcv(stack: &mut Stack, mut skb: SkBuff) {
         crate::neighbour::neigh_broadcast(stack, repr.spa, repr.sha, dev, for_us);
     }
     if !for_us {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::ArpNotForUs);
+        stack.core.kfree_skb_reason(skb, DropReason::ArpNotForUs);
         return;
     }
     if repr.op == ArpOp::Request {
         arp_send(stack, ArpOp::Reply, dev, repr.sha, repr.spa, repr.sha, repr.tpa);
     }
     // Processed: a normal free, not a drop.
-    stack.core.mib.consume_skb(skb);
+    stack.core.consume_skb(skb);
 }
 
 /// Linux: arp_send(). Build and queue an ARP packet: Ethernet destination `eth_dst`, target
@@ -80,14 +80,14 @@ pub fn arp_send(stack: &mut Stack, op: ArpOp, dev: u16, eth_dst: EthAddr, tpa: I
     let sha = stack.devs[dev as usize].mac;
     let repr = ArpRepr { op, sha, spa, tha, tpa };
     let Some(buf) = skb.skb_put(ARP_HLEN) else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return;
     };
     repr.emit(&mut ArpHdr::new_unchecked(buf));
     skb.skb_reset_network_header();
     skb.dev = dev;
     if !eth_header(&mut skb, sha, eth_dst, ETH_P_ARP) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return;
     }
     match op {

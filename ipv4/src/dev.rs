@@ -76,7 +76,7 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
     skb.tstamp = stack.core.now_ns;
     stack.core.mib.trace_select(&mut skb, ETH_HLEN, "netif_receive_skb");
     if !skb.pskb_may_pull(ETH_HLEN) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+        stack.core.kfree_skb_reason(skb, DropReason::PktTooSmall);
         return;
     }
     skb.skb_reset_mac_header();
@@ -96,7 +96,7 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
     };
     if skb.pkt_type == PacketType::OtherHost {
         // A TAP or a switch may show us frames for other hosts; we do not forward.
-        stack.core.mib.kfree_skb_reason(skb, DropReason::OtherHost);
+        stack.core.kfree_skb_reason(skb, DropReason::OtherHost);
         return;
     }
     skb.protocol = ethertype;
@@ -112,7 +112,7 @@ pub fn netif_receive_skb(stack: &mut Stack, ifindex: u16, mut skb: SkBuff) {
         }
         _ => {
             if let Some(skb) = crate::ip_exception::exc_unhandled_ethertype(stack, skb) {
-                stack.core.mib.kfree_skb_reason(skb, DropReason::UnhandledProto);
+                stack.core.kfree_skb_reason(skb, DropReason::UnhandledProto);
             }
         }
     }
@@ -138,7 +138,7 @@ pub fn dev_queue_xmit(stack: &mut Stack, mut skb: SkBuff) {
     stack.core.mib.trace_select(&mut skb, ETH_HLEN, "dev_queue_xmit");
     let ifindex = skb.dev;
     if ifindex as usize >= stack.devs.len() {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+        stack.core.kfree_skb_reason(skb, DropReason::DevNotUp);
         return;
     }
     if stack.devs[ifindex as usize].pcap.is_some() {
@@ -150,7 +150,7 @@ pub fn dev_queue_xmit(stack: &mut Stack, mut skb: SkBuff) {
         d.dev.tx_burst(q, &mut d.txq);
     }
     if d.txq.is_full() {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TxQueueFull);
+        stack.core.kfree_skb_reason(skb, DropReason::TxQueueFull);
         return;
     }
     d.txq.push(skb);

@@ -156,7 +156,7 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
     }
     let Some(mut reply) = SkBuff::alloc(&mut stack.core.cache) else {
         stack.core.mib.icmp.inc(IcmpMib::OutErrors);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return;
     };
     let mut hdr = [0u8; ICMP_HLEN];
@@ -193,14 +193,14 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
             // No slot left for the linear part: copy it behind the reply's header instead.
             if !reply.skb_put_data(lin) {
                 stack.core.mib.icmp.inc(IcmpMib::OutErrors);
-                stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
+                stack.core.kfree_skb_reason(reply, DropReason::NoMem);
                 return;
             }
         } else {
             let f = Frag::new(skb.head_mbuf().clone(), skb.data_offset() + ICMP_HLEN, payload_len)
                 .expect("inside the buffer");
             if reply.skb_add_frag(f).is_err() {
-                stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
+                stack.core.kfree_skb_reason(reply, DropReason::NoMem);
                 return;
             }
         }
@@ -208,11 +208,11 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
     for f in skb.frags() {
         if reply.skb_add_frag(f.clone()).is_err() {
             stack.core.mib.icmp.inc(IcmpMib::OutErrors);
-            stack.core.mib.kfree_skb_reason(reply, DropReason::NoMem);
+            stack.core.kfree_skb_reason(reply, DropReason::NoMem);
             return;
         }
     }
-    stack.core.mib.consume_skb(skb);
+    stack.core.consume_skb(skb);
     let src_ip = if stack.is_local_addr(dst) { Some(dst) } else { None };
     let tx = IpTx {
         src: src_ip,
@@ -235,7 +235,7 @@ fn icmp_echo(stack: &mut Stack, skb: SkBuff) {
 fn icmp_unreach(stack: &mut Stack, mut skb: SkBuff) {
     if !skb.pskb_may_pull(ICMP_HLEN + IPV4_MIN_HLEN) {
         stack.core.mib.icmp.inc(IcmpMib::InErrors);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IcmpHdr);
+        stack.core.kfree_skb_reason(skb, DropReason::IcmpHdr);
         return;
     }
     // The quoted header must be sane and followed by the 8 bytes of transport header that
@@ -244,7 +244,7 @@ fn icmp_unreach(stack: &mut Stack, mut skb: SkBuff) {
     let inner_hlen = Ipv4Hdr::new_unchecked(&skb.data()[ICMP_HLEN..]).header_len();
     if inner_hlen < IPV4_MIN_HLEN || !skb.pskb_may_pull(ICMP_HLEN + inner_hlen + 8) {
         stack.core.mib.icmp.inc(IcmpMib::InErrors);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IcmpHdr);
+        stack.core.kfree_skb_reason(skb, DropReason::IcmpHdr);
         return;
     }
     let (ty, code, info) = {
@@ -351,7 +351,7 @@ pub fn icmp_send(stack: &mut Stack, skb_in: &SkBuff, ty: u8, code: u8, info: u32
     // Quote as much of the original (from its IP header) as fits.
     let quote = (nh.len() + skb_in.data_len()).min(ICMP_ERR_MAX - IPV4_MIN_HLEN - ICMP_HLEN);
     let Some(buf) = skb.skb_put(ICMP_HLEN + quote) else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return;
     };
     let lin = quote.min(nh.len());
@@ -419,12 +419,12 @@ pub fn icmp_send_echo(stack: &mut Stack, dst: Ipv4Addr, id: u16, seq: u16, len: 
         }
     };
     if let Err(e) = ip_append_data(stack, &mut skb, ICMP_HLEN + len, fill) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(e);
     }
     {
         let Some(buf) = skb.data_mut() else {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            stack.core.kfree_skb_reason(skb, DropReason::NoMem);
             return Err(Ipv4Error::NoBuffers);
         };
         let mut h = IcmpHdr::new_unchecked(&mut buf[..ICMP_HLEN]);

@@ -228,7 +228,7 @@ impl IpFrags {
 /// Drop every fragment of a dead queue with `reason`.
 fn free_queue(stack: &mut Stack, mut q: FragQueue, reason: DropReason) {
     while let Some(skb) = q.fragments.skb_dequeue() {
-        stack.core.mib.kfree_skb_reason(skb, reason);
+        stack.core.kfree_skb_reason(skb, reason);
     }
 }
 
@@ -315,7 +315,7 @@ fn ip_frag_queue(
 ) -> Option<SkBuff> {
     // Ping of death: no datagram may grow past 65,535 bytes.
     if end + ihl > IP_MAX_LEN {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+        stack.core.kfree_skb_reason(skb, DropReason::Oversize);
         ip_frag_kill(stack, i, DropReason::Oversize);
         return None;
     }
@@ -323,7 +323,7 @@ fn ip_frag_queue(
     if !more {
         // The last fragment fixes the length; it may neither shrink nor contradict it.
         if (end as u32) < q.len || (q.last_in && end as u32 != q.len) {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::IpFrag);
+            stack.core.kfree_skb_reason(skb, DropReason::IpFrag);
             ip_frag_kill(stack, i, DropReason::IpFrag);
             return None;
         }
@@ -335,7 +335,7 @@ fn ip_frag_queue(
         end &= !7;
         if end as u32 > q.len {
             if q.last_in {
-                stack.core.mib.kfree_skb_reason(skb, DropReason::IpFrag);
+                stack.core.kfree_skb_reason(skb, DropReason::IpFrag);
                 ip_frag_kill(stack, i, DropReason::IpFrag);
                 return None;
             }
@@ -344,7 +344,7 @@ fn ip_frag_queue(
     }
     if end == offset {
         // Nothing in it (Linux: an empty fragment is dropped, the queue lives on).
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IpFrag);
+        stack.core.kfree_skb_reason(skb, DropReason::IpFrag);
         return None;
     }
     // Overlaps (Linux: inet_frag_queue_insert): one inside an existing fragment is a
@@ -365,12 +365,12 @@ fn ip_frag_queue(
         break;
     }
     if dup {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::DupFrag);
+        stack.core.kfree_skb_reason(skb, DropReason::DupFrag);
         return None;
     }
     if overlap {
         stack.core.mib.ip.inc(IpMib::ReasmOverlaps);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::FragOverlap);
+        stack.core.kfree_skb_reason(skb, DropReason::FragOverlap);
         ip_frag_kill(stack, i, DropReason::FragOverlap);
         return None;
     }
@@ -411,7 +411,7 @@ fn ip_frag_reasm(stack: &mut Stack, mut q: FragQueue) -> Option<SkBuff> {
     if ihl + q.len as usize > IP_MAX_LEN {
         stack.core.mib.ip.inc(IpMib::ReasmFails);
         free_queue(stack, q, DropReason::Oversize);
-        stack.core.mib.kfree_skb_reason(head, DropReason::Oversize);
+        stack.core.kfree_skb_reason(head, DropReason::Oversize);
         return None;
     }
     let need: usize = q
@@ -439,14 +439,14 @@ fn ip_frag_reasm(stack: &mut Stack, mut q: FragQueue) -> Option<SkBuff> {
     if !joined || !head.skb_unpull(ihl) {
         stack.core.mib.ip.inc(IpMib::ReasmFails);
         free_queue(stack, q, DropReason::NoMem);
-        stack.core.mib.kfree_skb_reason(head, DropReason::NoMem);
+        stack.core.kfree_skb_reason(head, DropReason::NoMem);
         return None;
     }
     let tot = head.len();
     let Some(buf) = head.data_mut() else {
         // The first fragment's header is shared with a clone (a raw socket holds it).
         stack.core.mib.ip.inc(IpMib::ReasmFails);
-        stack.core.mib.kfree_skb_reason(head, DropReason::NoMem);
+        stack.core.kfree_skb_reason(head, DropReason::NoMem);
         return None;
     };
     {
@@ -548,7 +548,7 @@ fn ip_expire(stack: &mut Stack, _data: u64) {
                 if first.skb_unpull(ihl) {
                     icmp_send(stack, &first, ICMP_TIME_EXCEEDED, ICMP_EXC_FRAGTIME, 0);
                 }
-                stack.core.mib.kfree_skb_reason(first, DropReason::FragReasmTimeout);
+                stack.core.kfree_skb_reason(first, DropReason::FragReasmTimeout);
             }
         }
         free_queue(stack, q, DropReason::FragReasmTimeout);

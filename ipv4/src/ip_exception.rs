@@ -231,11 +231,11 @@ fn frame_rewind(skb: &SkBuff) -> Option<usize> {
 /// Rewind `skb` to its Ethernet header and hand it to the kernel, counted as `why`.
 fn exc_deliver(stack: &mut Stack, mut skb: SkBuff, why: ExcMib) {
     let Some(back) = frame_rewind(&skb) else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::ExcNoMacHeader);
+        stack.core.kfree_skb_reason(skb, DropReason::ExcNoMacHeader);
         return;
     };
     if !skb.skb_unpull(back) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::ExcNoMacHeader);
+        stack.core.kfree_skb_reason(skb, DropReason::ExcNoMacHeader);
         return;
     }
     if skb.trace {
@@ -248,7 +248,7 @@ fn exc_deliver(stack: &mut Stack, mut skb: SkBuff, why: ExcMib) {
 /// drop with a reason like any other, never lost silently.
 fn exc_to_kernel(stack: &mut Stack, skb: SkBuff, why: ExcMib) {
     if !stack.has_exception_hook() {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+        stack.core.kfree_skb_reason(skb, DropReason::DevNotUp);
         return;
     }
     stack.core.mib.exc.inc(why);

@@ -76,7 +76,7 @@ pub fn ip_fragment(
             return frag_fail(stack, skb, DropReason::NoMem, Ipv4Error::NoBuffers);
         };
         let Some(h) = frag.skb_put(hlen) else {
-            stack.core.mib.kfree_skb_reason(frag, DropReason::NoMem);
+            stack.core.kfree_skb_reason(frag, DropReason::NoMem);
             return frag_fail(stack, skb, DropReason::NoMem, Ipv4Error::NoBuffers);
         };
         h.copy_from_slice(&hdr);
@@ -88,7 +88,7 @@ pub fn ip_fragment(
             ip.fill_checksum();
         }
         if !cursor.attach(&skb, &mut frag, n) {
-            stack.core.mib.kfree_skb_reason(frag, DropReason::NoMem);
+            stack.core.kfree_skb_reason(frag, DropReason::NoMem);
             return frag_fail(stack, skb, DropReason::NoMem, Ipv4Error::NoBuffers);
         }
         frag.skb_reset_network_header();
@@ -104,14 +104,14 @@ pub fn ip_fragment(
     debug_assert!(sent > 1, "ip_fragment on a datagram that fits");
     stack.core.mib.ip.inc(IpMib::FragOKs);
     // Consumed, not dropped: the fragments hold what they need of its buffers.
-    stack.core.mib.consume_skb(skb);
+    stack.core.consume_skb(skb);
     Ok(())
 }
 
 /// FragFails, the drop counted with `reason`, and the error for the caller.
 fn frag_fail(stack: &mut Stack, skb: SkBuff, reason: DropReason, err: Ipv4Error) -> Result<(), Ipv4Error> {
     stack.core.mib.ip.inc(IpMib::FragFails);
-    stack.core.mib.kfree_skb_reason(skb, reason);
+    stack.core.kfree_skb_reason(skb, reason);
     Err(err)
 }
 

@@ -85,7 +85,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
         || stack.is_local_addr(src)
     {
         stack.core.mib.ip.inc(IpMib::InAddrErrors);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+        stack.core.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
         return;
     }
     // Linux checks options right after the route lookup (ip_rcv_finish_core), so a malformed
@@ -93,7 +93,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
     let hlen = Ipv4Hdr::new_unchecked(skb.data()).header_len();
     if hlen > IPV4_MIN_HLEN {
         if let Err(reason) = ip_rcv_options(stack, &skb, hlen) {
-            stack.core.mib.kfree_skb_reason(skb, reason);
+            stack.core.kfree_skb_reason(skb, reason);
             return;
         }
     }
@@ -102,7 +102,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
         return;
     }
     stack.core.mib.ip.inc(IpMib::InAddrErrors);
-    stack.core.mib.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
+    stack.core.kfree_skb_reason(skb, DropReason::IpInAddrErrors);
 }
 
 /// Linux: ip_rcv_options(). A malformed option list is answered with a parameter problem
@@ -177,7 +177,7 @@ pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, skb: SkBuff) {
     if raw {
         // Delivered to raw sockets only: consumed, not dropped (Linux: consume_skb).
         stack.core.mib.ip.inc(IpMib::InDelivers);
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     let Some(skb) = crate::ip_exception::ip_exc_unclaimed(stack, skb) else {
@@ -185,5 +185,5 @@ pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, skb: SkBuff) {
     };
     stack.core.mib.ip.inc(IpMib::InUnknownProtos);
     icmp_send(stack, &skb, ICMP_DEST_UNREACH, ICMP_PROT_UNREACH, 0);
-    stack.core.mib.kfree_skb_reason(skb, DropReason::IpNoProto);
+    stack.core.kfree_skb_reason(skb, DropReason::IpNoProto);
 }

@@ -95,7 +95,7 @@ pub fn ip_queue_xmit(stack: &mut Stack, skb: SkBuff, tx: IpTx, dst: &mut DstCach
 fn neigh_hh_output(stack: &mut Stack, mut skb: SkBuff, hh: &[u8; ETH_HLEN], dev: u16) {
     skb.dev = dev;
     let Some(h) = skb.skb_push(ETH_HLEN) else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return;
     };
     h.copy_from_slice(hh);
@@ -107,7 +107,7 @@ fn neigh_hh_output(stack: &mut Stack, mut skb: SkBuff, hh: &[u8; ETH_HLEN], dev:
 #[cold]
 fn ip_no_route(stack: &mut Stack, skb: SkBuff, dst: Ipv4Addr) -> Ipv4Error {
     stack.core.mib.ip.inc(IpMib::OutNoRoutes);
-    stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+    stack.core.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
     Ipv4Error::NoRoute(dst)
 }
 
@@ -129,14 +129,14 @@ fn ip_push_header(
     if len > IP_MAX_MTU {
         // Linux: ip_append_data()'s EMSGSIZE; no fragment count applies.
         stack.core.mib.ip.inc(IpMib::OutDiscards);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+        stack.core.kfree_skb_reason(skb, DropReason::Oversize);
         return Err(Ipv4Error::MessageTooLong { len, mtu });
     }
     if len > mtu && tx.df {
         // Linux: ip_fragment() with IP_DF set (the local sender learns EMSGSIZE instead of
         // an ICMP from itself).
         stack.core.mib.ip.inc(IpMib::FragFails);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+        stack.core.kfree_skb_reason(skb, DropReason::Oversize);
         return Err(Ipv4Error::MessageTooLong { len, mtu });
     }
     let repr = Ipv4Repr {
@@ -155,7 +155,7 @@ fn ip_push_header(
     };
     let Some(h) = skb.skb_push(IPV4_MIN_HLEN) else {
         stack.core.mib.ip.inc(IpMib::OutDiscards);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(Ipv4Error::NoBuffers);
     };
     // Emit writes the header checksum too: TAP and the wire take no IP checksum offload.
@@ -270,13 +270,13 @@ pub fn ip_send_hdrincl(stack: &mut Stack, mut skb: SkBuff) -> Result<(), Ipv4Err
     let (len, mtu) = (skb.len(), ip_dst_mtu(stack, dev, dst));
     if len > mtu || len > IP_MAX_MTU {
         stack.core.mib.ip.inc(IpMib::FragFails);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+        stack.core.kfree_skb_reason(skb, DropReason::Oversize);
         return Err(Ipv4Error::MessageTooLong { len, mtu });
     }
     let new_id = if id == 0 { stack.next_ip_id(dst, protocol) } else { id };
     let Some(buf) = skb.data_mut() else {
         stack.core.mib.ip.inc(IpMib::OutDiscards);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(Ipv4Error::NoBuffers);
     };
     {
@@ -317,7 +317,7 @@ fn ip_finish_output2(
         _ => {
             let src = stack.devs[dev as usize].mac;
             if !eth_header(&mut skb, src, EthAddr::BROADCAST, ETH_P_IP) {
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+                stack.core.kfree_skb_reason(skb, DropReason::NoMem);
                 return None;
             }
             dev_queue_xmit(stack, skb);

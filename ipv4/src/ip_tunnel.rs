@@ -259,7 +259,7 @@ impl InetProtocol for IpTunnelRcv {
                     Some(g.key)
                 }
                 Err(r) => {
-                    stack.core.mib.kfree_skb_reason(skb, r);
+                    stack.core.kfree_skb_reason(skb, r);
                     return;
                 }
             }
@@ -278,7 +278,7 @@ impl InetProtocol for IpTunnelRcv {
             (kind_ok && p.remote == src && p.local.is_none_or(|l| l == dst)).then(|| (d.ifindex, t.stats.clone()))
         });
         let Some((ifindex, stats)) = found else {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::TunnelNoMatch);
+            stack.core.kfree_skb_reason(skb, DropReason::TunnelNoMatch);
             return;
         };
         bump(&stats.rx_packets, 1);
@@ -316,13 +316,13 @@ fn ip_tunnel_rcv(stack: &mut Stack, mut skb: SkBuff, ifindex: u16) {
 /// `pmtudisc`); the tunnel's MTU already left room for the encapsulation.
 pub fn ip_tunnel_xmit(stack: &mut Stack, mut skb: SkBuff, ifindex: u16) {
     let Some(t) = stack.devs.get(ifindex as usize).and_then(|d| d.tunnel.clone()) else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::DevNotUp);
+        stack.core.kfree_skb_reason(skb, DropReason::DevNotUp);
         return;
     };
     let p = t.parms;
     // A remote reached through the tunnel itself would loop forever (Linux: "recursion").
     if stack.fib.lookup(p.remote).is_none_or(|r| r.dev == ifindex) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
+        stack.core.kfree_skb_reason(skb, DropReason::IpOutNoRoutes);
         return;
     }
     let (tos, df) = {
@@ -333,7 +333,7 @@ pub fn ip_tunnel_xmit(stack: &mut Stack, mut skb: SkBuff, ifindex: u16) {
     if let TunnelKind::Gre { key } = p.kind {
         let hlen = if key.is_some() { 8 } else { 4 };
         let Some(h) = skb.skb_push(hlen) else {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            stack.core.kfree_skb_reason(skb, DropReason::NoMem);
             return;
         };
         let flags = if key.is_some() { GRE_KEY } else { 0 };

@@ -147,7 +147,7 @@ fn neigh_output(stack: &mut Stack, mut skb: SkBuff, mac: EthAddr, dev: u16) {
     let src = stack.devs[dev as usize].mac;
     skb.dev = dev;
     if !eth_header(&mut skb, src, mac, ETH_P_IP) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return;
     }
     dev_queue_xmit(stack, skb);
@@ -180,7 +180,7 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
         if n.state == NudState::Incomplete {
             if n.arp_queue.len() >= parms.unres_qlen {
                 stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NeighQueueFull);
+                stack.core.kfree_skb_reason(skb, DropReason::NeighQueueFull);
             } else {
                 n.arp_queue.skb_queue_tail(skb);
             }
@@ -200,7 +200,7 @@ pub fn neigh_resolve_output(stack: &mut Stack, skb: SkBuff, nexthop: Ipv4Addr, d
     }
     if stack.neigh.entries.len() >= parms.max_entries && !neigh_forced_gc(stack) {
         stack.core.mib.arp.inc(ArpMib::TableFulls);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
+        stack.core.kfree_skb_reason(skb, DropReason::NeighFailed);
         return None;
     }
     let timer = stack.timers.timer_setup(neigh_timer_handler, ip_key(nexthop));
@@ -351,7 +351,7 @@ fn neigh_destroy(stack: &mut Stack, mut n: Neighbour) {
     }
     while let Some(skb) = n.arp_queue.skb_dequeue() {
         stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
+        stack.core.kfree_skb_reason(skb, DropReason::NeighFailed);
     }
 }
 
@@ -398,7 +398,7 @@ fn neigh_timer_handler(stack: &mut Stack, data: u64) {
                 );
                 while let Some(skb) = q.skb_dequeue() {
                     stack.core.mib.arp.inc(ArpMib::UnresolvedDiscards);
-                    stack.core.mib.kfree_skb_reason(skb, DropReason::NeighFailed);
+                    stack.core.kfree_skb_reason(skb, DropReason::NeighFailed);
                 }
             } else {
                 n.probes += 1;

@@ -8,7 +8,8 @@
 use crate::jiffies::Clock;
 use crate::mbuf::{Mempool, MempoolCache};
 use crate::rss::{Reta, Toeplitz};
-use crate::snmp::Mib;
+use crate::skbuff::SkBuff;
+use crate::snmp::{DropReason, Mib};
 
 /// What every core has, whatever protocols run on it.
 pub struct NetCore {
@@ -49,6 +50,24 @@ pub const CLOCK_REFRESH_CYCLES: u64 = 1 << 22;
 const CLOCK_CALIBRATE_MIN_CYCLES: u64 = 1 << 18;
 
 impl NetCore {
+    /// Linux: consume_skb() on this core: [`Mib::consume_skb`], the buffer returned through
+    /// this core's cache (see `SkBuff::free_to`).
+    #[inline]
+    pub fn consume_skb(&mut self, skb: SkBuff) {
+        if skb.trace {
+            self.mib.trace_event(&skb, "consume_skb", "");
+        }
+        skb.free_to(&mut self.cache);
+    }
+
+    /// Linux: kfree_skb_reason() on this core: [`Mib::kfree_skb_reason`], the buffer returned
+    /// through this core's cache.
+    #[inline]
+    pub fn kfree_skb_reason(&mut self, skb: SkBuff, reason: DropReason) {
+        self.mib.kfree_skb_note(&skb, reason);
+        skb.free_to(&mut self.cache);
+    }
+
     pub fn new(cpu: u16, nb_cores: u16, clock: Clock, pool: &Mempool) -> NetCore {
         let now_ns = clock.now_ns();
         let pool_in_use = pool.in_use();

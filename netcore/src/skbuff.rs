@@ -129,6 +129,7 @@ impl Frag {
 
 /// skb metadata, stored in the private area of the host mbuf. Reach it through [`SkBuff`]
 /// (which derefs to it) or a queue peek.
+#[repr(C)]
 pub struct SkbMeta {
     /// Queue link. The plain (`Cell`) link, not the atomic one: a queue and the skbs on it
     /// belong to one owner at a time (threads exchange unlinked skbs or whole queues), so
@@ -149,7 +150,6 @@ pub struct SkbMeta {
     data: u16,
     tail: u16,
     end: u16,
-    frags: ArrayVec<Frag, MAX_SKB_FRAGS>,
     /// Bytes in `frags` (Linux: `skb->data_len`).
     frags_len: u32,
     mac_header: u16,
@@ -173,6 +173,10 @@ pub struct SkbMeta {
     /// Selected by the packet tracer (see trace.rs): each step records an event.
     pub trace: bool,
     cb: [u64; SKB_CB_SIZE / 8],
+    /// Last: 48 slots of 16 bytes, of which a packet uses the first few (or none). Every
+    /// field above fits in the descriptor's first three cache lines, so an skb that is made,
+    /// parsed and freed touches those and no more.
+    frags: ArrayVec<Frag, MAX_SKB_FRAGS>,
 }
 
 impl SkbMeta {
@@ -901,6 +905,20 @@ impl std::ops::DerefMut for SkBuff {
     #[inline]
     fn deref_mut(&mut self) -> &mut SkbMeta {
         self.meta_mut()
+    }
+}
+
+impl SkBuff {
+    /// Free this skb through `cache` (Linux: __kfree_skb returning to the per-CPU page
+    /// cache): the buffers it references are released as usual, and the buffer hosting it
+    /// goes back onto the core's local list when it is the cache's own (`MempoolCache::free`).
+    #[inline]
+    pub fn free_to(self, cache: &mut MempoolCache) {
+        let mut me = std::mem::ManuallyDrop::new(self);
+        me.meta_mut().clear();
+        // SAFETY: `me` is never used or dropped again: the host handle moves out once.
+        let host = unsafe { std::ptr::read(&me.host) };
+        cache.free(host);
     }
 }
 

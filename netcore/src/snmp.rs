@@ -249,11 +249,18 @@ impl Mib {
     #[inline]
     #[track_caller]
     pub fn kfree_skb_reason(&mut self, skb: SkBuff, reason: DropReason) {
+        self.kfree_skb_note(&skb, reason);
+        drop(skb);
+    }
+
+    /// What kfree_skb_reason records before it frees: the drop counted, a traced skb's path
+    /// ended with `kfree_skb` and the reason.
+    #[inline]
+    pub fn kfree_skb_note(&mut self, skb: &SkBuff, reason: DropReason) {
         self.drop_count(reason);
         if skb.trace {
-            self.trace_event(&skb, "kfree_skb", reason.name());
+            self.trace_event(skb, "kfree_skb", reason.name());
         }
-        drop(skb);
     }
 
     /// Linux: consume_skb(). Free a packet whose journey ended normally (delivered, answered,

@@ -196,13 +196,13 @@ impl RawProto {
             // exceeds the path MTU, and the header must be linear).
             if !skb.skb_put_data(data) {
                 let mtu = skb.skb_tailroom();
-                stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+                stack.core.kfree_skb_reason(skb, DropReason::Oversize);
                 return Err(RawErr::MessageTooLong { len, mtu });
             }
         } else if let Err(e) = ip_append_data(stack, &mut skb, data.len(), |off, buf| {
             buf.copy_from_slice(&data[off..off + buf.len()])
         }) {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            stack.core.kfree_skb_reason(skb, DropReason::NoMem);
             return Err(match e {
                 Ipv4Error::MessageTooLong { len, mtu } => RawErr::MessageTooLong { len, mtu },
                 _ => RawErr::NoMemory,

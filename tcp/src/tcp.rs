@@ -728,7 +728,7 @@ pub fn tcp_recvmsg(sk: &mut TcpSock, stack: &mut Stack, buf: &mut [u8]) -> Resul
             skb.pskb_pull(n);
             sk.receive_queue.skb_queue_head(skb);
         } else {
-            stack.core.mib.consume_skb(skb);
+            stack.core.consume_skb(skb);
         }
         done += n;
     }

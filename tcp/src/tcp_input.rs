@@ -153,18 +153,18 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
             let t = sk.tuple();
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         }
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
         return;
     }
     if f & TCPHDR_RST != 0 {
         if f & TCPHDR_ACK != 0 {
             tcp_reset(sk, stack);
         }
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     if f & TCPHDR_SYN == 0 {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpFlags);
         return;
     }
     let t = sk.tuple();
@@ -191,14 +191,14 @@ pub fn tcp_rcv_synsent(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, opts: &
         start_keepalive(sk, stack);
         sk.raise(ev::CONNECTED | ev::WRITABLE);
         tcp_send_ack(sk, stack);
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     // Simultaneous open (RFC 9293 3.5 figure 8): SYN-RECV and a SYN-ACK.
     sk.snd_wnd = cb.window as u32;
     tcp_set_state(sk, stack, TcpState::SynRecv);
     tcp_send_synack(sk, stack);
-    stack.core.mib.consume_skb(skb);
+    stack.core.consume_skb(skb);
 }
 
 fn start_keepalive(sk: &mut TcpSock, stack: &mut Stack) {
@@ -221,7 +221,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     let cb = *skb.cb::<TcpSkbCb>();
     let f = cb.tcp_flags;
     if sk.state == TcpState::Closed {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+        stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
         return;
     }
     // An orphan in FIN-WAIT-2 is, in Linux, no full socket any more but a TIME-WAIT sock in
@@ -235,7 +235,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
     // tcp_rcv_state_process, SKB_DROP_REASON_TCP_FLAGS): an out-of-window one gets no
     // duplicate ACK either.
     if f & (TCPHDR_ACK | TCPHDR_RST | TCPHDR_SYN) == 0 && !orphan_fin_wait2 {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpFlags);
         return;
     }
     // PAWS (RFC 7323 5): a segment whose timestamp is older than the last one is a duplicate.
@@ -244,7 +244,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             if before(tsval, sk.rx_opt.ts_recent) && sk.state != TcpState::SynRecv {
                 stack.core.mib.tcp_ext.inc(TcpExtMib::PAWSEstab);
                 tcp_send_ack(sk, stack);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::TcpRfc7323Paws);
+                stack.core.kfree_skb_reason(skb, DropReason::TcpRfc7323Paws);
                 return;
             }
         }
@@ -264,7 +264,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             }
             tcp_send_ack(sk, stack);
         }
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidSequence);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpInvalidSequence);
         return;
     }
     // RST (RFC 5961 3.2): exact match resets, in-window gets a challenge ACK.
@@ -274,7 +274,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         } else {
             tcp_send_challenge_ack(sk, stack);
         }
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     // Timestamp bookkeeping for our TSecr (RFC 7323 4.3).
@@ -296,7 +296,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
             tcp_done(sk, stack);
         }
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     if f & TCPHDR_SYN != 0 && !simultaneous_synack {
@@ -314,12 +314,12 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
             stack.core.mib.tcp_ext.inc(TcpExtMib::TCPSYNChallenge);
             tcp_send_challenge_ack(sk, stack);
         }
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     if f & TCPHDR_ACK == 0 {
         // Only an orphan in FIN-WAIT-2 gets here without ACK (see above).
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpFlags);
         return;
     }
     sk.rcv_tstamp = stack.core.jiffies;
@@ -328,7 +328,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         if before(cb.ack_seq, sk.snd_una.wrapping_add(1)) || after(cb.ack_seq, sk.snd_nxt) {
             let t = sk.tuple();
             crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
+            stack.core.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
             return;
         }
         sk.snd_una = cb.ack_seq;
@@ -358,7 +358,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         } else {
             DropReason::TcpTooOldAck
         };
-        stack.core.mib.kfree_skb_reason(skb, why);
+        stack.core.kfree_skb_reason(skb, why);
         return;
     }
     // Our FIN acknowledged?
@@ -375,7 +375,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         TcpState::Closing if fin_acked => tcp_time_wait(sk, stack),
         TcpState::LastAck if fin_acked => {
             tcp_done(sk, stack);
-            stack.core.mib.consume_skb(skb);
+            stack.core.consume_skb(skb);
             return;
         }
         _ => {}
@@ -392,7 +392,7 @@ pub fn tcp_rcv_state_process(sk: &mut TcpSock, stack: &mut Stack, skb: SkBuff, o
         let t = sk.tuple();
         crate::tcp_ipv4::tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         tcp_done(sk, stack);
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     tcp_data_queue(sk, stack, skb);
@@ -619,7 +619,11 @@ fn tcp_ack(sk: &mut TcpSock, stack: &mut Stack, cb: &TcpSkbCb, opts: &TcpOptions
             }
             sk.packets_out = sk.packets_out.saturating_sub(1);
             acked_pkts += 1;
-            sk.rtx_queue.pop_front();
+            // Linux: tcp_rtx_queue_unlink_and_free(); the buffer goes back through this
+            // core's cache.
+            if let Some(done) = sk.rtx_queue.pop_front() {
+                done.free_to(&mut stack.core.cache);
+            }
         }
         if retrans_acked {
             rtt_us = None;
@@ -858,7 +862,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     let len = skb.len() as u32;
     if len == 0 && !fin {
         // A pure ACK: tcp_ack took all it carried.
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         return;
     }
     if !after(cb.end_seq, sk.rcv_nxt) {
@@ -872,20 +876,20 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
         }
         sk.quickack = sk.quickack.max(1);
         tcp_send_ack(sk, stack);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOldData);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpOldData);
         return;
     }
     if !sk.state.can_receive() {
         // Data after the peer's FIN, or after we were reset: outside the sequence space that
         // is still open, nothing to do with it.
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidSequence);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpInvalidSequence);
         return;
     }
     if !before(cb.seq, sk.rcv_wup.wrapping_add(sk.rcv_wnd)) && len > 0 {
         // Beyond the window we advertised (with a zero window, any data at all: RFC 9293
         // 3.10.7.4, Linux's TCPZeroWindowDrop).
         tcp_send_ack(sk, stack);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOverWindow);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpOverWindow);
         return;
     }
     let in_order = !after(cb.seq, sk.rcv_nxt);
@@ -899,7 +903,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
             tcp_prune_ofo_queue(sk, stack);
         }
         if queued(sk) + len > sk.rcvbuf + sk.mss_cache {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            stack.core.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
     }
@@ -911,7 +915,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
             (TcpExtMib::TCPOFODrop, DropReason::TcpOfoDrop)
         };
         stack.core.mib.tcp_ext.inc(counter);
-        stack.core.mib.kfree_skb_reason(skb, reason);
+        stack.core.kfree_skb_reason(skb, reason);
         tcp_send_ack(sk, stack);
         return;
     }
@@ -965,7 +969,7 @@ fn tcp_data_queue(sk: &mut TcpSock, stack: &mut Stack, mut skb: SkBuff) {
     } else {
         // Already held out of order (Linux: tcp_data_queue_ofo's D-SACK).
         tcp_dsack_set(sk, stack, cb.seq, cb.end_seq);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoMerge);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpOfoMerge);
     }
     tcp_update_sack_blocks(sk, Some(cb.seq));
     sk.quickack = sk.quickack.max(1);
@@ -1000,7 +1004,7 @@ fn tcp_prune_ofo_queue(sk: &mut TcpSock, stack: &mut Stack) {
     stack.core.mib.tcp_ext.inc(TcpExtMib::OfoPruned);
     for skb in sk.ooo_queue.drain(..) {
         stack.core.mib.tcp_ext.inc(TcpExtMib::TCPOFODrop);
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
     }
     sk.selective_acks_clear();
 }
@@ -1093,7 +1097,7 @@ fn tcp_fin(sk: &mut TcpSock, stack: &mut Stack) {
     // Segments held out of order beyond the FIN can never become data (Linux purges the
     // out-of-order queue and the SACK blocks here too).
     for skb in sk.ooo_queue.drain(..) {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
+        stack.core.kfree_skb_reason(skb, DropReason::TcpOfoDrop);
     }
     sk.selective_acks_clear();
     sk.raise(ev::READABLE);

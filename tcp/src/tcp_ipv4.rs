@@ -353,13 +353,13 @@ impl TcpProto {
         stack.core.mib.tcp.inc(TcpMib::InSegs);
         if !skb.pskb_may_pull(TCP_HLEN_MIN) {
             stack.core.mib.tcp.inc(TcpMib::InErrs);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+            stack.core.kfree_skb_reason(skb, DropReason::PktTooSmall);
             return;
         }
         let doff = TcpHdr::new_unchecked(skb.data()).header_len();
         if doff < TCP_HLEN_MIN || !skb.pskb_may_pull(doff) {
             stack.core.mib.tcp.inc(TcpMib::InErrs);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
+            stack.core.kfree_skb_reason(skb, DropReason::PktTooSmall);
             return;
         }
         let (saddr, daddr) = {
@@ -372,12 +372,12 @@ impl TcpProto {
             if !ok {
                 stack.core.mib.tcp.inc(TcpMib::InCsumErrors);
                 stack.core.mib.tcp.inc(TcpMib::InErrs);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::TcpCsum);
+                stack.core.kfree_skb_reason(skb, DropReason::TcpCsum);
                 return;
             }
         }
         if daddr.is_broadcast() || daddr.is_multicast() || stack.is_broadcast_addr(daddr) {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
         let (sport, dport, cb, opts) = {
@@ -427,7 +427,7 @@ impl TcpProto {
             match self.tcp_timewait_rcv(stack, twh, &skb, &opts) {
                 Some(isn) => tw_isn = Some(isn),
                 None => {
-                    stack.core.mib.consume_skb(skb);
+                    stack.core.consume_skb(skb);
                     return;
                 }
             }
@@ -449,11 +449,11 @@ impl TcpProto {
             if let Some(tw) = self.tables.twhash.get(&t).and_then(|&twh| self.tw.get(twh)) {
                 tw.send_ack(stack);
             }
-            stack.core.mib.consume_skb(skb);
+            stack.core.consume_skb(skb);
             return;
         }
         if tcp_wrong_core(stack, &t) {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
         // Nobody here wants it: the kernel sharing the NIC may (`--to-kernel unclaimed`).
@@ -464,7 +464,7 @@ impl TcpProto {
         if cb.tcp_flags & TCPHDR_RST == 0 {
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
         }
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+        stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
     }
 
     /// A segment for a listener: a SYN creates a connection in SYN-RECV (bounded by the
@@ -481,7 +481,7 @@ impl TcpProto {
         let cb = *skb.cb::<TcpSkbCb>();
         let flags = cb.tcp_flags;
         if flags & TCPHDR_RST != 0 {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
         if flags & TCPHDR_ACK != 0 {
@@ -496,22 +496,22 @@ impl TcpProto {
                 return;
             }
             if tcp_wrong_core(stack, &t) {
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+                stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
                 return;
             }
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
         if flags & TCPHDR_SYN == 0 {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         }
         if flags & TCPHDR_FIN != 0 {
             // SYN+FIN is no connection request (Linux: tcp_rcv_state_process drops it with
             // SKB_DROP_REASON_TCP_FLAGS): answering it would let a segment that filters
             // matching "SYN without FIN" pass open a connection.
-            stack.core.mib.kfree_skb_reason(skb, DropReason::TcpFlags);
+            stack.core.kfree_skb_reason(skb, DropReason::TcpFlags);
             return;
         }
         let (backlog, pending, queued) = {
@@ -525,7 +525,7 @@ impl TcpProto {
             if !self.cfg.syncookies {
                 stack.core.mib.tcp_ext.inc(TcpExtMib::TCPReqQFullDrop);
                 stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+                stack.core.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
                 return;
             }
             stack.core.mib.tcp_ext.inc(TcpExtMib::TCPReqQFullDoCookies);
@@ -536,7 +536,7 @@ impl TcpProto {
             // SYN is dropped and the peer retries (Linux: sk_acceptq_is_full).
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            stack.core.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
         if want_cookie {
@@ -554,7 +554,7 @@ impl TcpProto {
                 (ls.tos, ls.ttl)
             };
             crate::syncookies::send_cookie_synack(stack, &t, cookie, cb.seq, mss, win, ip);
-            stack.core.mib.consume_skb(skb);
+            stack.core.consume_skb(skb);
             return;
         }
         // Linux: tcp_conn_request(). A request sock, not a full socket, until the handshake
@@ -594,7 +594,7 @@ impl TcpProto {
         };
         let Some(rh) = self.reqs.insert(req) else {
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            stack.core.kfree_skb_reason(skb, DropReason::NoMem);
             return;
         };
         let timer = stack
@@ -608,7 +608,7 @@ impl TcpProto {
         if let Some(ls) = self.socks.get_mut(l) {
             ls.syn_pending += 1;
         }
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
     }
 
     /// A segment for a connection in SYN-RECV (Linux: the TCP_NEW_SYN_RECV case of
@@ -629,7 +629,7 @@ impl TcpProto {
                 } else {
                     DropReason::TcpFlags
                 };
-                stack.core.mib.kfree_skb_reason(skb, why);
+                stack.core.kfree_skb_reason(skb, why);
             }
             ReqVerdict::RetransmitSynack => {
                 if !req_oow_rate_limited(req, stack, &cb) {
@@ -642,7 +642,7 @@ impl TcpProto {
                         stack.timers.mod_timer(t, now + req.timeout_ms());
                     }
                 }
-                stack.core.mib.consume_skb(skb);
+                stack.core.consume_skb(skb);
             }
             ReqVerdict::Ack => {
                 if !req_oow_rate_limited(req, stack, &cb) {
@@ -653,12 +653,12 @@ impl TcpProto {
                 } else {
                     DropReason::TcpInvalidSequence
                 };
-                stack.core.mib.kfree_skb_reason(skb, why);
+                stack.core.kfree_skb_reason(skb, why);
             }
             ReqVerdict::Reset => {
                 let t = req.tuple;
                 tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
+                stack.core.kfree_skb_reason(skb, DropReason::TcpInvalidAckSequence);
             }
             ReqVerdict::Embryonic => {
                 stack.core.mib.tcp.inc(TcpMib::AttemptFails);
@@ -668,7 +668,7 @@ impl TcpProto {
                 }
                 stack.core.mib.tcp_ext.inc(TcpExtMib::EmbryonicRsts);
                 self.reqsk_queue_drop(stack, rh);
-                stack.core.mib.consume_skb(skb);
+                stack.core.consume_skb(skb);
             }
             ReqVerdict::Promote => self.tcp_v4_syn_recv_sock(stack, rh, skb, opts),
         }
@@ -681,7 +681,7 @@ impl TcpProto {
         let l = self.reqs.get(rh).expect("hashed request socks exist").listener;
         let Some(ls) = self.socks.get(l) else {
             self.reqsk_queue_drop(stack, rh);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         };
         if ls.accept_queue.len() as u32 >= ls.backlog {
@@ -690,7 +690,7 @@ impl TcpProto {
             // tcp_abort_on_overflow = 0).
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            stack.core.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
         let req = self.reqsk_queue_drop(stack, rh).expect("looked up above");
@@ -707,7 +707,7 @@ impl TcpProto {
         sk.retransmits = req.num_retrans;
         let Some(h) = self.socks.insert(sk) else {
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenDrops);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            stack.core.kfree_skb_reason(skb, DropReason::NoMem);
             return;
         };
         self.tables.ehash.insert(t, h);
@@ -801,7 +801,7 @@ impl TcpProto {
         let Some(idx) = self.cookies.check(&t, peer_isn, minute, cb.ack_seq.wrapping_sub(1)) else {
             stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesFailed);
             tcp_v4_send_reset(stack, &t, &cb, skb.len() as u32);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         };
         let (backlog, queued) = {
@@ -811,7 +811,7 @@ impl TcpProto {
         if queued >= backlog {
             // The accept queue itself is full: cookies cannot help (Linux drops the ACK).
             stack.core.mib.tcp_ext.inc(TcpExtMib::ListenOverflows);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            stack.core.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
         stack.core.mib.tcp_ext.inc(TcpExtMib::SyncookiesRecv);
@@ -829,7 +829,7 @@ impl TcpProto {
         sk.rcv_wnd = self.cfg.rcvbuf.min(65535);
         let _ = opts;
         let Some(h) = self.socks.insert(sk) else {
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+            stack.core.kfree_skb_reason(skb, DropReason::NoMem);
             return;
         };
         self.tables.ehash.insert(t, h);

@@ -184,7 +184,7 @@ fn __tcp_transmit(
     let ack = if flags & TCPHDR_ACK != 0 { sk.rcv_nxt } else { 0 };
     let hlen = TCP_HLEN_MIN + opts.len();
     let Some(h) = skb.skb_put(hlen) else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return false;
     };
     tcp_build_header(h, sk.sport, sk.dport, seq, ack, flags, win, opts);

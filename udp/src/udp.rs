@@ -432,7 +432,7 @@ impl UdpProto {
             let first = data.len().min(skb.skb_tailroom().saturating_sub(UDP_HLEN));
             let Some(buf) = skb.skb_put(UDP_HLEN + first) else {
                 stack.core.mib.udp.inc(UdpMib::SndbufErrors);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+                stack.core.kfree_skb_reason(skb, DropReason::NoMem);
                 return Err(UdpErr::NoMemory);
             };
             buf[UDP_HLEN..].copy_from_slice(&data[..first]);
@@ -440,14 +440,14 @@ impl UdpProto {
             while !rest.is_empty() {
                 let Some(mut m) = stack.core.cache.alloc() else {
                     stack.core.mib.udp.inc(UdpMib::SndbufErrors);
-                    stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+                    stack.core.kfree_skb_reason(skb, DropReason::NoMem);
                     return Err(UdpErr::NoMemory);
                 };
                 let n = rest.len().min(m.tailroom());
                 m.append_slice(&rest[..n]);
                 rest = &rest[n..];
                 if skb.skb_add_frag(Frag::from_mbuf(m)).is_err() {
-                    stack.core.mib.kfree_skb_reason(skb, DropReason::Oversize);
+                    stack.core.kfree_skb_reason(skb, DropReason::Oversize);
                     return Err(UdpErr::MessageTooLong {
                         len: data.len(),
                         mtu: sk.dst.mtu(),
@@ -526,7 +526,7 @@ impl UdpProto {
             from,
             truncated: n < skb.len(),
         };
-        stack.core.mib.consume_skb(skb);
+        stack.core.consume_skb(skb);
         Ok(r)
     }
 
@@ -627,7 +627,7 @@ impl UdpProto {
                 // Steered to the wrong core (impossible by construction): its owner may have
                 // the socket, so no port unreachable from here. Counted for the tests.
                 stack.core.mib.softnet.inc(blink_netcore::snmp::SoftnetMib::WrongCore);
-                stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+                stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
                 return;
             }
             // Nobody here wants it: the kernel sharing the NIC may (`--to-kernel unclaimed`).
@@ -641,7 +641,7 @@ impl UdpProto {
                 stack.core.mib.udp.inc(UdpMib::NoPorts);
                 icmp_send(stack, &skb, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0);
             }
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         };
         self.udp_queue_rcv_skb(stack, h, skb);
@@ -674,7 +674,7 @@ impl UdpProto {
         }
         let Some(last) = targets.pop() else {
             stack.core.mib.udp.inc(UdpMib::IgnoredMulti);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::NoSocket);
+            stack.core.kfree_skb_reason(skb, DropReason::NoSocket);
             return;
         };
         for h in targets {
@@ -698,7 +698,7 @@ impl UdpProto {
             sk.drops += 1;
             stack.core.mib.udp.inc(UdpMib::RcvbufErrors);
             stack.core.mib.udp.inc(UdpMib::InErrors);
-            stack.core.mib.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
+            stack.core.kfree_skb_reason(skb, DropReason::SocketRcvBuff);
             return;
         }
         skb.skb_pull(UDP_HLEN);
@@ -787,7 +787,7 @@ fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut Ds
     let len = skb.len();
     let offload = stack.devs[rt.dev() as usize].features.has(NetdevFeatures::TXCSUM_UDP);
     let Some(h) = skb.data_mut() else {
-        stack.core.mib.kfree_skb_reason(skb, DropReason::NoMem);
+        stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(UdpErr::NoMemory);
     };
     UdpRepr {
