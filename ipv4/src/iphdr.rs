@@ -14,7 +14,7 @@ use core::ops::Range;
 use core::str::FromStr;
 use std::net::Ipv4Addr;
 
-use blink_netcore::checksum::{csum_replace2, ip_fast_csum};
+use blink_netcore::checksum::{csum_fold, csum_replace2, ip_fast_csum};
 use blink_netcore::if_ether::WireError;
 
 /// Linux: `IPVERSION`.
@@ -433,7 +433,21 @@ impl Ipv4Repr {
         hdr.set_protocol(self.protocol);
         hdr.set_src(self.src);
         hdr.set_dst(self.dst);
-        hdr.fill_checksum();
+        // The checksum is summed from the field values, not read back from the header just
+        // written: its 1-, 2- and 4-byte stores are still in the store buffer, and the 8-byte
+        // loads of a checksum over them cannot be forwarded (a stall of a dozen cycles each,
+        // on every packet sent: ~4% of a UDP sender's time, perf).
+        let (s, d) = (u32::from(self.src), u32::from(self.dst));
+        let sum = ((IPVERSION as u32) << 12 | 5 << 8 | self.tos as u32)
+            + tot as u32
+            + self.id as u32
+            + if self.df { IP_DF as u32 } else { 0 }
+            + ((self.ttl as u32) << 8 | self.protocol as u32)
+            + (s >> 16)
+            + (s & 0xffff)
+            + (d >> 16)
+            + (d & 0xffff);
+        hdr.set_checksum(csum_fold(sum));
     }
 }
 
@@ -703,6 +717,33 @@ mod tests {
         assert_eq!(bytes, PKT);
         assert_eq!(r.header_len(), 20);
         assert_eq!(r.buffer_len(), 32);
+    }
+
+    #[test]
+    fn emitted_checksum_verifies_for_any_fields() {
+        // The checksum is computed from the fields, not the bytes: over a buffer of garbage,
+        // for field values that carry in the sum, the header must still verify.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let r = Ipv4Repr {
+                src: Ipv4Addr::from(x as u32),
+                dst: Ipv4Addr::from((x >> 32) as u32),
+                protocol: (x >> 8) as u8,
+                ttl: (x >> 16) as u8,
+                tos: (x >> 24) as u8,
+                id: (x >> 40) as u16,
+                df: x & 1 == 1,
+                payload_len: (x >> 48) as usize % 65000,
+            };
+            let mut bytes = [(x >> 56) as u8; 20];
+            r.emit(&mut Ipv4Hdr::new_unchecked(&mut bytes[..]));
+            assert_eq!(ip_fast_csum(&bytes), 0, "{r}");
+            let h = Ipv4Hdr::new_unchecked(&bytes[..]);
+            assert_eq!((h.src(), h.dst(), h.id(), h.ttl()), (r.src, r.dst, r.id, r.ttl));
+        }
     }
 
     #[test]

@@ -188,6 +188,11 @@ fn __tcp_transmit(
         return false;
     };
     tcp_build_header(h, sk.sport, sk.dport, seq, ack, flags, win, opts);
+    let hsum = if sk.tx_csum_offload {
+        None
+    } else {
+        tcp_header_sum(sk.sport, sk.dport, seq, ack, flags, win, opts)
+    };
     add_payload(&mut skb);
     let csum = if sk.tx_csum_offload {
         // CHECKSUM_PARTIAL (Linux: tcp_v4_send_check with hardware checksumming): the field
@@ -195,6 +200,8 @@ fn __tcp_transmit(
         skb.ip_summed = IpSummed::Partial;
         let p = pseudo_header_ipv4(sk.saddr.octets(), sk.daddr.octets(), IPPROTO_TCP, skb.len() as u16);
         !csum_fold(p)
+    } else if let Some(hsum) = hsum {
+        tcp_v4_check_skb_hsum(sk.saddr.octets(), sk.daddr.octets(), &skb, hlen, hsum)
     } else {
         tcp_v4_check_skb(sk.saddr.octets(), sk.daddr.octets(), &skb)
     };

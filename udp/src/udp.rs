@@ -808,8 +808,9 @@ fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut Ds
             segs.extend(skb.segments());
             udp_v4_check(s, d, &segs)
         } else {
-            // A datagram that fits one buffer (most): no segment list to build.
-            udp_v4_check(s, d, &[skb.data()])
+            // A datagram that fits one buffer (most): no segment list to build, and the
+            // header summed from its fields (see udp_v4_check_fields).
+            udp_v4_check_fields(s, d, src.port(), dst.port(), &skb.data()[UDP_HLEN..])
         };
         UdpHdr::new_unchecked(&mut skb.data_mut().expect("checked writable above")[..UDP_HLEN]).set_checksum(c);
     }
