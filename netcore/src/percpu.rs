@@ -63,6 +63,7 @@ impl NetCore {
     /// Linux: kfree_skb_reason() on this core: [`Mib::kfree_skb_reason`], the buffer returned
     /// through this core's cache.
     #[inline]
+    #[track_caller]
     pub fn kfree_skb_reason(&mut self, skb: SkBuff, reason: DropReason) {
         self.mib.kfree_skb_note(&skb, reason);
         skb.free_to(&mut self.cache);
@@ -197,6 +198,21 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    /// A drop through the core is recorded at the caller's line (what `blink drops` shows),
+    /// and its buffer goes back to the pool either way.
+    #[test]
+    fn core_frees_record_the_callers_site_and_return_the_buffer() {
+        let p = pool();
+        let mut core = NetCore::new(0, 1, Clock::virtual_clock(&VirtualClock::new()), &p);
+        let skb = SkBuff::alloc(&mut core.cache).unwrap();
+        core.kfree_skb_reason(skb, DropReason::NoMem);
+        let line = line!() - 1;
+        let skb = SkBuff::alloc(&mut core.cache).unwrap();
+        core.consume_skb(skb);
+        assert_eq!(core.mib.drop_sites.list(), vec![(file!(), line, DropReason::NoMem, 1)]);
+        assert_eq!(p.in_use(), 0);
     }
 
     #[test]

@@ -256,6 +256,7 @@ impl Mib {
     /// What kfree_skb_reason records before it frees: the drop counted, a traced skb's path
     /// ended with `kfree_skb` and the reason.
     #[inline]
+    #[track_caller]
     pub fn kfree_skb_note(&mut self, skb: &SkBuff, reason: DropReason) {
         self.drop_count(reason);
         if skb.trace {
