@@ -30,7 +30,7 @@
 
 use std::net::Ipv4Addr;
 
-use blink_netcore::if_ether::{ETH_HLEN, ETH_P_IP};
+use blink_netcore::if_ether::{EthHdr, ETH_HLEN, ETH_P_IP};
 
 use blink_netcore::EthAddr;
 
@@ -58,9 +58,8 @@ pub struct DstCache {
     /// Jiffies until which `mtu` holds: the exception's expiry, u64::MAX without one.
     expires: u64,
     /// The Ethernet header (destination and source MAC, ETH_P_IP) of a resolved next hop
-    /// (Linux: hh_cache->hh_data); used only when `hh_valid`.
-    hh: [u8; ETH_HLEN],
-    hh_valid: bool,
+    /// (Linux: hh_cache->hh_data); None until the neighbour is resolved.
+    hh: Option<[u8; ETH_HLEN]>,
 }
 
 impl Default for DstCache {
@@ -81,8 +80,7 @@ impl DstCache {
             hh_dev: 0,
             mtu: 0,
             expires: 0,
-            hh: [0; ETH_HLEN],
-            hh_valid: false,
+            hh: None,
         }
     }
 
@@ -95,7 +93,7 @@ impl DstCache {
     /// Whether the next hop's Ethernet header is cached too (only meaningful after `check`).
     #[inline(always)]
     pub fn has_hh(&self) -> bool {
-        self.hh_valid
+        self.hh.is_some()
     }
 
     /// Forget everything (Linux: sk_dst_reset()).
@@ -121,7 +119,7 @@ impl DstCache {
 
     /// The cached Ethernet header, when there is one.
     pub fn hh(&self) -> Option<&[u8; ETH_HLEN]> {
-        self.hh_valid.then_some(&self.hh)
+        self.hh.as_ref()
     }
 
     pub(crate) fn hh_dev(&self) -> u16 {
@@ -148,8 +146,7 @@ pub fn ip_route_output_dst(stack: &Stack, dst: &mut DstCache, daddr: Ipv4Addr) -
         hh_dev: dev,
         mtu: mtu.min(u32::MAX as usize) as u32,
         expires,
-        hh: [0; ETH_HLEN],
-        hh_valid: false,
+        hh: None,
     };
     true
 }
@@ -163,12 +160,13 @@ pub(crate) fn dst_hh_init(stack: &Stack, dst: &mut DstCache, mac: EthAddr, ndev:
     if dst.genid != stack.fib.rt_genid() {
         return;
     }
-    let src = stack.devs[ndev as usize].mac;
-    dst.hh[0..6].copy_from_slice(&mac.0);
-    dst.hh[6..12].copy_from_slice(&src.0);
-    dst.hh[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    let mut hh = [0u8; ETH_HLEN];
+    let mut eth = EthHdr::new_unchecked(&mut hh[..]);
+    eth.set_dst(mac);
+    eth.set_src(stack.devs[ndev as usize].mac);
+    eth.set_ethertype(ETH_P_IP);
+    dst.hh = Some(hh);
     dst.hh_dev = ndev;
-    dst.hh_valid = true;
 }
 
 #[cfg(test)]
@@ -301,7 +299,7 @@ mod tests {
         assert_eq!(h.frames(), vec![(PEER_MAC, PEER, 120)]);
         // Prove the second send uses the cache (no neighbour lookup): mark its header.
         let marked = EthAddr([2, 9, 9, 9, 9, 9]);
-        dst.hh[0..6].copy_from_slice(&marked.0);
+        dst.hh.as_mut().expect("cached")[0..6].copy_from_slice(&marked.0);
         let before = dst;
         h.send(&mut dst, PEER, 100, true).unwrap();
         assert_eq!(h.frames(), vec![(marked, PEER, 120)], "sent by the cached header");

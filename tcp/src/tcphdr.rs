@@ -493,12 +493,8 @@ pub fn tcp_v4_check(src: [u8; 4], dst: [u8; 4], segments: &[&[u8]]) -> u16 {
 ///
 /// Linux: `tcp_v4_send_check()` / `__tcp_v4_send_check()` with a software checksum.
 pub fn tcp_v4_check_skb(src: [u8; 4], dst: [u8; 4], skb: &SkbMeta) -> u16 {
-    let mut c = Csum::with_sum(pseudo_header_ipv4(src, dst, IPPROTO_TCP, skb.len() as u16));
-    c.add(skb.data());
-    for f in skb.frags() {
-        c.add(f.bytes());
-    }
-    c.finish()
+    // The same sum with no header words given: everything from the header on is read.
+    tcp_v4_check_skb_hsum(src, dst, skb, 0, 0)
 }
 
 /// The ones'-complement sum of the header `tcp_build_header` writes for these values
@@ -535,8 +531,8 @@ pub fn tcp_header_sum(
     Some(sum + (((hl / 4) as u32) << 12 | flags as u32))
 }
 
-/// [`tcp_v4_check_skb`] with the header's sum `hsum` given (see [`tcp_header_sum`]): only
-/// the payload, after the `hlen`-byte header, is read.
+/// [`tcp_v4_check_skb`] with the sum `hsum` of the first `hlen` bytes (the header, see
+/// [`tcp_header_sum`]) given: only what follows them is read.
 pub fn tcp_v4_check_skb_hsum(src: [u8; 4], dst: [u8; 4], skb: &SkbMeta, hlen: usize, hsum: u32) -> u16 {
     let mut c = Csum::with_sum(csum_add(
         pseudo_header_ipv4(src, dst, IPPROTO_TCP, skb.len() as u16),
