@@ -338,8 +338,12 @@ pub struct TcpSock {
 }
 
 impl TcpSock {
-    pub fn new(ca_ops: Box<dyn CongestionOps>, sndbuf: u32, rcvbuf: u32) -> TcpSock {
-        let mut sk = TcpSock {
+    pub fn new(mut ca_ops: Box<dyn CongestionOps>, sndbuf: u32, rcvbuf: u32) -> TcpSock {
+        // The congestion state is set up before the socket is: returning the literal itself
+        // lets the caller's box be built in place (see TcpProto::new_sock).
+        let mut cong = CongState::default();
+        ca_ops.init(&mut cong);
+        TcpSock {
             state: TcpState::Closed,
             saddr: Ipv4Addr::UNSPECIFIED,
             sport: 0,
@@ -370,7 +374,7 @@ impl TcpSock {
             retransmits: 0,
             rto_start_ns: 0,
             syn_stamp_ns: None,
-            cong: CongState::default(),
+            cong,
             ca_ops,
             ca_state: CaState::Open,
             high_seq: 0,
@@ -438,9 +442,7 @@ impl TcpSock {
             tos: 0,
             ttl: None,
             inet_id: 0,
-        };
-        sk.ca_ops.init(&mut sk.cong);
-        sk
+        }
     }
 
     /// The connection's 4-tuple as the hash tables key it.

@@ -76,7 +76,9 @@ impl TcpProto {
     /// small when it grows to a million connections.
     fn new_sock(&self) -> Box<TcpSock> {
         let ca = cong_by_name(&self.cfg.congestion).unwrap_or_else(|| cong_by_name("cubic").expect("cubic exists"));
-        let mut sk = Box::new(TcpSock::new(ca, self.cfg.sndbuf, self.cfg.rcvbuf));
+        // Allocated first and built in place: `Box::new(TcpSock::new(..))` builds the socket on
+        // the stack and copies it twice on its way to the heap.
+        let mut sk = Box::write(Box::new_uninit(), TcpSock::new(ca, self.cfg.sndbuf, self.cfg.rcvbuf));
         sk.nodelay = self.cfg.nodelay;
         sk.rx_opt = self.rx_opt_allowed();
         sk.keepalive = self.cfg.keepalive;

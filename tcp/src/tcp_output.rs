@@ -107,14 +107,14 @@ fn established_options(sk: &TcpSock, stack: &Stack, payload: usize) -> TcpOption
 pub fn tcp_transmit(
     sk: &mut TcpSock,
     stack: &mut Stack,
-    payload: PayloadFrags,
+    payload: &mut PayloadFrags,
     seq: u32,
     flags: u8,
     opts: &TcpOptions,
     window: Option<u16>,
 ) -> bool {
-    // Drained in place: moving the array into the closure or an iterator copies all of it.
-    let mut payload = payload;
+    // By reference and drained in place: moving the array (into this function, the closure or
+    // an iterator) copies all of it, for every segment, empty or not.
     __tcp_transmit(
         sk,
         stack,
@@ -237,7 +237,7 @@ pub fn tcp_send_ack(sk: &mut TcpSock, stack: &mut Stack) {
     }
     let opts = established_options(sk, stack, 0);
     let seq = sk.snd_nxt;
-    tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
+    tcp_transmit(sk, stack, &mut PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
     // A D-SACK is reported once (Linux clears rx_opt.dsack in tcp_options_write).
     sk.dsack = false;
 }
@@ -289,7 +289,7 @@ pub fn tcp_send_syn(sk: &mut TcpSock, stack: &mut Stack) {
     sk.syn_stamp_ns.get_or_insert(stack.core.now_ns);
     let win = syn_window(sk);
     let iss = sk.iss;
-    tcp_transmit(sk, stack, PayloadFrags::new(), iss, TCPHDR_SYN, &opts, Some(win));
+    tcp_transmit(sk, stack, &mut PayloadFrags::new(), iss, TCPHDR_SYN, &opts, Some(win));
 }
 
 /// Linux: tcp_send_synack() / tcp_make_synack().
@@ -301,7 +301,7 @@ pub fn tcp_send_synack(sk: &mut TcpSock, stack: &mut Stack) {
     tcp_transmit(
         sk,
         stack,
-        PayloadFrags::new(),
+        &mut PayloadFrags::new(),
         iss,
         TCPHDR_SYN | TCPHDR_ACK,
         &opts,
@@ -316,7 +316,7 @@ pub fn tcp_send_active_reset(sk: &mut TcpSock, stack: &mut Stack) {
     tcp_transmit(
         sk,
         stack,
-        PayloadFrags::new(),
+        &mut PayloadFrags::new(),
         seq,
         TCPHDR_RST | TCPHDR_ACK,
         &TcpOptions::default(),
@@ -523,11 +523,11 @@ pub fn tcp_retransmit_skb(sk: &mut TcpSock, stack: &mut Stack, i: usize) -> bool
         }
         stack.core.mib.tcp.add(TcpMib::RetransSegs, n);
     } else {
-        let frags = payload_frags(&sk.rtx_queue[i]);
+        let mut frags = payload_frags(&sk.rtx_queue[i]);
         // The segment may start below snd_una if it was partially acknowledged; the receiver
         // trims the overlap.
         let opts = established_options(sk, stack, len);
-        if !tcp_transmit(sk, stack, frags, cb.seq, flags, &opts, None) {
+        if !tcp_transmit(sk, stack, &mut frags, cb.seq, flags, &opts, None) {
             return false;
         }
         stack.core.mib.tcp.inc(TcpMib::RetransSegs);
@@ -569,8 +569,8 @@ fn tcp_transmit_pieces(sk: &mut TcpSock, stack: &mut Stack, p: &SkBuff, seq: u32
             flags & !(TCPHDR_FIN | TCPHDR_PSH)
         };
         let opts = established_options(sk, stack, n);
-        let frags = payload_frags_range(p, off, n);
-        if !tcp_transmit(sk, stack, frags, seq.wrapping_add(off as u32), f, &opts, None) {
+        let mut frags = payload_frags_range(p, off, n);
+        if !tcp_transmit(sk, stack, &mut frags, seq.wrapping_add(off as u32), f, &opts, None) {
             break;
         }
         sent += 1;
@@ -664,5 +664,5 @@ pub fn tcp_xmit_retransmit_queue(sk: &mut TcpSock, stack: &mut Stack) {
 pub fn tcp_send_probe0(sk: &mut TcpSock, stack: &mut Stack) {
     let opts = established_options(sk, stack, 0);
     let seq = sk.snd_una.wrapping_sub(1);
-    tcp_transmit(sk, stack, PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
+    tcp_transmit(sk, stack, &mut PayloadFrags::new(), seq, TCPHDR_ACK, &opts, None);
 }
