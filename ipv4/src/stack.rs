@@ -169,6 +169,8 @@ impl NetDev {
 /// One core's IPv4 stack.
 pub struct Stack {
     pub core: NetCore,
+    /// The jiffy of the last `flush_deferred` of the core's buffer cache (see `poll`).
+    deferred_flushed_at: u64,
     pub timers: Timers<Stack>,
     pub devs: Vec<NetDev>,
     pub fib: Fib,
@@ -219,6 +221,7 @@ impl Stack {
             .saturating_sub(Duration::from_nanos(core.now_ns));
         let icmp = IcmpState::new(&cfg, core.now_ns);
         Stack {
+            deferred_flushed_at: core.jiffies,
             timers: Timers::new(core.jiffies),
             core,
             devs: Vec::new(),
@@ -610,6 +613,12 @@ impl Stack {
     pub fn poll(&mut self) -> usize {
         self.core.update_time();
         let now = self.core.jiffies;
+        if now != self.deferred_flushed_at {
+            // Other stacks' buffers freed here go home when a batch is full (as Linux's
+            // per-cpu skb cache), and at least once a jiffy, so an idle core holds none long.
+            self.deferred_flushed_at = now;
+            self.core.cache.flush_deferred();
+        }
         run_timers(self, |s| &mut s.timers, now);
         let mut rx = 0;
         if self.cores.nb_cores() > 1 {

@@ -1,5 +1,5 @@
 //! criterion micro-benchmarks of the primitives every packet uses, so a regression in one
-//! shows as a number: skb alloc + free, push/pull, clone, checksums, Toeplitz + RETA, timer
+//! shows as a number: skb alloc + free, a buffer freed by another core's cache, push/pull, clone, checksums, Toeplitz + RETA, timer
 //! arm/cancel. `cargo bench -p blink-netcore --bench primitives` (figures only; nothing here
 //! asserts a time).
 
@@ -29,6 +29,22 @@ fn skb(c: &mut Criterion) {
             let s = SkBuff::alloc(&mut cache).expect("mbuf");
             black_box(&s);
             drop(s);
+        })
+    });
+    // A buffer allocated by one core's cache and freed by another (the peer stack's frame
+    // on the in-memory wire, a re-injected packet): the ordinary release (a locked push and
+    // a locked discharge per buffer) against the freeing cache's deferred batch.
+    let mut other = p.cache();
+    c.bench_function("mbuf_cross_cache_release", |b| {
+        b.iter(|| {
+            let m = other.alloc().expect("mbuf");
+            drop(black_box(m));
+        })
+    });
+    c.bench_function("mbuf_cross_cache_free_deferred", |b| {
+        b.iter(|| {
+            let m = other.alloc().expect("mbuf");
+            cache.free(black_box(m));
         })
     });
     c.bench_function("skb_push_pull_54", |b| {

@@ -106,6 +106,9 @@ pub(crate) struct MbufHdr {
 const MAX_CACHES: usize = 64;
 /// `home` of a buffer allocated without a cache slot.
 const NO_HOME: u16 = u16::MAX;
+/// Most buffers of another cache a cache holds back before handing them home
+/// (`MempoolCache::deferred`; Linux's NAPI_SKB_CACHE_SIZE is 64 too).
+const DEFER_MAX: usize = 64;
 /// Bit of `CacheSlot::out` set while no cache owns the slot.
 const CLOSED: u64 = 1 << 63;
 
@@ -122,8 +125,10 @@ const CLOSED: u64 = 1 << 63;
 ///   from the local list costs no locked instruction (DPDK's per-lcore cache is likewise
 ///   free of atomics); a free still discharges its buffer (`release`), which is how the last
 ///   buffer of a closed slot knows it is the last;
-/// - `cached`: the length of the owning cache's local list, stored (not added: only the
-///   owner writes it) on every change, so `Mempool::in_use` can leave cached buffers out.
+/// - `cached`: buffers the owning cache holds that are not in use: its local list and the
+///   other slots' buffers it has freed but not yet handed back (`MempoolCache::deferred`,
+///   still counted in their home slot's `out`); stored (not added: only the owner writes it)
+///   on every change, so `Mempool::in_use` can leave them out.
 #[repr(C, align(128))]
 struct CacheSlot {
     head: AtomicU64,
@@ -284,16 +289,14 @@ impl Mempool {
     /// Tests use it to prove nothing leaks.
     pub fn in_use(&self) -> usize {
         let used = self.inner.slots_used.load(Ordering::Acquire);
-        let slots: u64 = self.inner.slots[..used]
+        // Summed signed: a cache's deferred buffers are charged to their home slot but left
+        // out in the cache's own slot. Read apart, the counts can disagree for a moment while
+        // another core's cache works: a snapshot, exact once that core is quiet.
+        let slots: i64 = self.inner.slots[..used]
             .iter()
-            .map(|s| {
-                let out = s.out.load(Ordering::Acquire) & !CLOSED;
-                // Read apart, the two can disagree for a moment while another core's cache
-                // works: a snapshot, exact once that core is quiet.
-                out.saturating_sub(s.cached.load(Ordering::Acquire))
-            })
+            .map(|s| (s.out.load(Ordering::Acquire) & !CLOSED) as i64 - s.cached.load(Ordering::Acquire) as i64)
             .sum();
-        self.inner.in_use.load(Ordering::Acquire) + slots as usize
+        self.inner.in_use.load(Ordering::Acquire) + slots.max(0) as usize
     }
 
     /// The buffer of this pool that `bytes` lies in, as a new handle, with the offset of
@@ -378,6 +381,10 @@ impl Mempool {
         MempoolCache {
             pool: self.clone(),
             local: Vec::with_capacity(self.inner.cache_size),
+            // At most half a cache's worth: a small pool must not sit idle in another core's
+            // hands (a pool without a per-core cache defers nothing).
+            deferred: Vec::with_capacity(DEFER_MAX.min(self.inner.cache_size / 2)),
+            deferred_home: NO_HOME,
             slot,
             allocs: 0,
             failures: 0,
@@ -678,6 +685,12 @@ impl PoolInner {
 pub struct MempoolCache {
     pool: Mempool,
     local: Vec<u32>,
+    /// Buffers of another cache's slot (`deferred_home`) freed through this one and not yet
+    /// handed back: returned in one batch by `flush_deferred` (one locked push and one
+    /// discharge per batch instead of two locked instructions per buffer). Linux defers the
+    /// same way: napi_consume_skb's per-cpu cache, flushed with kmem_cache_free_bulk.
+    deferred: Vec<u32>,
+    deferred_home: u16,
     /// This cache's slot in the pool, or `NO_HOME`.
     slot: u16,
     allocs: u64,
@@ -716,7 +729,12 @@ impl MempoolCache {
                 }
                 if got == 0 {
                     // Buffers freed on behalf of other caches wait in their slots: take some
-                    // rather than fail while the pool still has free buffers.
+                    // rather than fail while the pool still has free buffers (ours held back
+                    // for another slot first).
+                    if !self.deferred.is_empty() {
+                        self.flush_deferred();
+                    }
+                    let inner = &self.pool.inner;
                     let used = inner.slots_used.load(Ordering::Acquire);
                     for slot in inner.slots[..used].iter() {
                         got = inner.free.pop_bulk_on(&slot.head, want, &mut self.local);
@@ -728,7 +746,7 @@ impl MempoolCache {
                 if got > 1 {
                     self.local.reverse();
                 }
-                if let Some(slot) = inner.slots.get(self.slot as usize).filter(|_| got > 0) {
+                if let Some(slot) = self.pool.inner.slots.get(self.slot as usize).filter(|_| got > 0) {
                     // Charged once for the batch: allocations from the local list are then free
                     // of locked instructions.
                     slot.out.fetch_add(got as u64, Ordering::Relaxed);
@@ -743,9 +761,7 @@ impl MempoolCache {
             }
         };
         self.allocs += 1;
-        if let Some(slot) = self.pool.inner.slots.get(self.slot as usize) {
-            slot.cached.store(self.local.len() as u64, Ordering::Relaxed);
-        }
+        self.note_cached();
         Some(self.pool.inner.take(idx, self.slot))
     }
 
@@ -774,13 +790,58 @@ impl MempoolCache {
                 let idx = h.idx;
                 std::mem::forget(m);
                 self.local.push(idx);
-                if let Some(slot) = self.pool.inner.slots.get(self.slot as usize) {
-                    slot.cached.store(self.local.len() as u64, Ordering::Relaxed);
+                self.note_cached();
+                return;
+            }
+            if !chained && (home as usize) < self.pool.inner.slots.len() && self.deferred.capacity() > 0 {
+                // Another cache's buffer (the peer stack's frame on an in-memory wire, a
+                // buffer re-injected from another core): held back and handed home in a
+                // batch. It stays charged to its home slot until then.
+                if self.deferred.len() == self.deferred.capacity()
+                    || (home != self.deferred_home && !self.deferred.is_empty())
+                {
+                    self.flush_deferred();
                 }
+                let idx = h.idx;
+                std::mem::forget(m);
+                self.deferred_home = home;
+                self.deferred.push(idx);
+                self.note_cached();
                 return;
             }
         }
         drop(m);
+    }
+
+    /// Hand the buffers held back by `free` to their home slot: one push of the whole chain
+    /// and one discharge of its count (`release`'s two locked instructions, once per batch).
+    /// The stack calls it at the end of every poll; the cache's drop does too.
+    pub fn flush_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let inner = &self.pool.inner;
+        let slot = &inner.slots[self.deferred_home as usize];
+        let k = self.deferred.len() as u64;
+        inner.free.push_chain_on(&slot.head, &self.deferred);
+        self.deferred.clear();
+        self.note_cached();
+        // As in `release`: the pushes happen before the discharge, so the last buffer of a
+        // closed slot sees them all; it then drains the slot and drops the parked count.
+        if slot.out.fetch_sub(k, Ordering::AcqRel) == CLOSED | k {
+            inner.drain_slot(slot);
+            let arc = inner.parked.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            drop(arc);
+        }
+    }
+
+    /// Publish how many free buffers this cache holds (see `CacheSlot::cached`).
+    #[inline]
+    fn note_cached(&self) {
+        if let Some(slot) = self.pool.inner.slots.get(self.slot as usize) {
+            slot.cached
+                .store((self.local.len() + self.deferred.len()) as u64, Ordering::Relaxed);
+        }
     }
 
     pub fn pool(&self) -> &Mempool {
@@ -795,6 +856,7 @@ impl MempoolCache {
 
 impl Drop for MempoolCache {
     fn drop(&mut self) {
+        self.flush_deferred();
         let inner = &self.pool.inner;
         let cached = self.local.len() as u64;
         for idx in self.local.drain(..) {
@@ -1225,6 +1287,55 @@ mod tests {
         drop(a);
         drop(b);
         assert_eq!(p.in_use(), 0);
+    }
+
+    /// Another cache's buffers freed through a cache are held back and go home in one batch:
+    /// the pool's count leaves them out at once, the home cache allocates them again after the
+    /// flush, a full batch or a buffer of a third cache flushes, and a home cache that closed
+    /// meanwhile leaves the pool alive until the batch comes back.
+    #[test]
+    fn cache_free_defers_other_caches_buffers_to_one_batch() {
+        let p = pool(32); // cache_size 8: batches of at most 4
+        let mut a = p.cache();
+        let mut b = p.cache();
+        let mut c = p.cache();
+        let bufs: Vec<_> = (0..3).map(|_| b.alloc().unwrap()).collect();
+        let addrs: Vec<_> = bufs.iter().map(|m| m.buf_addr()).collect();
+        for m in bufs {
+            a.free(m);
+        }
+        assert_eq!((a.deferred.len(), p.in_use()), (3, 0));
+        a.flush_deferred();
+        assert_eq!((a.deferred.len(), p.in_use()), (0, 0));
+        // b's refill took 4: one is left locally, the next refill finds the three returned.
+        let kept = b.alloc().unwrap();
+        let back = b.alloc().unwrap();
+        assert!(
+            addrs.contains(&back.buf_addr()),
+            "the flushed buffers are back in b's slot"
+        );
+        drop((kept, back));
+        // A full batch flushes before the fifth; a third cache's buffer flushes too.
+        let bufs: Vec<_> = (0..5).map(|_| b.alloc().unwrap()).collect();
+        for m in bufs {
+            a.free(m);
+        }
+        assert_eq!((a.deferred.len(), p.in_use()), (1, 0));
+        a.free(c.alloc().unwrap());
+        assert_eq!((a.deferred.len(), a.deferred_home, p.in_use()), (1, c.slot, 0));
+        a.flush_deferred();
+        // b closes with two buffers out; a holds them back; the pool lives on until a flushes.
+        let out: Vec<_> = (0..2).map(|_| b.alloc().unwrap()).collect();
+        drop(b);
+        for m in out {
+            a.free(m);
+        }
+        assert_eq!(p.in_use(), 0);
+        drop(p);
+        a.flush_deferred();
+        let m = a.alloc().unwrap();
+        drop(m);
+        drop((a, c));
     }
 
     /// Buffers go back to the slot of the cache that allocated them, wherever they are freed;

@@ -416,8 +416,13 @@ impl TcpProto {
             } else {
                 tcp_rcv_state_process(sk, stack, skb, &opts);
             }
+            // Only a child not yet accepted can become ready for accept (the parent link is
+            // cut at accept): no second socket lookup for the rest.
+            let unaccepted = sk.parent.is_some();
             self.post_process(stack, h);
-            self.accept_ready(stack, h);
+            if unaccepted {
+                self.accept_ready(stack, h);
+            }
             return;
         }
         if let Some(&rh) = self.tables.reqhash.get(&t) {
