@@ -12,7 +12,7 @@ use hashbrown::HashMap;
 use blink_ipv4::dst::{ip_route_output_dst, DstCache};
 use blink_ipv4::icmp::icmp_send;
 use blink_ipv4::icmphdr::*;
-use blink_ipv4::ip_output::{ip_dst_mtu, ip_queue_xmit, IpTx, IP_MAX_MTU};
+use blink_ipv4::ip_output::{ip_dst_mtu, ip_send_skb, IpTx, IP_MAX_MTU};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_UDP, IPV4_MIN_HLEN};
 use blink_ipv4::{InetProtocol, Ipv4Error, Stack};
 use blink_netcore::netdevice::NetdevFeatures;
@@ -148,6 +148,16 @@ fn truesize(skb: &SkBuff, buf_size: usize) -> usize {
     (1 + skb.frags().len()) * buf_size
 }
 
+/// `UdpProto::raise` for a socket already looked up (the receive path holds it): no second
+/// slab lookup per datagram.
+#[inline]
+fn raise_sk(ready: &mut Vec<SockHandle>, sk: &mut UdpSock, h: SockHandle, bits: u8) {
+    if sk.ev_pending == 0 {
+        ready.push(h);
+    }
+    sk.ev_pending |= bits;
+}
+
 /// Source address and port of a received datagram, from its IP and UDP headers.
 fn skb_source(skb: &SkBuff) -> SocketAddrV4 {
     let src = Ipv4Hdr::new_unchecked(skb.skb_network_header()).src();
@@ -189,10 +199,7 @@ impl UdpProto {
 
     fn raise(&mut self, h: SockHandle, bits: u8) {
         if let Some(sk) = self.socks.get_mut(h) {
-            if sk.ev_pending == 0 {
-                self.ready.push(h);
-            }
-            sk.ev_pending |= bits;
+            raise_sk(&mut self.ready, sk, h, bits);
         }
     }
 
@@ -592,10 +599,7 @@ impl UdpProto {
         // A zero checksum means the sender computed none (RFC 768); a device that verified
         // it says so with CHECKSUM_UNNECESSARY. A COMPLETE sum is re-done in software: blink's
         // drivers do not report one yet.
-        if check != 0
-            && skb.ip_summed != IpSummed::Unnecessary
-            && !udp_v4_verify(saddr.octets(), daddr.octets(), skb.len(), skb.segments())
-        {
+        if check != 0 && skb.ip_summed != IpSummed::Unnecessary && !udp_csum_ok(&skb, saddr, daddr) {
             mib.udp.inc(UdpMib::InCsumErrors);
             mib.udp.inc(UdpMib::InErrors);
             mib.kfree_skb_reason(skb, DropReason::UdpCsum);
@@ -707,7 +711,7 @@ impl UdpProto {
             stack.core.mib.trace_event(&skb, "udp_queue_rcv_skb", "");
         }
         sk.receive_queue.skb_queue_tail(skb);
-        self.raise(h, ev::READABLE);
+        raise_sk(&mut self.ready, sk, h, ev::READABLE);
     }
 
     /// Linux: __udp4_lib_err(). Only a connected socket hears about hard errors (no
@@ -761,6 +765,19 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
     Ok((r.dev, ip_dst_mtu(stack, r.dev, dst), r.prefsrc))
 }
 
+/// The software half of udp4_csum_init() + __skb_checksum_complete(): whether the datagram's
+/// (non-zero) checksum is right. A datagram in one buffer (most) is summed as that one slice,
+/// without the segment iterator a fragmented one needs.
+#[inline]
+fn udp_csum_ok(skb: &SkBuff, saddr: Ipv4Addr, daddr: Ipv4Addr) -> bool {
+    let (s, d, len) = (saddr.octets(), daddr.octets(), skb.len());
+    if skb.is_nonlinear() {
+        udp_v4_verify(s, d, len, skb.segments())
+    } else {
+        udp_v4_verify(s, d, len, std::iter::once(skb.data()))
+    }
+}
+
 /// What `prepare_send` resolved for one datagram: its source (the socket's address, else the
 /// route's preferred source) and destination, and the socket's IP header settings.
 #[derive(Debug, Clone, Copy)]
@@ -781,36 +798,40 @@ struct TxIp {
 
 /// Linux: udp_send_skb(). Fill the header, checksum it (in software unless the device
 /// offers UDP transmit checksum offload), and hand it to IP with the socket's cached route
-/// (`prepare_send` resolved it: IP does not route again).
+/// (`prepare_send` resolved and checked it: IP neither routes nor checks it again).
 fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut DstCache) -> Result<(), UdpErr> {
     let (src, dst, ip) = (plan.src, plan.dst, plan.ip);
     let len = skb.len();
     let offload = stack.devs[rt.dev() as usize].features.has(NetdevFeatures::TXCSUM_UDP);
+    let nonlinear = skb.is_nonlinear();
     let Some(h) = skb.data_mut() else {
         stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(UdpErr::NoMemory);
     };
+    let (s, d) = (src.ip().octets(), dst.ip().octets());
+    let (hdr, payload) = h.split_at_mut(UDP_HLEN);
+    let mut uh = UdpHdr::new_unchecked(hdr);
     UdpRepr {
         src_port: src.port(),
         dst_port: dst.port(),
         payload_len: len - UDP_HLEN,
     }
-    .emit(&mut UdpHdr::new_unchecked(&mut h[..UDP_HLEN]));
-    let (s, d) = (src.ip().octets(), dst.ip().octets());
+    .emit(&mut uh);
     if offload {
         // Linux: udp4_hwcsum(). The device adds the datagram's sum to the pseudo-header sum.
-        UdpHdr::new_unchecked(&mut h[..UDP_HLEN]).set_checksum(udp_v4_pseudo(s, d, len as u16));
+        uh.set_checksum(udp_v4_pseudo(s, d, len as u16));
         skb.ip_summed = IpSummed::Partial;
+    } else if !nonlinear {
+        // A datagram that fits one buffer (most): no segment list to build, the header summed
+        // from its fields (see udp_v4_check_fields), and the checksum stored through the same
+        // borrow of the buffer as the header.
+        uh.set_checksum(udp_v4_check_fields(s, d, src.port(), dst.port(), payload));
     } else {
-        let c = if skb.is_nonlinear() {
+        let c = {
             let mut segs: arrayvec::ArrayVec<&[u8], { blink_netcore::skbuff::MAX_SKB_FRAGS + 1 }> =
                 arrayvec::ArrayVec::new();
             segs.extend(skb.segments());
             udp_v4_check(s, d, &segs)
-        } else {
-            // A datagram that fits one buffer (most): no segment list to build, and the
-            // header summed from its fields (see udp_v4_check_fields).
-            udp_v4_check_fields(s, d, src.port(), dst.port(), &skb.data()[UDP_HLEN..])
         };
         UdpHdr::new_unchecked(&mut skb.data_mut().expect("checked writable above")[..UDP_HLEN]).set_checksum(c);
     }
@@ -824,7 +845,8 @@ fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut Ds
         df: ip.df,
         id: None,
     };
-    match ip_queue_xmit(stack, skb, tx, rt) {
+    // prepare_send checked the socket's route for this destination: IP does not check again.
+    match ip_send_skb(stack, skb, tx, rt) {
         Ok(()) => {
             stack.core.mib.udp.inc(UdpMib::OutDatagrams);
             Ok(())
