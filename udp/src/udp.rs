@@ -16,6 +16,7 @@ use blink_ipv4::ip_output::{ip_dst_mtu, ip_send_skb, IpTx, IP_MAX_MTU};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_UDP, IPV4_MIN_HLEN};
 use blink_ipv4::{InetProtocol, Ipv4Error, Stack};
 use blink_netcore::netdevice::NetdevFeatures;
+use blink_netcore::percpu::NetCore;
 use blink_netcore::rss::{hash2cpu, RssHashType};
 use blink_netcore::skbuff::{Frag, IpSummed, PacketType, SkBuff, SkBuffHead};
 use blink_netcore::snmp::{DropReason, UdpMib};
@@ -611,14 +612,7 @@ impl UdpProto {
         let core = &stack.core;
         let (hash, htype) = (skb.rss_hash, skb.hash_type);
         let found = self.lookup(saddr, sport, daddr, dport, || {
-            // The device's hash when it covers the UDP ports, else software Toeplitz over the
-            // same 4-tuple the NIC would use.
-            let h = if htype == RssHashType::L4Ipv4Udp {
-                hash
-            } else {
-                core.toeplitz.hash_ipv4_l4(saddr.octets(), daddr.octets(), sport, dport)
-            };
-            hash2cpu(&core.reta, h)
+            udp_flow_bucket(core, hash, htype, saddr, daddr, sport, dport)
         });
         if bcast && found.is_some() {
             self.udp_mcast_deliver(stack, skb, saddr, sport, daddr, dport);
@@ -763,6 +757,29 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
     }
     let r = stack.fib.lookup(dst).ok_or(UdpErr::NoRoute(dst))?;
     Ok((r.dev, ip_dst_mtu(stack, r.dev, dst), r.prefsrc))
+}
+
+/// The RSS bucket of a datagram's flow, for the lookup among sockets bound to buckets: the
+/// device's hash when it covers the UDP ports, else software Toeplitz over the same 4-tuple
+/// the NIC would use. Out of line: only bucket sockets need it, and inlined into the lookup
+/// its byte-wise Toeplitz inputs were prepared before the socket loop on every datagram.
+#[cold]
+#[inline(never)]
+fn udp_flow_bucket(
+    core: &NetCore,
+    hash: u32,
+    htype: RssHashType,
+    saddr: Ipv4Addr,
+    daddr: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+) -> u16 {
+    let h = if htype == RssHashType::L4Ipv4Udp {
+        hash
+    } else {
+        core.toeplitz.hash_ipv4_l4(saddr.octets(), daddr.octets(), sport, dport)
+    };
+    hash2cpu(&core.reta, h)
 }
 
 /// The software half of udp4_csum_init() + __skb_checksum_complete(): whether the datagram's
