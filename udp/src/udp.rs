@@ -161,9 +161,27 @@ fn raise_sk(ready: &mut Vec<SockHandle>, sk: &mut UdpSock, h: SockHandle, bits: 
 
 /// Source address and port of a received datagram, from its IP and UDP headers.
 fn skb_source(skb: &SkBuff) -> SocketAddrV4 {
-    let src = Ipv4Hdr::new_unchecked(skb.skb_network_header()).src();
-    let sport = UdpHdr::new_unchecked(skb.skb_transport_header()).src_port();
+    let src = Ipv4Hdr::new_unchecked(&ip_hdr(skb)[..]).src();
+    let sport = UdpHdr::new_unchecked(&udp_hdr(skb)[..]).src_port();
     SocketAddrV4::new(src, sport)
+}
+
+/// The fixed IPv4 header of a received datagram (Linux: ip_hdr()), as an array: one bounds
+/// check for the 20 bytes, none per field read. IP checked them before delivering.
+#[inline(always)]
+fn ip_hdr(skb: &SkBuff) -> &[u8; IPV4_MIN_HLEN] {
+    skb.skb_network_header()[..IPV4_MIN_HLEN]
+        .try_into()
+        .expect("ip_rcv checked the header")
+}
+
+/// The UDP header of a received datagram (Linux: udp_hdr()), as an array: one bounds check
+/// for the 8 bytes (udp_rcv made them linear).
+#[inline(always)]
+fn udp_hdr(skb: &SkBuff) -> &[u8; UDP_HLEN] {
+    skb.skb_transport_header()[..UDP_HLEN]
+        .try_into()
+        .expect("udp_rcv pulled the header")
 }
 
 /// Linux: icmp_err_convert[] plus __udp4_lib_err's special cases: (error, hard).
@@ -578,7 +596,8 @@ impl UdpProto {
             return;
         }
         let (sport, dport, ulen, check) = {
-            let u = UdpHdr::new_unchecked(skb.data());
+            let u: &[u8; UDP_HLEN] = skb.data()[..UDP_HLEN].try_into().expect("pulled above");
+            let u = UdpHdr::new_unchecked(&u[..]);
             (u.src_port(), u.dst_port(), u.len() as usize, u.checksum())
         };
         if ulen < UDP_HLEN || ulen > skb.len() {
@@ -594,7 +613,7 @@ impl UdpProto {
             }
         }
         let (saddr, daddr) = {
-            let ip = Ipv4Hdr::new_unchecked(skb.skb_network_header());
+            let ip = Ipv4Hdr::new_unchecked(&ip_hdr(&skb)[..]);
             (ip.src(), ip.dst())
         };
         // A zero checksum means the sender computed none (RFC 768); a device that verified
