@@ -7,8 +7,6 @@
 use std::any::Any;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use hashbrown::HashMap;
-
 use blink_ipv4::dst::{ip_route_output_dst, DstCache};
 use blink_ipv4::icmp::icmp_send;
 use blink_ipv4::icmphdr::*;
@@ -23,6 +21,7 @@ use blink_netcore::snmp::{DropReason, UdpMib};
 use blink_netcore::sock::{SockHandle, SockSlab};
 use blink_netcore::Mbuf;
 
+use crate::udp_table::PortTable;
 use crate::udphdr::*;
 use crate::{SockErr, UdpErr};
 
@@ -137,8 +136,8 @@ pub struct UdpProto {
     pub cfg: UdpConfig,
     pub socks: SockSlab<UdpSock>,
     /// Port -> sockets bound to it (Linux: udp_table's hslot chains). Bind-time only
-    /// allocation: the per-packet lookup walks the small chain.
-    pub(crate) ports: HashMap<u16, Vec<SockHandle>>,
+    /// allocation: the per-packet lookup walks the small chain of the port's slot.
+    pub(crate) ports: PortTable,
     ready: Vec<SockHandle>,
     /// Next ephemeral port to try (Linux: the random start in udp_lib_get_port).
     pub(crate) rover: u16,
@@ -210,7 +209,7 @@ impl UdpProto {
         UdpProto {
             cfg,
             socks: SockSlab::default(),
-            ports: HashMap::new(),
+            ports: PortTable::default(),
             ready: Vec::new(),
             rover,
         }
@@ -317,7 +316,7 @@ impl UdpProto {
             p if self.port_in_use(p, ip, bucket, reuse) => return Err(UdpErr::AddrInUse(addr)),
             p => p,
         };
-        self.ports.entry(port).or_default().push(h);
+        self.ports.insert(port, h);
         let sk = self.socks.get_mut(h).expect("checked above");
         sk.saddr = ip;
         sk.sport = port;
@@ -565,12 +564,7 @@ impl UdpProto {
     pub fn close(&mut self, h: SockHandle) -> Result<(), UdpErr> {
         let mut sk = self.socks.remove(h).ok_or(UdpErr::BadHandle)?;
         if sk.sport != 0 {
-            if let Some(chain) = self.ports.get_mut(&sk.sport) {
-                chain.retain(|&o| o != h);
-                if chain.is_empty() {
-                    self.ports.remove(&sk.sport);
-                }
-            }
+            self.ports.remove(sk.sport, h);
         }
         sk.receive_queue.purge();
         Ok(())
@@ -679,14 +673,12 @@ impl UdpProto {
         // Bounded like Linux's stack array of sockets per pass; further matches are
         // served from the next chunk.
         let mut targets: arrayvec::ArrayVec<SockHandle, 32> = arrayvec::ArrayVec::new();
-        if let Some(chain) = self.ports.get(&dport) {
-            for &h in chain {
-                let Some(sk) = self.socks.get(h) else { continue };
-                let addr_ok = sk.saddr.is_unspecified() || sk.saddr == daddr;
-                let peer_ok = sk.dport == 0 || (sk.daddr == saddr && sk.dport == sport);
-                if addr_ok && peer_ok && targets.try_push(h).is_err() {
-                    break;
-                }
+        for h in self.ports.chain(dport) {
+            let Some(sk) = self.socks.get(h) else { continue };
+            let addr_ok = sk.saddr.is_unspecified() || sk.saddr == daddr;
+            let peer_ok = sk.dport == 0 || (sk.daddr == saddr && sk.dport == sport);
+            if addr_ok && peer_ok && targets.try_push(h).is_err() {
+                break;
             }
         }
         let Some(last) = targets.pop() else {
@@ -943,7 +935,7 @@ pub(crate) mod tests {
         }
         sk.bucket = bucket;
         sk.reuse = true;
-        u.ports.entry(port).or_default().push(h);
+        u.ports.insert(port, h);
         h
     }
 
