@@ -166,6 +166,9 @@ impl NetDev {
     }
 }
 
+/// A registered transport protocol and the `TypeId` of its concrete type.
+type ProtoSlot = Option<(Box<dyn InetProtocol>, TypeId)>;
+
 /// One core's IPv4 stack.
 pub struct Stack {
     pub core: NetCore,
@@ -179,8 +182,10 @@ pub struct Stack {
     pub frags: crate::ip_defrag::IpFrags,
     /// Handlers by protocol number, each with the `TypeId` of its concrete type (recorded at
     /// registration, so `with_protocol_as` reaches the concrete protocol without a virtual
-    /// `as_any_mut` + `type_id` pair on every user call).
-    protos: Vec<Option<(Box<dyn InetProtocol>, TypeId)>>,
+    /// `as_any_mut` + `type_id` pair on every user call). A fixed array, one slot per
+    /// protocol number: a u8 indexes it with no bounds check (a datagram goes through it
+    /// three or four times: the demux, and each user call on its sockets).
+    protos: Box<[ProtoSlot; 256]>,
     /// Numbers of the registered protocols, for the per-burst flush.
     proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
@@ -227,7 +232,7 @@ impl Stack {
             icmp,
             cfg,
             frags: crate::ip_defrag::IpFrags::default(),
-            protos: (0..256).map(|_| None).collect(),
+            protos: Box::new(std::array::from_fn(|_| None)),
             proto_nums: Vec::new(),
             raw: None,
             exc_rules: None,
