@@ -579,6 +579,12 @@ impl Stack {
         let n = self.cores.nb_cores().max(1) as u32;
         let h = (u32::from(dst) ^ self.ip_idents_key ^ ((protocol as u32) << 8)).wrapping_mul(0x9E37_79B1);
         let k = &mut self.ip_idents[(h >> (32 - IP_IDENTS.trailing_zeros())) as usize];
+        if n == 1 {
+            // One core: the formula below with n = 1 (every 16-bit value in turn), without its
+            // two divisions by a number the compiler cannot see.
+            *k = k.wrapping_add(1);
+            return *k;
+        }
         let next = (*k as u32 + 1) % (0x1_0000 / n);
         *k = next as u16;
         (next * n + (self.core.cpu as u32 % n)) as u16
@@ -745,5 +751,17 @@ mod tests {
             );
             assert_eq!(first % n, cpu % n);
         }
+    }
+
+    /// One core's shortcut (no divisions) runs through every 16-bit value and wraps to 0, as
+    /// the general formula does with n = 1.
+    #[test]
+    fn one_core_ip_ids_wrap_as_the_formula_does() {
+        let mut s = stack(0, 1);
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        s.ip_idents.fill(0xfffe);
+        assert_eq!(s.next_ip_id(a, 17), 0xffff);
+        assert_eq!(s.next_ip_id(a, 17), 0);
+        assert_eq!(s.next_ip_id(a, 17), 1);
     }
 }
