@@ -422,8 +422,11 @@ impl UdpProto {
         if ip_len > IP_MAX_MTU || (sk.dontfrag && ip_len > mtu) {
             return Err((payload, UdpErr::MessageTooLong { len: ip_len, mtu }));
         }
-        let src = if sk.saddr.is_unspecified() || stack.is_broadcast_addr(sk.saddr) {
-            sk.dst.prefsrc()
+        // A socket bound to the route's own source (what connect picks) takes it as it is,
+        // without searching the broadcast list: either branch would give that address.
+        let prefsrc = sk.dst.prefsrc();
+        let src = if sk.saddr == prefsrc || sk.saddr.is_unspecified() || stack.is_broadcast_addr(sk.saddr) {
+            prefsrc
         } else {
             sk.saddr
         };
