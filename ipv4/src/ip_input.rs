@@ -27,10 +27,10 @@ pub fn ip_rcv(stack: &mut Stack, mut skb: SkBuff) {
         mib.kfree_skb_reason(skb, DropReason::PktTooSmall);
         return;
     }
-    let (version, hlen, tot_len) = {
-        let h = Ipv4Hdr::new_unchecked(skb.data());
-        (h.version(), h.header_len(), h.total_len() as usize)
-    };
+    // The fixed header, read once: every later step of the input path (route, local
+    // delivery, protocol demux) takes its fields from here instead of re-slicing the skb.
+    let hdr = IpRcvHdr::parse(&skb);
+    let (version, hlen, tot_len) = (hdr.version, hdr.hlen, hdr.tot_len);
     if version != 4 || hlen < IPV4_MIN_HLEN {
         mib.ip.inc(IpMib::InHdrErrors);
         mib.kfree_skb_reason(skb, DropReason::IpInHdr);
@@ -61,17 +61,46 @@ pub fn ip_rcv(stack: &mut Stack, mut skb: SkBuff) {
     skb.skb_trim(tot_len);
     skb.skb_reset_network_header();
     skb.skb_set_transport_header(hlen);
-    ip_rcv_finish(stack, skb);
+    ip_rcv_finish(stack, skb, &hdr);
+}
+
+/// The fields of a received packet's fixed header the input path acts on, parsed once by
+/// `ip_rcv` (the header bytes do not change until the protocol handler gets the packet).
+#[derive(Clone, Copy)]
+struct IpRcvHdr {
+    version: u8,
+    hlen: usize,
+    tot_len: usize,
+    protocol: u8,
+    frag: bool,
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+}
+
+impl IpRcvHdr {
+    /// From the first 20 bytes of `skb.data()`, which the caller made linear.
+    #[inline(always)]
+    fn parse(skb: &SkBuff) -> IpRcvHdr {
+        // One bounds check for the whole fixed header; the accessors then index an array.
+        let b: &[u8; IPV4_MIN_HLEN] = skb.data()[..IPV4_MIN_HLEN].try_into().expect("20 bytes");
+        let h = Ipv4Hdr::new_unchecked(&b[..]);
+        IpRcvHdr {
+            version: h.version(),
+            hlen: h.header_len(),
+            tot_len: h.total_len() as usize,
+            protocol: h.protocol(),
+            frag: h.is_fragment(),
+            src: h.src(),
+            dst: h.dst(),
+        }
+    }
 }
 
 /// Linux: ip_rcv_finish(). The input route: ours (unicast or broadcast) or not. blink is a
 /// host: anything else is counted in InAddrErrors and dropped (Linux does the same with
 /// forwarding off).
-fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
-    let (src, dst) = {
-        let h = Ipv4Hdr::new_unchecked(skb.data());
-        (h.src(), h.dst())
-    };
+fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff, hdr: &IpRcvHdr) {
+    let (src, dst) = (hdr.src, hdr.dst);
     // Martian sources (Linux: ip_route_input_slow, "martian source"): multicast or broadcast,
     // loopback, 0.0.0.0/8 (allowed only towards the limited broadcast, for DHCP clients), and
     // our own address (fib_validate_source without accept_local): answering those would send
@@ -90,7 +119,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
     }
     // Linux checks options right after the route lookup (ip_rcv_finish_core), so a malformed
     // list is refused whoever the packet is for. Only headers longer than 20 bytes pay.
-    let hlen = Ipv4Hdr::new_unchecked(skb.data()).header_len();
+    let hlen = hdr.hlen;
     if hlen > IPV4_MIN_HLEN {
         if let Err(reason) = ip_rcv_options(stack, &skb, hlen) {
             stack.core.kfree_skb_reason(skb, reason);
@@ -98,7 +127,7 @@ fn ip_rcv_finish(stack: &mut Stack, skb: SkBuff) {
         }
     }
     if stack.is_local_addr(dst) || stack.is_broadcast_addr(dst) {
-        ip_local_deliver(stack, skb);
+        ip_local_deliver_hdr(stack, skb, hdr);
         return;
     }
     stack.core.mib.ip.inc(IpMib::InAddrErrors);
@@ -130,10 +159,17 @@ fn ip_rcv_options(stack: &mut Stack, skb: &SkBuff, hlen: usize) -> Result<(), Dr
 /// Linux: ip_local_deliver(). Fragments go to reassembly (`ip_defrag`); a datagram they
 /// complete is re-hashed on its transport tuple and delivered here or on its owner core.
 pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
+    let hdr = IpRcvHdr::parse(&skb);
+    ip_local_deliver_hdr(stack, skb, &hdr);
+}
+
+/// `ip_local_deliver` with the header as `ip_rcv` parsed it.
+#[inline(always)]
+fn ip_local_deliver_hdr(stack: &mut Stack, skb: SkBuff, hdr: &IpRcvHdr) {
     if skb.trace {
         stack.core.mib.trace_event(&skb, "ip_local_deliver", "");
     }
-    if Ipv4Hdr::new_unchecked(skb.data()).is_fragment() {
+    if hdr.frag {
         let Some(whole) = crate::ip_defrag::ip_defrag(stack, skb) else {
             return;
         };
@@ -142,22 +178,28 @@ pub fn ip_local_deliver(stack: &mut Stack, skb: SkBuff) {
         }
         return;
     }
-    ip_local_deliver_finish(stack, skb);
+    ip_local_deliver_proto(stack, skb, hdr.protocol, hdr.hlen);
 }
 
 /// Linux: ip_local_deliver_finish() / ip_protocol_deliver_rcu(). Raw sockets get their copies
 /// first (raw_local_deliver), then the IP header is pulled and the packet goes to the
 /// registered transport protocol; "protocol unreachable" only when neither took it.
-#[inline(always)]
 pub(crate) fn ip_local_deliver_finish(stack: &mut Stack, skb: SkBuff) {
+    let (proto, hlen) = {
+        let h = Ipv4Hdr::new_unchecked(skb.data());
+        (h.protocol(), h.header_len())
+    };
+    ip_local_deliver_proto(stack, skb, proto, hlen);
+}
+
+/// `ip_local_deliver_finish` with the protocol and header length known (the exception path
+/// may make more of the packet linear, but it does not change the header).
+#[inline(always)]
+fn ip_local_deliver_proto(stack: &mut Stack, skb: SkBuff, proto: u8, hlen: usize) {
     // The exception path decides first: a datagram the kernel owns is never seen by blink's
     // raw sockets or protocols.
     let Some(mut skb) = crate::ip_exception::ip_exc_local(stack, skb) else {
         return;
-    };
-    let (proto, hlen) = {
-        let h = Ipv4Hdr::new_unchecked(skb.data());
-        (h.protocol(), h.header_len())
     };
     // Before the pull, so each clone starts at the IP header as raw sockets deliver it
     // (Linux's raw_rcv pushes back to the network header; a clone here cannot push).

@@ -69,6 +69,16 @@ pub fn ip_queue_xmit(stack: &mut Stack, skb: SkBuff, tx: IpTx, dst: &mut DstCach
     if !dst.check(stack, tx.dst) && !ip_route_output_dst(stack, dst, tx.dst) {
         return Err(ip_no_route(stack, skb, tx.dst));
     }
+    ip_send_skb(stack, skb, tx, dst)
+}
+
+/// Linux: ip_send_skb() / ip_local_out() with the route already attached: the output half of
+/// [`ip_queue_xmit`], for a sender that resolved `dst` for `tx.dst` itself just before
+/// (udp_sendmsg does, as Linux's does with ip_route_output_flow before building the skb), so
+/// the route is not checked a second time per datagram. Otherwise as `ip_queue_xmit`.
+#[inline]
+pub fn ip_send_skb(stack: &mut Stack, skb: SkBuff, tx: IpTx, dst: &mut DstCache) -> Result<(), Ipv4Error> {
+    debug_assert!(dst.check(stack, tx.dst), "ip_send_skb: the caller checks the route");
     let (dev, mtu) = (dst.dev(), dst.mtu());
     let skb = ip_push_header(stack, skb, &tx, dst.prefsrc(), dev, mtu)?;
     if let Some(hh) = dst.hh().filter(|_| skb.len() <= mtu) {

@@ -166,6 +166,9 @@ impl NetDev {
     }
 }
 
+/// A registered transport protocol and the `TypeId` of its concrete type.
+type ProtoSlot = Option<(Box<dyn InetProtocol>, TypeId)>;
+
 /// One core's IPv4 stack.
 pub struct Stack {
     pub core: NetCore,
@@ -181,8 +184,10 @@ pub struct Stack {
     pub frags: crate::ip_defrag::IpFrags,
     /// Handlers by protocol number, each with the `TypeId` of its concrete type (recorded at
     /// registration, so `with_protocol_as` reaches the concrete protocol without a virtual
-    /// `as_any_mut` + `type_id` pair on every user call).
-    protos: Vec<Option<(Box<dyn InetProtocol>, TypeId)>>,
+    /// `as_any_mut` + `type_id` pair on every user call). A fixed array, one slot per
+    /// protocol number: a u8 indexes it with no bounds check (a datagram goes through it
+    /// three or four times: the demux, and each user call on its sockets).
+    protos: Box<[ProtoSlot; 256]>,
     /// Numbers of the registered protocols, for the per-burst flush.
     proto_nums: Vec<u8>,
     raw: Option<Box<dyn RawDeliver>>,
@@ -230,7 +235,7 @@ impl Stack {
             icmp,
             cfg,
             frags: crate::ip_defrag::IpFrags::default(),
-            protos: (0..256).map(|_| None).collect(),
+            protos: Box::new(std::array::from_fn(|_| None)),
             proto_nums: Vec::new(),
             raw: None,
             exc_rules: None,
@@ -577,6 +582,12 @@ impl Stack {
         let n = self.cores.nb_cores().max(1) as u32;
         let h = (u32::from(dst) ^ self.ip_idents_key ^ ((protocol as u32) << 8)).wrapping_mul(0x9E37_79B1);
         let k = &mut self.ip_idents[(h >> (32 - IP_IDENTS.trailing_zeros())) as usize];
+        if n == 1 {
+            // One core: the formula below with n = 1 (every 16-bit value in turn), without its
+            // two divisions by a number the compiler cannot see.
+            *k = k.wrapping_add(1);
+            return *k;
+        }
         let next = (*k as u32 + 1) % (0x1_0000 / n);
         *k = next as u16;
         (next * n + (self.core.cpu as u32 % n)) as u16
@@ -749,5 +760,17 @@ mod tests {
             );
             assert_eq!(first % n, cpu % n);
         }
+    }
+
+    /// One core's shortcut (no divisions) runs through every 16-bit value and wraps to 0, as
+    /// the general formula does with n = 1.
+    #[test]
+    fn one_core_ip_ids_wrap_as_the_formula_does() {
+        let mut s = stack(0, 1);
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        s.ip_idents.fill(0xfffe);
+        assert_eq!(s.next_ip_id(a, 17), 0xffff);
+        assert_eq!(s.next_ip_id(a, 17), 0);
+        assert_eq!(s.next_ip_id(a, 17), 1);
     }
 }

@@ -456,10 +456,17 @@ impl SkbMeta {
     }
 
     /// Linux: skb_trim() / pskb_trim(). Cut the packet to `len` bytes, dropping fragments past it.
+    #[inline]
     pub fn skb_trim(&mut self, len: usize) {
-        if len >= self.len() {
-            return;
+        // ip_rcv and udp_rcv trim every packet to the length its header declares, which it
+        // nearly always is already: that answer inline, the cutting out of line.
+        if len < self.len() {
+            self.skb_trim_slow(len);
         }
+    }
+
+    #[inline(never)]
+    fn skb_trim_slow(&mut self, len: usize) {
         let hl = self.headlen();
         if len <= hl {
             self.tail = self.data + len as u16;
@@ -485,12 +492,20 @@ impl SkbMeta {
 
     /// Linux: skb_copy_bits(). Copy `to.len()` bytes starting at `offset` (from `data`),
     /// across fragments. False when the packet is shorter.
+    #[inline]
     pub fn skb_copy_bits(&self, offset: usize, to: &mut [u8]) -> bool {
         // The common case first, as Linux does: everything asked for is in the linear area.
+        // Inline, so a receive copy (every datagram read) is a bounds check and the memcpy.
         if offset + to.len() <= self.headlen() {
             to.copy_from_slice(&self.data()[offset..offset + to.len()]);
             return true;
         }
+        self.skb_copy_bits_frags(offset, to)
+    }
+
+    /// The slow half of skb_copy_bits: a copy that reaches into the fragments.
+    #[inline(never)]
+    fn skb_copy_bits_frags(&self, offset: usize, to: &mut [u8]) -> bool {
         if offset + to.len() > self.len() {
             return false;
         }

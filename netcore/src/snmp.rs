@@ -118,46 +118,63 @@ mib_enum!(
     ExcMib, "Exc", [ToKernel, ToKernelRule, ToKernelUnclaimed, ToKernelCopy, FromKernel]
 );
 
+/// Counters a MIB section may have: the size of every section's array (a power of two).
+const MIB_MAX: usize = 64;
+
 /// Per-core counters of one MIB section.
+///
+/// A fixed-size array, indexed through [`Counters::slot`]: the index is masked into the array,
+/// so a counter update is one add to memory, with no slice length to load and no bounds check
+/// (a packet updates ten or so counters on its way through both ends of a connection). Slots
+/// past the section's own counters stay zero.
 #[derive(Clone)]
 pub struct Counters<E: MibEnum> {
-    v: Box<[u64]>,
+    v: Box<[u64; MIB_MAX]>,
     _e: PhantomData<E>,
 }
 
 impl<E: MibEnum> Default for Counters<E> {
     fn default() -> Self {
+        const { assert!(E::ALL.len() <= MIB_MAX, "a MIB section outgrew MIB_MAX") };
         Counters {
-            v: vec![0; E::ALL.len()].into_boxed_slice(),
+            v: Box::new([0; MIB_MAX]),
             _e: PhantomData,
         }
     }
 }
 
 impl<E: MibEnum> Counters<E> {
+    /// `e`'s slot. Its index is below `E::ALL.len()`, so the mask changes nothing; it only
+    /// lets the compiler see that the index is in the array.
+    #[inline(always)]
+    fn slot(e: E) -> usize {
+        e.index() & (MIB_MAX - 1)
+    }
+
     #[inline]
     pub fn inc(&mut self, e: E) {
-        self.v[e.index()] += 1;
+        self.v[Self::slot(e)] += 1;
     }
 
     #[inline]
     pub fn add(&mut self, e: E, n: u64) {
-        self.v[e.index()] += n;
+        self.v[Self::slot(e)] += n;
     }
 
     #[inline]
     pub fn dec(&mut self, e: E) {
-        self.v[e.index()] = self.v[e.index()].wrapping_sub(1);
+        let i = Self::slot(e);
+        self.v[i] = self.v[i].wrapping_sub(1);
     }
 
     #[inline]
     pub fn get(&self, e: E) -> u64 {
-        self.v[e.index()]
+        self.v[Self::slot(e)]
     }
 
     /// (name, value) of every counter.
     pub fn iter(&self) -> impl Iterator<Item = (E, u64)> + '_ {
-        E::ALL.iter().map(move |&e| (e, self.v[e.index()]))
+        E::ALL.iter().map(move |&e| (e, self.v[Self::slot(e)]))
     }
 
     pub fn merge(&mut self, other: &Counters<E>) {
@@ -174,7 +191,7 @@ impl<E: MibEnum> Counters<E> {
         }
         let _ = write!(out, "\n{}:", E::PREFIX);
         for &e in E::ALL {
-            let _ = write!(out, " {}", self.v[e.index()]);
+            let _ = write!(out, " {}", self.v[Self::slot(e)]);
         }
         out.push('\n');
     }
@@ -187,13 +204,13 @@ impl<E: MibEnum> Counters<E> {
 impl<E: MibEnum> Index<E> for Counters<E> {
     type Output = u64;
     fn index(&self, e: E) -> &u64 {
-        &self.v[e.index()]
+        &self.v[Self::slot(e)]
     }
 }
 
 impl<E: MibEnum> IndexMut<E> for Counters<E> {
     fn index_mut(&mut self, e: E) -> &mut u64 {
-        &mut self.v[e.index()]
+        &mut self.v[Self::slot(e)]
     }
 }
 

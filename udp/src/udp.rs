@@ -7,21 +7,21 @@
 use std::any::Any;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use hashbrown::HashMap;
-
 use blink_ipv4::dst::{ip_route_output_dst, DstCache};
 use blink_ipv4::icmp::icmp_send;
 use blink_ipv4::icmphdr::*;
-use blink_ipv4::ip_output::{ip_dst_mtu, ip_queue_xmit, IpTx, IP_MAX_MTU};
+use blink_ipv4::ip_output::{ip_dst_mtu, ip_send_skb, IpTx, IP_MAX_MTU};
 use blink_ipv4::iphdr::{Ipv4Hdr, IPPROTO_UDP, IPV4_MIN_HLEN};
 use blink_ipv4::{InetProtocol, Ipv4Error, Stack};
 use blink_netcore::netdevice::NetdevFeatures;
+use blink_netcore::percpu::NetCore;
 use blink_netcore::rss::{hash2cpu, RssHashType};
 use blink_netcore::skbuff::{Frag, IpSummed, PacketType, SkBuff, SkBuffHead};
 use blink_netcore::snmp::{DropReason, UdpMib};
 use blink_netcore::sock::{SockHandle, SockSlab};
 use blink_netcore::Mbuf;
 
+use crate::udp_table::PortTable;
 use crate::udphdr::*;
 use crate::{SockErr, UdpErr};
 
@@ -136,8 +136,8 @@ pub struct UdpProto {
     pub cfg: UdpConfig,
     pub socks: SockSlab<UdpSock>,
     /// Port -> sockets bound to it (Linux: udp_table's hslot chains). Bind-time only
-    /// allocation: the per-packet lookup walks the small chain.
-    pub(crate) ports: HashMap<u16, Vec<SockHandle>>,
+    /// allocation: the per-packet lookup walks the small chain of the port's slot.
+    pub(crate) ports: PortTable,
     ready: Vec<SockHandle>,
     /// Next ephemeral port to try (Linux: the random start in udp_lib_get_port).
     pub(crate) rover: u16,
@@ -148,11 +148,39 @@ fn truesize(skb: &SkBuff, buf_size: usize) -> usize {
     (1 + skb.frags().len()) * buf_size
 }
 
+/// `UdpProto::raise` for a socket already looked up (the receive path holds it): no second
+/// slab lookup per datagram.
+#[inline]
+fn raise_sk(ready: &mut Vec<SockHandle>, sk: &mut UdpSock, h: SockHandle, bits: u8) {
+    if sk.ev_pending == 0 {
+        ready.push(h);
+    }
+    sk.ev_pending |= bits;
+}
+
 /// Source address and port of a received datagram, from its IP and UDP headers.
 fn skb_source(skb: &SkBuff) -> SocketAddrV4 {
-    let src = Ipv4Hdr::new_unchecked(skb.skb_network_header()).src();
-    let sport = UdpHdr::new_unchecked(skb.skb_transport_header()).src_port();
+    let src = Ipv4Hdr::new_unchecked(&ip_hdr(skb)[..]).src();
+    let sport = UdpHdr::new_unchecked(&udp_hdr(skb)[..]).src_port();
     SocketAddrV4::new(src, sport)
+}
+
+/// The fixed IPv4 header of a received datagram (Linux: ip_hdr()), as an array: one bounds
+/// check for the 20 bytes, none per field read. IP checked them before delivering.
+#[inline(always)]
+fn ip_hdr(skb: &SkBuff) -> &[u8; IPV4_MIN_HLEN] {
+    skb.skb_network_header()[..IPV4_MIN_HLEN]
+        .try_into()
+        .expect("ip_rcv checked the header")
+}
+
+/// The UDP header of a received datagram (Linux: udp_hdr()), as an array: one bounds check
+/// for the 8 bytes (udp_rcv made them linear).
+#[inline(always)]
+fn udp_hdr(skb: &SkBuff) -> &[u8; UDP_HLEN] {
+    skb.skb_transport_header()[..UDP_HLEN]
+        .try_into()
+        .expect("udp_rcv pulled the header")
 }
 
 /// Linux: icmp_err_convert[] plus __udp4_lib_err's special cases: (error, hard).
@@ -181,7 +209,7 @@ impl UdpProto {
         UdpProto {
             cfg,
             socks: SockSlab::default(),
-            ports: HashMap::new(),
+            ports: PortTable::default(),
             ready: Vec::new(),
             rover,
         }
@@ -189,10 +217,7 @@ impl UdpProto {
 
     fn raise(&mut self, h: SockHandle, bits: u8) {
         if let Some(sk) = self.socks.get_mut(h) {
-            if sk.ev_pending == 0 {
-                self.ready.push(h);
-            }
-            sk.ev_pending |= bits;
+            raise_sk(&mut self.ready, sk, h, bits);
         }
     }
 
@@ -291,7 +316,7 @@ impl UdpProto {
             p if self.port_in_use(p, ip, bucket, reuse) => return Err(UdpErr::AddrInUse(addr)),
             p => p,
         };
-        self.ports.entry(port).or_default().push(h);
+        self.ports.insert(port, h);
         let sk = self.socks.get_mut(h).expect("checked above");
         sk.saddr = ip;
         sk.sport = port;
@@ -397,8 +422,11 @@ impl UdpProto {
         if ip_len > IP_MAX_MTU || (sk.dontfrag && ip_len > mtu) {
             return Err((payload, UdpErr::MessageTooLong { len: ip_len, mtu }));
         }
-        let src = if sk.saddr.is_unspecified() || stack.is_broadcast_addr(sk.saddr) {
-            sk.dst.prefsrc()
+        // A socket bound to the route's own source (what connect picks) takes it as it is,
+        // without searching the broadcast list: either branch would give that address.
+        let prefsrc = sk.dst.prefsrc();
+        let src = if sk.saddr == prefsrc || sk.saddr.is_unspecified() || stack.is_broadcast_addr(sk.saddr) {
+            prefsrc
         } else {
             sk.saddr
         };
@@ -539,12 +567,7 @@ impl UdpProto {
     pub fn close(&mut self, h: SockHandle) -> Result<(), UdpErr> {
         let mut sk = self.socks.remove(h).ok_or(UdpErr::BadHandle)?;
         if sk.sport != 0 {
-            if let Some(chain) = self.ports.get_mut(&sk.sport) {
-                chain.retain(|&o| o != h);
-                if chain.is_empty() {
-                    self.ports.remove(&sk.sport);
-                }
-            }
+            self.ports.remove(sk.sport, h);
         }
         sk.receive_queue.purge();
         Ok(())
@@ -570,7 +593,8 @@ impl UdpProto {
             return;
         }
         let (sport, dport, ulen, check) = {
-            let u = UdpHdr::new_unchecked(skb.data());
+            let u: &[u8; UDP_HLEN] = skb.data()[..UDP_HLEN].try_into().expect("pulled above");
+            let u = UdpHdr::new_unchecked(&u[..]);
             (u.src_port(), u.dst_port(), u.len() as usize, u.checksum())
         };
         if ulen < UDP_HLEN || ulen > skb.len() {
@@ -586,16 +610,13 @@ impl UdpProto {
             }
         }
         let (saddr, daddr) = {
-            let ip = Ipv4Hdr::new_unchecked(skb.skb_network_header());
+            let ip = Ipv4Hdr::new_unchecked(&ip_hdr(&skb)[..]);
             (ip.src(), ip.dst())
         };
         // A zero checksum means the sender computed none (RFC 768); a device that verified
         // it says so with CHECKSUM_UNNECESSARY. A COMPLETE sum is re-done in software: blink's
         // drivers do not report one yet.
-        if check != 0
-            && skb.ip_summed != IpSummed::Unnecessary
-            && !udp_v4_verify(saddr.octets(), daddr.octets(), skb.len(), skb.segments())
-        {
+        if check != 0 && skb.ip_summed != IpSummed::Unnecessary && !udp_csum_ok(&skb, saddr, daddr) {
             mib.udp.inc(UdpMib::InCsumErrors);
             mib.udp.inc(UdpMib::InErrors);
             mib.kfree_skb_reason(skb, DropReason::UdpCsum);
@@ -607,14 +628,7 @@ impl UdpProto {
         let core = &stack.core;
         let (hash, htype) = (skb.rss_hash, skb.hash_type);
         let found = self.lookup(saddr, sport, daddr, dport, || {
-            // The device's hash when it covers the UDP ports, else software Toeplitz over the
-            // same 4-tuple the NIC would use.
-            let h = if htype == RssHashType::L4Ipv4Udp {
-                hash
-            } else {
-                core.toeplitz.hash_ipv4_l4(saddr.octets(), daddr.octets(), sport, dport)
-            };
-            hash2cpu(&core.reta, h)
+            udp_flow_bucket(core, hash, htype, saddr, daddr, sport, dport)
         });
         if bcast && found.is_some() {
             self.udp_mcast_deliver(stack, skb, saddr, sport, daddr, dport);
@@ -662,14 +676,12 @@ impl UdpProto {
         // Bounded like Linux's stack array of sockets per pass; further matches are
         // served from the next chunk.
         let mut targets: arrayvec::ArrayVec<SockHandle, 32> = arrayvec::ArrayVec::new();
-        if let Some(chain) = self.ports.get(&dport) {
-            for &h in chain {
-                let Some(sk) = self.socks.get(h) else { continue };
-                let addr_ok = sk.saddr.is_unspecified() || sk.saddr == daddr;
-                let peer_ok = sk.dport == 0 || (sk.daddr == saddr && sk.dport == sport);
-                if addr_ok && peer_ok && targets.try_push(h).is_err() {
-                    break;
-                }
+        for h in self.ports.chain(dport) {
+            let Some(sk) = self.socks.get(h) else { continue };
+            let addr_ok = sk.saddr.is_unspecified() || sk.saddr == daddr;
+            let peer_ok = sk.dport == 0 || (sk.daddr == saddr && sk.dport == sport);
+            if addr_ok && peer_ok && targets.try_push(h).is_err() {
+                break;
             }
         }
         let Some(last) = targets.pop() else {
@@ -707,7 +719,7 @@ impl UdpProto {
             stack.core.mib.trace_event(&skb, "udp_queue_rcv_skb", "");
         }
         sk.receive_queue.skb_queue_tail(skb);
-        self.raise(h, ev::READABLE);
+        raise_sk(&mut self.ready, sk, h, ev::READABLE);
     }
 
     /// Linux: __udp4_lib_err(). Only a connected socket hears about hard errors (no
@@ -761,6 +773,42 @@ fn udp_route(stack: &Stack, dst: Ipv4Addr) -> Result<(u16, usize, Ipv4Addr), Udp
     Ok((r.dev, ip_dst_mtu(stack, r.dev, dst), r.prefsrc))
 }
 
+/// The RSS bucket of a datagram's flow, for the lookup among sockets bound to buckets: the
+/// device's hash when it covers the UDP ports, else software Toeplitz over the same 4-tuple
+/// the NIC would use. Out of line: only bucket sockets need it, and inlined into the lookup
+/// its byte-wise Toeplitz inputs were prepared before the socket loop on every datagram.
+#[cold]
+#[inline(never)]
+fn udp_flow_bucket(
+    core: &NetCore,
+    hash: u32,
+    htype: RssHashType,
+    saddr: Ipv4Addr,
+    daddr: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+) -> u16 {
+    let h = if htype == RssHashType::L4Ipv4Udp {
+        hash
+    } else {
+        core.toeplitz.hash_ipv4_l4(saddr.octets(), daddr.octets(), sport, dport)
+    };
+    hash2cpu(&core.reta, h)
+}
+
+/// The software half of udp4_csum_init() + __skb_checksum_complete(): whether the datagram's
+/// (non-zero) checksum is right. A datagram in one buffer (most) is summed as that one slice,
+/// without the segment iterator a fragmented one needs.
+#[inline]
+fn udp_csum_ok(skb: &SkBuff, saddr: Ipv4Addr, daddr: Ipv4Addr) -> bool {
+    let (s, d, len) = (saddr.octets(), daddr.octets(), skb.len());
+    if skb.is_nonlinear() {
+        udp_v4_verify(s, d, len, skb.segments())
+    } else {
+        udp_v4_verify(s, d, len, std::iter::once(skb.data()))
+    }
+}
+
 /// What `prepare_send` resolved for one datagram: its source (the socket's address, else the
 /// route's preferred source) and destination, and the socket's IP header settings.
 #[derive(Debug, Clone, Copy)]
@@ -781,36 +829,40 @@ struct TxIp {
 
 /// Linux: udp_send_skb(). Fill the header, checksum it (in software unless the device
 /// offers UDP transmit checksum offload), and hand it to IP with the socket's cached route
-/// (`prepare_send` resolved it: IP does not route again).
+/// (`prepare_send` resolved and checked it: IP neither routes nor checks it again).
 fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut DstCache) -> Result<(), UdpErr> {
     let (src, dst, ip) = (plan.src, plan.dst, plan.ip);
     let len = skb.len();
     let offload = stack.devs[rt.dev() as usize].features.has(NetdevFeatures::TXCSUM_UDP);
+    let nonlinear = skb.is_nonlinear();
     let Some(h) = skb.data_mut() else {
         stack.core.kfree_skb_reason(skb, DropReason::NoMem);
         return Err(UdpErr::NoMemory);
     };
+    let (s, d) = (src.ip().octets(), dst.ip().octets());
+    let (hdr, payload) = h.split_at_mut(UDP_HLEN);
+    let mut uh = UdpHdr::new_unchecked(hdr);
     UdpRepr {
         src_port: src.port(),
         dst_port: dst.port(),
         payload_len: len - UDP_HLEN,
     }
-    .emit(&mut UdpHdr::new_unchecked(&mut h[..UDP_HLEN]));
-    let (s, d) = (src.ip().octets(), dst.ip().octets());
+    .emit(&mut uh);
     if offload {
         // Linux: udp4_hwcsum(). The device adds the datagram's sum to the pseudo-header sum.
-        UdpHdr::new_unchecked(&mut h[..UDP_HLEN]).set_checksum(udp_v4_pseudo(s, d, len as u16));
+        uh.set_checksum(udp_v4_pseudo(s, d, len as u16));
         skb.ip_summed = IpSummed::Partial;
+    } else if !nonlinear {
+        // A datagram that fits one buffer (most): no segment list to build, the header summed
+        // from its fields (see udp_v4_check_fields), and the checksum stored through the same
+        // borrow of the buffer as the header.
+        uh.set_checksum(udp_v4_check_fields(s, d, src.port(), dst.port(), payload));
     } else {
-        let c = if skb.is_nonlinear() {
+        let c = {
             let mut segs: arrayvec::ArrayVec<&[u8], { blink_netcore::skbuff::MAX_SKB_FRAGS + 1 }> =
                 arrayvec::ArrayVec::new();
             segs.extend(skb.segments());
             udp_v4_check(s, d, &segs)
-        } else {
-            // A datagram that fits one buffer (most): no segment list to build, and the
-            // header summed from its fields (see udp_v4_check_fields).
-            udp_v4_check_fields(s, d, src.port(), dst.port(), &skb.data()[UDP_HLEN..])
         };
         UdpHdr::new_unchecked(&mut skb.data_mut().expect("checked writable above")[..UDP_HLEN]).set_checksum(c);
     }
@@ -824,7 +876,8 @@ fn udp_send_skb(stack: &mut Stack, mut skb: SkBuff, plan: &SendPlan, rt: &mut Ds
         df: ip.df,
         id: None,
     };
-    match ip_queue_xmit(stack, skb, tx, rt) {
+    // prepare_send checked the socket's route for this destination: IP does not check again.
+    match ip_send_skb(stack, skb, tx, rt) {
         Ok(()) => {
             stack.core.mib.udp.inc(UdpMib::OutDatagrams);
             Ok(())
@@ -885,7 +938,7 @@ pub(crate) mod tests {
         }
         sk.bucket = bucket;
         sk.reuse = true;
-        u.ports.entry(port).or_default().push(h);
+        u.ports.insert(port, h);
         h
     }
 

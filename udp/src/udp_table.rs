@@ -1,9 +1,10 @@
 //! The UDP port table and socket lookup. Linux: `struct udp_table`, `udp_lib_get_port()`,
 //! `udp_lib_lport_inuse()`, `__udp4_lib_lookup()` with `compute_score()` in net/ipv4/udp.c.
 //!
-//! One hashbrown map per core from local port to the sockets bound to it. Binding is where
-//! the chains grow (allocation allowed there); a received datagram walks one short chain
-//! and allocates nothing.
+//! One table per core of [`UDP_HTABLE_SIZE`] slots, each the chain of sockets bound to the
+//! ports that hash to it (Linux: udp_table's hslots, `udp_hashfn` = port & mask). Binding is
+//! where the chains grow (allocation allowed there); a received datagram indexes its slot
+//! by the port's low bits, walks one short chain and allocates nothing.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -19,15 +20,57 @@ fn own_port(stack: &Stack, p: u16) -> bool {
     n <= 1 || p % n == stack.core.cpu
 }
 
+/// Slots of the port table (Linux: UDP_HTABLE_SIZE_MIN); a power of two.
+pub const UDP_HTABLE_SIZE: usize = 256;
+
+/// Local port -> sockets bound to it (Linux: `struct udp_table`). Each slot holds (port,
+/// socket) in bind order, so a chain is walked without touching the sockets of the other
+/// ports that share its slot. Indexing by the port's low bits replaces a general hash map's
+/// hashing and group probe on every received datagram.
+pub(crate) struct PortTable {
+    slots: Box<[Vec<(u16, SockHandle)>; UDP_HTABLE_SIZE]>,
+}
+
+impl Default for PortTable {
+    fn default() -> Self {
+        PortTable {
+            slots: Box::new(std::array::from_fn(|_| Vec::new())),
+        }
+    }
+}
+
+impl PortTable {
+    #[inline(always)]
+    fn slot(&self, port: u16) -> &Vec<(u16, SockHandle)> {
+        &self.slots[port as usize & (UDP_HTABLE_SIZE - 1)]
+    }
+
+    /// The sockets bound to `port`, in bind order.
+    #[inline]
+    pub(crate) fn chain(&self, port: u16) -> impl Iterator<Item = SockHandle> + '_ {
+        self.slot(port).iter().filter(move |e| e.0 == port).map(|e| e.1)
+    }
+
+    /// Whether any socket is bound to `port`.
+    pub(crate) fn contains(&self, port: u16) -> bool {
+        self.slot(port).iter().any(|e| e.0 == port)
+    }
+
+    pub(crate) fn insert(&mut self, port: u16, h: SockHandle) {
+        self.slots[port as usize & (UDP_HTABLE_SIZE - 1)].push((port, h));
+    }
+
+    pub(crate) fn remove(&mut self, port: u16, h: SockHandle) {
+        self.slots[port as usize & (UDP_HTABLE_SIZE - 1)].retain(|&e| e != (port, h));
+    }
+}
+
 impl UdpProto {
     /// Linux: udp_lib_lport_inuse(). Two sockets conflict on a port when their addresses
     /// overlap (equal, or either is the wildcard), unless both set SO_REUSEADDR or both are
     /// bound to different RSS buckets (the bucket group then acts like SO_REUSEPORT).
     pub(crate) fn port_in_use(&self, port: u16, addr: Ipv4Addr, bucket: Option<u16>, reuse: bool) -> bool {
-        let Some(chain) = self.ports.get(&port) else {
-            return false;
-        };
-        chain.iter().filter_map(|&o| self.socks.get(o)).any(|o| {
+        self.ports.chain(port).filter_map(|o| self.socks.get(o)).any(|o| {
             let overlap = o.saddr.is_unspecified() || addr.is_unspecified() || o.saddr == addr;
             let split = matches!((o.bucket, bucket), (Some(a), Some(b)) if a != b);
             overlap && !split && !(reuse && o.reuse)
@@ -44,7 +87,7 @@ impl UdpProto {
         for _ in 0..n {
             let p = self.rover;
             self.rover = if self.rover >= hi { lo } else { self.rover + 1 };
-            if own_port(stack, p) && !self.ports.contains_key(&p) {
+            if own_port(stack, p) && !self.ports.contains(p) {
                 return Some(p);
             }
         }
@@ -61,7 +104,7 @@ impl UdpProto {
         for _ in 0..n {
             let p = self.rover;
             self.rover = if self.rover >= hi { lo } else { self.rover + 1 };
-            if !own_port(stack, p) || self.ports.contains_key(&p) {
+            if !own_port(stack, p) || self.ports.contains(p) {
                 continue;
             }
             if core.l4_owner(*peer.ip(), local, peer.port(), p) == core.cpu {
@@ -84,10 +127,9 @@ impl UdpProto {
         dport: u16,
         mut bucket_of: impl FnMut() -> u16,
     ) -> Option<SockHandle> {
-        let chain = self.ports.get(&dport)?;
         let mut best: Option<(SockHandle, u32)> = None;
         let mut want: Option<u16> = None;
-        for &h in chain {
+        for h in self.ports.chain(dport) {
             let Some(sk) = self.socks.get(h) else { continue };
             let mut score = 1u32;
             if !sk.saddr.is_unspecified() {
