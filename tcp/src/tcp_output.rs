@@ -118,7 +118,7 @@ pub fn tcp_transmit(
     __tcp_transmit(
         sk,
         stack,
-        |h| {
+        &mut |h| {
             for f in payload.drain(..) {
                 // Cannot overflow: payload frags are at most TCP_PAYLOAD_FRAGS < MAX_SKB_FRAGS.
                 let _ = h.skb_add_frag(f);
@@ -162,12 +162,16 @@ fn add_payload_refs(h: &mut SkBuff, p: &SkBuff) {
 const TCP_COPY_SMALL: usize = 128;
 
 /// The body of tcp_transmit: `add_payload` attaches the payload to the fresh header skb.
+/// One copy for every caller (a `dyn` closure, not a generic one, and never inlined): a
+/// connection's life sends through both callers (its data through tcp_write_xmit, its SYN,
+/// ACKs and FIN through tcp_transmit), and two copies of this ~2 KB of code per connection
+/// were instruction-cache misses, the larger part of crr's cost (apps/BENCHMARKS.md).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(never)]
 fn __tcp_transmit(
     sk: &mut TcpSock,
     stack: &mut Stack,
-    add_payload: impl FnOnce(&mut SkBuff),
+    add_payload: &mut dyn FnMut(&mut SkBuff),
     seq: u32,
     flags: u8,
     opts: &TcpOptions,
@@ -420,7 +424,15 @@ pub fn tcp_write_xmit(sk: &mut TcpSock, stack: &mut Stack, push: bool) {
             tcp_transmit_pieces(sk, stack, &skb, cb.seq, flags);
         } else {
             let opts = established_options(sk, stack, len as usize);
-            __tcp_transmit(sk, stack, |h| add_payload_refs(h, &skb), cb.seq, flags, &opts, None);
+            __tcp_transmit(
+                sk,
+                stack,
+                &mut |h| add_payload_refs(h, &skb),
+                cb.seq,
+                flags,
+                &opts,
+                None,
+            );
         }
         {
             let c = skb.cb_mut::<TcpSkbCb>();
