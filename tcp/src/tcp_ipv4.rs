@@ -3,6 +3,7 @@
 //! `tcp_v4_send_reset`, `tcp_v4_syn_recv_sock`) and inet_connection_sock.c (listen/accept).
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use blink_ipv4::ip_output::{ip_build_and_send_pkt, IpTx};
@@ -42,7 +43,19 @@ pub struct TcpProto {
     isn_key: SecretKey,
     cookies: CookieSecret,
     next_port: u16,
+    /// Empty retransmit queues of destroyed sockets, kept with their storage for the next
+    /// connections (Linux's sockets come from a slab cache and their rtx queue is an rbtree
+    /// in the socket: neither allocates per connection). Without it every connection end
+    /// allocated the deque's buffer on its first segment and freed it at close: an
+    /// allocation, a growth and a free per connection end, code that crr ran each time.
+    spare_rtx: Vec<VecDeque<SkBuff>>,
 }
+
+/// Most spare retransmit queues kept (`TcpProto::spare_rtx`).
+const SPARE_RTX_MAX: usize = 1024;
+/// Largest queue kept for reuse (in segments): a bulk connection's large deque goes back to
+/// the allocator rather than being held for a connection that may never need it.
+const SPARE_RTX_CAP: usize = 64;
 
 impl TcpProto {
     pub fn new(cfg: TcpConfig) -> TcpProto {
@@ -62,7 +75,13 @@ impl TcpProto {
             mem_waiters: Vec::new(),
             isn_key,
             cookies,
+            spare_rtx: Vec::new(),
         }
+    }
+
+    /// Empty retransmit queues held for the next connections (see `spare_rtx`).
+    pub fn spare_rtx_queues(&self) -> usize {
+        self.spare_rtx.len()
     }
 
     /// RFC 6528 initial sequence number and timestamp offset of `t` (see `secure_seq`).
@@ -74,7 +93,7 @@ impl TcpProto {
     /// place is not copied again on its way through handshake, slab insert and removal (ten
     /// copies per connection when it lived inline in the slab), and the slab's array stays
     /// small when it grows to a million connections.
-    fn new_sock(&self) -> Box<TcpSock> {
+    fn new_sock(&mut self) -> Box<TcpSock> {
         let ca = cong_by_name(&self.cfg.congestion).unwrap_or_else(|| cong_by_name("cubic").expect("cubic exists"));
         // Allocated first and built in place: `Box::new(TcpSock::new(..))` builds the socket on
         // the stack and copies it twice on its way to the heap.
@@ -86,6 +105,9 @@ impl TcpProto {
         sk.fin_timeout_ms = self.cfg.fin_timeout_ms;
         sk.tcp_mem_pct = self.cfg.tcp_mem_pct;
         sk.tlp = self.cfg.tlp;
+        if let Some(q) = self.spare_rtx.pop() {
+            sk.rtx_queue = q;
+        }
         sk
     }
 
@@ -247,6 +269,10 @@ impl TcpProto {
         }
         if sk.on_ready {
             self.ready.retain(|&r| r != h);
+        }
+        let rtx = std::mem::take(&mut sk.rtx_queue);
+        if rtx.is_empty() && (1..=SPARE_RTX_CAP).contains(&rtx.capacity()) && self.spare_rtx.len() < SPARE_RTX_MAX {
+            self.spare_rtx.push(rtx);
         }
         // Queues free their buffers on drop.
         drop(sk);
@@ -766,7 +792,7 @@ impl TcpProto {
     /// `iss` (Linux: tcp_create_openreq_child).
     #[allow(clippy::too_many_arguments)]
     fn new_child(
-        &self,
+        &mut self,
         stack: &Stack,
         t: &FourTuple,
         peer_isn: u32,

@@ -89,3 +89,32 @@ fn finish(p: &mut Pair, l: blink_netcore::sock::SockHandle) {
     assert_eq!(with_tcp(&mut p.a, |t, _| t.tables.bound_ports()).unwrap(), 0);
     assert_eq!(p.pool.in_use(), 0, "mbufs leaked");
 }
+
+/// A closed connection's retransmit queue keeps its storage for the next connection: one
+/// spare queue per stack after a connection, still one after the next (taken and given back,
+/// not allocated again).
+#[test]
+fn a_closed_connections_rtx_queue_is_reused() {
+    let mut p = pair(None, one_port(true));
+    let l = tcp_listen(&mut p.b, 7000, 8).unwrap();
+    let spares = |p: &mut Pair| {
+        (
+            with_tcp(&mut p.a, |t, _| t.spare_rtx_queues()).unwrap(),
+            with_tcp(&mut p.b, |t, _| t.spare_rtx_queues()).unwrap(),
+        )
+    };
+    assert_eq!(spares(&mut p), (0, 0));
+    connect_and_close(&mut p, l).unwrap();
+    assert_eq!(
+        spares(&mut p),
+        (1, 1),
+        "both ends sent data, so both queues had storage"
+    );
+    for _ in 0..3 {
+        let t0 = p.vc.now_ns();
+        p.run_until(usize::MAX, |p| p.vc.now_ns() >= t0 + 1_100_000_000);
+        connect_and_close(&mut p, l).unwrap();
+        assert_eq!(spares(&mut p), (1, 1));
+    }
+    finish(&mut p, l);
+}
