@@ -11,7 +11,7 @@ use blink_netcore::sock::SockHandle;
 use blink_netcore::timer::TimerId;
 
 use crate::inet_hashtables::FourTuple;
-use crate::tcp_cong::{CaState, CongState, CongestionOps};
+use crate::tcp_cong::{CaState, CongState, CongestionOps, TcpCong};
 use crate::tcp_recovery::{Rack, Undo, XmitTimer};
 use crate::tcphdr::SackBlock;
 use crate::TcpErr;
@@ -193,7 +193,7 @@ pub struct TcpSock {
 
     // ---- congestion control ----
     pub cong: CongState,
-    pub ca_ops: Box<dyn CongestionOps>,
+    pub ca_ops: TcpCong,
     pub ca_state: CaState,
     /// snd_nxt when recovery started: recovery ends when it is acked.
     pub high_seq: u32,
@@ -338,7 +338,7 @@ pub struct TcpSock {
 }
 
 impl TcpSock {
-    pub fn new(mut ca_ops: Box<dyn CongestionOps>, sndbuf: u32, rcvbuf: u32) -> TcpSock {
+    pub fn new(mut ca_ops: TcpCong, sndbuf: u32, rcvbuf: u32) -> TcpSock {
         // The congestion state is set up before the socket is: returning the literal itself
         // lets the caller's box be built in place (see TcpProto::new_sock).
         let mut cong = CongState::default();

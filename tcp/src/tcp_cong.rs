@@ -5,8 +5,9 @@
 //! net/ipv4/tcp_cong.c; CUBIC in net/ipv4/tcp_cubic.c.
 //!
 //! The socket owns a [`CongState`] (the `tcp_sock` fields congestion control
-//! reads and writes) and a `Box<dyn CongestionOps>` chosen once per socket by
-//! [`cong_by_name`]; nothing here allocates per packet. As in Linux, the
+//! reads and writes) and a [`TcpCong`] chosen once per socket by [`cong_by_name`]
+//! (the built-in algorithms inline, others boxed); nothing here allocates per packet or,
+//! for the built-ins, per connection. As in Linux, the
 //! congestion window counts segments (`snd_cwnd`), not bytes, and time is
 //! jiffies; blink's jiffies are milliseconds (HZ = 1000), so the ops take
 //! `now_ms` where the kernel reads `tcp_jiffies32`.
@@ -520,19 +521,72 @@ mod cubic {
     }
 }
 
+/// A socket's congestion control. Linux keeps a pointer to the algorithm's ops and its
+/// private state inside the socket (`icsk_ca_ops`, `icsk_ca_priv`), so a connection
+/// allocates nothing for it; here too the built-in algorithms sit inline in the socket, and
+/// only an algorithm from outside blink (`Custom`) is boxed. A connection used to allocate
+/// (and free) its CUBIC state, twice per connection across both ends.
+pub enum TcpCong {
+    Reno(Reno),
+    Cubic(Cubic),
+    Custom(Box<dyn CongestionOps>),
+}
+
+/// Calls the same method on whichever algorithm `$cong` holds (a direct call for the
+/// built-ins, a virtual one for `Custom`).
+macro_rules! each_cong {
+    ($cong:expr, $c:ident => $call:expr) => {
+        match $cong {
+            TcpCong::Reno($c) => $call,
+            TcpCong::Cubic($c) => $call,
+            TcpCong::Custom($c) => $call,
+        }
+    };
+}
+
+impl CongestionOps for TcpCong {
+    fn name(&self) -> &'static str {
+        each_cong!(self, c => c.name())
+    }
+
+    fn init(&mut self, st: &mut CongState) {
+        each_cong!(self, c => c.init(st))
+    }
+
+    fn ssthresh(&mut self, st: &CongState) -> u32 {
+        each_cong!(self, c => c.ssthresh(st))
+    }
+
+    fn cong_avoid(&mut self, st: &mut CongState, acked: u32, now_ms: u64, rtt_us: Option<u32>) {
+        each_cong!(self, c => c.cong_avoid(st, acked, now_ms, rtt_us))
+    }
+
+    fn set_state(&mut self, st: &mut CongState, state: CaState) {
+        each_cong!(self, c => c.set_state(st, state))
+    }
+
+    fn cwnd_event(&mut self, st: &mut CongState, ev: CaEvent) {
+        each_cong!(self, c => c.cwnd_event(st, ev))
+    }
+
+    fn undo_cwnd(&mut self, st: &CongState) -> u32 {
+        each_cong!(self, c => c.undo_cwnd(st))
+    }
+}
+
 /// The congestion control called `name`: "cubic", or "reno" (alias
 /// "newreno"). Linux: `tcp_ca_find()` + `tcp_set_congestion_control()`.
-pub fn cong_by_name(name: &str) -> Option<Box<dyn CongestionOps>> {
+pub fn cong_by_name(name: &str) -> Option<TcpCong> {
     match name {
-        "cubic" => Some(Box::new(Cubic::new())),
-        "reno" | "newreno" => Some(Box::new(Reno)),
+        "cubic" => Some(TcpCong::Cubic(Cubic::new())),
+        "reno" | "newreno" => Some(TcpCong::Reno(Reno)),
         _ => None,
     }
 }
 
 /// The default congestion control, [`TCP_CONG_DEFAULT`].
-pub fn cong_default() -> Box<dyn CongestionOps> {
-    Box::new(Cubic::new())
+pub fn cong_default() -> TcpCong {
+    TcpCong::Cubic(Cubic::new())
 }
 
 #[cfg(test)]
@@ -895,11 +949,16 @@ mod tests {
         assert_eq!(cong_by_name("newreno").unwrap().name(), "reno");
         assert!(cong_by_name("bbr").is_none());
         assert_eq!(cong_default().name(), TCP_CONG_DEFAULT);
-        // Boxed ops drive a socket's state like the concrete types.
-        let mut ops = cong_by_name(TCP_CONG_DEFAULT).unwrap();
-        let mut st = CongState::new();
-        ops.init(&mut st);
-        ops.cong_avoid(&mut st, 10, 0, None);
-        assert_eq!(st.cwnd, 20);
+        // The socket's ops drive its state like the concrete types, inline or boxed.
+        for mut ops in [
+            cong_by_name(TCP_CONG_DEFAULT).unwrap(),
+            TcpCong::Custom(Box::new(Cubic::new())),
+        ] {
+            let mut st = CongState::new();
+            ops.init(&mut st);
+            ops.cong_avoid(&mut st, 10, 0, None);
+            assert_eq!(st.cwnd, 20);
+            assert_eq!(ops.name(), "cubic");
+        }
     }
 }

@@ -8,7 +8,7 @@ use blink_netcore::snmp::{DropReason, TcpExtMib, TcpMib};
 
 use crate::inet_hashtables::FourTuple;
 use crate::tcp::*;
-use crate::tcp_cong::CaState;
+use crate::tcp_cong::{CaState, CongestionOps};
 use crate::tcp_output::*;
 use crate::tcp_recovery::*;
 use crate::tcphdr::*;

@@ -16,7 +16,7 @@ use blink_ipv4::Stack;
 use blink_netcore::snmp::TcpExtMib;
 
 use crate::tcp::*;
-use crate::tcp_cong::CaState;
+use crate::tcp_cong::{CaState, CongestionOps};
 use crate::tcp_output::*;
 use crate::tcphdr::*;
 

@@ -12,7 +12,7 @@ use blink_netcore::sock::SockHandle;
 use blink_netcore::timer::TimerFn;
 
 use crate::tcp::{tcp_done, TcpError, TcpSkbCb, TcpSock, TcpState, TCPCB_LOST, TCPCB_SACKED_ACKED};
-use crate::tcp_cong::CaState;
+use crate::tcp_cong::{CaState, CongestionOps};
 use crate::tcp_ipv4::TcpProto;
 use crate::tcp_output::*;
 use crate::tcp_recovery::*;
