@@ -669,6 +669,20 @@ impl PoolInner {
         Mbuf(NonNull::from(h))
     }
 
+    /// Discharge `k` buffers pushed back onto `slot` (the pushes come first). If they were
+    /// the last out of a closed cache's slot, drain the slot and hand back the strong count
+    /// the cache parked, for the caller to drop once it no longer uses the pool (the pool may
+    /// go with it).
+    #[must_use]
+    fn discharge(&self, slot: &CacheSlot, k: u64) -> Option<Arc<PoolInner>> {
+        // AcqRel: every push before its `fetch_sub` (release), so the last sees them all.
+        if slot.out.fetch_sub(k, Ordering::AcqRel) != CLOSED | k {
+            return None;
+        }
+        self.drain_slot(slot);
+        self.parked.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
     /// Move whatever a closed slot's return stack holds to the shared free stack.
     fn drain_slot(&self, slot: &CacheSlot) {
         let mut v = Vec::new();
@@ -826,13 +840,8 @@ impl MempoolCache {
         inner.free.push_chain_on(&slot.head, &self.deferred);
         self.deferred.clear();
         self.note_cached();
-        // As in `release`: the pushes happen before the discharge, so the last buffer of a
-        // closed slot sees them all; it then drains the slot and drops the parked count.
-        if slot.out.fetch_sub(k, Ordering::AcqRel) == CLOSED | k {
-            inner.drain_slot(slot);
-            let arc = inner.parked.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            drop(arc);
-        }
+        // This cache holds a strong count of its own, so the pool outlives the parked one.
+        drop(inner.discharge(slot, k));
     }
 
     /// Publish how many free buffers this cache holds (see `CacheSlot::cached`).
@@ -1180,13 +1189,10 @@ unsafe fn release(p: NonNull<MbufHdr>) {
     // its buffers to come back moves the slot's stack to the shared one: every push here
     // happens before its `fetch_sub` (release), so the last one sees them all (acquire).
     pool.free.push_on(&slot.head, idx);
-    // The last access unless this was the closed cache's last buffer out: then drain the slot
-    // and take the strong count the cache parked (the pool may go with it).
-    if slot.out.fetch_sub(1, Ordering::AcqRel) == CLOSED | 1 {
-        pool.drain_slot(slot);
-        let arc = pool.parked.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        drop(arc);
-    }
+    // The last access unless this was the closed cache's last buffer out: then the slot is
+    // drained and the strong count the cache parked dropped here (the pool may go with it).
+    let parked = pool.discharge(slot, 1);
+    drop(parked);
 }
 
 /// The accounting of a buffer allocated without a cache slot: the last one outstanding gives

@@ -68,23 +68,7 @@ impl StackLf {
     /// no length, so a push touches nothing but its own head.
     #[inline]
     pub fn push_on(&self, head: &AtomicU64, idx: u32) {
-        let link = &self.next[idx as usize];
-        let mut cur = head.load(Ordering::Relaxed);
-        loop {
-            let (top, tag) = unpack(cur);
-            link.store(top, Ordering::Relaxed);
-            // Release: whoever pops `idx` sees its link and every write made to the buffer
-            // before it was freed.
-            match head.compare_exchange_weak(
-                cur,
-                pack(idx, tag.wrapping_add(1)),
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(v) => cur = v,
-            }
-        }
+        self.publish_on(head, idx, idx);
     }
 
     /// Push `idxs` (none of them on any stack) on `head` with one compare-and-swap, `idxs[0]`
@@ -98,12 +82,20 @@ impl StackLf {
         for w in idxs.windows(2) {
             self.next[w[0] as usize].store(w[1], Ordering::Relaxed);
         }
+        self.publish_on(head, first, last);
+    }
+
+    /// Put the private chain `first` ..= `last` (already linked) on top of `head`: `last`
+    /// takes the old top as its successor and one compare-and-swap makes `first` the top.
+    #[inline]
+    fn publish_on(&self, head: &AtomicU64, first: u32, last: u32) {
         let link = &self.next[last as usize];
         let mut cur = head.load(Ordering::Relaxed);
         loop {
             let (top, tag) = unpack(cur);
             link.store(top, Ordering::Relaxed);
-            // Release: as in push_on, for every buffer of the chain.
+            // Release: whoever pops a buffer of the chain sees its link and every write made
+            // to the buffer before it was freed.
             match head.compare_exchange_weak(
                 cur,
                 pack(first, tag.wrapping_add(1)),
